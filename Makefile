@@ -1,0 +1,49 @@
+# videobatch: every target builds the virtualenv and installs the project first when needed,
+# from nothing but Python 3.11+.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+VB     := $(BIN)/videobatch
+
+MANIFEST ?= manifests/example.yaml
+LEDGER   ?= outputs/ledger.parquet
+ARGS     ?=
+
+.PHONY: install demo run plan status report test bench emulator clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "videobatch needs Python 3.11 or newer: run make PYTHON=python3.11 ...")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VB) run manifests/example.yaml --emulate $(ARGS)
+
+run: $(STAMP)
+	$(VB) run $(MANIFEST) --ledger $(LEDGER) $(ARGS)
+
+plan: $(STAMP)
+	$(VB) plan $(MANIFEST) --ledger $(LEDGER) $(ARGS)
+
+status: $(STAMP)
+	$(VB) status --ledger $(LEDGER) $(ARGS)
+
+report: $(STAMP)
+	$(VB) report --ledger $(LEDGER) $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(ARGS)
+
+emulator: $(STAMP)
+	$(VB) emulator $(ARGS)
+
+clean:
+	rm -rf $(VENV) outputs/emulator
