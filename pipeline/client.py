@@ -1,0 +1,399 @@
+"""The only code that speaks HTTP to Apiframe (and to the CDN its results live on).
+
+Layers, from the bottom: `RequestGate` paces every API request (one limiter for the whole run,
+plus a shared pause after a 429); `ApiClient` makes one typed call at a time and retries what is
+safe to retry; errors are an exception hierarchy callers catch by meaning.
+
+The API key goes in one header of requests to the API base URL and nowhere else: never to a
+download URL, never into an exception, a log line or a repr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiolimiter import AsyncLimiter
+
+from pipeline.redact import redact, register_secret
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An answer (or a missing answer) from the API that the caller has to act on."""
+
+    def __init__(self, message: str, status: int | None = None, body: Any = None):
+        super().__init__(redact(message))
+        self.status = status
+        self.body = body
+
+
+class AuthError(ApiError):
+    """401/403: the key is missing, wrong, inactive or lacks permission. Stop at once."""
+
+
+class RejectedRequest(ApiError):
+    """400: the API refused the body. Final for that job; never retried."""
+
+    @property
+    def details(self) -> dict[str, list[str]]:
+        return (self.body or {}).get("details") or {} if isinstance(self.body, dict) else {}
+
+
+class InsufficientCredits(ApiError):
+    """402: the team cannot pay for this job. Stop submitting."""
+
+    @property
+    def required(self) -> int | None:
+        return (self.body or {}).get("creditsRequired") if isinstance(self.body, dict) else None
+
+    @property
+    def available(self) -> int | None:
+        return (self.body or {}).get("creditsAvailable") if isinstance(self.body, dict) else None
+
+
+class IdempotencyConflict(ApiError):
+    """409: an Idempotency-Key came back with a different body. A bug on our side: report it."""
+
+
+class NotFound(ApiError):
+    """404: the job (or file) is unknown to the API, or has been purged."""
+
+
+class TransientError(ApiError):
+    """5xx, timeouts, dropped connections: worth another try after a pause."""
+
+
+class DownloadError(ApiError):
+    """A download that cannot be used: wrong type, too large, cut short, or not a valid video."""
+
+
+# --- pacing ---------------------------------------------------------------------------------
+
+
+class RequestGate:
+    """Paces API requests under the account's rate limit.
+
+    Apiframe counts requests in a sliding window (500 per 60 s). A leaky bucket of capacity C
+    draining at r per second lets at most C + r*W requests into any window W, so we keep a
+    small burst (1 % of the limit) and drain at (limit - 2C)/W: never more than the limit in any
+    window, even with some network jitter. After a 429 every request waits for its Retry-After,
+    not just the one that got it: no request leaves before the server said it may.
+    """
+
+    def __init__(self, rpm: float | None, period: float = 60.0):
+        self.limiter: AsyncLimiter | None = None
+        if rpm:
+            burst = max(1.0, rpm / 100)
+            rate = max(rpm - 2 * burst, rpm * 0.5)
+            self.limiter = AsyncLimiter(burst, period * burst / rate)
+        self.rpm = rpm
+        self.period = period
+        self._not_before = 0.0  # monotonic time before which nothing may be sent
+        self.requests = 0
+
+    def pause_until(self, monotonic_deadline: float) -> None:
+        self._not_before = max(self._not_before, monotonic_deadline)
+
+    async def wait_turn(self) -> None:
+        while True:
+            delay = self._not_before - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            if self.limiter is not None:
+                await self.limiter.acquire()
+            if self._not_before <= time.monotonic():  # a 429 may have arrived while we queued
+                self.requests += 1
+                return
+
+
+@dataclass
+class RetryPolicy:
+    """Full-jitter exponential backoff for transient failures (5xx, timeouts, resets)."""
+
+    attempts: int = 6  # tries in all, the first included
+    base: float = 0.5
+    cap: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        return random.uniform(0, min(self.cap, self.base * 2 ** (failures - 1)))
+
+
+RetryHook = Callable[[str, str, float], None]  # (what, reason, delay) -> None
+
+
+def _parse_retry_after(value: str | None) -> float:
+    if not value:
+        return 1.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)  # the HTTP-date form
+        return max(0.0, when.timestamp() - time.time()) if when else 1.0
+
+
+def _error_text(body: Any, fallback: str) -> str:
+    if isinstance(body, dict) and body.get("error"):
+        text = str(body["error"])
+        if body.get("details"):
+            text += ": " + json.dumps(body["details"], sort_keys=True)
+        return text[:500]
+    return fallback
+
+
+# --- the client -----------------------------------------------------------------------------
+
+
+class ApiClient:
+    """Typed calls to the Apiframe v2 API. One instance per run; use as an async context manager."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        gate: RequestGate | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        on_retry: RetryHook | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ):
+        if not api_key:
+            raise AuthError("no API key: set APIFRAME_API_KEY in the environment or .env")
+        register_secret(api_key)
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"X-API-Key": api_key, "Accept": "application/json"}
+        self.gate = gate or RequestGate(None)
+        self.retry = retry or RetryPolicy()
+        self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(10.0, timeout))
+        # A large video may take minutes; what matters is that bytes keep coming.
+        self.download_timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=timeout)
+        self.on_retry = on_retry or (lambda what, reason, delay: None)
+        self.should_stop = should_stop or (lambda: False)
+        self.clock_offset = 0.0  # server time minus local time, from the Date header
+        self.rate_limited = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"ApiClient({self.base_url!r})"
+
+    async def __aenter__(self) -> ApiClient:
+        connector = aiohttp.TCPConnector(limit=100, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("ApiClient used outside `async with`")
+        return self._session
+
+    # -- API calls --
+
+    async def submit(self, body: bytes, idempotency_key: str) -> dict[str, Any]:
+        """POST /v2/videos/generate with the exact body bytes the ledger journaled.
+
+        Safe to retry on any transient failure: the Idempotency-Key makes the API answer a
+        replay with the job the first try created.
+        """
+        headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
+        return await self._call("POST", "/v2/videos/generate", data=body, headers=headers)
+
+    async def get_job(self, job_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/v2/jobs/{job_id}")
+
+    async def list_jobs(
+        self, *, status: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> dict[str, Any]:
+        params: dict[str, str] = {"limit": str(limit)}
+        if status:
+            params["status"] = status
+        if cursor:
+            params["cursor"] = cursor
+        return await self._call("GET", "/v2/jobs", params=params)
+
+    async def me(self) -> dict[str, Any]:
+        return await self._call("GET", "/v2/me")
+
+    async def upload(self, path: Path) -> dict[str, Any]:
+        """POST /v2/uploads (multipart). Uploads are not idempotent, but a duplicate only costs
+        storage that expires within hours, so transient failures are retried."""
+        data = path.read_bytes()
+
+        def form() -> aiohttp.FormData:  # a FormData can be sent only once
+            fd = aiohttp.FormData()
+            fd.add_field("file", data, filename=path.name, content_type="application/octet-stream")
+            return fd
+
+        return await self._call("POST", "/v2/uploads", form=form)
+
+    # -- plumbing --
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: bytes | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        form: Callable[[], aiohttp.FormData] | None = None,
+    ) -> dict[str, Any]:
+        what = f"{method} {path.split('?')[0]}"
+        failures = 0
+        while True:
+            await self.gate.wait_turn()
+            try:
+                return await self._send(method, path, data=data, params=params, headers=headers,
+                                        form=form)
+            except RateLimitedAnswer as limited:
+                # Costs nothing to wait; a storm slows the run down but never fails a job.
+                self.rate_limited += 1
+                if self.should_stop():
+                    raise
+                self.gate.pause_until(time.monotonic() + limited.retry_after)
+                self.on_retry(what, "429 rate limited", limited.retry_after)
+            except TransientError as exc:
+                failures += 1
+                if failures >= self.retry.attempts or self.should_stop():
+                    raise
+                delay = self.retry.delay(failures)
+                self.on_retry(what, str(exc), delay)
+                await asyncio.sleep(delay)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: bytes | None,
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None,
+        form: Callable[[], aiohttp.FormData] | None,
+    ) -> dict[str, Any]:
+        all_headers = dict(self._headers)
+        if headers:
+            all_headers.update(headers)
+        try:
+            async with self.session.request(
+                method,
+                self.base_url + path,
+                data=form() if form else data,
+                params=params,
+                headers=all_headers,
+                allow_redirects=False,
+            ) as response:
+                raw = await response.read()
+                self._note_server_clock(response.headers.get("Date"))
+                retry_after = response.headers.get("Retry-After")
+                status = response.status
+        except asyncio.TimeoutError:
+            raise TransientError(f"{method} {path}: no answer in time") from None
+        except aiohttp.ClientError as exc:
+            raise TransientError(f"{method} {path}: connection failed ({type(exc).__name__})") from None
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        if 200 <= status < 300:
+            if not isinstance(body, dict):
+                raise TransientError(f"{method} {path}: answer {status} was not a JSON object")
+            return body
+        message = f"{method} {path} -> {status} {_error_text(body, raw[:200].decode('utf-8', 'replace'))}"
+        if status == 429:
+            raise RateLimitedAnswer(message, status, body, _parse_retry_after(retry_after))
+        if status >= 500 or status == 408:
+            raise TransientError(message, status, body)
+        if status in (401, 403):
+            raise AuthError(message, status, body)
+        if status == 402:
+            raise InsufficientCredits(message, status, body)
+        if status == 404:
+            raise NotFound(message, status, body)
+        if status == 409:
+            raise IdempotencyConflict(message, status, body)
+        if status == 400 or status == 422:
+            raise RejectedRequest(message, status, body)
+        raise ApiError(message, status, body)
+
+    def _note_server_clock(self, date_header: str | None) -> None:
+        if not date_header:
+            return
+        try:
+            server = email.utils.parsedate_to_datetime(date_header).timestamp()
+        except (TypeError, ValueError):
+            return
+        self.clock_offset = server - time.time()
+
+    # -- downloads (CDN: no key, no rate limit) --
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int) -> tuple[int, str]:
+        """Stream `url` into `dest`; return (bytes, sha256). The caller verifies and renames.
+
+        Only http(s) URLs are followed, no redirects to elsewhere, the answer must say it is a
+        video, and it may not exceed `max_bytes` or end short of its Content-Length.
+        """
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise DownloadError(f"refusing to download a {scheme or 'schemeless'} URL: only http(s)")
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            async with self.session.get(url, allow_redirects=False, timeout=self.download_timeout) as response:
+                if response.status == 404:
+                    raise NotFound(f"video gone from the CDN (404): {url}", 404)
+                if response.status >= 500 or response.status == 429:
+                    raise TransientError(f"CDN answered {response.status}", response.status)
+                if response.status != 200:
+                    raise DownloadError(f"CDN answered {response.status} for {url}", response.status)
+                ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                if not (ctype.startswith("video/") or ctype == "application/octet-stream"):
+                    raise DownloadError(f"not a video: Content-Type {ctype or 'missing'} at {url}")
+                expected = response.content_length
+                if expected is not None and expected > max_bytes:
+                    raise DownloadError(f"video is {expected} bytes, over the {max_bytes}-byte cap")
+                with open(dest, "wb") as out:
+                    async for chunk in response.content.iter_chunked(1 << 16):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise DownloadError(f"video passed the {max_bytes}-byte cap: stopped")
+                        digest.update(chunk)
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+                if expected is not None and size != expected:
+                    raise TransientError(f"download cut short: {size} of {expected} bytes")
+        except asyncio.TimeoutError:
+            raise TransientError("download timed out") from None
+        except aiohttp.ClientPayloadError:
+            raise TransientError(f"download cut short after {size} bytes") from None
+        except aiohttp.ClientError as exc:
+            raise TransientError(f"download failed ({type(exc).__name__})") from None
+        return size, digest.hexdigest()
+
+
+class RateLimitedAnswer(TransientError):
+    """429 with its Retry-After; handled inside ApiClient._call, never escapes it."""
+
+    def __init__(self, message: str, status: int, body: Any, retry_after: float):
+        super().__init__(message, status, body)
+        self.retry_after = retry_after

@@ -1,0 +1,116 @@
+"""Manifest rows + ledger -> Plan: what a run would do with each row and what it would cost.
+
+Pure: reads the ledger's current frame and the file system (is a finished video still on disk?),
+changes nothing. The run and the `plan` command share it, so what `plan` prints is what `run` does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.schema import COMPLETED, DOWNLOADED, FAILED, IN_FLIGHT, PENDING, REJECTED
+
+# What a run does with a row.
+SKIP = "skip"  # DOWNLOADED and its file is still there
+DOWNLOAD = "download"  # COMPLETED, or DOWNLOADED with the file gone: fetch again, no new generation
+TRACK = "track"  # has a job_id and is still generating: follow it
+RESUME = "resume"  # intent journaled, no job_id: resubmit the same body with the same key
+SUBMIT = "submit"  # new row (or PENDING with no intent yet): first attempt
+RETRY = "retry"  # FAILED and --retry-failed: a new attempt
+NEW_VERSION = "new-version"  # same id, changed request: the old row is archived, a new job made
+LEAVE_FAILED = "failed"  # FAILED (without --retry-failed) or REJECTED: left as it is
+
+ACTIONS = (SKIP, DOWNLOAD, TRACK, RESUME, SUBMIT, RETRY, NEW_VERSION, LEAVE_FAILED)
+# Actions that may create a job and so spend credits.
+SPENDING = (RESUME, SUBMIT, RETRY, NEW_VERSION)
+
+_LEDGER_COLUMNS = [
+    "job_key", "request_hash", "status", "job_id", "attempts", "idempotency_key", "request_body",
+    "credits_charged", "credits_prior", "video_url", "expired", "output_path", "bytes", "error",
+]
+
+
+@dataclass
+class Plan:
+    manifest: Path
+    rows: pl.DataFrame  # manifest columns + `action` + the ledger's columns prefixed `ledger_`
+    orphans: int = 0  # ledger rows of this manifest no longer in it (edited or removed rows)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def credits_to_spend(self) -> int:
+        """Upper bound of what a run would charge: one attempt for every spending row."""
+        spending = self.rows.filter(pl.col("action").is_in(SPENDING))
+        return int(spending["credits_estimated"].sum() or 0)
+
+    @property
+    def credits_total(self) -> int:
+        return int(self.rows["credits_estimated"].sum() or 0)
+
+    def with_action(self, *actions: str) -> pl.DataFrame:
+        return self.rows.filter(pl.col("action").is_in(actions))
+
+
+def _file_present(paths: list[str | None], sizes: list[int | None]) -> list[bool]:
+    present = []
+    for path, size in zip(paths, sizes):
+        try:
+            present.append(path is not None and os.stat(path).st_size == (size if size is not None else -1))
+        except OSError:
+            present.append(False)
+    return present
+
+
+def make_plan(manifest_rows: pl.DataFrame, ledger_frame: pl.DataFrame, *, retry_failed: bool,
+              manifest: Path) -> Plan:
+    """Decide every row's action from its ledger state (vectorised: 100,000 rows in well under a second)."""
+    ledger = ledger_frame.select(_LEDGER_COLUMNS).rename(
+        {c: f"ledger_{c}" for c in _LEDGER_COLUMNS if c != "job_key"}
+    )
+    rows = manifest_rows.join(ledger, on="job_key", how="left", maintain_order="left")
+
+    downloaded = pl.col("ledger_status") == DOWNLOADED
+    # Only finished rows need a look at the disk; everything else is decided by the ledger alone.
+    done = rows.filter(downloaded)
+    present = pl.Series("file_present", [], dtype=pl.Boolean)
+    if done.height:
+        present = pl.Series(
+            "file_present",
+            _file_present(done["ledger_output_path"].to_list(), done["ledger_bytes"].to_list()),
+        )
+    rows = rows.join(
+        done.select("job_key").with_columns(present), on="job_key", how="left", maintain_order="left"
+    )
+
+    status = pl.col("ledger_status")
+    changed = status.is_not_null() & (pl.col("ledger_request_hash") != pl.col("request_hash"))
+    action = (
+        pl.when(status.is_null()).then(pl.lit(SUBMIT))
+        .when(changed).then(pl.lit(NEW_VERSION))
+        .when(downloaded & pl.col("file_present")).then(pl.lit(SKIP))
+        .when(downloaded).then(pl.lit(DOWNLOAD))
+        .when(status == COMPLETED).then(pl.lit(DOWNLOAD))
+        .when(status.is_in(IN_FLIGHT) & pl.col("ledger_job_id").is_not_null()).then(pl.lit(TRACK))
+        .when((status == PENDING) & pl.col("ledger_idempotency_key").is_not_null()).then(pl.lit(RESUME))
+        .when(status == PENDING).then(pl.lit(SUBMIT))
+        .when((status == FAILED) & pl.lit(retry_failed)).then(pl.lit(RETRY))
+        .when(status.is_in([FAILED, REJECTED])).then(pl.lit(LEAVE_FAILED))
+        .otherwise(pl.lit(SUBMIT))
+        .alias("action")
+    )
+    rows = rows.with_columns(action).drop("file_present")
+
+    manifest_text = str(manifest)
+    orphans = 0
+    if ledger_frame.height:
+        orphans = ledger_frame.filter(
+            (pl.col("manifest") == manifest_text) & ~pl.col("job_key").is_in(manifest_rows["job_key"])
+        ).height
+    counts = {a: 0 for a in ACTIONS}
+    for name, n in rows.group_by("action").len().iter_rows():
+        counts[name] = n
+    return Plan(manifest=manifest, rows=rows, orphans=orphans, counts=counts)

@@ -1,0 +1,169 @@
+"""Follow many in-flight jobs with few requests: the list endpoint reports 100 jobs per call.
+
+Under a rate limit every status poll is a submit we cannot make, so instead of one polling loop
+per job (the SDK's way: ~14 requests for a one-minute job) the tracker pages through
+`GET /v2/jobs?status=COMPLETED` and `?status=FAILED`, newest first, and stops as soon as every
+job it waits for is accounted for or the page has gone older than the oldest of them. Jobs no
+list showed for far longer than jobs of their clip duration take are read one by one
+(`GET /v2/jobs/{id}`), which also catches states the lists skip (CANCELLED).
+
+Cadence: no poll before the earliest moment a pending job could be done (learned per clip
+duration from the jobs seen so far), and polls never take more than a small share of the
+request budget while submits are waiting for it, a larger one once they are not.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pipeline.client import ApiClient, NotFound
+
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+LIST_STATUSES = ("COMPLETED", "FAILED")
+SKEW_MARGIN_S = 5.0  # server clock vs. ours, after correcting by the Date header
+
+
+def parse_api_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass
+class Pending:
+    job_id: str
+    job_key: str
+    duration: int
+    created: float  # server epoch seconds (estimated from our clock until the API tells us)
+    since: float  # monotonic time we started waiting
+    last_seen: float  # monotonic time the API last told us anything about it
+
+
+class Tracker:
+    def __init__(
+        self,
+        client: ApiClient,
+        *,
+        rate_per_second: float | None,
+        min_interval: float = 1.0,
+        max_interval: float = 30.0,
+        busy_share: float = 0.05,
+        idle_share: float = 0.5,
+    ):
+        self.client = client
+        self.rate_per_second = rate_per_second
+        self.min_interval = min_interval
+        self.max_interval = max_interval
+        self.busy_share = busy_share
+        self.idle_share = idle_share
+        self.pending: dict[str, Pending] = {}
+        # clip duration -> (fastest, slowest) seconds from submit to seen done
+        self.observed: dict[int, tuple[float, float]] = {}
+        self.last_poll = 0.0
+        self.last_requests = 1
+        self.requests = 0
+        self.polls = 0
+
+    # -- membership --
+
+    def add(self, job_id: str, job_key: str, duration: int, *, created: float | None = None,
+            waited: float = 0.0) -> None:
+        now = time.monotonic()
+        if created is None:
+            created = time.time() + self.client.clock_offset
+        self.pending[job_id] = Pending(job_id, job_key, duration, created, now - waited, now)
+
+    def discard(self, job_id: str) -> None:
+        self.pending.pop(job_id, None)
+
+    # -- cadence --
+
+    def _earliest_done(self, duration: int) -> float:
+        seen = self.observed.get(duration)
+        if seen:
+            return 0.9 * seen[0]
+        # Nothing seen for this duration yet: longer clips take at least as long as shorter ones.
+        shorter = [fast for d, (fast, _) in self.observed.items() if d < duration]
+        return 0.9 * max(shorter) if shorter else 0.0
+
+    def _overdue_after(self, duration: int) -> float:
+        seen = self.observed.get(duration)
+        return max(60.0, 3 * seen[1]) if seen else 600.0
+
+    def _observe(self, duration: int, seconds: float) -> None:
+        fast, slow = self.observed.get(duration, (seconds, seconds))
+        self.observed[duration] = (min(fast, seconds), max(slow, seconds))
+
+    def next_delay(self, submits_waiting: bool) -> float:
+        """Seconds until the next poll is worth its requests."""
+        if not self.pending:
+            return self.max_interval
+        now = time.monotonic()
+        ready = min(p.since + self._earliest_done(p.duration) for p in self.pending.values())
+        delay = max(ready - now, self.last_poll + self.min_interval - now)
+        if self.rate_per_second:
+            share = self.busy_share if submits_waiting else self.idle_share
+            gap = self.last_requests / (share * self.rate_per_second)
+            delay = max(delay, self.last_poll + gap - now)
+        return min(max(delay, 0.0), self.max_interval)
+
+    # -- polling --
+
+    async def poll(self) -> list[dict[str, Any]]:
+        """One round: the jobs (API objects) among `pending` that reached a terminal state."""
+        self.last_poll = time.monotonic()
+        self.polls += 1
+        requests = 0
+        finished: dict[str, dict[str, Any]] = {}
+        if self.pending:
+            oldest = min(p.created for p in self.pending.values()) - SKEW_MARGIN_S
+            for status in LIST_STATUSES:
+                cursor = None
+                while True:
+                    page = await self.client.list_jobs(status=status, limit=100, cursor=cursor)
+                    requests += 1
+                    jobs = page.get("jobs") or []
+                    for job in jobs:
+                        if job.get("id") in self.pending and job["id"] not in finished:
+                            finished[job["id"]] = job
+                    if len(finished) == len(self.pending) or not page.get("hasMore") or not jobs:
+                        break
+                    last_created = parse_api_time(jobs[-1].get("createdAt"))
+                    if last_created is not None and last_created < oldest:
+                        break
+                    cursor = page.get("nextCursor")
+                    if not cursor:
+                        break
+                if len(finished) == len(self.pending):
+                    break
+        now = time.monotonic()
+        for job_id in finished:
+            self.pending[job_id].last_seen = now
+        # The lists did not show these for far too long: ask about each one.
+        for p in list(self.pending.values()):
+            if p.job_id in finished or now - p.last_seen < self._overdue_after(p.duration):
+                continue
+            try:
+                job = await self.client.get_job(p.job_id)
+            except NotFound as exc:
+                job = {"id": p.job_id, "status": "FAILED", "error": f"the API no longer knows this job ({exc.status})",
+                       "creditCost": None, "result": None}
+            requests += 1
+            p.last_seen = now
+            if job.get("status") in TERMINAL:
+                finished[p.job_id] = job
+            elif job.get("createdAt"):
+                p.created = parse_api_time(job["createdAt"]) or p.created
+        for job_id, job in finished.items():
+            p = self.pending.pop(job_id)
+            if job.get("status") == "COMPLETED":
+                self._observe(p.duration, now - p.since)
+        self.last_requests = max(1, requests)
+        self.requests += requests
+        return list(finished.values())

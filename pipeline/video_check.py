@@ -1,0 +1,58 @@
+"""Is a downloaded file the video we asked for? Probed with PyAV, so "it decodes" is a real decode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+# Frame counts at a low frame rate make durations a little coarse; half a second is still far
+# tighter than the gap between the model's clip lengths (6, 10, 15 s).
+DURATION_TOLERANCE_S = 0.5
+
+
+class VideoMismatch(Exception):
+    """The file is not a playable video of the requested duration and frame size."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    duration: float  # seconds
+    codec: str
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Open the file, read its first video stream's size and duration, and decode one frame."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoMismatch("the file has no video stream")
+            stream = container.streams.video[0]
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / av.time_base
+            else:
+                raise VideoMismatch("the file does not say how long it is")
+            for _frame in container.decode(stream):
+                break
+            else:
+                raise VideoMismatch("no frame could be decoded")
+            return VideoInfo(stream.codec_context.width, stream.codec_context.height, duration,
+                             stream.codec_context.name)
+    except av.FFmpegError as exc:
+        raise VideoMismatch(f"not a readable video ({type(exc).__name__})") from None
+
+
+def verify_video(path: Path, *, duration: int, frame_size: tuple[int, int]) -> VideoInfo:
+    info = probe_video(path)
+    if (info.width, info.height) != tuple(frame_size):
+        raise VideoMismatch(
+            f"frame size {info.width}x{info.height}, asked for {frame_size[0]}x{frame_size[1]}"
+        )
+    if abs(info.duration - duration) > DURATION_TOLERANCE_S:
+        raise VideoMismatch(f"{info.duration:.2f} s long, asked for {duration} s")
+    return info
