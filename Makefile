@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The report is written even when the run ends early, and the run's exit code is kept.
 demo: $(STAMP)
-	$(VB) run manifests/example.yaml --emulate $(ARGS)
+	$(VB) run manifests/example.yaml --emulate $(ARGS); code=$$?; \
+	$(VB) report --ledger outputs/emulator/ledger.parquet; exit $$code
 
 run: $(STAMP)
 	$(VB) run $(MANIFEST) --ledger $(LEDGER) $(ARGS)

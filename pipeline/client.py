@@ -191,6 +191,10 @@ class ApiClient:
     def __repr__(self) -> str:
         return f"ApiClient({self.base_url!r})"
 
+    def api_key_for_webhooks(self) -> str:
+        """The key, for verifying webhook signatures (they are keyed by its sha256)."""
+        return self._headers["X-API-Key"]
+
     async def __aenter__(self) -> ApiClient:
         connector = aiohttp.TCPConnector(limit=100, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)

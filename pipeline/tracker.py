@@ -69,6 +69,7 @@ class Tracker:
         self.last_requests = 1
         self.requests = 0
         self.polls = 0
+        self.hinted = False  # a webhook said some pending job has news: don't wait for estimates
 
     # -- membership --
 
@@ -81,6 +82,12 @@ class Tracker:
 
     def discard(self, job_id: str) -> None:
         self.pending.pop(job_id, None)
+
+    def hint(self, job_id: str) -> bool:
+        """A webhook named this job: poll at the next moment the budget allows."""
+        if job_id in self.pending:
+            self.hinted = True
+        return self.hinted
 
     # -- cadence --
 
@@ -105,7 +112,8 @@ class Tracker:
         if not self.pending:
             return self.max_interval
         now = time.monotonic()
-        ready = min(p.since + self._earliest_done(p.duration) for p in self.pending.values())
+        ready = now if self.hinted else min(
+            p.since + self._earliest_done(p.duration) for p in self.pending.values())
         delay = max(ready - now, self.last_poll + self.min_interval - now)
         if self.rate_per_second:
             share = self.busy_share if submits_waiting else self.idle_share
@@ -119,6 +127,7 @@ class Tracker:
         """One round: the jobs (API objects) among `pending` that reached a terminal state."""
         self.last_poll = time.monotonic()
         self.polls += 1
+        self.hinted = False
         requests = 0
         finished: dict[str, dict[str, Any]] = {}
         if self.pending:

@@ -1,0 +1,86 @@
+"""Drive the real `videobatch` command in a child process against an emulator on loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.ledger import read_ledger
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_KEY = "afk_test_key_0123456789"
+
+
+def cli_env(base_url: str, key: str | None = TEST_KEY, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APIFRAME_")}
+    env["APIFRAME_BASE_URL"] = base_url
+    if key is not None:
+        env["APIFRAME_API_KEY"] = key
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline", *args]
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(cli_command(*args), env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start_cli(*args: str, env: dict[str, str], cwd: Path, stdout=None) -> subprocess.Popen:
+    return subprocess.Popen(cli_command(*args), env=env, cwd=cwd, stdout=stdout or subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def run_args(manifest: Path, tmp: Path, *more: str) -> list[str]:
+    """`run` with the ledger and videos inside the test's folder, fast polling, no rate limit."""
+    return ["run", str(manifest), "--ledger", str(tmp / "ledger.parquet"), "--out", str(tmp / "out"),
+            "--rpm", "0", "--poll-interval", "0.05", "--progress-interval", "0.5", *more]
+
+
+def write_manifest(path: Path, jobs: list[dict], defaults: dict | None = None) -> Path:
+    import yaml
+
+    doc = {"jobs": jobs}
+    if defaults:
+        doc["defaults"] = defaults
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def prompts(n: int, prefix: str = "scene") -> list[dict]:
+    durations = (6, 10, 15)
+    ratios = ("16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3")
+    return [{"prompt": f"{prefix} {i}: a lighthouse keeper paints wave number {i}",
+             "duration": durations[i % 3], "aspect_ratio": ratios[i % 7]} for i in range(n)]
+
+
+def ledger(tmp: Path) -> pl.DataFrame:
+    return read_ledger(tmp / "ledger.parquet")
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def jobs_per_key(stats: dict) -> dict[str, list[dict]]:
+    """Emulator jobs grouped by the job_key embedded in their Idempotency-Key (vb-<key>-a<n>-<hash>)."""
+    grouped: dict[str, list[dict]] = {}
+    for job in stats["jobs"]:
+        key = job.get("idempotency_key") or ""
+        job_key = key[3:].rsplit("-a", 1)[0] if key.startswith("vb-") else key
+        grouped.setdefault(job_key, []).append(job)
+    return grouped

@@ -1,0 +1,243 @@
+"""`videobatch run` end to end: the real command in a child process, the emulator over loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
+from pipeline.ledger import read_runs
+from pipeline.video_check import probe_video
+from tests.harness import (
+    TEST_KEY, cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, start_cli, wait_for,
+    write_manifest,
+)
+
+
+@pytest.fixture
+def emulator():
+    started = []
+
+    def start(**overrides) -> EmulatorThread:
+        config = dict(api_key=TEST_KEY, credits=100_000, time_scale=0.0, rpm=0)
+        config.update(overrides)
+        emu = EmulatorThread(EmulatorConfig(**config))
+        emu.__enter__()
+        started.append(emu)
+        return emu
+
+    yield start
+    for emu in started:
+        emu.__exit__(None, None, None)
+
+
+def sha256_file(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_batch_downloads_every_row_and_charges_what_the_api_charged(emulator, tmp_path):
+    emu = emulator()
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(9) + [{"id": "twins", "prompt": "two owls", "count": 2}])
+    done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    rows = ledger(tmp_path)
+    assert rows.height == 11
+    assert set(rows["status"]) == {"DOWNLOADED"}
+    assert set(rows["job_key"]) >= {"twins", "twins-v2"}
+    stats = emu.stats()
+    served = {job["id"]: job for job in stats["jobs"]}
+    assert len(served) == 11
+    for row in rows.iter_rows(named=True):
+        info = probe_video(Path(row["output_path"]))
+        assert info.duration == pytest.approx(row["duration"], abs=0.5)
+        assert sha256_file(row["output_path"]) == row["sha256"] == served[row["job_id"]]["video_sha256"]
+        assert Path(row["output_path"]).name == f"{row['job_key']}.mp4"
+    assert rows["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"]
+    assert rows["credits_charged"].sum() == rows["credits_estimated"].sum()
+    assert "credits:" in done.stdout and "charged this run" in done.stdout
+
+    runs = read_runs(tmp_path / "ledger.parquet")
+    assert runs.height == 1 and runs["exit_code"][0] == 0 and runs["rows_finished"][0] == 11
+    log = Path(runs["log_path"][0])
+    assert log.exists() and '"event": "download"' in log.read_text()
+
+
+def test_rerun_submits_nothing_and_redownloads_only_missing_files(emulator, tmp_path):
+    emu = emulator()
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(4))
+    env = cli_env(emu.base_url)
+    assert run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path).returncode == 0
+    jobs_before = len(emu.stats()["jobs"])
+
+    again = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "4 already done" in again.stdout
+    assert len(emu.stats()["jobs"]) == jobs_before
+    assert emu.stats()["requests"].get("POST /v2/videos/generate", 0) == jobs_before
+
+    gone = ledger(tmp_path)["output_path"][0]
+    Path(gone).unlink()
+    third = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert Path(gone).exists()
+    assert len(emu.stats()["jobs"]) == jobs_before  # downloaded again, not generated again
+
+
+def test_killed_run_resumes_without_a_second_job(emulator, tmp_path):
+    emu = emulator(time_scale=0.05)  # 1.5-7.5 s per job: the kill lands mid-batch
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(12))
+    env = cli_env(emu.base_url)
+    proc = start_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert wait_for(lambda: len(emu.stats()["jobs"]) >= 6, timeout=30)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+
+    finish = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert finish.returncode == 0, finish.stdout + finish.stderr
+    rows = ledger(tmp_path)
+    assert set(rows["status"]) == {"DOWNLOADED"} and rows.height == 12
+    per_key = jobs_per_key(emu.stats())
+    assert set(per_key) == set(rows["job_key"])
+    assert all(len(jobs) == 1 for jobs in per_key.values()), per_key
+
+
+def test_dropped_answers_are_saved_by_the_idempotency_key(emulator, tmp_path):
+    emu = emulator(faults=Faults(seed=7, drop_after_create=0.5, error_503=0.2))
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(10))
+    done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stats = emu.stats()
+    assert stats["faults"]["drop_after_create"] > 0
+    assert all(len(jobs) == 1 for jobs in jobs_per_key(stats).values())
+    assert ledger(tmp_path)["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"]
+
+
+def test_failed_generations_are_retried_then_left_failed(emulator, tmp_path):
+    emu = emulator(faults=Faults(seed=3, fail_generation=1.0))
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(2))
+    done = run_cli(*run_args(manifest, tmp_path, "--retries", "1"), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    rows = ledger(tmp_path)
+    assert set(rows["status"]) == {"FAILED"} and set(rows["attempts"]) == {2}
+    assert rows["credits_charged"].sum() == 0  # the API refunds failed jobs
+    assert len(emu.stats()["jobs"]) == 4
+    assert "FAILED" in done.stdout
+
+    # Without --retry-failed a rerun leaves them alone; with it they get one more attempt each.
+    emu.configure(faults={"fail_generation": 0.0})
+    again = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert again.returncode == 1 and len(emu.stats()["jobs"]) == 4
+    retried = run_cli(*run_args(manifest, tmp_path, "--retry-failed"), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert set(ledger(tmp_path)["attempts"]) == {3} and len(emu.stats()["jobs"]) == 6
+
+
+def test_max_credits_stops_before_the_budget_is_passed(emulator, tmp_path):
+    emu = emulator()
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(6), defaults=None)
+    done = run_cli(*run_args(manifest, tmp_path, "--max-credits", "40"), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "--max-credits" in done.stdout
+    assert emu.stats()["credits"]["charged"] <= 40
+    # A later run without the cap finishes the rest.
+    rest = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    assert all(len(j) == 1 for j in jobs_per_key(emu.stats()).values())
+
+
+def test_out_of_credits_stops_submitting_and_a_later_run_continues(emulator, tmp_path):
+    emu = emulator(credits=45, time_scale=0.02)
+    manifest = write_manifest(tmp_path / "m.yaml", [{"prompt": f"tide pool {i}", "duration": 6} for i in range(8)])
+    done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "insufficient credits" in done.stdout
+    rows = ledger(tmp_path)
+    assert (rows["status"] == "DOWNLOADED").sum() == 4  # what was in flight was still finished
+    emu.configure(credits=1000)
+    rest = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    assert len(emu.stats()["jobs"]) == 8
+
+
+def test_wrong_key_stops_at_once_and_is_never_printed(emulator, tmp_path):
+    emu = emulator()
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(3))
+    wrong = "afk_wrong_secret_abcdef123456"
+    done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url, key=wrong), cwd=tmp_path)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "authentication" in done.stdout
+    assert wrong not in done.stdout + done.stderr
+    assert len(emu.stats()["jobs"]) == 0
+
+
+def test_no_key_refuses_and_points_to_emulate(tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(1))
+    done = run_cli(*run_args(manifest, tmp_path), env=cli_env("http://127.0.0.1:9", key=None), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--emulate" in done.stderr
+    assert not (tmp_path / "ledger.parquet").exists()
+
+
+def test_emulate_keeps_its_own_ledger(tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(3))
+    env = cli_env("http://127.0.0.1:9", key=None)
+    done = run_cli("run", str(manifest), "--emulate", "--emulator-time-scale", "0", "--poll-interval", "0.05",
+                   env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = pl.read_parquet(tmp_path / "outputs/emulator/ledger.parquet")
+    assert rows.height == 3 and set(rows["status"]) == {"DOWNLOADED"}
+    assert not (tmp_path / "outputs/ledger.parquet").exists()
+    assert len(list((tmp_path / "outputs/emulator/videos").glob("*.mp4"))) == 3
+
+
+def test_plan_prices_rows_and_checks_the_balance(emulator, tmp_path):
+    emu = emulator(credits=30)
+    manifest = write_manifest(tmp_path / "m.yaml", [{"prompt": "a", "duration": 6},
+                                                    {"prompt": "b", "duration": 15, "count": 2}])
+    done = run_cli("plan", str(manifest), "--ledger", str(tmp_path / "ledger.parquet"),
+                   env=cli_env(emu.base_url), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "at most 60 credits" in done.stdout
+    assert "balance: 30 credits" in done.stdout and "SHORT by 30" in done.stdout
+    assert emu.stats()["requests"].get("POST /v2/videos/generate", 0) == 0
+
+
+def test_sigterm_saves_and_exits_3_quickly(emulator, tmp_path):
+    emu = emulator(time_scale=0.2)  # generations of 6-30 s: the run is mid-way when stopped
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(8))
+    env = cli_env(emu.base_url)
+    proc = start_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert wait_for(lambda: len(emu.stats()["jobs"]) >= 8, timeout=30)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 3, out
+    assert time.monotonic() - sent < 5
+    rows = ledger(tmp_path)
+    assert rows["job_id"].null_count() == 0  # every job the API made is in the ledger
+    # The rerun follows those jobs instead of submitting again.
+    emu.configure(time_scale=0.0)
+    rest = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    assert all(len(j) == 1 for j in jobs_per_key(emu.stats()).values())
+
+
+def test_second_run_on_one_ledger_is_refused(emulator, tmp_path):
+    emu = emulator(time_scale=0.1)
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(4))
+    env = cli_env(emu.base_url)
+    first = start_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    try:
+        assert wait_for(lambda: len(emu.stats()["jobs"]) >= 1, timeout=30)
+        second = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+        assert second.returncode == 3
+        assert f"pid {first.pid}" in second.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=15)
