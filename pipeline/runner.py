@@ -192,10 +192,12 @@ class Runner:
         self._check_finished()
         try:
             waiter = asyncio.create_task(self._finished.wait())
-            done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not waiter and not task.cancelled() and task.exception():
-                    raise task.exception()  # a bug in a loop: surface it rather than hang
+            running = {waiter, *tasks}
+            while not waiter.done():
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not waiter and not task.cancelled() and task.exception():
+                        raise task.exception()  # a bug in a loop: surface it rather than hang
         finally:
             for task in [*tasks, *self._spawned]:
                 task.cancel()

@@ -1,0 +1,47 @@
+"""How the emulator behaves: account, clock, rate limit and the faults it injects on purpose."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+DEMO_KEY = "afk_emulator_demo_key"
+
+# Realistic generation times before time_scale (seconds, uniform), per clip duration.
+REALISTIC_SECONDS = {6: (30.0, 60.0), 10: (45.0, 90.0), 15: (60.0, 150.0)}
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Each a probability in 0..1, drawn from one seeded generator so a failure reproduces."""
+
+    seed: int = 0
+    error_503: float = 0.0  # any /v2 route answers 503
+    drop_after_create: float = 0.0  # a submit creates and charges the job, then drops the connection
+    fail_generation: float = 0.0  # the job ends FAILED (and is refunded)
+    truncate_download: float = 0.0  # the CDN sends half the body under a full Content-Length
+    expire_results: float = 0.0  # a COMPLETED job's result is purged: expired=true, CDN 404
+    reset_connection: float = 0.0  # any /v2 route drops the connection before doing anything
+    slow_response: float = 0.0  # any /v2 route waits slow_seconds before answering
+    slow_seconds: float = 2.0
+
+    def updated(self, changes: dict[str, Any]) -> Faults:
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown faults: {sorted(unknown)}")
+        return replace(self, **changes)
+
+
+@dataclass
+class EmulatorConfig:
+    api_key: str = DEMO_KEY
+    credits: int = 100_000
+    time_scale: float = 1.0
+    generation_seconds: dict[int, tuple[float, float]] = field(default_factory=lambda: dict(REALISTIC_SECONDS))
+    rpm: int | None = 500  # requests per window per key over /v2; 0 or None: no limit
+    rate_window_seconds: float = 60.0
+    faults: Faults = field(default_factory=Faults)
+    host: str = "127.0.0.1"
+    port: int = 0
+    seed: int = 0

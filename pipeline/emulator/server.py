@@ -1,0 +1,370 @@
+"""The emulator's HTTP face: Apiframe v2 routes, a CDN, and a side door for tests.
+
+`/v2/*` behaves like the API: key check, sliding-window rate limit, injected faults, then the
+route. `/cdn/*` serves videos and uploads like a CDN (no key, no rate limit). `/_emulator/*`
+is outside the API: server-side truth (`stats`) and live reconfiguration (`config`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from pipeline.emulator.config import EmulatorConfig
+from pipeline.emulator.ratelimit import SlidingWindow
+from pipeline.emulator.state import EmulatorState, canonical, iso
+from pipeline.emulator.validation import validate_generate
+from pipeline.emulator.video import ClipCache
+from pipeline.emulator.webhooks import WebhookSender
+from pipeline.models import get_model
+
+MAX_IDEMPOTENCY_KEY = 255
+MAX_UPLOAD_IMAGE = 25 * 1024 * 1024
+IMAGE_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
+               (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
+STATE_KEY = web.AppKey("state", EmulatorState)
+SERVER_KEY = web.AppKey("server", object)
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+def _drop(request: web.Request) -> web.Response:
+    """Close the connection without an answer: the client sees a reset / disconnect."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=204)  # never reaches the client
+
+
+class EmulatorServer:
+    def __init__(self, config: EmulatorConfig):
+        self.config = config
+        self.state = EmulatorState(config)
+        self.window = SlidingWindow(config.rpm, config.rate_window_seconds)
+        self.clips = ClipCache()
+        self.webhooks = WebhookSender(config.api_key)
+        self.base_url = ""
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._api_gate], client_max_size=MAX_UPLOAD_IMAGE + 1024 * 1024)
+        app[STATE_KEY] = self.state
+        r = app.router
+        r.add_post("/v2/videos/generate", self.generate)
+        r.add_get("/v2/jobs", self.list_jobs)
+        r.add_get("/v2/jobs/{id}", self.get_job)
+        r.add_get("/v2/me", self.me)
+        r.add_post("/v2/uploads", self.upload)
+        r.add_get("/cdn/videos/{id}.mp4", self.cdn_video)
+        r.add_get("/cdn/uploads/{id}/{name}", self.cdn_upload)
+        r.add_get("/_emulator/stats", self.stats)
+        r.add_post("/_emulator/config", self.configure_route)
+        app.on_cleanup.append(lambda _app: self.webhooks.close())
+        return app
+
+    # -- the gate every /v2 request passes --
+
+    @web.middleware
+    async def _api_gate(self, request: web.Request, handler):
+        if not request.path.startswith("/v2/"):
+            return await handler(request)
+        state = self.state
+        resource = request.match_info.route.resource
+        route = f"{request.method} {resource.canonical if resource else request.path}"
+        state.requests[route] += 1
+        self._settle()
+        if state.roll("reset_connection"):
+            return _drop(request)
+        if state.roll("slow_response"):
+            await asyncio.sleep(state.faults.slow_seconds)
+        key = request.headers.get("X-API-Key")
+        if not key or key != state.api_key:
+            return _error(401, "Invalid or missing API key")
+        now = time.monotonic()
+        if now < state.not_before.get(key, 0.0):
+            state.retry_after_violations += 1
+        retry_after = self.window.admit(key, now)
+        if retry_after is not None:
+            state.rate_limited += 1
+            state.not_before[key] = now + retry_after - 0.05  # grace for clock granularity
+            return web.json_response({"error": "Rate limit exceeded"}, status=429,
+                                     headers={"Retry-After": str(retry_after)})
+        if state.roll("error_503"):
+            return _error(503, "Service temporarily unavailable")
+        return await handler(request)
+
+    def _settle(self) -> None:
+        for job in self.state.advance():
+            if job.webhook_url:
+                event = "completed" if job.final == "COMPLETED" else "failed"
+                if event in job.webhook_events:
+                    self.webhooks.send(job, event, self.state.job_json(job, self.base_url, time.time()))
+
+    # -- API routes --
+
+    async def generate(self, request: web.Request) -> web.Response:
+        state = self.state
+        idem = request.headers.get("Idempotency-Key")
+        if idem is not None and (len(idem) > MAX_IDEMPOTENCY_KEY or not idem):
+            return _error(400, "Invalid Idempotency-Key",
+                          details={"Idempotency-Key": [f"String must contain at most {MAX_IDEMPOTENCY_KEY} character(s)"]})
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return _error(400, "Invalid JSON body", details={"": ["Invalid JSON"]})
+        details = validate_generate(body)
+        if details:
+            return _error(400, "Validation failed", details=details)
+        if idem is not None and idem in state.by_idempotency_key:
+            job = state.by_idempotency_key[idem]
+            if job.body_canonical != canonical(body):
+                return _error(409, "Idempotency-Key was already used with a different request body")
+            return web.json_response({"jobId": job.id, "status": job.status(time.time())[0]}, status=202)
+        model = get_model(body["model"])
+        duration = (body.get(model.params_field) or {}).get("duration", model.default_duration)
+        price = model.credits_for(int(duration))
+        if state.balance < price:
+            return web.json_response({"error": "Insufficient credits", "creditsRequired": price,
+                                      "creditsAvailable": max(0, state.balance)}, status=402)
+        job = state.create_job(body, idem)
+        if state.roll("drop_after_create"):
+            return _drop(request)
+        return web.json_response({"jobId": job.id, "status": "QUEUED"}, status=202)
+
+    def _job_or_error(self, job_id: str):
+        try:
+            uuid.UUID(job_id)
+        except ValueError:
+            return None, _error(400, "Invalid job id: expected a UUID")
+        job = self.state.jobs.get(job_id)
+        if job is None:
+            return None, _error(404, "Job not found")
+        return job, None
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        job, error = self._job_or_error(request.match_info["id"])
+        if error:
+            return error
+        return web.json_response(self.state.job_json(job, self.base_url, time.time()))
+
+    async def list_jobs(self, request: web.Request) -> web.Response:
+        q = request.query
+        details: dict[str, list[str]] = {}
+        status = q.get("status")
+        if status is not None and status not in ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"):
+            details["status"] = ["Invalid enum value"]
+        limit_text = q.get("limit", "20")
+        limit = int(limit_text) if limit_text.isdigit() else -1
+        if not 1 <= limit <= 100:
+            details["limit"] = ["Number must be between 1 and 100"]
+        start = len(self.state.order) - 1
+        if "cursor" in q:
+            try:
+                start = int(base64.urlsafe_b64decode(q["cursor"].encode()).decode().removeprefix("seq:")) - 1
+                if start < -1:
+                    raise ValueError
+            except (ValueError, UnicodeDecodeError):
+                details["cursor"] = ["Invalid cursor"]
+        for name in ("scope",):
+            if name in q and q[name] not in ("user", "team"):
+                details[name] = ["Invalid enum value"]
+        if details:
+            return _error(400, "Invalid query parameters", details=details)
+        now = time.time()
+        page, last_seq, seq = [], None, start
+        order = self.state.order
+        while seq >= 0 and len(page) < limit:
+            job = order[seq]
+            if status is None or job.status(now)[0] == status:
+                if q.get("model") in (None, job.model):
+                    entry = self.state.job_json(job, self.base_url, now)
+                    del entry["input"]
+                    page.append(entry)
+                    last_seq = seq
+            seq -= 1
+        has_more = len(page) == limit and seq >= 0
+        cursor = base64.urlsafe_b64encode(f"seq:{last_seq}".encode()).decode() if has_more else None
+        return web.json_response({"jobs": page, "nextCursor": cursor, "hasMore": has_more})
+
+    async def me(self, request: web.Request) -> web.Response:
+        state = self.state
+        return web.json_response({
+            "user": {"id": state.user_id, "email": "emulator@videobatch.local", "role": "OWNER"},
+            "team": {"id": state.team_id, "name": "Emulated team", "credits": max(0, state.balance),
+                     "plan": "emulator", "customerId": None},
+            "apiKey": {"id": state.key_id, "name": "emulator key", "prefix": state.api_key[:8]},
+        })
+
+    async def upload(self, request: web.Request) -> web.Response:
+        if not request.content_type.startswith("multipart/"):
+            return _error(400, "Expected multipart/form-data", details={"file": ["Required"]})
+        reader = await request.multipart()
+        data = name = None
+        async for part in reader:
+            if part.name == "file":
+                name = part.filename or "upload"
+                data = await part.read(decode=False)
+                break
+        if data is None:
+            return _error(400, "No file", details={"file": ["Required"]})
+        if len(data) > MAX_UPLOAD_IMAGE:
+            return _error(400, "File too large", details={"file": ["At most 25 MB for images"]})
+        ctype = next((t for magic, t in IMAGE_TYPES if data.startswith(magic)), None)
+        if ctype is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            ctype = "image/webp"
+        if ctype is None:
+            return _error(400, "Unsupported file type", details={"file": ["PNG, JPEG, WebP or GIF expected"]})
+        upload_id = str(uuid.uuid4())
+        safe_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100] or "upload"
+        self.state.uploads[upload_id] = (data, ctype, safe_name)
+        expires = datetime.now(timezone.utc).timestamp() + 3600
+        return web.json_response({
+            "id": upload_id, "url": f"{self.base_url}/cdn/uploads/{upload_id}/{safe_name}", "kind": "image",
+            "contentType": ctype, "byteSize": len(data), "expiresAt": iso(expires)}, status=201)
+
+    # -- CDN --
+
+    async def _clip(self, job) -> tuple[bytes, str]:
+        width, height = get_model(job.model).frame_size(job.aspect_ratio)
+        clip = self.clips.cached(job.variant, width, height, job.duration)
+        if clip is None:  # encode off the event loop: the API keeps answering meanwhile
+            clip = await asyncio.to_thread(self.clips.get, job.variant, width, height, job.duration)
+        job.served_sha256, job.served_bytes = clip[1], len(clip[0])
+        return clip
+
+    async def cdn_video(self, request: web.Request) -> web.StreamResponse:
+        self._settle()
+        job = self.state.jobs.get(request.match_info["id"])
+        if job is None or job.final != "COMPLETED" or job.expired():
+            return web.Response(status=404, text="Not Found")
+        data, _ = await self._clip(job)
+        if self.state.roll("truncate_download"):
+            response = web.StreamResponse(headers={"Content-Type": "video/mp4", "Content-Length": str(len(data))})
+            await response.prepare(request)
+            await response.write(data[: len(data) // 2])
+            return _drop(request)
+        return web.Response(body=data, content_type="video/mp4")
+
+    async def cdn_upload(self, request: web.Request) -> web.Response:
+        entry = self.state.uploads.get(request.match_info["id"])
+        if entry is None or entry[2] != request.match_info["name"]:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=entry[0], content_type=entry[1])
+
+    # -- side door --
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.stats_snapshot())
+
+    async def stats_snapshot(self) -> dict[str, Any]:
+        self._settle()
+        for job in self.state.order:
+            if job.final == "COMPLETED" and job.served_sha256 is None:
+                await self._clip(job)
+        return self.state.stats()
+
+    async def configure_route(self, request: web.Request) -> web.Response:
+        try:
+            self.configure(**await request.json())
+        except (TypeError, ValueError) as exc:
+            return _error(400, str(exc))
+        return web.json_response({"ok": True})
+
+    def configure(self, *, faults: dict | None = None, credits: int | None = None, api_key: str | None = None,
+                  rpm: int | None = None, time_scale: float | None = None) -> None:
+        if faults:
+            self.state.set_faults(self.state.faults.updated(faults))
+        if credits is not None:
+            self.state.balance = int(credits)
+        if api_key is not None:
+            self.state.api_key = api_key
+            self.webhooks.api_key = api_key
+        if rpm is not None:
+            self.window = SlidingWindow(rpm, self.config.rate_window_seconds)
+        if time_scale is not None:
+            self.config.time_scale = float(time_scale)
+
+
+class Emulator:
+    """`async with Emulator(config) as emu:` serves on loopback in the running event loop."""
+
+    def __init__(self, config: EmulatorConfig | None = None):
+        self.config = config or EmulatorConfig()
+        self.server = EmulatorServer(self.config)
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    async def start(self) -> Emulator:
+        self._runner = web.AppRunner(self.server.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.base_url = self.server.base_url = f"http://{host}:{port}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Emulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def state(self) -> EmulatorState:
+        return self.server.state
+
+    async def stats_async(self) -> dict[str, Any]:
+        return await self.server.stats_snapshot()
+
+    def stats(self) -> dict[str, Any]:
+        """Without encoding clips that were never served (use stats_async for every hash)."""
+        self.server._settle()
+        return self.state.stats()
+
+    def configure(self, **changes: Any) -> None:
+        self.server.configure(**changes)
+
+
+class EmulatorThread:
+    """The same server on its own event loop in a daemon thread, for synchronous callers."""
+
+    def __init__(self, config: EmulatorConfig | None = None):
+        self.emulator = Emulator(config)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="emulator", daemon=True)
+
+    def __enter__(self) -> EmulatorThread:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.emulator.start(), self._loop).result(timeout=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.emulator.stop(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    @property
+    def base_url(self) -> str:
+        return self.emulator.base_url
+
+    def stats(self) -> dict[str, Any]:
+        return asyncio.run_coroutine_threadsafe(self.emulator.stats_async(), self._loop).result(timeout=120)
+
+    def configure(self, **changes: Any) -> None:
+        async def apply() -> None:
+            self.emulator.configure(**changes)
+
+        asyncio.run_coroutine_threadsafe(apply(), self._loop).result(timeout=30)

@@ -1,0 +1,190 @@
+"""The emulator's server-side truth: jobs, idempotency keys, credits and what was sent.
+
+Jobs advance with the clock, not with tasks: each job's timeline (queued until, done at, fails
+or not, expires or not) is drawn when it is created; `advance()` settles the jobs whose time has
+come (refunds, webhooks) from a heap, and reads compute progress from the clock. Ten thousand
+jobs cost ten thousand small objects, nothing more.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pipeline.emulator.config import EmulatorConfig, Faults
+from pipeline.emulator.video import variant_of
+from pipeline.models import get_model
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def canonical(body: Any) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass
+class EmuJob:
+    id: str
+    seq: int
+    idempotency_key: str | None
+    body: dict[str, Any]
+    body_canonical: str
+    model: str
+    prompt: str
+    duration: int
+    aspect_ratio: str
+    price: int
+    created: float
+    queued_until: float
+    done_at: float
+    will_fail: bool
+    will_expire: bool
+    webhook_url: str | None
+    webhook_events: tuple[str, ...]
+    final: str | None = None  # COMPLETED / FAILED once settled
+    credit_cost: int | None = None
+    webhook_status: str | None = None
+    served_sha256: str | None = None
+    served_bytes: int | None = None
+
+    @property
+    def variant(self) -> int:
+        return variant_of(self.prompt)
+
+    def status(self, now: float) -> tuple[str, int | None]:
+        if self.final is not None:
+            return self.final, 100 if self.final == "COMPLETED" else None
+        if now < self.queued_until:
+            return "QUEUED", 0
+        span = max(self.done_at - self.queued_until, 1e-9)
+        return "PROCESSING", min(99, int(100 * (now - self.queued_until) / span))
+
+    def expired(self) -> bool:
+        return self.final == "COMPLETED" and self.will_expire
+
+
+class EmulatorState:
+    def __init__(self, config: EmulatorConfig):
+        self.config = config
+        self.api_key = config.api_key
+        self.balance = config.credits
+        self.charged = 0
+        self.refunded = 0
+        self.jobs: dict[str, EmuJob] = {}
+        self.order: list[EmuJob] = []  # by creation: newest last
+        self.by_idempotency_key: dict[str, EmuJob] = {}
+        self.uploads: dict[str, tuple[bytes, str, str]] = {}  # id -> (data, content type, name)
+        self.requests: Counter[str] = Counter()
+        self.faults_sent: Counter[str] = Counter()
+        self.rate_limited = 0
+        self.retry_after_violations = 0  # requests that came before the Retry-After we gave
+        self.not_before: dict[str, float] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._gen_rng = random.Random(config.seed)
+        self.set_faults(config.faults)
+        self.team_id, self.user_id, self.key_id = (str(uuid.UUID(int=random.Random(config.seed + n).getrandbits(128)))
+                                                   for n in (1, 2, 3))
+
+    def set_faults(self, faults: Faults) -> None:
+        self.faults = faults
+        self._fault_rng = random.Random(faults.seed)
+
+    def roll(self, fault: str) -> bool:
+        """Draw one seeded decision for `fault`; count it when it fires."""
+        probability = getattr(self.faults, fault)
+        if probability <= 0:
+            return False
+        hit = self._fault_rng.random() < probability
+        if hit:
+            self.faults_sent[fault] += 1
+        return hit
+
+    # -- jobs --
+
+    def create_job(self, body: dict[str, Any], idempotency_key: str | None) -> EmuJob:
+        model = get_model(body["model"])
+        params = body.get(model.params_field) or {}
+        duration = int(params.get("duration", model.default_duration))
+        now = time.time()
+        lo, hi = self.config.generation_seconds.get(duration, (30.0, 60.0))
+        generation = self._gen_rng.uniform(lo, hi) * self.config.time_scale
+        job = EmuJob(
+            id=str(uuid.uuid4()), seq=len(self.order), idempotency_key=idempotency_key, body=body,
+            body_canonical=canonical(body), model=model.name, prompt=body["prompt"], duration=duration,
+            aspect_ratio=params.get("aspect_ratio", model.default_aspect_ratio),
+            price=model.credits_for(duration), created=now, queued_until=now + 0.1 * generation,
+            done_at=now + generation, will_fail=self.roll("fail_generation"),
+            will_expire=self.roll("expire_results"), webhook_url=body.get("webhookUrl"),
+            webhook_events=tuple(body.get("webhookEvents") or ("completed", "failed")),
+        )
+        job.credit_cost = job.price
+        job.webhook_status = "pending" if job.webhook_url else None
+        self.balance -= job.price
+        self.charged += job.price
+        self.jobs[job.id] = job
+        self.order.append(job)
+        if idempotency_key is not None:
+            self.by_idempotency_key[idempotency_key] = job
+        heapq.heappush(self._heap, (job.done_at, job.seq, job.id))
+        return job
+
+    def advance(self, now: float | None = None) -> list[EmuJob]:
+        """Settle every job whose time has come; returns them (for webhooks)."""
+        now = time.time() if now is None else now
+        settled = []
+        while self._heap and self._heap[0][0] <= now:
+            _, _, job_id = heapq.heappop(self._heap)
+            job = self.jobs[job_id]
+            if job.will_fail:
+                job.final = "FAILED"
+                self.balance += job.price  # a failed generation is refunded
+                self.refunded += job.price
+                job.credit_cost = 0
+            else:
+                job.final = "COMPLETED"
+            settled.append(job)
+        return settled
+
+    def job_json(self, job: EmuJob, base_url: str, now: float) -> dict[str, Any]:
+        status, progress = job.status(now)
+        result = None
+        if status == "COMPLETED":
+            result = {"videoUrl": f"{base_url}/cdn/videos/{job.id}.mp4"}
+        return {
+            "id": job.id, "status": status, "model": job.model, "progress": progress,
+            "error": "Generation failed: the model could not render this prompt" if status == "FAILED" else None,
+            "creditCost": job.credit_cost, "webhookStatus": job.webhook_status,
+            "createdAt": iso(job.created), "completedAt": iso(job.done_at) if job.final else None,
+            "expired": job.expired(), "input": job.body, "result": result,
+        }
+
+    # -- the truth, for tests --
+
+    def stats(self) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "jobs": [{
+                "id": j.id, "idempotency_key": j.idempotency_key, "status": j.status(now)[0],
+                "model": j.model, "prompt": j.prompt, "duration": j.duration, "aspect_ratio": j.aspect_ratio,
+                "credit_cost": j.credit_cost, "created_at": iso(j.created),
+                "completed_at": iso(j.done_at) if j.final else None, "expired": j.expired(),
+                "video_sha256": j.served_sha256, "video_bytes": j.served_bytes,
+            } for j in self.order],
+            "credits": {"balance": self.balance, "charged": self.charged, "refunded": self.refunded},
+            "requests": dict(self.requests),
+            "rate_limited": self.rate_limited,
+            "retry_after_violations": self.retry_after_violations,
+            "faults": dict(self.faults_sent),
+            "uploads": len(self.uploads),
+        }
