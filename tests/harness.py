@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from pipeline.ledger import read_ledger
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_KEY = "afk_test_key_0123456789"
+IDEMPOTENCY_KEY = re.compile(r"^vb-(.+)-a(\d+)-[0-9a-f]{16}$")
 
 
 def cli_env(base_url: str, key: str | None = TEST_KEY, **extra: str) -> dict[str, str]:
@@ -81,6 +83,6 @@ def jobs_per_key(stats: dict) -> dict[str, list[dict]]:
     grouped: dict[str, list[dict]] = {}
     for job in stats["jobs"]:
         key = job.get("idempotency_key") or ""
-        job_key = key[3:].rsplit("-a", 1)[0] if key.startswith("vb-") else key
-        grouped.setdefault(job_key, []).append(job)
+        match = IDEMPOTENCY_KEY.match(key)
+        grouped.setdefault(match.group(1) if match else key, []).append(job)
     return grouped
