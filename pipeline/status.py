@@ -1,0 +1,79 @@
+"""What a ledger says at a glance: counts, credits, the last run and what failed. Pure: frames in, dict out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+from pipeline.schema import FAILED, REJECTED, STATUSES
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _sum(frame: pl.DataFrame, column: str) -> int:
+    return int(frame[column].sum() or 0) if frame.height else 0
+
+
+def summarize(ledger: pl.DataFrame, runs: pl.DataFrame) -> dict[str, Any]:
+    """JSON-ready totals of a ledger and its runs table."""
+    by_status = {status: 0 for status in STATUSES}
+    for status, n in ledger.group_by("status").len().iter_rows():
+        by_status[status] = n
+    credits_by_status = {
+        status: {"estimated": _sum(part, "credits_estimated"), "charged": _sum(part, "credits_charged")}
+        for (status,), part in ledger.group_by("status")
+    }
+    credits_by_duration = {
+        str(duration): {"jobs": part.height, "estimated": _sum(part, "credits_estimated"),
+                        "charged": _sum(part, "credits_charged")}
+        for (duration,), part in sorted(ledger.group_by("duration"), key=lambda item: item[0][0] or 0)
+    }
+    failed = ledger.filter(pl.col("status").is_in([FAILED, REJECTED])).sort("manifest", "row", "variation")
+    last_run = None
+    if runs.height:
+        last = runs.sort("started_at").row(-1, named=True)
+        last_run = {name: _iso(value) for name, value in last.items()}
+    return {
+        "jobs": ledger.height,
+        "by_status": by_status,
+        "credits": {"estimated": _sum(ledger, "credits_estimated"), "charged": _sum(ledger, "credits_charged"),
+                    "by_status": credits_by_status, "by_duration": credits_by_duration},
+        "expired": int(ledger["expired"].fill_null(False).sum()) if ledger.height else 0,
+        "runs": runs.height,
+        "last_run": last_run,
+        "failed": [{"job_key": r["job_key"], "manifest": r["manifest"], "row": r["row"], "status": r["status"],
+                    "attempts": r["attempts"], "error": r["error"]}
+                   for r in failed.iter_rows(named=True)],
+    }
+
+
+def format_status(summary: dict[str, Any]) -> str:
+    lines = [f"jobs: {summary['jobs']}"]
+    lines.append("  " + ", ".join(f"{status} {n}" for status, n in summary["by_status"].items() if n)
+                 if summary["jobs"] else "  (the ledger is empty)")
+    credits = summary["credits"]
+    lines.append(f"credits: {credits['charged']} charged, {credits['estimated']} estimated")
+    for duration, figures in credits["by_duration"].items():
+        lines.append(f"  {duration:>3} s clips: {figures['jobs']} jobs, {figures['charged']} charged, "
+                     f"{figures['estimated']} estimated")
+    if summary["expired"]:
+        lines.append(f"expired results: {summary['expired']} (run again with --retry-failed to regenerate)")
+    run = summary["last_run"]
+    if run:
+        lines.append(f"last run: {run['run_id']} on {run['manifest']}, ended {run['ended_at']} "
+                     f"with exit code {run['exit_code']} ({run['rows_finished']} downloaded, "
+                     f"{run['rows_failed']} failed, {run['credits_charged']} credits charged)")
+    else:
+        lines.append("last run: none recorded")
+    if summary["failed"]:
+        lines.append(f"failed rows: {len(summary['failed'])}")
+        for row in summary["failed"][:50]:
+            lines.append(f"  {row['status']:<8} {row['job_key']} (row {row['row']}, {row['attempts']} attempts): "
+                         f"{row['error'] or 'no reason recorded'}")
+        if len(summary["failed"]) > 50:
+            lines.append(f"  ... {len(summary['failed']) - 50} more (--json lists them all)")
+    return "\n".join(lines)
