@@ -10,38 +10,21 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
+from pipeline.emulator import Faults
 from pipeline.ledger import read_runs
 from pipeline.video_check import probe_video
 from tests.harness import (
-    TEST_KEY, cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, start_cli, wait_for,
+    cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, start_cli, wait_for,
     write_manifest,
 )
-
-
-@pytest.fixture
-def emulator():
-    started = []
-
-    def start(**overrides) -> EmulatorThread:
-        config = dict(api_key=TEST_KEY, credits=100_000, time_scale=0.0, rpm=0)
-        config.update(overrides)
-        emu = EmulatorThread(EmulatorConfig(**config))
-        emu.__enter__()
-        started.append(emu)
-        return emu
-
-    yield start
-    for emu in started:
-        emu.__exit__(None, None, None)
 
 
 def sha256_file(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def test_batch_downloads_every_row_and_charges_what_the_api_charged(emulator, tmp_path):
-    emu = emulator()
+def test_batch_downloads_every_row_and_charges_what_the_api_charged(emulator_thread, tmp_path):
+    emu = emulator_thread()
     manifest = write_manifest(tmp_path / "m.yaml", prompts(9) + [{"id": "twins", "prompt": "two owls", "count": 2}])
     done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -68,8 +51,8 @@ def test_batch_downloads_every_row_and_charges_what_the_api_charged(emulator, tm
     assert log.exists() and '"event": "download"' in log.read_text()
 
 
-def test_rerun_submits_nothing_and_redownloads_only_missing_files(emulator, tmp_path):
-    emu = emulator()
+def test_rerun_submits_nothing_and_redownloads_only_missing_files(emulator_thread, tmp_path):
+    emu = emulator_thread()
     manifest = write_manifest(tmp_path / "m.yaml", prompts(4))
     env = cli_env(emu.base_url)
     assert run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path).returncode == 0
@@ -89,8 +72,8 @@ def test_rerun_submits_nothing_and_redownloads_only_missing_files(emulator, tmp_
     assert len(emu.stats()["jobs"]) == jobs_before  # downloaded again, not generated again
 
 
-def test_killed_run_resumes_without_a_second_job(emulator, tmp_path):
-    emu = emulator(time_scale=0.05)  # 1.5-7.5 s per job: the kill lands mid-batch
+def test_killed_run_resumes_without_a_second_job(emulator_thread, tmp_path):
+    emu = emulator_thread(time_scale=0.05)  # 1.5-7.5 s per job: the kill lands mid-batch
     manifest = write_manifest(tmp_path / "m.yaml", prompts(12))
     env = cli_env(emu.base_url)
     proc = start_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
@@ -107,8 +90,8 @@ def test_killed_run_resumes_without_a_second_job(emulator, tmp_path):
     assert all(len(jobs) == 1 for jobs in per_key.values()), per_key
 
 
-def test_dropped_answers_are_saved_by_the_idempotency_key(emulator, tmp_path):
-    emu = emulator(faults=Faults(seed=7, drop_after_create=0.5, error_503=0.2))
+def test_dropped_answers_are_saved_by_the_idempotency_key(emulator_thread, tmp_path):
+    emu = emulator_thread(faults=Faults(seed=7, drop_after_create=0.5, error_503=0.2))
     manifest = write_manifest(tmp_path / "m.yaml", prompts(10))
     done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -118,8 +101,8 @@ def test_dropped_answers_are_saved_by_the_idempotency_key(emulator, tmp_path):
     assert ledger(tmp_path)["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"]
 
 
-def test_failed_generations_are_retried_then_left_failed(emulator, tmp_path):
-    emu = emulator(faults=Faults(seed=3, fail_generation=1.0))
+def test_failed_generations_are_retried_then_left_failed(emulator_thread, tmp_path):
+    emu = emulator_thread(faults=Faults(seed=3, fail_generation=1.0))
     manifest = write_manifest(tmp_path / "m.yaml", prompts(2))
     done = run_cli(*run_args(manifest, tmp_path, "--retries", "1"), env=cli_env(emu.base_url), cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -138,8 +121,8 @@ def test_failed_generations_are_retried_then_left_failed(emulator, tmp_path):
     assert set(ledger(tmp_path)["attempts"]) == {3} and len(emu.stats()["jobs"]) == 6
 
 
-def test_max_credits_stops_before_the_budget_is_passed(emulator, tmp_path):
-    emu = emulator()
+def test_max_credits_stops_before_the_budget_is_passed(emulator_thread, tmp_path):
+    emu = emulator_thread()
     manifest = write_manifest(tmp_path / "m.yaml", prompts(6), defaults=None)
     done = run_cli(*run_args(manifest, tmp_path, "--max-credits", "40"), env=cli_env(emu.base_url), cwd=tmp_path)
     assert done.returncode == 3, done.stdout + done.stderr
@@ -151,8 +134,8 @@ def test_max_credits_stops_before_the_budget_is_passed(emulator, tmp_path):
     assert all(len(j) == 1 for j in jobs_per_key(emu.stats()).values())
 
 
-def test_out_of_credits_stops_submitting_and_a_later_run_continues(emulator, tmp_path):
-    emu = emulator(credits=45, time_scale=0.02)
+def test_out_of_credits_stops_submitting_and_a_later_run_continues(emulator_thread, tmp_path):
+    emu = emulator_thread(credits=45, time_scale=0.02)
     manifest = write_manifest(tmp_path / "m.yaml", [{"prompt": f"tide pool {i}", "duration": 6} for i in range(8)])
     done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
     assert done.returncode == 3, done.stdout + done.stderr
@@ -165,8 +148,8 @@ def test_out_of_credits_stops_submitting_and_a_later_run_continues(emulator, tmp
     assert len(emu.stats()["jobs"]) == 8
 
 
-def test_wrong_key_stops_at_once_and_is_never_printed(emulator, tmp_path):
-    emu = emulator()
+def test_wrong_key_stops_at_once_and_is_never_printed(emulator_thread, tmp_path):
+    emu = emulator_thread()
     manifest = write_manifest(tmp_path / "m.yaml", prompts(3))
     wrong = "afk_wrong_secret_abcdef123456"
     done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url, key=wrong), cwd=tmp_path)
@@ -196,8 +179,8 @@ def test_emulate_keeps_its_own_ledger(tmp_path):
     assert len(list((tmp_path / "outputs/emulator/videos").glob("*.mp4"))) == 3
 
 
-def test_plan_prices_rows_and_checks_the_balance(emulator, tmp_path):
-    emu = emulator(credits=30)
+def test_plan_prices_rows_and_checks_the_balance(emulator_thread, tmp_path):
+    emu = emulator_thread(credits=30)
     manifest = write_manifest(tmp_path / "m.yaml", [{"prompt": "a", "duration": 6},
                                                     {"prompt": "b", "duration": 15, "count": 2}])
     done = run_cli("plan", str(manifest), "--ledger", str(tmp_path / "ledger.parquet"),
@@ -208,8 +191,8 @@ def test_plan_prices_rows_and_checks_the_balance(emulator, tmp_path):
     assert emu.stats()["requests"].get("POST /v2/videos/generate", 0) == 0
 
 
-def test_sigterm_saves_and_exits_3_quickly(emulator, tmp_path):
-    emu = emulator(time_scale=0.2)  # generations of 6-30 s: the run is mid-way when stopped
+def test_sigterm_saves_and_exits_3_quickly(emulator_thread, tmp_path):
+    emu = emulator_thread(time_scale=0.2)  # generations of 6-30 s: the run is mid-way when stopped
     manifest = write_manifest(tmp_path / "m.yaml", prompts(8))
     env = cli_env(emu.base_url)
     proc = start_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
@@ -228,8 +211,8 @@ def test_sigterm_saves_and_exits_3_quickly(emulator, tmp_path):
     assert all(len(j) == 1 for j in jobs_per_key(emu.stats()).values())
 
 
-def test_second_run_on_one_ledger_is_refused(emulator, tmp_path):
-    emu = emulator(time_scale=0.1)
+def test_second_run_on_one_ledger_is_refused(emulator_thread, tmp_path):
+    emu = emulator_thread(time_scale=0.1)
     manifest = write_manifest(tmp_path / "m.yaml", prompts(4))
     env = cli_env(emu.base_url)
     first = start_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)

@@ -1,0 +1,55 @@
+"""Shared fixtures: an emulator on loopback per test, and the API's own schemas to check answers against."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator, FormatChecker
+
+from pipeline.emulator import Emulator, EmulatorConfig, EmulatorThread
+from tests.harness import TEST_KEY
+
+SCHEMAS = json.loads((Path(__file__).with_name("openapi_schemas.json")).read_text())["schemas"]
+
+
+def assert_valid(body, schema_name: str) -> None:
+    """Fail with every violation when `body` does not match openapi.json's schema `schema_name`."""
+    validator = Draft202012Validator(SCHEMAS[schema_name], format_checker=FormatChecker())
+    problems = [f"{'/'.join(map(str, e.path)) or '(root)'}: {e.message}" for e in validator.iter_errors(body)]
+    assert not problems, f"{schema_name}: " + "; ".join(problems)
+
+
+@pytest.fixture
+async def emulator():
+    """`emu = await emulator(**overrides)`: an Emulator on 127.0.0.1:0, stopped after the test."""
+    started: list[Emulator] = []
+
+    async def start(**overrides) -> Emulator:
+        config = dict(api_key=TEST_KEY, credits=100_000, time_scale=0.0, rpm=0)
+        config.update(overrides)
+        emu = await Emulator(EmulatorConfig(**config)).start()
+        started.append(emu)
+        return emu
+
+    yield start
+    for emu in started:
+        await emu.stop()
+
+
+@pytest.fixture
+def emulator_thread():
+    """`emu = emulator_thread(**overrides)`: the emulator on its own thread, for tests that run the CLI."""
+    started: list[EmulatorThread] = []
+
+    def start(**overrides) -> EmulatorThread:
+        config = dict(api_key=TEST_KEY, credits=100_000, time_scale=0.0, rpm=0)
+        config.update(overrides)
+        emu = EmulatorThread(EmulatorConfig(**config)).__enter__()
+        started.append(emu)
+        return emu
+
+    yield start
+    for emu in started:
+        emu.__exit__(None, None, None)
