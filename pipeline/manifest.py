@@ -433,13 +433,13 @@ def load_manifest(path: str | Path) -> pl.DataFrame:
             digest = request_hash(row["model"], row["prompt"], row["duration"], row["aspect_ratio"],
                                   row["ref_ids"], variation)
             key = job_key_for(row["id"], variation, digest, row["prompt"])
-            if key in seen_keys and seen_keys[key] != row_no:
-                checker.issue(row_no, "id", f"job key {key!r} is also made by row {seen_keys[key]}",
-                              "give each row its own id")
-                break
             if digest in seen_requests and seen_requests[digest] != row_no:
                 checker.issue(row_no, "prompt", f"row {seen_requests[digest]} asks for exactly the same video",
                               "remove one of them, or use `count:` for variations")
+                break
+            if key in seen_keys and seen_keys[key] != row_no:
+                checker.issue(row_no, "id", f"job key {key!r} is also made by row {seen_keys[key]}",
+                              "give each row its own id")
                 break
             seen_keys[key] = seen_requests[digest] = row_no
             columns["manifest"].append(manifest_text)
