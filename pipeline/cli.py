@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="give rows that FAILED in earlier runs (or whose result expired) a new attempt")
     run.add_argument("--emulate", action="store_true",
                      help="run against the built-in emulator (no credits spent, own ledger)")
+    run.add_argument("--timeout", type=float, default=30.0,
+                     help="seconds to wait for an API answer before retrying (default 30)")
     run.add_argument("--webhook-listen", type=_host_port, metavar="HOST:PORT",
                      help="receive Apiframe's signed webhooks here (hints; polling stays on)")
     run.add_argument("--webhook-url", metavar="URL",
@@ -257,7 +259,7 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path):
                 rpm=0)))
             base_url = emu.base_url
         client = ApiClient(
-            base_url, api_key, gate=RequestGate(options.rpm, options.rate_period),
+            base_url, api_key, gate=RequestGate(options.rpm, options.rate_period), timeout=args.timeout,
             on_retry=lambda what, reason, delay: log.event("retry", what=what, reason=reason,
                                                           delay=round(delay, 3)),
         )

@@ -27,6 +27,7 @@ from pipeline.emulator.webhooks import WebhookSender
 from pipeline.models import get_model
 
 MAX_IDEMPOTENCY_KEY = 255
+IN_FLIGHT_GRACE_S = 0.05
 MAX_UPLOAD_IMAGE = 25 * 1024 * 1024
 IMAGE_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
                (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
@@ -89,12 +90,16 @@ class EmulatorServer:
         if not key or key != state.api_key:
             return _error(401, "Invalid or missing API key")
         now = time.monotonic()
-        if now < state.not_before.get(key, 0.0):
+        issued, not_before = state.not_before.get(key, (0.0, 0.0))
+        # A request that arrives well after a 429 went out, and before its Retry-After ran out,
+        # was sent by a client that ignored it (ones already in flight get 50 ms of grace).
+        if issued + IN_FLIGHT_GRACE_S < now < not_before:
             state.retry_after_violations += 1
         retry_after = self.window.admit(key, now)
         if retry_after is not None:
             state.rate_limited += 1
-            state.not_before[key] = now + retry_after - 0.05  # grace for clock granularity
+            if now >= not_before:
+                state.not_before[key] = (now, now + retry_after - IN_FLIGHT_GRACE_S)
             return web.json_response({"error": "Rate limit exceeded"}, status=429,
                                      headers={"Retry-After": str(retry_after)})
         if state.roll("error_503"):

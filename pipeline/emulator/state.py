@@ -89,7 +89,7 @@ class EmulatorState:
         self.faults_sent: Counter[str] = Counter()
         self.rate_limited = 0
         self.retry_after_violations = 0  # requests that came before the Retry-After we gave
-        self.not_before: dict[str, float] = {}
+        self.not_before: dict[str, tuple[float, float]] = {}  # key -> (429 sent at, Retry-After ends)
         self._heap: list[tuple[float, int, str]] = []
         self._gen_rng = random.Random(config.seed)
         self.set_faults(config.faults)
