@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
+import signal
 import socket
 import sys
 from datetime import datetime, timezone
@@ -185,6 +187,29 @@ def cmd_plan(args: argparse.Namespace) -> int:
 # --- run ------------------------------------------------------------------------------------
 
 
+class Interrupts:
+    """SIGINT/SIGTERM for the life of a run: the first asks the runner to stop cleanly, a second
+    (or one outside the async part) quits at once. Quitting at once is safe: every submit's intent
+    and job_id are already in the journal, and the Parquet rewrite is atomic."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.runner = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self)
+
+    def __call__(self, sig: int, frame) -> None:
+        self.count += 1
+        name = signal.Signals(sig).name
+        if self.count > 1 or self.runner is None or self.loop is None:
+            print(f"\n{name}: exiting now; run the same command again to continue", flush=True)
+            os._exit(EXIT_STOPPED)
+        self.loop.call_soon_threadsafe(self.runner.interrupt, name)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.config import load_api_config
     from pipeline.ledger import Ledger, LedgerError, LedgerLocked
@@ -204,6 +229,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if rows is None:
         return EXIT_BAD_INPUT
     run_id = new_run_id()
+    interrupts = Interrupts()
+    interrupts.install()
     try:
         ledger = Ledger.open(ledger_path, run_id=run_id)
     except LedgerLocked as exc:
@@ -219,7 +246,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         mode = "emulator" if args.emulate else config.base_url
         print(f"run {run_id} on {mode}: {plan.rows.height} jobs, {plan.counts['skip']} already done, "
               f"up to {plan.credits_to_spend} credits to spend", flush=True)
-        result = asyncio.run(_run_async(args, config, ledger, plan, out_dir, log_path))
+        result = asyncio.run(_run_async(args, config, ledger, plan, out_dir, log_path, interrupts))
         ledger.append_run({
             "run_id": run_id, "manifest": str(manifest), "emulated": bool(args.emulate),
             "started_at": result.started_at, "ended_at": result.ended_at,
@@ -234,7 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path):
+async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, interrupts: Interrupts):
     from contextlib import AsyncExitStack
 
     from pipeline.client import ApiClient, RequestGate
@@ -266,9 +293,11 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path):
         await stack.enter_async_context(client)
         runner = Runner(ledger, client, plan, options, log, progress_interval=args.progress_interval)
         client.should_stop = lambda: runner.hard_stopped
+        interrupts.runner, interrupts.loop = runner, asyncio.get_running_loop()
         try:
             result = await runner.run()
         finally:
+            interrupts.runner = None
             log.event("run_end", host=socket.gethostname())
             log.close()
     return result

@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 import json
 import os
-import signal
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -170,7 +169,6 @@ class Runner:
         self._slot_freed = asyncio.Event()
         self._tracker_wake = asyncio.Event()
         self._submitting = 0
-        self._signals = 0
 
     # -- lifecycle --
 
@@ -180,7 +178,6 @@ class Runner:
         progress = Progress(self.counters, interval=self.progress_interval, bars=self.progress_bars)
         self.log.event("run_start", run_id=self.run_id, manifest=str(self.plan.manifest),
                        counts=self.plan.counts, credits_planned=self.plan.credits_to_spend)
-        self._install_signal_handlers()
         receiver = await self._start_webhooks()
         tasks = [
             asyncio.create_task(self._submit_loop(), name="submit"),
@@ -202,7 +199,6 @@ class Runner:
             for task in [*tasks, *self._spawned]:
                 task.cancel()
             await asyncio.gather(*tasks, *self._spawned, return_exceptions=True)
-            self._remove_signal_handlers()
             if receiver is not None:
                 await receiver.stop()
             self.ledger.checkpoint()
@@ -303,36 +299,15 @@ class Runner:
         self.hard_stopped = True
         self._finished.set()
 
-    def _install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, self._on_signal, sig)
-            except (NotImplementedError, RuntimeError):  # not the main thread
-                pass
-
-    def _remove_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError):
-                pass
-
-    def _on_signal(self, sig: int) -> None:
-        self._signals += 1
-        if self._signals > 1:
-            # Everything durable is already in the journal; buffered updates are re-learned next run.
-            print("\nsecond interrupt: exiting now; run again to continue", flush=True)
-            os._exit(3)
-        name = signal.Signals(sig).name
-        print(f"\n{name}: no new submits; saving and stopping (interrupt again to quit at once)",
-              flush=True)
+    def interrupt(self, name: str) -> None:
+        """A first Ctrl-C or SIGTERM: no new submits; submits already sent get a moment to bring
+        back their job_id, then everything is saved and the run ends (exit 3)."""
+        print(f"\n{name}: no new submits; saving and stopping (interrupt again to quit at once)", flush=True)
         self.stop_submitting(f"interrupted ({name})")
-        loop = asyncio.get_running_loop()
-        loop.call_later(STOP_GRACE_S, self.hard_stop, f"interrupted ({name})")
         if self._submitting == 0:
             self.hard_stop(f"interrupted ({name})")
+        else:
+            asyncio.get_running_loop().call_later(STOP_GRACE_S, self.hard_stop, f"interrupted ({name})")
 
     # -- submitting --
 
