@@ -125,7 +125,9 @@ class RequestGate:
 class RetryPolicy:
     """Full-jitter exponential backoff for transient failures (5xx, timeouts, resets)."""
 
-    attempts: int = 6  # tries in all, the first included
+    # Tries in all, the first included. Twelve ride out about 1.5 minutes of 503s or resets
+    # (the capped delays add up to ~90 s on average) before a row is left for the next run.
+    attempts: int = 12
     base: float = 0.5
     cap: float = 30.0
 
