@@ -321,6 +321,7 @@ def print_summary(result, plan, ledger_path: Path, out_dir: Path, log_path: Path
         print(f"  ... {len(result.failures) - 20} more failures: videobatch status --ledger {ledger_path}")
     print(f"  videos: {out_dir / 'videos'}")
     print(f"  ledger: {ledger_path}   log: {log_path}")
+    print(f"  report: videobatch report --ledger {ledger_path}  (writes {ledger_path.parent / 'report.html'})")
     if result.exit_code == EXIT_STOPPED:
         print("  stopped early: run the same command again to continue where it stopped")
 

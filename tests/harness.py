@@ -86,3 +86,17 @@ def jobs_per_key(stats: dict) -> dict[str, list[dict]]:
         match = IDEMPOTENCY_KEY.match(key)
         grouped.setdefault(match.group(1) if match else key, []).append(job)
     return grouped
+
+
+def failed_then_finished(emu, tmp: Path, fail: int = 2, finish: int = 4) -> list[subprocess.CompletedProcess]:
+    """Two real runs into one ledger: `fail` rows whose generation always fails (one retry each),
+    then the manifest grows by `finish` rows that download. Adding rows leaves the failed ones alone,
+    so which rows fail does not depend on the order of the fault draws."""
+    failing = prompts(fail, 'storm <b>&amp;</b> "surf"')  # markup in a prompt must reach the page as text
+    manifest = write_manifest(tmp / "m.yaml", failing)
+    emu.configure(faults={"fail_generation": 1.0})
+    first = run_cli(*run_args(manifest, tmp, "--retries", "1"), env=cli_env(emu.base_url), cwd=tmp)
+    emu.configure(faults={"fail_generation": 0.0})
+    write_manifest(manifest, failing + prompts(finish, "calm"))
+    second = run_cli(*run_args(manifest, tmp), env=cli_env(emu.base_url), cwd=tmp)
+    return [first, second]
