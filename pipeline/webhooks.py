@@ -24,7 +24,9 @@ def signature(api_key: str, body: bytes) -> str:
 
 
 def verify(api_key: str, body: bytes, header: str | None) -> bool:
-    return bool(header) and hmac.compare_digest(signature(api_key, body), header.strip())
+    # As bytes: compare_digest raises TypeError on a non-ASCII str, a forged header's 500.
+    return bool(header) and hmac.compare_digest(signature(api_key, body).encode(),
+                                                header.strip().encode("utf-8", "replace"))
 
 
 class WebhookReceiver:
@@ -39,7 +41,12 @@ class WebhookReceiver:
         self._runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.Response:
-        body = await request.content.read(MAX_BODY + 1)
+        body = b""
+        while len(body) <= MAX_BODY:  # read(n) returns what has arrived so far, not n bytes
+            chunk = await request.content.read(MAX_BODY + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
         if len(body) > MAX_BODY or not verify(self._key, body, request.headers.get("X-Webhook-Signature")):
             self.rejected += 1
             return web.json_response({"error": "bad signature"}, status=401)
