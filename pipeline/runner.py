@@ -383,6 +383,7 @@ class Runner:
             await self.ledger.commit()  # the intent is on disk before the request leaves
             self.log.event("submit", job_key=work.job_key, attempt=work.attempts,
                            idempotency_key=work.idempotency_key, resume=resume)
+            sent = time.time()  # the job cannot be older: bounds how far back tracking pages
             accepted = await self.client.submit(body, work.idempotency_key)
         except RejectedRequest as exc:
             self._final(work, REJECTED, f"the API refused the request: {exc}")
@@ -420,7 +421,7 @@ class Runner:
                 return
             except ApiError:
                 pass
-        self.tracker.add(job_id, work.job_key, work.duration)
+        self.tracker.add(job_id, work.job_key, work.duration, sent=sent)
         self._tracker_wake.set()
 
     # -- tracking --

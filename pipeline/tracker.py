@@ -2,14 +2,21 @@
 
 Under a rate limit every status poll is a submit we cannot make, so instead of one polling loop
 per job (the SDK's way: ~14 requests for a one-minute job) the tracker pages through
-`GET /v2/jobs?status=COMPLETED` and `?status=FAILED`, newest first, and stops as soon as every
-job it waits for is accounted for or the page has gone older than the oldest of them. Jobs no
+`GET /v2/jobs?status=COMPLETED` (and `?status=FAILED` once a job is late enough to have failed),
+newest first, and stops as soon as every job it waits for is accounted for or the page has gone
+older than the oldest of them. Jobs no
 list showed for far longer than jobs of their clip duration take are read one by one
 (`GET /v2/jobs/{id}`), which also catches states the lists skip (CANCELLED).
 
 Cadence: no poll before the earliest moment a pending job could be done (learned per clip
-duration from the jobs seen so far), and polls never take more than a small share of the
-request budget while submits are waiting for it, a larger one once they are not.
+duration from the jobs seen so far), and a poll of N requests waits until N requests are a small
+share of the rate limit's worth of time (3 % while submits wait for the budget, 6 % after): a
+deep poll is rare, a one-page poll near the end of a batch comes every few seconds.
+
+Paging depth: how far back to page is set by the oldest pending job's creation time on the
+server's clock. We know when we sent each submit on ours; the offset between the clocks is
+bounded from below by every finished job (`createdAt` minus when its submit was answered), so
+the bound tightens to the network round trip within the first poll, at any time scale.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from pipeline.client import ApiClient, NotFound
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 LIST_STATUSES = ("COMPLETED", "FAILED")
-SKEW_MARGIN_S = 5.0  # server clock vs. ours, after correcting by the Date header
+# createdAt may be rounded to the second (the contract does not say), and before any job has
+# finished the only clock offset we have is the Date header's, which is whole seconds.
+CREATED_MARGIN_S = 1.0
 
 
 def parse_api_time(value: str | None) -> float | None:
@@ -40,9 +49,11 @@ class Pending:
     job_id: str
     job_key: str
     duration: int
-    created: float  # server epoch seconds (estimated from our clock until the API tells us)
+    created: float | None  # server epoch seconds, once the API has told us
     since: float  # monotonic time we started waiting
     last_seen: float  # monotonic time the API last told us anything about it
+    sent: float  # our epoch seconds when its submit first left (the job cannot be older)
+    answered: float  # our epoch seconds when its submit was answered (the job is not younger)
 
 
 class Tracker:
@@ -53,8 +64,8 @@ class Tracker:
         rate_per_second: float | None,
         min_interval: float = 1.0,
         max_interval: float = 30.0,
-        busy_share: float = 0.05,
-        idle_share: float = 0.5,
+        busy_share: float = 0.03,
+        idle_share: float = 0.06,
     ):
         self.client = client
         self.rate_per_second = rate_per_second
@@ -69,24 +80,49 @@ class Tracker:
         self.last_requests = 1
         self.requests = 0
         self.polls = 0
-        self.hinted = False  # a webhook said some pending job has news: don't wait for estimates
+        # Pending jobs a webhook said have news: don't wait for estimates. Ids, not a flag, so
+        # news about a job the poll in flight then reports does not buy one more poll.
+        self.hinted_ids: set[str] = set()
+        self.offset_low: float | None = None  # server clock minus ours is at least this
 
     # -- membership --
 
     def add(self, job_id: str, job_key: str, duration: int, *, created: float | None = None,
-            waited: float = 0.0) -> None:
+            waited: float = 0.0, sent: float | None = None) -> None:
+        """Follow a job. `created`: its server creation time when known (a resumed job);
+        `sent`: our clock when its submit first left (default: now)."""
         now = time.monotonic()
+        answered = time.time()
+        self.pending[job_id] = Pending(job_id, job_key, duration, created, now - waited, now,
+                                       answered if sent is None else sent, answered)
+
+    def _created_floor(self, p: Pending) -> float:
+        """The earliest server time at which `p` can have been created."""
+        if p.created is not None:
+            return p.created
+        offset = self.offset_low if self.offset_low is not None else self.client.clock_offset - 1.0
+        return p.sent + offset
+
+    def _learn_clock(self, p: Pending, job: dict[str, Any]) -> None:
+        created = parse_api_time(job.get("createdAt"))
         if created is None:
-            created = time.time() + self.client.clock_offset
-        self.pending[job_id] = Pending(job_id, job_key, duration, created, now - waited, now)
+            return
+        p.created = created
+        low = created - p.answered
+        self.offset_low = low if self.offset_low is None else max(self.offset_low, low)
 
     def discard(self, job_id: str) -> None:
         self.pending.pop(job_id, None)
+        self.hinted_ids.discard(job_id)
+
+    @property
+    def hinted(self) -> bool:
+        return bool(self.hinted_ids)
 
     def hint(self, job_id: str) -> bool:
         """A webhook named this job: poll at the next moment the budget allows."""
         if job_id in self.pending:
-            self.hinted = True
+            self.hinted_ids.add(job_id)
         return self.hinted
 
     # -- cadence --
@@ -121,18 +157,32 @@ class Tracker:
             delay = max(delay, self.last_poll + gap - now)
         return min(max(delay, 0.0), self.max_interval)
 
+    def _may_have_failed(self) -> bool:
+        """Failures are rare, so the FAILED list is read only when it can tell us something: a
+        pending job has waited longer than any job of its clip length took to complete (or none
+        has completed yet), or a webhook brought news."""
+        if self.hinted:
+            return True
+        now = time.monotonic()
+        for p in self.pending.values():
+            seen = self.observed.get(p.duration)
+            if seen is None or now - p.since > seen[1]:
+                return True
+        return False
+
     # -- polling --
 
     async def poll(self) -> list[dict[str, Any]]:
         """One round: the jobs (API objects) among `pending` that reached a terminal state."""
         self.last_poll = time.monotonic()
         self.polls += 1
-        self.hinted = False
+        statuses = LIST_STATUSES if self._may_have_failed() else ("COMPLETED",)  # before hints clear
+        self.hinted_ids.clear()
         requests = 0
         finished: dict[str, dict[str, Any]] = {}
         if self.pending:
-            oldest = min(p.created for p in self.pending.values()) - SKEW_MARGIN_S
-            for status in LIST_STATUSES:
+            oldest = min(self._created_floor(p) for p in self.pending.values()) - CREATED_MARGIN_S
+            for status in statuses:
                 cursor = None
                 while True:
                     page = await self.client.list_jobs(status=status, limit=100, cursor=cursor)
@@ -167,12 +217,14 @@ class Tracker:
             p.last_seen = now
             if job.get("status") in TERMINAL:
                 finished[p.job_id] = job
-            elif job.get("createdAt"):
-                p.created = parse_api_time(job["createdAt"]) or p.created
+            else:
+                self._learn_clock(p, job)
         for job_id, job in finished.items():
             p = self.pending.pop(job_id)
+            self._learn_clock(p, job)
             if job.get("status") == "COMPLETED":
                 self._observe(p.duration, now - p.since)
+        self.hinted_ids &= self.pending.keys()  # hints that came in while this poll ran
         self.last_requests = max(1, requests)
         self.requests += requests
         return list(finished.values())
