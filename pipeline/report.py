@@ -63,7 +63,8 @@ def _aspect(model: str | None, ratio: str | None) -> str:
 def _card(row: dict, page_dir: Path) -> str:
     e = html.escape
     status = row["status"] or "PENDING"
-    media = '<div class="media empty">no video yet</div>'
+    media = '<div class="media empty">{}</div>'.format(
+        "no video: see the reason below" if status in ("FAILED", "REJECTED") else "no video yet")
     path = Path(row["output_path"]) if row.get("output_path") else None
     if status == "DOWNLOADED" and path is not None:
         if path.exists():
@@ -87,7 +88,7 @@ def _card(row: dict, page_dir: Path) -> str:
         f'<div class="meta"><span class="badge {e(status.lower())}">{e(status)}</span>'
         f'<span>{row.get("duration") or "?"} s</span><span>{e(row.get("aspect_ratio") or "?")}</span>'
         f'<span title="credits charged / estimated">{charged if charged is not None else "–"} / '
-        f'{row.get("credits_estimated") or 0} cr</span><span>{row.get("attempts") or 0} tries</span></div>'
+        f'{row.get("credits_estimated") or 0} cr</span><span>{row.get("attempts") or 0} {"try" if row.get("attempts") == 1 else "tries"}</span></div>'
         f'<p class="prompt">{e(row.get("prompt") or "")}</p>'
         f'<p class="key">{e(row["job_key"])} · row {row.get("row") or "?"}</p>{reason}</div></article>'
     )

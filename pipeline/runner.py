@@ -611,7 +611,10 @@ class Runner:
             code = 1
         else:
             code = 0
-        failures = [(k, self.failures.get(k) or "") for k in sorted(failed_keys)]
+        # Rows that failed in an earlier run keep the reason the ledger has for them.
+        failed_rows = frame.filter(frame["job_key"].is_in(list(failed_keys)))
+        errors = dict(zip(failed_rows["job_key"].to_list(), failed_rows["error"].to_list()))
+        failures = [(k, self.failures.get(k) or errors.get(k) or "") for k in sorted(failed_keys)]
         return RunResult(
             run_id=self.run_id, exit_code=code,
             stop_reason=self.stop_reason or (f"{len(unfinished)} rows unfinished" if unfinished else None),

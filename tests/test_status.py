@@ -133,3 +133,9 @@ def test_run_summary_says_how_to_get_the_report(batch, tmp_path):
     assert made.returncode == 0, made.stdout + made.stderr
     assert made.stdout.strip() == f"report: {tmp_path / 'report.html'}"
     assert (tmp_path / "report.html").stat().st_size > 0
+
+
+def test_a_rerun_summary_gives_earlier_failures_their_reasons(batch):
+    (first, second), rows = batch
+    for row in rows.filter(pl.col("status") == "FAILED").iter_rows(named=True):
+        assert f"FAILED {row['job_key']}: {row['error']}" in second.stdout  # left alone, still explained
