@@ -14,13 +14,12 @@ import asyncio
 import email.utils
 import hashlib
 import json
-import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -352,8 +351,9 @@ class ApiClient:
 
     # -- downloads (CDN: no key, no rate limit) --
 
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> tuple[int, str]:
-        """Stream `url` into `dest`; return (bytes, sha256). The caller verifies and renames.
+    async def download(self, url: str, sink: BinaryIO, *, max_bytes: int) -> tuple[int, str]:
+        """Stream `url` into `sink` (anything with `write(bytes)`); return (bytes, sha256). The
+        caller stores, verifies and renames: no file I/O here, so none blocks the event loop.
 
         Only http(s) URLs are followed, no redirects to elsewhere, the answer must say it is a
         video, and it may not exceed `max_bytes` or end short of its Content-Length.
@@ -377,15 +377,12 @@ class ApiClient:
                 expected = response.content_length
                 if expected is not None and expected > max_bytes:
                     raise DownloadError(f"video is {expected} bytes, over the {max_bytes}-byte cap")
-                with open(dest, "wb") as out:
-                    async for chunk in response.content.iter_chunked(1 << 16):
-                        size += len(chunk)
-                        if size > max_bytes:
-                            raise DownloadError(f"video passed the {max_bytes}-byte cap: stopped")
-                        digest.update(chunk)
-                        out.write(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
+                async for chunk in response.content.iter_chunked(1 << 16):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise DownloadError(f"video passed the {max_bytes}-byte cap: stopped")
+                    digest.update(chunk)
+                    sink.write(chunk)
                 if expected is not None and size != expected:
                     raise TransientError(f"download cut short: {size} of {expected} bytes")
         except asyncio.TimeoutError:

@@ -169,6 +169,7 @@ class Runner:
         self._slot_freed = asyncio.Event()
         self._tracker_wake = asyncio.Event()
         self._submitting = 0
+        self.verify_cpu_s = 0.0  # CPU spent checking videos with PyAV, for the run log
 
     # -- lifecycle --
 
@@ -555,6 +556,7 @@ class Runner:
                 self.log.event("retry", what="download", job_key=work.job_key, reason=reason, attempt=attempt)
                 await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
                 continue
+            self.verify_cpu_s += saved.verify_cpu_s
             self.ledger.record(work.job_key, status=DOWNLOADED, output_path=str(saved.path),
                                bytes=saved.bytes, sha256=saved.sha256, downloaded_at=_now(), error=None)
             await self.ledger.commit()
@@ -591,6 +593,7 @@ class Runner:
         while True:
             await asyncio.sleep(0.5)
             progress.update()
+            self.log.flush()
             if time.monotonic() - last >= self.options.checkpoint_every:
                 self.ledger.checkpoint()
                 last = time.monotonic()

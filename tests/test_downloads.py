@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from pipeline.client import ApiClient, DownloadError, NotFound, TransientError
+from pipeline import download
 from pipeline.download import download_video, video_path
 
 KEY = "afk_download_test_secret_000"
@@ -76,6 +77,26 @@ async def test_a_good_video_lands_verified_under_its_key(cdn, tmp_path):
     assert saved.path == final and final.read_bytes() == video
     assert not list(final.parent.glob(".*.part"))
     assert all("X-API-Key" not in h and KEY not in str(h) for h in seen)
+
+
+@pytest.mark.parametrize("name, error", [("ok.mp4", None), ("short.mp4", TransientError)])
+async def test_a_video_past_the_memory_limit_streams_to_disk(cdn, tmp_path, monkeypatch, name, error):
+    # Large videos spill to their .part file as they stream; the same checks and cleanup apply.
+    monkeypatch.setattr(download, "SPILL_BYTES", 500)
+    base, video, _ = cdn
+    assert len(video) // 2 > 500  # both the whole and the cut-off body spill
+    final = video_path(tmp_path / "out", "big-1")
+    async with ApiClient("http://127.0.0.1:9", KEY) as client:
+        if error is None:
+            saved = await download_video(client, f"{base}/{name}", final, duration=2, frame_size=(320, 180),
+                                         max_bytes=10_000_000)
+            assert final.read_bytes() == video and saved.bytes == len(video) and saved.verify_cpu_s > 0
+        else:
+            with pytest.raises(error):
+                await download_video(client, f"{base}/{name}", final, duration=2, frame_size=(320, 180),
+                                     max_bytes=10_000_000)
+            assert not final.exists()
+    assert not list(final.parent.glob(".*.part"))
 
 
 @pytest.mark.parametrize("name, error", [
