@@ -1,0 +1,1 @@
+"""`make bench`: figures for how close videobatch runs to the rate-limit floor (see __main__)."""

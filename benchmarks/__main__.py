@@ -1,0 +1,132 @@
+"""`make bench`: how close videobatch runs to the rate-limit floor, and what it costs to run.
+
+Prints one table and writes every figure to outputs/bench.json. `--quick` runs the same
+measurements at toy sizes (the test suite uses it to keep this code honest); its figures mean
+nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from benchmarks import sections
+
+FULL = dict(tracking_jobs=2000, overhead_jobs=10_000, resume_rows=100_000, compress=10.0)
+QUICK = dict(tracking_jobs=60, overhead_jobs=200, resume_rows=2000, compress=60.0)
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
+
+
+def _check(value: float, goal: float) -> str:
+    return "ok" if value <= goal else "MISSED"
+
+
+def table(results: dict) -> str:
+    lines = [f"videobatch bench, {results['date']} on {results['machine']}", ""]
+    rows: list[tuple[str, str, str]] = []
+    t = results.get("tracking")
+    if t:
+        ours, sdk = t["ours"], t["sdk"]
+        n = t["jobs"]
+        rows += [
+            (f"a. requests per job, {n} jobs at {sections.RPM} rpm: videobatch",
+             f"{ours['requests_per_job']:.3f}", f"<= 1.10 {_check(ours['requests_per_job'], 1.10)}"),
+            ("   requests per job: SDK-style per-job polling", f"{sdk['requests_per_job']:.3f}",
+             f"{sdk['requests_per_job'] / ours['requests_per_job']:.1f}x videobatch"),
+            ("   makespan: videobatch / lower bound",
+             f"{ours['makespan_s']:.0f} s / {ours['lower_bound_s']:.0f} s = {ours['makespan_over_bound']:.3f}",
+             f"<= 1.10 {_check(ours['makespan_over_bound'], 1.10)}"),
+            ("   makespan: SDK-style / lower bound",
+             f"{sdk['makespan_s']:.0f} s / {sdk['lower_bound_s']:.0f} s = {sdk['makespan_over_bound']:.3f}",
+             f"{sdk['makespan_s'] / ours['makespan_s']:.1f}x videobatch"),
+            (f"   (time compressed {t['compress']:g}x; seconds shown at full scale)", "", ""),
+            (f"e. 429s received, --rpm = the emulator's {sections.RPM}: videobatch / SDK-style",
+             f"{ours['rate_limited']} / {sdk['rate_limited']}",
+             "= 0 " + ("ok" if ours["rate_limited"] == 0 else "MISSED")),
+        ]
+    o = results.get("overhead")
+    if o:
+        rows += [
+            (f"b. {o['jobs']} jobs, zero-latency emulator, no rate limit: jobs per second",
+             f"{o['jobs_per_s']:.0f}", ""),
+            ("   CPU per job: videobatch / the emulator",
+             f"{o['pipeline_cpu_ms_per_job']:.2f} ms / {o['emulator_cpu_ms_per_job']:.2f} ms",
+             f"<= 1 ms {_check(o['pipeline_cpu_ms_per_job'], 1.0)}"),
+            ("   of which checking each video with PyAV (open, decode a frame)",
+             f"{o['verify_cpu_ms_per_job']:.2f} ms",
+             f"rest {o['pipeline_cpu_ms_per_job'] - o['verify_cpu_ms_per_job']:.2f} ms"),
+            ("d. share of run time in durable journal writes",
+             f"{100 * o['journal_share']:.1f} %",
+             f"{o['journal_records']} records in {o['journal_fsyncs']} fsyncs"),
+        ]
+    r = results.get("resume")
+    if r:
+        for kind, wall_goal, rss_goal in (("csv", 2.0, 400.0), ("yaml", None, None)):
+            f = r[kind]
+            verdict = (f"<= 2 s, 400 MB {'ok' if f['wall_s'] <= wall_goal and f['peak_rss_mb'] <= rss_goal else 'MISSED'}"
+                       if wall_goal else "no goal")
+            rows.append((f"c. rerun of {r['rows']} finished rows ({kind.upper()}): wall, peak memory",
+                         f"{f['wall_s']:.2f} s, {f['peak_rss_mb']:.0f} MB", verdict))
+        rows.append(("   (of which interpreter and imports)", f"{results['startup_s']:.2f} s", ""))
+    width = max(len(r[0]) for r in rows)
+    value_width = max(len(r[1]) for r in rows)
+    lines += [f"{name:<{width}}  {value:>{value_width}}  {goal}".rstrip() for name, value, goal in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="toy sizes: checks the benchmark runs")
+    parser.add_argument("--only", choices=["tracking", "overhead", "resume"], action="append",
+                        help="run just this part (repeatable)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench.json"), help="where the JSON goes")
+    parser.add_argument("--compress", type=float, help="time compression of the tracking run (default 10)")
+    args = parser.parse_args(argv)
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.compress:
+        sizes["compress"] = args.compress
+    wanted = set(args.only or ["tracking", "overhead", "resume"])
+    results: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": _machine(),
+                     "quick": args.quick, "sizes": sizes}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="vb-bench-") as folder:
+        work = Path(folder)
+        results["startup_s"] = sections.startup(work)
+        if "tracking" in wanted:
+            print(f"a/e: {sizes['tracking_jobs']} jobs at {sections.RPM} rpm, ours then SDK-style ...", flush=True)
+            results["tracking"] = sections.tracking(work, jobs=sizes["tracking_jobs"], compress=sizes["compress"])
+        if "overhead" in wanted:
+            print(f"b/d: {sizes['overhead_jobs']} jobs with no latency and no limit ...", flush=True)
+            results["overhead"] = sections.overhead(work, jobs=sizes["overhead_jobs"])
+        if "resume" in wanted:
+            print(f"c: rerun of {sizes['resume_rows']} finished rows, CSV then YAML ...", flush=True)
+            results["resume"] = sections.resume(work, n=sizes["resume_rows"])
+    results["bench_seconds"] = time.perf_counter() - started
+    print()
+    print(table(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nfigures: {args.out} (bench took {results['bench_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

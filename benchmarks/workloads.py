@@ -1,0 +1,60 @@
+"""Manifests and ledgers the benchmarks run on, written the way a user would write them."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+DURATIONS = (6, 10, 15)
+RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3")
+
+
+def rows(n: int, prefix: str = "shot") -> list[dict]:
+    """`n` distinct prompts, clip lengths in equal thirds, every aspect ratio."""
+    return [{"prompt": f"{prefix} {i}: a paper boat drifts past lantern number {i} at dusk",
+             "duration": DURATIONS[i % 3], "aspect_ratio": RATIOS[i % 7], "campaign": "bench"}
+            for i in range(n)]
+
+
+def write_csv(path: Path, jobs: list[dict]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=list(jobs[0]))
+        writer.writeheader()
+        writer.writerows(jobs)
+    return path
+
+
+def write_yaml(path: Path, jobs: list[dict]) -> Path:
+    path.write_text(yaml.safe_dump({"jobs": jobs}, sort_keys=False, width=1000), encoding="utf-8")
+    return path
+
+
+def write_finished_ledger(manifest: Path, ledger: Path, videos: Path) -> int:
+    """A ledger in which every row of `manifest` is DOWNLOADED, with its (empty) file on disk.
+
+    Built from the manifest loader's own rows, so the job keys are the ones a run computes.
+    Written straight as the Parquet snapshot a checkpoint leaves (no journal), the state a
+    finished nightly run ends in.
+    """
+    from pipeline.ledger import SEQ_METADATA
+    from pipeline.manifest import load_manifest
+    from pipeline.schema import DOWNLOADED, LEDGER_SCHEMA
+
+    frame = load_manifest(manifest)
+    videos.mkdir(parents=True, exist_ok=True)
+    paths = [str(videos / f"{key}.mp4") for key in frame["job_key"]]
+    for path in paths:
+        open(path, "wb").close()
+    frame = frame.with_columns(
+        status=pl.lit(DOWNLOADED), output_path=pl.Series(paths), bytes=pl.lit(0), attempts=pl.lit(1),
+        credits_charged=pl.col("credits_estimated"), credits_prior=pl.lit(0),
+    )
+    frame = frame.select(
+        pl.col(name) if name in frame.columns else pl.lit(None).alias(name) for name in LEDGER_SCHEMA
+    ).cast(LEDGER_SCHEMA)
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(ledger, metadata={SEQ_METADATA: "0"})
+    return frame.height

@@ -1,0 +1,35 @@
+"""`make bench` at toy sizes: the benchmark runs end to end and its counts hold together.
+
+Figures of speed are the benchmark's business, not a test's; what is checked here are counts that
+must be right at any size (every job made once, nothing sent on a rerun of finished work, bulk
+tracking cheaper in requests than per-job polling).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.harness import REPO
+
+
+@pytest.mark.slow
+def test_quick_bench_runs_and_its_counts_hold(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(out.read_text())
+    tracking, overhead, resume = results["tracking"], results["overhead"], results["resume"]
+    jobs = tracking["jobs"]
+    assert tracking["ours"]["jobs_created"] == jobs and tracking["sdk"]["jobs_created"] == jobs
+    assert tracking["ours"]["rate_limited"] == 0  # --rpm equal to the emulator's limit
+    assert tracking["ours"]["requests"] < tracking["sdk"]["requests"]
+    assert tracking["ours"]["requests_by_route"].get("GET /v2/jobs", 0) > 0  # tracked by the list
+    assert overhead["jobs_created"] == overhead["jobs"]
+    assert overhead["journal_fsyncs"] < overhead["journal_records"]  # group commit shares fsyncs
+    assert resume["csv"]["api_requests"] == 0 and resume["yaml"]["api_requests"] == 0
+    assert "requests per job" in done.stdout and str(out) in done.stdout
