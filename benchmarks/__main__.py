@@ -99,10 +99,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="run just this part (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench.json"), help="where the JSON goes")
     parser.add_argument("--compress", type=float, help="time compression of the tracking run (default 10)")
+    for name in ("tracking_jobs", "overhead_jobs", "resume_rows"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, metavar="N",
+                            help=f"size of that part (default {FULL[name]})")
     args = parser.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
-    if args.compress:
-        sizes["compress"] = args.compress
+    for name in ("compress", "tracking_jobs", "overhead_jobs", "resume_rows"):
+        if getattr(args, name):
+            sizes[name] = getattr(args, name)
     wanted = set(args.only or ["tracking", "overhead", "resume"])
     results: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": _machine(),
                      "quick": args.quick, "sizes": sizes}
