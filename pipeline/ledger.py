@@ -88,15 +88,17 @@ def _paths(path: Path) -> tuple[Path, Path, Path]:
             path.with_name("runs.parquet"))
 
 
-def _read_snapshot(path: Path) -> tuple[pl.DataFrame, int]:
+def _read_snapshot(path: Path) -> tuple[pl.DataFrame, int, bool]:
+    """(frame, journal seq it holds, whether the file is already exactly in LEDGER_SCHEMA)."""
     if not path.exists():
-        return _empty(LEDGER_SCHEMA), 0
+        return _empty(LEDGER_SCHEMA), 0, False
     frame = pl.read_parquet(path)
     seq = int(pl.read_parquet_metadata(path).get(SEQ_METADATA, "0"))
+    current = frame.schema == pl.Schema(LEDGER_SCHEMA)  # same columns, order and types
     missing = [c for c in LEDGER_SCHEMA if c not in frame.columns]  # written by an older version
     if missing:
         frame = frame.with_columns(pl.lit(None, dtype=LEDGER_SCHEMA[c]).alias(c) for c in missing)
-    return frame.select(list(LEDGER_SCHEMA)).cast(LEDGER_SCHEMA), seq
+    return frame.select(list(LEDGER_SCHEMA)).cast(LEDGER_SCHEMA), seq, current
 
 
 def _read_journal(journal: Path) -> tuple[list[dict], int]:
@@ -170,7 +172,7 @@ class Ledger:
         return ledger
 
     def _load(self) -> None:
-        self._base, snapshot_seq = _read_snapshot(self.path)
+        self._base, snapshot_seq, current = _read_snapshot(self.path)
         entries, good_end = _read_journal(self.journal_path)
         self._seq = snapshot_seq
         for entry in entries:
@@ -180,6 +182,9 @@ class Ledger:
             self._apply(entry)
             self._seq = max(self._seq, seq)
         self._durable_seq = self._seq
+        # The Parquet file holds exactly the state in memory: nothing came from the journal and no
+        # column had to be added or cast. (checkpoint() still runs if the journal is not empty.)
+        self._snapshot_current = current and not self._overlay and not self._removed
         if self.readonly:
             return
         for stale in self.path.parent.glob(f".{self.path.name}.tmp-*"):
@@ -324,12 +329,21 @@ class Ledger:
         finally:
             self._flush_task = None
 
+    _snapshot_current = False  # the Parquet file already holds exactly frame(); set by _load, checkpoint
+
     def checkpoint(self) -> None:
-        """Fold everything into the Parquet file atomically, then start an empty journal."""
+        """Fold everything into the Parquet file atomically, then start an empty journal.
+
+        Nothing to do, and nothing written, when nothing changed since the Parquet file was read or
+        written and the journal is empty: a rerun that finds every row done rewrites no 100,000 rows.
+        """
         if self._journal is None:
             return
         started = time.perf_counter()
         self.commit_sync()
+        if (self._snapshot_current and not self._overlay and not self._removed
+                and os.fstat(self._journal.fileno()).st_size == 0):
+            return
         frame = self.frame()
         temporary = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         with open(temporary, "wb") as out:
@@ -344,6 +358,7 @@ class Ledger:
             os.fsync(self._journal.fileno())
         self._base, self._index = frame, None
         self._overlay, self._removed = {}, set()
+        self._snapshot_current = True
         self.stats["checkpoints"] += 1
         self.stats["checkpoint_seconds"] += time.perf_counter() - started
 
