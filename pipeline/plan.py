@@ -55,13 +55,49 @@ class Plan:
         return self.rows.filter(pl.col("action").is_in(actions))
 
 
-def _file_present(paths: list[str | None], sizes: list[int | None]) -> list[bool]:
+def _same_size(path: str, size: int | None) -> bool:
+    try:
+        return os.stat(path).st_size == (size if size is not None else -1)
+    except OSError:
+        return False
+
+
+def _regular_files(folder: str) -> set[str] | None:
+    """Names of the regular files in `folder` (symlinks followed), or None if it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            return {entry.name for entry in entries if entry.is_file()}
+    except OSError:
+        return None
+
+
+def _file_present(paths: list[str | None], sizes: list[int | None], check_size: list[bool]) -> list[bool]:
+    """Whether each finished video is still on disk: one listing per folder, not a stat per file.
+
+    A file listed under its recorded name counts as there without comparing its size with the
+    ledger's `bytes`: a video reaches its final name only by an atomic rename, after its data
+    was verified and fsynced (download.py, `_store`), so a file under that name is whole; only a
+    hand outside videobatch could change it (and the old size check would not have caught a
+    same-size change either). The exception is `check_size`: a job key that has an archived older
+    version, whose old video once had this very name; if a crash undid the renames, that old video
+    could be back under it, so there the size still decides, as it did for every file before.
+    A name not in the listing (or a folder that cannot be listed) gets the old stat-and-size test,
+    so a miss means exactly what it always did.
+    """
+    listings: dict[str, set[str] | None] = {}
     present = []
-    for path, size in zip(paths, sizes):
-        try:
-            present.append(path is not None and os.stat(path).st_size == (size if size is not None else -1))
-        except OSError:
+    for path, size, strict in zip(paths, sizes, check_size):
+        if path is None:
             present.append(False)
+            continue
+        folder, name = os.path.split(path)
+        if folder not in listings:
+            listings[folder] = _regular_files(folder or ".")
+        names = listings[folder]
+        # Not listed, a key with an old version, or no recorded size (never "there" before either):
+        # the old stat-and-size test decides.
+        listed = not strict and size is not None and names is not None and name in names
+        present.append(listed or _same_size(path, size))
     return present
 
 
@@ -78,9 +114,13 @@ def make_plan(manifest_rows: pl.DataFrame, ledger_frame: pl.DataFrame, *, retry_
     done = rows.filter(downloaded)
     present = pl.Series("file_present", [], dtype=pl.Boolean)
     if done.height:
+        archived = ledger_frame.filter(pl.col("job_key").str.contains("@", literal=True))
+        had_old_version = done["job_key"].is_in(
+            archived["job_key"].str.split("@").list.first().unique().implode())
         present = pl.Series(
             "file_present",
-            _file_present(done["ledger_output_path"].to_list(), done["ledger_bytes"].to_list()),
+            _file_present(done["ledger_output_path"].to_list(), done["ledger_bytes"].to_list(),
+                          had_old_version.to_list()),
         )
     rows = rows.join(
         done.select("job_key").with_columns(present), on="job_key", how="left", maintain_order="left"
@@ -108,7 +148,7 @@ def make_plan(manifest_rows: pl.DataFrame, ledger_frame: pl.DataFrame, *, retry_
     orphans = 0
     if ledger_frame.height:
         orphans = ledger_frame.filter(
-            (pl.col("manifest") == manifest_text) & ~pl.col("job_key").is_in(manifest_rows["job_key"])
+            (pl.col("manifest") == manifest_text) & ~pl.col("job_key").is_in(manifest_rows["job_key"].implode())
         ).height
     counts = {a: 0 for a in ACTIONS}
     for name, n in rows.group_by("action").len().iter_rows():
