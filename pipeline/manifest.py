@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import csv
 import difflib
+import gc
 import hashlib
 import io
 import json
+import operator
 import re
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _json_text  # json.dumps(ensure_ascii=False)'s own
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -123,12 +126,17 @@ def _read_yaml(text: str, file: str) -> tuple[dict[str, Any], list[tuple[int, An
     return defaults, list(enumerate(jobs, start=1))
 
 
-def _read_csv(text: str, file: str) -> list[tuple[int, Any]]:
+def _read_csv(text: str, file: str) -> tuple[list[str], list[tuple[int, list[str] | str]]]:
+    """(header, [(row number, cells)]); a row of the wrong width comes as the problem's text instead.
+
+    Cells stay a list: `_csv_job` makes a row's {field: value} (blank cells left out) only where
+    the full per-row check needs one.
+    """
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
     except StopIteration:
-        return []
+        return [], []
     except csv.Error as exc:
         raise ManifestError(file, [ManifestIssue(file, "line 1", None, f"not valid CSV: {exc}", "")]) from None
     header = [name.strip() for name in header]
@@ -143,20 +151,31 @@ def _read_csv(text: str, file: str) -> list[tuple[int, Any]]:
                                     "keep one column per field"))
     if issues:
         raise ManifestError(file, issues)
-    rows: list[tuple[int, Any]] = []
+    rows: list[tuple[int, list[str] | str]] = []
+    append = rows.append
     width = len(header)
     try:
         for number, cells in enumerate(reader, start=1):
+            if len(cells) == width > 1:  # the usual row (a blank line has 0 or 1 cells)
+                append((number, cells))
+                continue
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue  # a blank line
             if len(cells) != width:
-                rows.append((number, f"has {len(cells)} cells, the header has {width}"))
+                append((number, f"has {len(cells)} cells, the header has {width}"))
                 continue
-            rows.append((number, {name: cell for name, cell in zip(header, cells) if cell.strip() != ""}))
+            append((number, cells))
     except csv.Error as exc:
         raise ManifestError(file, [ManifestIssue(file, f"line {reader.line_num}", None,
                                                  f"not valid CSV: {exc}", "check the quoting")]) from None
-    return rows
+    return header, rows
+
+
+def _csv_job(header: list[str], cells: list[str] | str) -> dict[str, str] | str:
+    """A CSV row as the job mapping the checker reads: blank cells are left out."""
+    if isinstance(cells, str):
+        return cells  # the row's width problem
+    return {name: cell for name, cell in zip(header, cells) if cell.strip() != ""}
 
 
 # --- checking one row -----------------------------------------------------------------------
@@ -243,7 +262,7 @@ class _Checker:
                 job_id = None
 
         count = merged.get("count", 1)
-        if isinstance(count, str) and count.strip().isdigit():
+        if isinstance(count, str) and count.strip().isascii() and count.strip().isdigit():
             count = int(count)
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
             self.issue(row_no, "count", f"{count!r} is not a whole number from 1 to {MAX_COUNT}",
@@ -272,7 +291,7 @@ class _Checker:
                 "credits": model.credits_for(duration) if duration in model.credits else 0}
 
     def _duration(self, row_no: int, value: Any, model) -> int | None:
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():  # not "²"
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value not in model.durations:
             shown = f"{str(value).lower()} (a yes/no value)" if isinstance(value, bool) else repr(value)
@@ -358,6 +377,12 @@ class _Checker:
 
 def request_hash(model: str, prompt: str, duration: int, aspect_ratio: str, ref_ids: list[str],
                  variation: int) -> str:
+    """The definition of a request's identity. Job keys come from it: never change its output.
+
+    load_manifest builds the same canonical text in pieces (`_request_parts`) to save a
+    json.dumps per row, and checks those pieces against this function once per distinct request
+    shape; if they ever disagree, it uses this function.
+    """
     canonical = json.dumps(
         {"model": model, "prompt": prompt, "duration": duration, "aspect_ratio": aspect_ratio,
          "reference_images": ref_ids, "variation": variation},
@@ -365,15 +390,38 @@ def request_hash(model: str, prompt: str, duration: int, aspect_ratio: str, ref_
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _request_parts(model: str, duration: int, aspect_ratio: str, ref_ids: list[str]) -> tuple[str, str]:
+    """request_hash's canonical JSON around the prompt: head + json(prompt) + tail + variation + "}".
+
+    Keys in sorted order, no spaces, strings escaped by the encoder json.dumps(ensure_ascii=False)
+    itself uses, ints as json.dumps writes them (duration is a plain int, never a bool).
+    """
+    head = (f'{{"aspect_ratio":{_json_text(aspect_ratio)},"duration":{int.__repr__(duration)},'
+            f'"model":{_json_text(model)},"prompt":')
+    tail = ',"reference_images":[' + ",".join(map(_json_text, ref_ids)) + '],"variation":'
+    return head, tail
+
+
+# For ASCII text, lower() and _SLUG_DROP in one cheap pass: A-Z -> a-z, a-z and 0-9 kept, the rest
+# (never more than ASCII here) -> space.
+_SLUG_ASCII = bytes(c + 32 if 65 <= c <= 90 else c if 48 <= c <= 57 or 97 <= c <= 122 else 32
+                    for c in range(256))
+
+
 def slug(prompt: str, limit: int = 32) -> str:
-    words = _SLUG_DROP.sub(" ", prompt.lower()).split()
-    text = ""
-    for word in words:
-        candidate = f"{text}-{word}" if text else word
-        if len(candidate) > limit:
-            break
-        text = candidate
-    return text or (words[0][:limit] if words else "")
+    """The prompt's longest run of leading words within `limit` characters, lowercase a-z0-9 words
+    joined by '-'; if the first word alone is longer, its first `limit` characters."""
+    if prompt.isascii():
+        text = b" ".join(prompt.encode().translate(_SLUG_ASCII).split()).decode()
+    else:
+        text = _SLUG_DROP.sub(" ", prompt.lower()).strip()
+    # `text` is the words joined by single spaces; cut it at the last space that keeps <= limit.
+    if len(text) <= limit:
+        return text.replace(" ", "-")
+    if text[limit] == " ":
+        return text[:limit].replace(" ", "-")
+    cut = text.rfind(" ", 0, limit)
+    return text[:cut].replace(" ", "-") if cut > 0 else text[:limit]
 
 
 def job_key_for(job_id: str | None, variation: int, digest: str, prompt: str) -> str:
@@ -386,9 +434,234 @@ def job_key_for(job_id: str | None, variation: int, digest: str, prompt: str) ->
 # --- loading --------------------------------------------------------------------------------
 
 
+# The tests turn it off to prove both paths give the very same rows, keys and problems.
+FAST_PATH = True
+_REQUEST_FIELDS = ("duration", "aspect_ratio", "reference_images", "model", "count")  # known, but prompt, id
+_MEMO_LIMIT = 10_000  # request shapes (and metadata texts) remembered per manifest: bounded memory
+_MISSING = object()
+
+
+class _Template:
+    """What a checked row's request fields (every known field but prompt and id) came to.
+
+    Rows whose request fields hold the very same values reuse it rather than being checked from
+    scratch: those fields are checked on their own (with the model and, in YAML, the file's
+    defaults), never together with the prompt, the id or the metadata.
+    """
+
+    __slots__ = ("index", "head", "tail", "min_chars", "max_chars", "count", "model", "duration",
+                 "aspect_ratio", "ref_ids")
+
+
+class _Rows:
+    """The fast path of load_manifest: a row goes through it only if the full check
+    (`_Checker.check`) would accept that row with the very same result; any row it is not sure of
+    (a new request shape, a problem, an unusual value type) goes through the full check, in row
+    order, so the problems reported, their wording and their order are the full check's own."""
+
+    def __init__(self, checker: _Checker, defaults: dict[str, Any], header: list[str] | None):
+        self.checker = checker
+        self.templates: dict[Any, _Template] = {}
+        self.metadata_texts: dict[Any, str] = {}
+        self.rests: dict[tuple, tuple[_Template, str]] = {}  # YAML: fields but prompt, id -> yaml_rest()
+        # Template columns; row i of the manifest takes its request fields from template_ids[i].
+        self.models: list[str] = []
+        self.durations: list[int] = []
+        self.aspect_ratios: list[str] = []
+        self.references: list[list[str]] = []
+        self.credits: list[int] = []
+        self.defaults_extra = [(name, value) for name, value in defaults.items() if name not in KNOWN_FIELDS]
+        self.header = header
+        if header is not None:
+            index = {name: i for i, name in enumerate(header)}
+            self.prompt_at, self.id_at = index.get("prompt"), index.get("id")
+            keyed = [index[name] for name in _REQUEST_FIELDS if name in index]
+            self.csv_key = operator.itemgetter(*keyed) if keyed else (lambda cells: ())
+            # Whether a field name is a typo of a known one does not depend on the other names.
+            extra, typos = checker.split_fields(frozenset(name for name in header if name not in KNOWN_FIELDS))
+            self.csv_typos = [index[name] for name, _ in typos]
+            self.csv_extra = [(name, index[name]) for name in extra]
+            self.csv_extra_key = operator.itemgetter(*(i for _, i in self.csv_extra)) if extra else None
+            self.fast, self.key = self.csv_row, self.csv_row_key
+        else:
+            self.fast, self.key = self.yaml_row, self.yaml_key
+
+    def learn(self, key: Any, row: dict[str, Any]) -> _Template:
+        """A template for the request fields of `row`, which the full check has just accepted."""
+        template = _Template()
+        template.index = len(self.models)
+        self.models.append(row["model"])
+        self.durations.append(row["duration"])
+        self.aspect_ratios.append(row["aspect_ratio"])
+        self.references.append(row["reference_images"])
+        self.credits.append(row["credits"])
+        model = MODELS[row["model"]]
+        template.min_chars, template.max_chars = model.prompt_min_chars, model.prompt_max_chars
+        template.count, template.model, template.duration = row["count"], row["model"], row["duration"]
+        template.aspect_ratio, template.ref_ids = row["aspect_ratio"], row["ref_ids"]
+        head, tail = _request_parts(row["model"], row["duration"], row["aspect_ratio"], row["ref_ids"])
+        fast = hashlib.sha256(f"{head}{_json_text(row['prompt'])}{tail}1}}".encode()).hexdigest()
+        if fast != request_hash(row["model"], row["prompt"], row["duration"], row["aspect_ratio"],
+                                row["ref_ids"], 1):
+            head = None  # never expected; if it happens, request_hash decides every key
+        template.head, template.tail = head, tail
+        if key is not None and len(self.templates) < _MEMO_LIMIT:
+            self.templates[key] = template
+        return template
+
+    # -- CSV: every value is text; a row stays a list of cells --
+
+    def csv_row_key(self, cells: Any) -> Any:
+        return self.csv_key(cells) if type(cells) is list and self.prompt_at is not None else None
+
+    def csv_row(self, cells: Any) -> tuple[_Template, str, str | None, str] | None:
+        if type(cells) is not list or self.prompt_at is None:
+            return None
+        template = self.templates.get(self.csv_key(cells))
+        if template is None:
+            return None
+        prompt = cells[self.prompt_at].strip()  # a blank cell is a missing prompt
+        if not prompt or not template.min_chars <= len(prompt) <= template.max_chars:
+            return None
+        job_id = None
+        if self.id_at is not None:
+            raw = cells[self.id_at]
+            if raw.strip():  # the full check takes the cell as it is, unstripped
+                if not ID_PATTERN.match(raw) or ".." in raw:
+                    return None
+                job_id = raw
+        for i in self.csv_typos:
+            if cells[i].strip():
+                return None
+        if self.csv_extra_key is None:
+            return template, prompt, job_id, "{}"
+        values = self.csv_extra_key(cells)
+        metadata = self.metadata_texts.get(values)
+        if metadata is None:
+            metadata = json.dumps({name: cells[i] for name, i in self.csv_extra if cells[i].strip() != ""},
+                                  sort_keys=True, ensure_ascii=False, default=str)
+            if len(self.metadata_texts) < _MEMO_LIMIT:
+                self.metadata_texts[values] = metadata
+        return template, prompt, job_id, metadata
+
+    # -- YAML: values come typed --
+
+    @staticmethod
+    def yaml_key(job: Any) -> tuple | None:
+        """The job's request fields with their types (True, 1 and 1.0 are different values here),
+        or None for a value type the fast path leaves to the full check."""
+        if type(job) is not dict:
+            return None
+        key = []
+        for name in _REQUEST_FIELDS:
+            value = job.get(name, _MISSING)
+            kind = type(value)
+            if kind is list:
+                if not all(type(item) is str for item in value):
+                    return None
+                value = tuple(value)
+            elif not (kind is str or kind is int or kind is bool or value is None or value is _MISSING):
+                return None
+            key.append((kind, value))
+        return tuple(key)
+
+    @staticmethod
+    def yaml_rest_key(job: dict) -> tuple | None:
+        """Every field but prompt and id, with its type, when all are text-named plain values (not
+        floats: -0.0 == 0.0 but they are stored differently), else None."""
+        key = []
+        for name, value in job.items():
+            if name == "prompt" or name == "id":
+                continue
+            kind = type(value)
+            if type(name) is not str:
+                return None
+            if kind is list:
+                if not all(type(item) is str for item in value):
+                    return None
+                value = tuple(value)
+            elif not (kind is str or kind is int or kind is bool or value is None):
+                return None
+            key.append((name, kind, value))
+        return tuple(key)
+
+    def yaml_rest(self, job: dict) -> tuple[_Template, str] | None:
+        """(template, metadata text) for every field but prompt and id, if the full check would
+        accept them, else None."""
+        key = self.yaml_key(job)
+        template = self.templates.get(key) if key is not None else None
+        if template is None:
+            return None
+        extra, typos = self.checker.split_fields(frozenset(job))
+        if typos:
+            return None
+        metadata = {str(name): job[name] for name in extra}
+        for name, value in self.defaults_extra:
+            if name not in job:
+                metadata.setdefault(str(name), value)
+        try:
+            # Without default=str: a value the full check would refuse fails here too (and goes
+            # to it); when this succeeds, default=str would not have been called either.
+            text = json.dumps(metadata, sort_keys=True, ensure_ascii=False)
+        except (TypeError, ValueError, RecursionError):
+            return None
+        return template, text
+
+    def yaml_row(self, job: Any) -> tuple[_Template, str, str | None, str] | None:
+        if type(job) is not dict:
+            return None
+        prompt = job.get("prompt")
+        if type(prompt) is not str:
+            return None
+        rest_key = self.yaml_rest_key(job)
+        rest = self.rests.get(rest_key) if rest_key is not None else None
+        if rest is None:
+            rest = self.yaml_rest(job)
+            if rest is None:
+                return None
+            if rest_key is not None and len(self.rests) < _MEMO_LIMIT:
+                self.rests[rest_key] = rest
+        template, metadata = rest
+        prompt = prompt.strip()
+        if not prompt or not template.min_chars <= len(prompt) <= template.max_chars:
+            return None
+        job_id = None
+        if "id" in job:
+            job_id = job["id"]
+            if type(job_id) is int:
+                job_id = str(job_id)
+            elif type(job_id) is not str:
+                return None
+            if not ID_PATTERN.match(job_id) or ".." in job_id:
+                return None
+        return template, prompt, job_id, metadata
+
+    def frame(self, manifest_text: str, columns: dict[str, list], template_ids: list[int]) -> pl.DataFrame:
+        rows = pl.DataFrame(columns, schema={name: COLUMNS[name] for name in columns})
+        templates = pl.DataFrame(
+            {"model": self.models, "duration": self.durations, "aspect_ratio": self.aspect_ratios,
+             "reference_images": self.references, "credits_estimated": self.credits},
+            schema={name: COLUMNS[name] for name in
+                    ("model", "duration", "aspect_ratio", "reference_images", "credits_estimated")})
+        picked = templates.select(pl.all().gather(pl.Series(template_ids, dtype=pl.UInt32)))
+        return pl.concat([rows, picked], how="horizontal").with_columns(
+            manifest=pl.lit(manifest_text, dtype=pl.String)).select(list(COLUMNS))
+
+
 def load_manifest(path: str | Path) -> pl.DataFrame:
     """Read, check and expand a manifest; raise ManifestError listing every problem."""
-    path = Path(path)
+    enabled = gc.isenabled()
+    # A big manifest makes millions of objects and no reference cycles: cyclic collections would
+    # only rescan them, over and over (a third of a 100,000-row CSV's load, most of a YAML's).
+    gc.disable()
+    try:
+        return _load_manifest(Path(path))
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load_manifest(path: Path) -> pl.DataFrame:
     file = str(path)
     try:
         data = path.read_bytes()
@@ -402,8 +675,9 @@ def load_manifest(path: str | Path) -> pl.DataFrame:
         raise ManifestError(file, [ManifestIssue(file, None, None, "the file is empty",
                                                  "list at least one job with a prompt")])
     suffix = path.suffix.lower()
+    header: list[str] | None = None
     if suffix == ".csv":
-        defaults, jobs = {}, _read_csv(text, file)
+        defaults, (header, jobs) = {}, _read_csv(text, file)
     elif suffix in (".yaml", ".yml"):
         defaults, jobs = _read_yaml(text, file)
     else:
@@ -421,18 +695,43 @@ def load_manifest(path: str | Path) -> pl.DataFrame:
                 checker.issue("defaults", str(name), f"unknown field; did you mean '{close[0]}'?",
                               f"rename it to '{close[0]}'")
 
-    columns: dict[str, list] = {name: [] for name in COLUMNS}
     manifest_text = str(path.resolve())
+    rows = _Rows(checker, defaults, header)
+    fast, key_of, learn = (rows.fast if FAST_PATH else lambda job: None), rows.key, rows.learn
+    sha256, json_text = hashlib.sha256, _json_text
+    row_nos: list[int] = []
+    variations: list[int] = []
+    job_keys: list[str] = []
+    digests: list[str] = []
+    key_sources: list[str] = []
+    prompts: list[str] = []
+    metadatas: list[str] = []
+    template_ids: list[int] = []
     seen_keys: dict[str, int] = {}
     seen_requests: dict[str, int] = {}
     for row_no, job in jobs:
-        row = checker.check(row_no, job, defaults)
-        if row is None:
-            continue
-        for variation in range(1, row["count"] + 1):
-            digest = request_hash(row["model"], row["prompt"], row["duration"], row["aspect_ratio"],
-                                  row["ref_ids"], variation)
-            key = job_key_for(row["id"], variation, digest, row["prompt"])
+        hit = fast(job)
+        if hit is None:
+            row = checker.check(row_no, _csv_job(header, job) if header is not None else job, defaults)
+            if row is None:
+                continue
+            template = learn(key_of(job), row)
+            prompt, job_id, metadata = row["prompt"], row["id"], row["metadata"]
+        else:
+            template, prompt, job_id, metadata = hit
+        head = template.head
+        middle = json_text(prompt) + template.tail
+        name = "" if job_id else slug(prompt)
+        for variation in range(1, template.count + 1):
+            if head is not None:
+                digest = sha256(f"{head}{middle}{variation}}}".encode()).hexdigest()
+            else:
+                digest = request_hash(template.model, prompt, template.duration, template.aspect_ratio,
+                                      template.ref_ids, variation)
+            if job_id:  # job_key_for, inline
+                key = job_id if variation == 1 else f"{job_id}-v{variation}"
+            else:
+                key = f"{name}-{digest[:12]}" if name else digest[:12]
             if digest in seen_requests and seen_requests[digest] != row_no:
                 checker.issue(row_no, "prompt", f"row {seen_requests[digest]} asks for exactly the same video",
                               "remove one of them, or use `count:` for variations")
@@ -442,19 +741,16 @@ def load_manifest(path: str | Path) -> pl.DataFrame:
                               "give each row its own id")
                 break
             seen_keys[key] = seen_requests[digest] = row_no
-            columns["manifest"].append(manifest_text)
-            columns["row"].append(row_no)
-            columns["variation"].append(variation)
-            columns["job_key"].append(key)
-            columns["request_hash"].append(digest)
-            columns["key_source"].append("id" if row["id"] else "hash")
-            columns["model"].append(row["model"])
-            columns["prompt"].append(row["prompt"])
-            columns["duration"].append(row["duration"])
-            columns["aspect_ratio"].append(row["aspect_ratio"])
-            columns["reference_images"].append(row["reference_images"])
-            columns["metadata"].append(row["metadata"])
-            columns["credits_estimated"].append(row["credits"])
+            row_nos.append(row_no)
+            variations.append(variation)
+            job_keys.append(key)
+            digests.append(digest)
+            key_sources.append("id" if job_id else "hash")
+            prompts.append(prompt)
+            metadatas.append(metadata)
+            template_ids.append(template.index)
     if checker.issues:
         raise ManifestError(file, checker.issues)
-    return pl.DataFrame(columns, schema=COLUMNS)
+    return rows.frame(manifest_text, {
+        "row": row_nos, "variation": variations, "job_key": job_keys, "request_hash": digests,
+        "key_source": key_sources, "prompt": prompts, "metadata": metadatas}, template_ids)

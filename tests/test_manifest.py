@@ -117,3 +117,80 @@ def test_cli_exits_2_sends_nothing_and_leaves_the_ledger_alone(emulator_thread, 
     assert str(BROKEN / name) in done.stderr and "nothing was submitted" in done.stderr
     assert emu.stats()["requests"] == {}
     assert ledger.read_bytes() == b"not touched" and not (tmp_path / "out").exists()
+
+
+def test_job_keys_are_pinned(tmp_path):
+    # Keys are users' money: a changed key resubmits finished jobs. These were computed by the
+    # first release of the loader; any change to how keys are made must keep them.
+    path = tmp_path / "pin.yaml"
+    path.write_text(yaml.safe_dump({"jobs": [
+        {"prompt": "A paper boat sails across a rain puddle at dawn, macro lens"},
+        {"prompt": "Neon koi: Über-fish swim  through İstanbul 🚀", "duration": 10, "aspect_ratio": "9:16",
+         "reference_images": ["https://example.com/style.jpg"]},
+        {"prompt": "x", "count": 2},
+        {"id": "launch-teaser", "prompt": "teaser"},
+    ]}, allow_unicode=True))
+    assert load_manifest(path)["job_key"].to_list() == [
+        "a-paper-boat-sails-across-a-rain-6a49f603f557", "neon-koi-ber-fish-swim-through-i-7b1afa362f37",
+        "x-ba35f81db64c", "x-c2cc08668d36", "launch-teaser"]
+
+
+def _outcome(path: Path):
+    try:
+        return load_manifest(path)
+    except ManifestError as exc:
+        return [(i.row, i.field, i.problem, i.hint) for i in exc.issues]
+
+
+def _mixed_rows(n: int) -> list[dict]:
+    """Rows that repeat a few request shapes (the fast path's case), with bad ones among them."""
+    rows = []
+    for i in range(n):
+        row = {"prompt": f"shot {i}: the tide comes in", "duration": (6, 10, 15)[i % 3],
+               "aspect_ratio": ("16:9", "1:1")[i % 2], "campaign": ("spring", "fall")[i % 2]}
+        if i % 7 == 3:
+            row["id"] = f"hero-{i}"
+        if i % 11 == 5:
+            row["prompt"] = ""  # empty prompt
+        if i % 13 == 6:
+            row["id"] = "../escape"
+        if i % 17 == 8:
+            row["promt"] = "typo"
+        if i % 19 == 9:
+            row["duration"] = 7
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("kind", ["yaml", "csv"])
+def test_the_fast_path_and_the_full_check_agree(tmp_path, monkeypatch, kind):
+    # load_manifest reuses the full check's result for rows whose request fields repeat; with it
+    # off, every row goes through the full check. Both must give the same rows, keys and problems.
+    import csv
+
+    import pipeline.manifest as manifest
+
+    files = sorted(p for p in BROKEN.iterdir() if p.name != "EXPECTED.yaml") + sorted(EXAMPLES.glob("example.*"))
+    for good in (True, False):
+        rows = [r for r in _mixed_rows(300) if not good or (r["prompt"] and "promt" not in r
+                                                            and r["duration"] != 7 and r.get("id") != "../escape")]
+        path = tmp_path / f"mixed-{good}.{kind}"
+        if kind == "yaml":
+            path.write_text(yaml.safe_dump({"defaults": {"team": "video"}, "jobs": rows}))
+        else:
+            fields = sorted({name for row in rows for name in row})
+            with open(path, "w", newline="") as out:
+                writer = csv.DictWriter(out, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(rows)
+        files.append(path)
+    for path in files:
+        fast = _outcome(path)
+        monkeypatch.setattr(manifest, "FAST_PATH", False)
+        full = _outcome(path)
+        monkeypatch.setattr(manifest, "FAST_PATH", True)
+        if isinstance(full, pl.DataFrame):
+            assert isinstance(fast, pl.DataFrame) and fast.equals(full), path.name
+        else:
+            assert fast == full, path.name
+    assert isinstance(_outcome(files[-1]), list) and isinstance(_outcome(files[-2]), pl.DataFrame)
