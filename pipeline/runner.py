@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from pipeline.client import (
     ApiClient,
     ApiError,
@@ -170,6 +172,7 @@ class Runner:
         self._tracker_wake = asyncio.Event()
         self._submitting = 0
         self.verify_cpu_s = 0.0  # CPU spent checking videos with PyAV, for the run log
+        self._job_owners: dict[str, str] | None = None  # job_id -> the row that pays for it
 
     # -- lifecycle --
 
@@ -256,6 +259,10 @@ class Runner:
     def _archive_old_version(self, work: Work, old_hash: str | None) -> None:
         """Same id, edited request: keep the old row and its video under `<key>@<old hash>`."""
         archived = f"{work.job_key}@{(old_hash or 'old')[:8]}"
+        n = 1
+        while archived in self.ledger:  # edited back and forth (A, B, A, B): keep every version
+            n += 1
+            archived = f"{work.job_key}@{(old_hash or 'old')[:8]}-{n}"
         old = self.ledger.get(work.job_key) or {}
         self.ledger.rename(work.job_key, archived)
         old_path = old.get("output_path")
@@ -408,6 +415,11 @@ class Runner:
             return
         job_id = accepted["jobId"]
         work.job_id = job_id
+        owner = self._owner_of(job_id, work.job_key)
+        if owner != work.job_key:
+            # The same request under the same key within the API's 24 h (a prompt edited back to
+            # an earlier version): the API handed back that version's job and charged nothing.
+            self.log.event("reused_job", job_key=work.job_key, job_id=job_id, paid_by=owner)
         self.by_job_id[job_id] = work
         self.ledger.record(work.job_key, status=SUBMITTED, job_id=job_id, submitted_at=_now(), error=None)
         await self.ledger.commit()
@@ -424,6 +436,15 @@ class Runner:
                 pass
         self.tracker.add(job_id, work.job_key, work.duration, sent=sent)
         self._tracker_wake.set()
+
+    def _owner_of(self, job_id: str, job_key: str) -> str:
+        """The row that pays for `job_id`: the first to record it (`job_key` if none has)."""
+        if self._job_owners is None:  # built on first need: a rerun with nothing to do never pays
+            frame = self.ledger.frame().filter(pl.col("job_id").is_not_null()).sort("submitted_at")
+            self._job_owners = {}
+            for jid, key in zip(frame["job_id"].to_list(), frame["job_key"].to_list()):
+                self._job_owners.setdefault(jid, key)
+        return self._job_owners.setdefault(job_id, job_key)
 
     # -- tracking --
 
@@ -478,6 +499,8 @@ class Runner:
             return True
         status = job.get("status")
         cost = job.get("creditCost")
+        if self._owner_of(work.job_id, work.job_key) != work.job_key:
+            cost = 0  # the row that first recorded this job carries its cost: never count it twice
         charged = work.credits_prior + (cost if isinstance(cost, int) else 0)
         delta = charged - work.credits_charged
         work.credits_charged = charged

@@ -282,3 +282,23 @@ def test_editing_a_prompt_under_the_same_id_makes_a_new_version(emulator_thread,
     assert Path(rows["hero"]["output_path"]).exists() and Path(rows[archived]["output_path"]).exists()
     assert rows["hero"]["sha256"] != rows[archived]["sha256"] or rows["hero"]["job_id"] != rows[archived]["job_id"]
     assert len(emu.stats()["jobs"]) == 2
+
+
+def test_editing_back_and_forth_keeps_every_version(emulator_thread, tmp_path):
+    emu = emulator_thread()
+    manifest = tmp_path / "m.yaml"
+    env = cli_env(emu.base_url)
+    for prompt in ("a red kite", "a blue kite", "a red kite", "a blue kite"):
+        write_manifest(manifest, [{"id": "hero", "prompt": prompt}])
+        done = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+    rows = ledger(tmp_path)
+    stats = emu.stats()
+    assert rows.height == 4  # hero, and its three earlier versions under hero@<hash>[-n]
+    assert sorted(rows.filter(pl.col("job_key") == "hero")["prompt"]) == ["a blue kite"]
+    assert sorted(rows["prompt"]) == ["a blue kite", "a blue kite", "a red kite", "a red kite"]
+    assert all(Path(p).exists() for p in rows["output_path"])
+    # Back to an earlier request within the API's 24 h: the same Idempotency-Key hands back that
+    # version's job, free; the ledger counts each job's credits once, as the API charged them.
+    assert len(stats["jobs"]) == 2
+    assert rows["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"] == 20
