@@ -301,6 +301,7 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
             # What the run cost in requests and durable writes: for operators, and for `make bench`.
             log.event("run_end", host=socket.gethostname(), requests=client.gate.requests,
                       rate_limited=client.rate_limited, tracking_requests=runner.tracker.requests,
+                      missed_by_lists=runner.tracker.missed_by_lists,
                       verify_cpu_seconds=round(runner.verify_cpu_s, 3), ledger=dict(ledger.stats))
             log.close()
     return result

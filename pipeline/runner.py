@@ -434,7 +434,7 @@ class Runner:
                 return
             except ApiError:
                 pass
-        self.tracker.add(job_id, work.job_key, work.duration, sent=sent)
+        self.tracker.add(job_id, work.job_key, work.duration, sent=sent, resumed=resume)
         self._tracker_wake.set()
 
     def _owner_of(self, job_id: str, job_key: str) -> str:
@@ -461,11 +461,11 @@ class Runner:
                 self.hard_stop(f"authentication failed ({exc.status}): check APIFRAME_API_KEY")
                 return
             except TransientError:
-                self.tracker.add(work.job_id, work.job_key, work.duration)
+                self.tracker.add(work.job_id, work.job_key, work.duration, resumed=True)
                 continue
             if not await self._handle_job(job):
                 created = parse_api_time(job.get("createdAt"))
-                self.tracker.add(work.job_id, work.job_key, work.duration, created=created,
+                self.tracker.add(work.job_id, work.job_key, work.duration, created=created, resumed=True,
                                  waited=max(0.0, time.time() + self.client.clock_offset - created) if created else 0.0)
         while True:
             if not self.tracker.pending:

@@ -31,8 +31,10 @@ from pipeline.client import ApiClient, NotFound
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 LIST_STATUSES = ("COMPLETED", "FAILED")
 # createdAt may be rounded to the second (the contract does not say), and before any job has
-# finished the only clock offset we have is the Date header's, which is whole seconds.
-CREATED_MARGIN_S = 1.0
+# finished the only clock offset we have is the Date header's, which is whole seconds. Doubled
+# (up to a minute) whenever a job the lists should have shown turns up only when read on its own.
+CREATED_MARGIN_S = 2.0
+MAX_MARGIN_S = 60.0
 
 
 def parse_api_time(value: str | None) -> float | None:
@@ -54,6 +56,7 @@ class Pending:
     last_seen: float  # monotonic time the API last told us anything about it
     sent: float  # our epoch seconds when its submit first left (the job cannot be older)
     answered: float  # our epoch seconds when its submit was answered (the job is not younger)
+    timed: bool = True  # submitted by this run: its sent/answered times and its wait are real
 
 
 class Tracker:
@@ -84,22 +87,30 @@ class Tracker:
         # news about a job the poll in flight then reports does not buy one more poll.
         self.hinted_ids: set[str] = set()
         self.offset_low: float | None = None  # server clock minus ours is at least this
+        self.margin = CREATED_MARGIN_S
+        self.missed_by_lists = 0  # jobs found only by reading them one by one
 
     # -- membership --
 
     def add(self, job_id: str, job_key: str, duration: int, *, created: float | None = None,
-            waited: float = 0.0, sent: float | None = None) -> None:
-        """Follow a job. `created`: its server creation time when known (a resumed job);
-        `sent`: our clock when its submit first left (default: now)."""
+            waited: float = 0.0, sent: float | None = None, resumed: bool = False) -> None:
+        """Follow a job. `created`: its server creation time when known; `sent`: our clock when
+        its submit first left (default: now). `resumed`: a job an earlier run may have created (a
+        replayed submit, a job left in flight): its times say nothing about our clock or about
+        how long jobs take, and unless `created` is given it is read on its own at the next poll,
+        since no list depth can be trusted to reach it."""
         now = time.monotonic()
         answered = time.time()
         self.pending[job_id] = Pending(job_id, job_key, duration, created, now - waited, now,
-                                       answered if sent is None else sent, answered)
+                                       answered if sent is None else sent, answered,
+                                       timed=not resumed)
 
     def _created_floor(self, p: Pending) -> float:
         """The earliest server time at which `p` can have been created."""
         if p.created is not None:
             return p.created
+        if not p.timed:  # read on its own at the next poll; until then it sets no depth
+            return float("inf")
         offset = self.offset_low if self.offset_low is not None else self.client.clock_offset - 1.0
         return p.sent + offset
 
@@ -108,8 +119,9 @@ class Tracker:
         if created is None:
             return
         p.created = created
-        low = created - p.answered
-        self.offset_low = low if self.offset_low is None else max(self.offset_low, low)
+        if p.timed:  # only our own submits bound the clock offset
+            low = created - p.answered
+            self.offset_low = low if self.offset_low is None else max(self.offset_low, low)
 
     def discard(self, job_id: str) -> None:
         self.pending.pop(job_id, None)
@@ -181,7 +193,7 @@ class Tracker:
         requests = 0
         finished: dict[str, dict[str, Any]] = {}
         if self.pending:
-            oldest = min(self._created_floor(p) for p in self.pending.values()) - CREATED_MARGIN_S
+            oldest = min(self._created_floor(p) for p in self.pending.values()) - self.margin
             for status in statuses:
                 cursor = None
                 while True:
@@ -204,9 +216,10 @@ class Tracker:
         now = time.monotonic()
         for job_id in finished:
             self.pending[job_id].last_seen = now
-        # The lists did not show these for far too long: ask about each one.
+        # Jobs of unknown age, and jobs the lists did not show for far too long: read each one.
         for p in list(self.pending.values()):
-            if p.job_id in finished or now - p.last_seen < self._overdue_after(p.duration):
+            unknown = not p.timed and p.created is None
+            if p.job_id in finished or not unknown and now - p.last_seen < self._overdue_after(p.duration):
                 continue
             try:
                 job = await self.client.get_job(p.job_id)
@@ -217,12 +230,16 @@ class Tracker:
             p.last_seen = now
             if job.get("status") in TERMINAL:
                 finished[p.job_id] = job
+                if p.timed and job.get("status") in LIST_STATUSES:
+                    # The lists should have shown it: page deeper from now on.
+                    self.missed_by_lists += 1
+                    self.margin = min(MAX_MARGIN_S, self.margin * 2)
             else:
                 self._learn_clock(p, job)
         for job_id, job in finished.items():
             p = self.pending.pop(job_id)
             self._learn_clock(p, job)
-            if job.get("status") == "COMPLETED":
+            if job.get("status") == "COMPLETED" and p.timed:  # only waits this run measured
                 self._observe(p.duration, now - p.since)
         self.hinted_ids &= self.pending.keys()  # hints that came in while this poll ran
         self.last_requests = max(1, requests)

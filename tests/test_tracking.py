@@ -170,6 +170,44 @@ async def test_jobs_the_lists_never_show_are_read_one_by_one_once_overdue(emulat
     assert requests(emu)[GET_ONE] == 2  # one read per missing job, none for the job the list showed
 
 
+async def test_a_job_an_earlier_run_created_is_read_at_once_and_teaches_no_timing(emulator):
+    # A replayed submit hands back a job made long before this run: no list depth computed from
+    # our clock reaches it, so it is read on its own at the next poll, not after the overdue wait.
+    emu = await emulator()
+    async with ApiClient(emu.base_url, TEST_KEY) as client:
+        [old] = await submit(client, None, [6], tag="earlier-run")
+        await submit(client, None, [6] * 150, tag="since")  # a page and a half of newer jobs
+        emu.state.jobs[old].created -= 3600
+        tracker = Tracker(client, rate_per_second=None)
+        tracker.add(old, "earlier-run-0", 6, resumed=True)
+        before = requests(emu)
+        finished = await tracker.poll()
+        after = requests(emu)
+
+    assert [job["id"] for job in finished] == [old]
+    assert after[GET_ONE] - before.get(GET_ONE, 0) == 1
+    assert tracker.observed == {} and tracker.offset_low is None  # an hour-old job says nothing of either
+    assert tracker.missed_by_lists == 0 and tracker.margin == 2.0
+
+
+async def test_a_job_the_lists_missed_widens_the_paging_margin(emulator):
+    emu = await emulator()
+    async with ApiClient(emu.base_url, TEST_KEY) as client:
+        tracker = QuickOverdue(client, rate_per_second=None)
+        [job_id] = await submit(client, tracker, [6])
+        others = await submit(client, None, [6] * 120, tag="other")
+        # The server stamped these before we sent them (a clock we cannot see): the first page
+        # already ends before the stop point computed from our clock, so paging never reaches ours.
+        emu.state.jobs[job_id].created -= 60
+        for other in others:
+            emu.state.jobs[other].created -= 30
+        tracker.overdue_s = 0.0
+        finished = await tracker.poll()
+
+    assert [job["id"] for job in finished] == [job_id]
+    assert tracker.missed_by_lists == 1 and tracker.margin == 4.0
+
+
 async def test_cadence_waits_for_the_learned_minimum_per_clip_duration(emulator):
     emu = await emulator(time_scale=0.05)  # 6 s clips take 1.5-3 s
     async with ApiClient(emu.base_url, TEST_KEY) as client:
