@@ -41,7 +41,7 @@ KNOWN_FIELDS = ("prompt", "duration", "aspect_ratio", "reference_images", "model
 MAX_COUNT = 100
 MAX_IMAGE_BYTES = 25 * 1024 * 1024
 MAX_SHOWN_ISSUES = 50
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # \Z: "$" lets a trailing newline in
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
 _IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
                 (b"GIF89a", "GIF"))
