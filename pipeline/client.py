@@ -353,7 +353,7 @@ class ApiClient:
 
     async def download(self, url: str, sink: BinaryIO, *, max_bytes: int) -> tuple[int, str]:
         """Stream `url` into `sink` (anything with `write(bytes)`); return (bytes, sha256). The
-        caller stores, verifies and renames: no file I/O here, so none blocks the event loop.
+        caller stores, verifies and renames: this module speaks HTTP and touches no file.
 
         Only http(s) URLs are followed, no redirects to elsewhere, the answer must say it is a
         video, and it may not exceed `max_bytes` or end short of its Content-Length.

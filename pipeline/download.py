@@ -14,7 +14,8 @@ from pipeline.video_check import VideoMismatch, verify_video
 
 VIDEO_DIR = "videos"
 # Videos up to this size are held and checked in memory, then written in one go; a larger one
-# spills to its `.part` file as it streams, so eight downloads never hold more than ~128 MB.
+# spills to its `.part` file as it streams (those writes, rare, run on the event loop), so eight
+# downloads never hold more than ~128 MB.
 SPILL_BYTES = 16 * 1024 * 1024
 
 
@@ -85,7 +86,7 @@ def _store(spool: _Spool, final: Path, *, duration: int, frame_size: tuple[int, 
     """
     verify_cpu = 0.0
     if spool.file is None:
-        data = b"".join(spool.chunks)
+        data, spool.chunks = b"".join(spool.chunks), []  # one copy in memory, not two
         if frame_size is not None:
             started = time.thread_time()
             verify_video(data, duration=duration, frame_size=frame_size)
