@@ -54,6 +54,9 @@ def table(results: dict) -> str:
             ("   makespan: videobatch / lower bound",
              f"{ours['makespan_s']:.0f} s / {ours['lower_bound_s']:.0f} s = {ours['makespan_over_bound']:.3f}",
              f"<= 1.10 {_check(ours['makespan_over_bound'], 1.10)}"),
+            ("   makespan: videobatch / tight bound (longest jobs first)",
+             f"{ours['makespan_s']:.0f} s / {ours['tight_bound_s']:.0f} s = {ours['makespan_over_tight_bound']:.3f}",
+             ""),
             ("   makespan: SDK-style / lower bound",
              f"{sdk['makespan_s']:.0f} s / {sdk['lower_bound_s']:.0f} s = {sdk['makespan_over_bound']:.3f}",
              f"{sdk['makespan_s'] / ours['makespan_s']:.1f}x videobatch"),
@@ -73,7 +76,7 @@ def table(results: dict) -> str:
             ("   of which checking each video with PyAV (open, decode a frame)",
              f"{o['verify_cpu_ms_per_job']:.2f} ms",
              f"rest {o['pipeline_cpu_ms_per_job'] - o['verify_cpu_ms_per_job']:.2f} ms"),
-            ("d. share of run time in durable journal writes",
+            ("d. journal write+fsync time (worker thread) / run wall time",
              f"{100 * o['journal_share']:.1f} %",
              f"{o['journal_records']} records in {o['journal_fsyncs']} fsyncs"),
         ]

@@ -20,11 +20,12 @@ from benchmarks.workloads import rows, write_csv, write_finished_ledger, write_y
 RPM = 500  # Apiframe's limit
 
 
-def _longest_generation(stats: dict[str, Any]) -> float:
+def _generations(stats: dict[str, Any]) -> list[float]:
+    """Every job's generation time in seconds, longest first."""
     spans = [datetime.fromisoformat(j["completed_at"].replace("Z", "+00:00"))
              - datetime.fromisoformat(j["created_at"].replace("Z", "+00:00"))
              for j in stats["jobs"] if j["completed_at"]]
-    return max(s.total_seconds() for s in spans)
+    return sorted((s.total_seconds() for s in spans), reverse=True)
 
 
 def tracking(work: Path, *, jobs: int, compress: float) -> dict[str, Any]:
@@ -43,11 +44,17 @@ def tracking(work: Path, *, jobs: int, compress: float) -> dict[str, Any]:
         sdk = emu.stats()
 
     def figures(stats: dict[str, Any], makespan: float) -> dict[str, Any]:
-        bound = jobs / RPM * period + _longest_generation(stats)
+        generations = _generations(stats)
+        # The issue's bound: every submit at the limit, plus the longest generation.
+        bound = jobs / RPM * period + generations[0]
+        # A tighter one: submitting the longest jobs first, no schedule ends before the k-th
+        # submit plus the k-th longest generation, for every k.
+        tight = max((k + 1) / RPM * period + g for k, g in enumerate(generations))
         requests = sum(stats["requests"].values())
         return {"requests": requests, "requests_per_job": requests / jobs,
                 "makespan_s": makespan * compress, "lower_bound_s": bound * compress,
-                "makespan_over_bound": makespan / bound, "rate_limited": stats["rate_limited"],
+                "makespan_over_bound": makespan / bound, "tight_bound_s": tight * compress,
+                "makespan_over_tight_bound": makespan / tight, "rate_limited": stats["rate_limited"],
                 "requests_by_route": stats["requests"], "jobs_created": len(stats["jobs"])}
 
     return {"jobs": jobs, "compress": compress,
@@ -75,6 +82,7 @@ def overhead(work: Path, *, jobs: int) -> dict[str, Any]:
         "emulator_cpu_s": emu.usage.cpu_s, "emulator_cpu_ms_per_job": emu.usage.cpu_s * 1000 / jobs,
         "journal_records": journal.get("records"), "journal_fsyncs": journal.get("fsyncs"),
         "journal_seconds": journal.get("fsync_seconds"),
+        # Write + fsync time, in a worker thread (the run goes on meanwhile), over the run's wall time.
         "journal_share": (journal.get("fsync_seconds") or 0.0) / run.usage.wall_s,
         "checkpoint_seconds": journal.get("checkpoint_seconds"),
     }
@@ -97,7 +105,7 @@ def resume(work: Path, *, n: int) -> dict[str, Any]:
 
 
 def startup(work: Path) -> float:
-    """Seconds for `python -m pipeline --help`: the floor under every command's wall time."""
+    """Seconds to start Python and import what every command imports: the floor under each wall time."""
     import subprocess
     import sys
 
