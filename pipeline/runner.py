@@ -228,6 +228,10 @@ class Runner:
         rows = self.plan.rows
         self.counters.planned = rows.height - self.plan.counts.get("skip", 0) - self.plan.counts.get("failed", 0)
         wanted = rows.filter(~rows["action"].is_in(["skip", "failed"]))
+        if self.options.max_credits is None:
+            # Longest clips first: they take longest to generate, so the batch ends sooner. Under
+            # a budget the manifest's order decides what gets made, so it is kept.
+            wanted = wanted.sort("duration", descending=True, maintain_order=True)
         for record in wanted.iter_rows(named=True):
             work = Work(
                 job_key=record["job_key"],
