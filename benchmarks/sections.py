@@ -8,6 +8,7 @@ to its lower bound are what they would be at full scale; seconds are reported sc
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -96,6 +97,7 @@ def resume(work: Path, *, n: int) -> dict[str, Any]:
         folder = work / f"resume-{kind}"
         manifest = write(work / f"resume.{kind}", batch)
         write_finished_ledger(manifest, folder / "ledger.parquet", folder / "videos")
+        os.sync()  # the setup's 100,000 new files are written back now, not during the timed run
         with EmulatorProcess(time_scale=0.0, rpm=0, rate_window=60.0) as emu:
             run = run_pipeline(manifest, folder, emu.base_url)
             requests = sum(emu.stats()["requests"].values())
