@@ -193,7 +193,7 @@ def test_plan_prices_rows_and_checks_the_balance(emulator_thread, tmp_path):
 
 
 def test_sigterm_saves_and_exits_3_quickly(emulator_thread, tmp_path):
-    emu = emulator_thread(time_scale=0.2)  # generations of 6-30 s: the run is mid-way when stopped
+    emu = emulator_thread(time_scale=0.05)  # generations of 1.5-7.5 s: the run is mid-way when stopped
     manifest = write_manifest(tmp_path / "m.yaml", prompts(8))
     env = cli_env(emu.base_url)
     proc = start_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
@@ -228,7 +228,7 @@ def test_second_run_on_one_ledger_is_refused(emulator_thread, tmp_path):
 
 
 def test_second_interrupt_exits_at_once_and_the_ledger_stays_consistent(emulator_thread, tmp_path):
-    emu = emulator_thread(time_scale=0.2)
+    emu = emulator_thread(time_scale=0.05)  # generations of 1.5-7.5 s: still in flight when stopped
     manifest = write_manifest(tmp_path / "m.yaml", prompts(10))
     env = cli_env(emu.base_url)
     proc = start_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
