@@ -4,9 +4,9 @@ Under a rate limit every status poll is a submit we cannot make, so instead of o
 per job (the SDK's way: ~14 requests for a one-minute job) the tracker pages through
 `GET /v2/jobs?status=COMPLETED` (and `?status=FAILED` once a job is late enough to have failed),
 newest first, and stops as soon as every job it waits for is accounted for or the page has gone
-older than the oldest of them. Jobs no
-list showed for far longer than jobs of their clip duration take are read one by one
-(`GET /v2/jobs/{id}`), which also catches states the lists skip (CANCELLED).
+older than the oldest of them. Jobs no list showed for far longer than jobs of their clip
+duration take, and jobs an earlier run created, are read one by one (`GET /v2/jobs/{id}`),
+which also catches states the lists skip (CANCELLED).
 
 Cadence: no poll before the earliest moment a pending job could be done (learned per clip
 duration from the jobs seen so far), and a poll of N requests waits until N requests are a small
