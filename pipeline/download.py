@@ -118,8 +118,17 @@ async def download_video(
     spool = _Spool(final.with_name(f".{final.name}.part"))
     try:
         size, digest = await client.download(url, spool, max_bytes=max_bytes)
-        verify_cpu = await asyncio.to_thread(_store, spool, final, duration=duration,
-                                             frame_size=frame_size if verify else None)
+        store = asyncio.ensure_future(asyncio.to_thread(
+            _store, spool, final, duration=duration, frame_size=frame_size if verify else None))
+        try:
+            verify_cpu = await asyncio.shield(store)
+        except asyncio.CancelledError:
+            # A thread cannot be stopped: let it end (a whole video renamed, or an error) before
+            # the cleanup below touches its file. Unrecorded, a renamed video is fetched again.
+            await asyncio.wait({store})
+            if not store.cancelled():
+                store.exception()  # retrieved: its failure is moot once the run is stopping
+            raise
     except BaseException as exc:
         spool.close()
         spool.partial.unlink(missing_ok=True)
