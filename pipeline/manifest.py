@@ -424,10 +424,11 @@ def slug(prompt: str, limit: int = 32) -> str:
     return text[:cut].replace(" ", "-") if cut > 0 else text[:limit]
 
 
-def job_key_for(job_id: str | None, variation: int, digest: str, prompt: str) -> str:
+def job_key_for(job_id: str | None, variation: int, digest: str, name: str) -> str:
+    """The row's id (variation n >= 2: `-vn`), else `name` (slug(prompt), made once per row)
+    plus 12 hex digits of the request hash."""
     if job_id:
         return job_id if variation == 1 else f"{job_id}-v{variation}"
-    name = slug(prompt)
     return f"{name}-{digest[:12]}" if name else digest[:12]
 
 
@@ -728,10 +729,7 @@ def _load_manifest(path: Path) -> pl.DataFrame:
             else:
                 digest = request_hash(template.model, prompt, template.duration, template.aspect_ratio,
                                       template.ref_ids, variation)
-            if job_id:  # job_key_for, inline
-                key = job_id if variation == 1 else f"{job_id}-v{variation}"
-            else:
-                key = f"{name}-{digest[:12]}" if name else digest[:12]
+            key = job_key_for(job_id, variation, digest, name)
             if digest in seen_requests and seen_requests[digest] != row_no:
                 checker.issue(row_no, "prompt", f"row {seen_requests[digest]} asks for exactly the same video",
                               "remove one of them, or use `count:` for variations")
