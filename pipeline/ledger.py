@@ -150,6 +150,7 @@ class Ledger:
         self._journal = None
         self._io_lock = threading.Lock()
         self._flush_task: asyncio.Future | None = None
+        self._snapshot_current = False  # the Parquet file is in LEDGER_SCHEMA and holds _base
         self._closed = False
 
     # -- opening --
@@ -182,9 +183,9 @@ class Ledger:
             self._apply(entry)
             self._seq = max(self._seq, seq)
         self._durable_seq = self._seq
-        # The Parquet file holds exactly the state in memory: nothing came from the journal and no
-        # column had to be added or cast. (checkpoint() still runs if the journal is not empty.)
-        self._snapshot_current = current and not self._overlay and not self._removed
+        # No column had to be added or cast; what came from the journal is in the overlay, and
+        # checkpoint() writes whenever the overlay or the journal is not empty.
+        self._snapshot_current = current
         if self.readonly:
             return
         for stale in self.path.parent.glob(f".{self.path.name}.tmp-*"):
@@ -328,8 +329,6 @@ class Ledger:
             self._durable_seq = max(self._durable_seq, upto)
         finally:
             self._flush_task = None
-
-    _snapshot_current = False  # the Parquet file already holds exactly frame(); set by _load, checkpoint
 
     def checkpoint(self) -> None:
         """Fold everything into the Parquet file atomically, then start an empty journal.
