@@ -35,10 +35,9 @@ def _video_folder(out_dir: Path) -> Path:
 def video_path(out_dir: Path, job_key: str) -> Path:
     """Where a job's video lands; refuses any key that would leave `<out>/videos/`."""
     folder = _video_folder(Path(out_dir))
-    if job_key in ("", ".", "..") or "/" in job_key or "\\" in job_key or "\0" in job_key:
-        raise ValueError(f"job key {job_key!r} is not a safe file name")
     path = folder / f"{job_key}.mp4"
-    if path.parent != folder:
+    if (job_key in ("", ".", "..") or "/" in job_key or "\\" in job_key or "\0" in job_key
+            or path.parent != folder):
         raise ValueError(f"job key {job_key!r} is not a safe file name")
     return path
 
@@ -84,13 +83,16 @@ def _store(spool: _Spool, final: Path, *, duration: int, frame_size: tuple[int, 
     points at a missing file and the next run downloads it again, without a new generation.
     Returns the CPU seconds the check took.
     """
-    verify_cpu = 0.0
+    def check(source: Path | bytes) -> float:
+        if frame_size is None:
+            return 0.0
+        started = time.thread_time()
+        verify_video(source, duration=duration, frame_size=frame_size)
+        return time.thread_time() - started
+
     if spool.file is None:
         data, spool.chunks = b"".join(spool.chunks), []  # one copy in memory, not two
-        if frame_size is not None:
-            started = time.thread_time()
-            verify_video(data, duration=duration, frame_size=frame_size)
-            verify_cpu = time.thread_time() - started
+        verify_cpu = check(data)  # before anything is written
         with _create(spool.partial) as out:
             out.write(data)
             out.flush()
@@ -99,10 +101,7 @@ def _store(spool: _Spool, final: Path, *, duration: int, frame_size: tuple[int, 
         spool.file.flush()
         os.fsync(spool.file.fileno())
         spool.file.close()
-        if frame_size is not None:
-            started = time.thread_time()
-            verify_video(spool.partial, duration=duration, frame_size=frame_size)
-            verify_cpu = time.thread_time() - started
+        verify_cpu = check(spool.partial)
     os.replace(spool.partial, final)
     return verify_cpu
 
