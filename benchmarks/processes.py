@@ -71,7 +71,6 @@ class EmulatorProcess:
 class PipelineRun:
     usage: Usage
     events: list[dict[str, Any]] = field(default_factory=list)  # the run's logs/<run_id>.jsonl
-    output: str = ""
 
     def last(self, kind: str) -> dict[str, Any]:
         return next((e for e in reversed(self.events) if e["event"] == kind), {})
@@ -106,4 +105,4 @@ def run_pipeline(manifest: Path, work: Path, base_url: str, *options: str) -> Pi
         raise RuntimeError(f"videobatch run exited {usage.exit_code}; its output:\n{text[-3000:]}")
     new_logs = sorted(set((work / "logs").glob("*.jsonl")) - logs_before)
     events = [json.loads(line) for line in new_logs[-1].read_text().splitlines()] if new_logs else []
-    return PipelineRun(usage, events, text)
+    return PipelineRun(usage, events)

@@ -73,13 +73,14 @@ def overhead(work: Path, *, jobs: int) -> dict[str, Any]:
     with EmulatorProcess(time_scale=0.0, rpm=0, rate_window=60.0) as emu:
         run = run_pipeline(manifest, work / "overhead", emu.base_url, "--rpm", "0", "--poll-interval", "0.02")
         stats = emu.stats()
-    journal = run.last("run_end").get("ledger", {})
+    run_end = run.last("run_end")
+    journal = run_end.get("ledger", {})
     busy = run.span("submit", "download") or run.usage.wall_s
     return {
         "jobs": jobs, "jobs_created": len(stats["jobs"]),
         "wall_s": run.usage.wall_s, "busy_s": busy, "jobs_per_s": jobs / busy,
         "pipeline_cpu_s": run.usage.cpu_s, "pipeline_cpu_ms_per_job": run.usage.cpu_s * 1000 / jobs,
-        "verify_cpu_ms_per_job": run.last("run_end").get("verify_cpu_seconds", 0.0) * 1000 / jobs,
+        "verify_cpu_ms_per_job": run_end.get("verify_cpu_seconds", 0.0) * 1000 / jobs,
         "emulator_cpu_s": emu.usage.cpu_s, "emulator_cpu_ms_per_job": emu.usage.cpu_s * 1000 / jobs,
         "journal_records": journal.get("records"), "journal_fsyncs": journal.get("fsyncs"),
         "journal_seconds": journal.get("fsync_seconds"),
