@@ -1,0 +1,44 @@
+"""Which ledger rows a reader looks at: `--run ID|last|all` and `--manifest PATH`.
+
+Shared by `report`, `review` and `export`, so "the rows of the last run" means one thing. A row
+belongs to a run when that run last changed it (the ledger's `run_id`). The result is a Polars
+expression, so it filters an eager frame or a lazy scan alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+LAST = "last"
+ALL = "all"
+
+
+class ScopeError(ValueError):
+    """A --run or --manifest that names nothing in this ledger."""
+
+
+def resolve_run(runs: pl.DataFrame, run: str) -> str | None:
+    """The run id that `run` names (None for `all`); ScopeError when the runs table lacks it."""
+    if run == ALL:
+        return None
+    if run == LAST:
+        if not runs.height:
+            raise ScopeError("no run is recorded in this ledger yet: use --run all, or run a batch first")
+        return runs.sort("started_at")["run_id"][-1]
+    if run not in set(runs["run_id"].to_list()):
+        raise ScopeError(f"no run {run!r} in this ledger: `videobatch status` names the last one; "
+                         "or use --run last or --run all")
+    return run
+
+
+def scope_filter(runs: pl.DataFrame, run: str = LAST, manifest: Path | str | None = None) -> pl.Expr:
+    """A filter over ledger rows for `--run` (an id, `last` or `all`) and an optional `--manifest`."""
+    condition = pl.lit(True)
+    run_id = resolve_run(runs, run)
+    if run_id is not None:
+        condition = condition & (pl.col("run_id") == run_id)
+    if manifest is not None:
+        condition = condition & (pl.col("manifest") == str(Path(manifest).resolve()))
+    return condition
