@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pipeline.client import ApiClient, RequestGate
 from pipeline.models import get_model
-from pipeline.runner import result_url
+from pipeline.wire import result_url
 
 FIRST_POLL_S, BACKOFF, MAX_POLL_S = 2.0, 1.5, 5.0
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
@@ -32,7 +32,7 @@ async def _one_job(client: ApiClient, n: int, row: dict, time_scale: float, fold
         if job["status"] in TERMINAL:
             break
         interval = min(MAX_POLL_S, interval * BACKOFF)
-    url = result_url(job)
+    url = result_url(job.get("result"))
     if url:
         with open(folder / f"{n}.mp4", "wb") as out:
             await client.download(url, out, max_bytes=512 * 1024 * 1024)

@@ -40,6 +40,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
 def _host_port(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -48,6 +58,9 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.emulator import cli as emulator_cli
+    from pipeline.emulator.dialects import DIALECTS, emulator_dialects
+
     parser = argparse.ArgumentParser(
         prog="videobatch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run against the built-in emulator (no credits spent, own ledger)")
     run.add_argument("--timeout", type=float, default=30.0,
                      help="seconds to wait for an API answer before retrying (default 30)")
+    run.add_argument("--job-timeout", type=_positive_float, default=1800.0, metavar="SECONDS",
+                     help="leave a job still generating this long after its submit for the next run "
+                          "(default 1800); the run then ends with exit code 3")
     run.add_argument("--webhook-listen", type=_host_port, metavar="HOST:PORT",
                      help="receive Apiframe's signed webhooks here (hints; polling stays on)")
     run.add_argument("--webhook-url", metavar="URL",
@@ -88,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-every", type=float, default=30.0, help=argparse.SUPPRESS)
     run.add_argument("--emulator-time-scale", type=float, default=DEMO_TIME_SCALE, help=argparse.SUPPRESS)
     run.add_argument("--emulator-credits", type=int, default=1_000_000, help=argparse.SUPPRESS)
+    run.add_argument("--emulator-dialect", type=emulator_dialects, default=(), metavar="NAME[,NAME...]",
+                     help="with --emulate: make the emulator answer like a variant of the real API "
+                          f"({', '.join(DIALECTS)}, or all)")
 
     status = sub.add_parser("status", help="totals, last run and failures, from the ledger alone")
     status.add_argument("--ledger", type=Path, default=REAL_OUT / LEDGER_NAME)
@@ -96,8 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write the HTML gallery of a ledger")
     report.add_argument("--ledger", type=Path, default=REAL_OUT / LEDGER_NAME)
     report.add_argument("--html", type=Path, help="page to write (default report.html beside the ledger)")
-
-    from pipeline.emulator import cli as emulator_cli
 
     emulator_cli.add_arguments(sub.add_parser("emulator", help="serve the local Apiframe emulator"))
     return parser
@@ -254,7 +271,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             "rows_submitted": result.rows_submitted, "rows_finished": result.rows_finished,
             "rows_failed": result.rows_failed, "credits_estimated": result.credits_estimated,
             "credits_charged": result.credits_charged, "exit_code": result.exit_code,
-            "log_path": str(log_path),
+            "log_path": str(log_path), "rows_unfinished": result.rows_unfinished,
+            "stop_reason": result.stop_reason,
+            "account_user_id": result.account.user_id if result.account else None,
+            "account_team_id": result.account.team_id if result.account else None,
+            "account_key_id": result.account.key_id if result.account else None,
         })
         total = int(ledger.frame()["credits_charged"].sum() or 0)
     print_summary(result, plan, ledger_path, out_dir, log_path, total)
@@ -273,6 +294,7 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
         concurrency=args.concurrency, max_credits=args.max_credits, retries=args.retries,
         poll_min_interval=args.poll_interval, checkpoint_every=args.checkpoint_every,
         webhook_url=args.webhook_url, webhook_listen=args.webhook_listen,
+        job_timeout=args.job_timeout, ledger_path=ledger.path,
     )
     log = RunLog(log_path)
     async with AsyncExitStack() as stack:
@@ -281,9 +303,11 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
             from pipeline.emulator import Emulator, EmulatorConfig
 
             api_key = "afk_emulated_" + secrets.token_hex(8)  # a throwaway key, never the user's
+            # Its state lives beside the emulated ledger, so an interrupted demo resumes like a
+            # real batch: the jobs it made are still there, under the same account.
             emu = await stack.enter_async_context(Emulator(EmulatorConfig(
                 api_key=api_key, credits=args.emulator_credits, time_scale=args.emulator_time_scale,
-                rpm=0)))
+                rpm=0, dialects=args.emulator_dialect, state_path=ledger.path.parent / "emulator-state.jsonl")))
             base_url = emu.base_url
         client = ApiClient(
             base_url, api_key, gate=RequestGate(options.rpm, options.rate_period), timeout=args.timeout,
@@ -323,6 +347,10 @@ def print_summary(result, plan, ledger_path: Path, out_dir: Path, log_path: Path
         print(f"  FAILED {job_key}: {reason}")
     if len(result.failures) > 20:
         print(f"  ... {len(result.failures) - 20} more failures: videobatch status --ledger {ledger_path}")
+    for job_key, reason in result.unfinished[:20]:
+        print(f"  UNFINISHED {job_key}: {reason}")
+    if len(result.unfinished) > 20:
+        print(f"  ... {len(result.unfinished) - 20} more unfinished rows: the run log names them all")
     print(f"  videos: {out_dir / 'videos'}")
     print(f"  ledger: {ledger_path}   log: {log_path}")
     print(f"  report: videobatch report --ledger {ledger_path}  (writes {ledger_path.parent / 'report.html'})")

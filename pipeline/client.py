@@ -18,14 +18,28 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from aiolimiter import AsyncLimiter
 
 from pipeline.redact import redact, register_secret
+from pipeline.wire import parse_retry_after
+
+MAX_REDIRECTS = 5
+
+
+def _user_agent() -> str:
+    try:
+        return f"videobatch/{metadata.version('videobatch')}"
+    except metadata.PackageNotFoundError:
+        return "videobatch/0"
+
+
+USER_AGENT = _user_agent()
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -34,10 +48,14 @@ from pipeline.redact import redact, register_secret
 class ApiError(Exception):
     """An answer (or a missing answer) from the API that the caller has to act on."""
 
-    def __init__(self, message: str, status: int | None = None, body: Any = None):
+    def __init__(self, message: str, status: int | None = None, body: Any = None,
+                 request_id: str | None = None):
+        if request_id:  # for Apiframe's support: the SDK carries it in every error too
+            message = f"{message} [x-request-id {request_id}]"
         super().__init__(redact(message))
         self.status = status
         self.body = body
+        self.request_id = request_id
 
 
 class AuthError(ApiError):
@@ -64,12 +82,16 @@ class InsufficientCredits(ApiError):
         return (self.body or {}).get("creditsAvailable") if isinstance(self.body, dict) else None
 
 
-class IdempotencyConflict(ApiError):
-    """409: an Idempotency-Key came back with a different body. A bug on our side: report it."""
+class Conflict(ApiError):
+    """409. Not in the spec for submits. The SDK's ConflictError says "replayed an idempotency key
+    with a different request body", which body-derived keys rule out; other idempotency layers
+    answer 409 while the first request under a key is still being processed. Either way the job
+    may exist: ask again later with the same key, never with a new one."""
 
 
 class NotFound(ApiError):
-    """404: the job (or file) is unknown to the API, or has been purged."""
+    """404: the job (or file) is unknown to this key, or a read raced the write. The job may
+    well exist and be charged: read it again later, never generate it again."""
 
 
 class TransientError(ApiError):
@@ -137,16 +159,6 @@ class RetryPolicy:
 RetryHook = Callable[[str, str, float], None]  # (what, reason, delay) -> None
 
 
-def _parse_retry_after(value: str | None) -> float:
-    if not value:
-        return 1.0
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        when = email.utils.parsedate_to_datetime(value)  # the HTTP-date form
-        return max(0.0, when.timestamp() - time.time()) if when else 1.0
-
-
 def _error_text(body: Any, fallback: str) -> str:
     if isinstance(body, dict) and body.get("error"):
         text = str(body["error"])
@@ -177,7 +189,8 @@ class ApiClient:
             raise AuthError("no API key: set APIFRAME_API_KEY in the environment or .env")
         register_secret(api_key)
         self.base_url = base_url.rstrip("/")
-        self._headers = {"X-API-Key": api_key, "Accept": "application/json"}
+        self._headers = {"X-API-Key": api_key, "Accept": "application/json"}  # API requests only
+        self._origin = _origin(self.base_url)
         self.gate = gate or RequestGate(None)
         self.retry = retry or RetryPolicy()
         self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(10.0, timeout))
@@ -198,7 +211,8 @@ class ApiClient:
 
     async def __aenter__(self) -> ApiClient:
         connector = aiohttp.TCPConnector(limit=100, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout,
+                                              headers={"User-Agent": USER_AGENT})
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -214,32 +228,36 @@ class ApiClient:
 
     # -- API calls --
 
-    async def submit(self, body: bytes, idempotency_key: str) -> dict[str, Any]:
+    async def submit(self, body: bytes, idempotency_key: str) -> Any:
         """POST /v2/videos/generate with the exact body bytes the ledger journaled.
 
         Safe to retry on any transient failure: the Idempotency-Key makes the API answer a
-        replay with the job the first try created.
+        replay with the job the first try created. Returns the parsed answer as sent (None when
+        it was not JSON): reading it is the caller's business (pipeline/wire.py).
         """
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
         return await self._call("POST", "/v2/videos/generate", data=body, headers=headers)
 
-    async def get_job(self, job_id: str) -> dict[str, Any]:
+    async def get_job(self, job_id: str) -> Any:
         return await self._call("GET", f"/v2/jobs/{job_id}")
 
     async def list_jobs(
-        self, *, status: str | None = None, limit: int = 100, cursor: str | None = None
-    ) -> dict[str, Any]:
+        self, *, status: str | None = None, model: str | None = None, limit: int = 100,
+        cursor: str | None = None,
+    ) -> Any:
         params: dict[str, str] = {"limit": str(limit)}
         if status:
             params["status"] = status
+        if model:
+            params["model"] = model
         if cursor:
             params["cursor"] = cursor
         return await self._call("GET", "/v2/jobs", params=params)
 
-    async def me(self) -> dict[str, Any]:
+    async def me(self) -> Any:
         return await self._call("GET", "/v2/me")
 
-    async def upload(self, path: Path) -> dict[str, Any]:
+    async def upload(self, path: Path) -> Any:
         """POST /v2/uploads (multipart). Uploads are not idempotent, but a duplicate only costs
         storage that expires within hours, so transient failures are retried."""
         data = path.read_bytes()
@@ -262,21 +280,26 @@ class ApiClient:
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         form: Callable[[], aiohttp.FormData] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Any:
         what = f"{method} {path.split('?')[0]}"
         failures = 0
+        limited = 0  # 429s in a row, for the backoff when one comes without a readable Retry-After
         while True:
             await self.gate.wait_turn()
             try:
                 return await self._send(method, path, data=data, params=params, headers=headers,
                                         form=form)
-            except RateLimitedAnswer as limited:
+            except RateLimitedAnswer as answer:
                 # Costs nothing to wait; a storm slows the run down but never fails a job.
                 self.rate_limited += 1
+                limited += 1
                 if self.should_stop():
                     raise
-                self.gate.pause_until(time.monotonic() + limited.retry_after)
-                self.on_retry(what, "429 rate limited", limited.retry_after)
+                wait = answer.retry_after
+                if wait is None:  # missing or unreadable: back off as for any transient failure
+                    wait = self.retry.delay(limited)
+                self.gate.pause_until(time.monotonic() + wait)
+                self.on_retry(what, "429 rate limited", wait)
             except TransientError as exc:
                 failures += 1
                 if failures >= self.retry.attempts or self.should_stop():
@@ -294,7 +317,7 @@ class ApiClient:
         params: dict[str, str] | None,
         headers: dict[str, str] | None,
         form: Callable[[], aiohttp.FormData] | None,
-    ) -> dict[str, Any]:
+    ) -> Any:
         all_headers = dict(self._headers)
         if headers:
             all_headers.update(headers)
@@ -310,6 +333,7 @@ class ApiClient:
                 raw = await response.read()
                 self._note_server_clock(response.headers.get("Date"))
                 retry_after = response.headers.get("Retry-After")
+                request_id = response.headers.get("x-request-id")
                 status = response.status
         except asyncio.TimeoutError:
             raise TransientError(f"{method} {path}: no answer in time") from None
@@ -320,25 +344,15 @@ class ApiClient:
         except ValueError:
             body = None
         if 200 <= status < 300:
-            if not isinstance(body, dict):
-                raise TransientError(f"{method} {path}: answer {status} was not a JSON object")
-            return body
+            return body  # any shape, or None: callers read it liberally
         message = f"{method} {path} -> {status} {_error_text(body, raw[:200].decode('utf-8', 'replace'))}"
         if status == 429:
-            raise RateLimitedAnswer(message, status, body, _parse_retry_after(retry_after))
-        if status >= 500 or status == 408:
-            raise TransientError(message, status, body)
-        if status in (401, 403):
-            raise AuthError(message, status, body)
-        if status == 402:
-            raise InsufficientCredits(message, status, body)
-        if status == 404:
-            raise NotFound(message, status, body)
-        if status == 409:
-            raise IdempotencyConflict(message, status, body)
-        if status == 400 or status == 422:
-            raise RejectedRequest(message, status, body)
-        raise ApiError(message, status, body)
+            raise RateLimitedAnswer(message, status, body, parse_retry_after(retry_after), request_id)
+        kind = {401: AuthError, 403: AuthError, 402: InsufficientCredits, 404: NotFound, 409: Conflict,
+                400: RejectedRequest, 422: RejectedRequest, 408: TransientError}.get(status, ApiError)
+        if status >= 500 and status != 501:  # the SDK retries 5xx but 501 (Not Implemented)
+            kind = TransientError
+        raise kind(message, status, body, request_id)
 
     def _note_server_clock(self, date_header: str | None) -> None:
         if not date_header:
@@ -355,48 +369,62 @@ class ApiClient:
         """Stream `url` into `sink` (anything with `write(bytes)`); return (bytes, sha256). The
         caller stores, verifies and renames: this module speaks HTTP and touches no file.
 
-        Only http(s) URLs are followed, no redirects to elsewhere, the answer must say it is a
-        video, and it may not exceed `max_bytes` or end short of its Content-Length.
+        Only http(s). Up to MAX_REDIRECTS redirects are followed (a CDN may hand out a signed
+        storage URL), each hop judged anew: X-API-Key goes only to the API's own origin. The
+        Content-Type is not judged (a CDN may say `binary/octet-stream`): the bytes are, by the
+        caller's PyAV check. The body may not exceed `max_bytes` or end short of its length.
         """
-        scheme = urlsplit(url).scheme.lower()
-        if scheme not in ("http", "https"):
-            raise DownloadError(f"refusing to download a {scheme or 'schemeless'} URL: only http(s)")
         digest = hashlib.sha256()
         size = 0
         try:
-            async with self.session.get(url, allow_redirects=False, timeout=self.download_timeout) as response:
-                if response.status == 404:
-                    raise NotFound(f"video gone from the CDN (404): {url}", 404)
-                if response.status >= 500 or response.status == 429:
-                    raise TransientError(f"CDN answered {response.status}", response.status)
-                if response.status != 200:
-                    raise DownloadError(f"CDN answered {response.status} for {url}", response.status)
-                ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                if not (ctype.startswith("video/") or ctype == "application/octet-stream"):
-                    raise DownloadError(f"not a video: Content-Type {ctype or 'missing'} at {url}")
-                expected = response.content_length
-                if expected is not None and expected > max_bytes:
-                    raise DownloadError(f"video is {expected} bytes, over the {max_bytes}-byte cap")
-                async for chunk in response.content.iter_chunked(1 << 16):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise DownloadError(f"video passed the {max_bytes}-byte cap: stopped")
-                    digest.update(chunk)
-                    sink.write(chunk)
-                if expected is not None and size != expected:
-                    raise TransientError(f"download cut short: {size} of {expected} bytes")
+            for _hop in range(MAX_REDIRECTS + 1):
+                scheme = urlsplit(url).scheme.lower()
+                if scheme not in ("http", "https"):
+                    raise DownloadError(f"refusing to download a {scheme or 'schemeless'} URL: only http(s)")
+                same_origin = _origin(url) == self._origin
+                headers = {"X-API-Key": self._headers["X-API-Key"]} if same_origin else {}
+                async with self.session.get(url, allow_redirects=False, timeout=self.download_timeout,
+                                            headers=headers) as response:
+                    if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+                        url = urljoin(url, response.headers["Location"])
+                        continue
+                    if response.status in (404, 410):
+                        raise NotFound(f"video not found on the CDN ({response.status})", 404)
+                    if response.status >= 500 or response.status in (408, 429):
+                        raise TransientError(f"CDN answered {response.status}", response.status)
+                    if response.status != 200:
+                        raise DownloadError(f"CDN answered {response.status}", response.status)
+                    expected = response.content_length
+                    if expected is not None and expected > max_bytes:
+                        raise DownloadError(f"video is {expected} bytes, over the {max_bytes}-byte cap")
+                    async for chunk in response.content.iter_chunked(1 << 16):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise DownloadError(f"video passed the {max_bytes}-byte cap: stopped")
+                        digest.update(chunk)
+                        sink.write(chunk)
+                    if expected is not None and size != expected:
+                        raise TransientError(f"download cut short: {size} of {expected} bytes")
+                    return size, digest.hexdigest()
+            raise DownloadError(f"more than {MAX_REDIRECTS} redirects")
         except asyncio.TimeoutError:
             raise TransientError("download timed out") from None
         except aiohttp.ClientPayloadError:
             raise TransientError(f"download cut short after {size} bytes") from None
         except aiohttp.ClientError as exc:
             raise TransientError(f"download failed ({type(exc).__name__})") from None
-        return size, digest.hexdigest()
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default
 
 
 class RateLimitedAnswer(TransientError):
     """429 with its Retry-After; handled inside ApiClient._call, never escapes it."""
 
-    def __init__(self, message: str, status: int, body: Any, retry_after: float):
-        super().__init__(message, status, body)
-        self.retry_after = retry_after
+    def __init__(self, message: str, status: int, body: Any, retry_after: float | None,
+                 request_id: str | None = None):
+        super().__init__(message, status, body, request_id)
+        self.retry_after = retry_after  # None: missing or unreadable

@@ -31,6 +31,7 @@ SPENDING = (RESUME, SUBMIT, RETRY, NEW_VERSION)
 _LEDGER_COLUMNS = [
     "job_key", "request_hash", "status", "job_id", "attempts", "idempotency_key", "request_body",
     "credits_charged", "credits_prior", "video_url", "expired", "output_path", "bytes", "error",
+    "first_sent_at",
 ]
 
 

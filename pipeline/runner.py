@@ -1,11 +1,17 @@
 """The asyncio pool that carries a Plan out: submit -> track -> download, every step journaled.
 
-Invariants that keep credits safe (DESIGN.md, "Job state machine"):
+The runner holds queues and tasks; what each answer means for a row (and for money) is decided
+in pipeline/transitions.py, and `_apply` carries the decision out. Invariants:
 - the intent to submit (attempt number, exact body, Idempotency-Key) is durable before the
   request leaves; the job_id is journaled as soon as it arrives;
 - a row with a job_id is never submitted again; a resumed submit replays the journaled bytes
-  with the journaled key, so the API answers with the original job;
-- 402, the budget, or a first Ctrl-C stop new submits; 401/403 or a second Ctrl-C stop at once.
+  with the journaled key, so the API answers with the original job; past the 24 h replay
+  window the job list is searched for it first;
+- only a definite FAILED or CANCELLED read for the row's own job starts a new paid attempt;
+- 402, the budget, or a first Ctrl-C stop new submits; 401/403 or a second Ctrl-C stop at once;
+- no task can hang the run: an exception in one leaves its row in flight, goes to the run log
+  with its traceback, and ends the run with exit 3; a job still generating past --job-timeout
+  is left in flight too.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import hashlib
 import json
 import os
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,12 +30,14 @@ from typing import Any
 
 import polars as pl
 
+from pipeline import transitions as t
+from pipeline.account import Account, account_of, read_owner, refusal, write_owner
 from pipeline.client import (
     ApiClient,
     ApiError,
     AuthError,
+    Conflict,
     DownloadError,
-    IdempotencyConflict,
     InsufficientCredits,
     NotFound,
     RejectedRequest,
@@ -41,9 +50,10 @@ from pipeline.plan import DOWNLOAD, NEW_VERSION, RESUME, RETRY, SUBMIT, TRACK, P
 from pipeline.progress import Counters, Progress
 from pipeline.redact import redact
 from pipeline.runlog import RunLog
-from pipeline.schema import COMPLETED, DOWNLOADED, FAILED, PENDING, PROCESSING, REJECTED, SUBMITTED
-from pipeline.tracker import Tracker, parse_api_time
+from pipeline.schema import DOWNLOADED, FAILED, PENDING, REJECTED
+from pipeline.tracker import Observation, Tracker
 from pipeline.uploads import UploadCache
+from pipeline.wire import parse_api_time, same_request
 
 # Manifest columns copied into the ledger with every new attempt.
 ROW_FIELDS = ("manifest", "row", "variation", "prompt", "duration", "aspect_ratio",
@@ -51,6 +61,8 @@ ROW_FIELDS = ("manifest", "row", "variation", "prompt", "duration", "aspect_rati
 SUBMIT_PARALLEL = 32  # submit calls in the air at once; the rate limiter is the real pace
 DOWNLOAD_TRIES = 4
 STOP_GRACE_S = 2.0  # after Ctrl-C, time for submits already sent to bring back their job_id
+REPLAY_BASE_S, REPLAY_CAP_S = 1.0, 30.0  # pauses before replaying a key after a 409: 1, 2, 4 ... 30 s
+SEARCH_PAGES = 50  # job-list pages read looking for an intent past the replay window (5,000 jobs)
 
 
 @dataclass
@@ -69,6 +81,12 @@ class RunOptions:
     checkpoint_every: float = 30.0
     webhook_url: str | None = None  # public URL Apiframe posts events to
     webhook_listen: tuple[str, int] | None = None  # where our receiver listens
+    job_timeout: float | None = 1800.0  # a job still generating this long after its submit is left
+    ledger_path: Path | None = None  # where the account owning the in-flight jobs is kept
+
+    @property
+    def limits(self) -> t.Limits:
+        return t.Limits(retries=self.retries)
 
 
 @dataclass
@@ -89,6 +107,8 @@ class RunResult:
     started_at: datetime
     ended_at: datetime
     failures: list[tuple[str, str]] = field(default_factory=list)  # (job_key, reason)
+    unfinished: list[tuple[str, str]] = field(default_factory=list)  # (job_key, reason), left for the next run
+    account: Account | None = None
 
 
 @dataclass
@@ -104,6 +124,9 @@ class Work:
     video_url: str | None = None
     idempotency_key: str | None = None
     request_body: str | None = None
+    first_sent: float | None = None  # epoch seconds the current intent was first sent
+    uncertain: int = 0  # uncertain answers about the current job or intent
+    after_cdn_404: bool = False
 
     @property
     def duration(self) -> int:
@@ -123,15 +146,8 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def result_url(job: dict[str, Any]) -> str | None:
-    result = job.get("result")
-    if isinstance(result, dict):
-        if isinstance(result.get("videoUrl"), str):
-            return result["videoUrl"]
-        videos = result.get("videos")
-        if isinstance(videos, list) and videos and isinstance(videos[0], str):
-            return videos[0]
-    return None
+def _epoch(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
 
 
 class Runner:
@@ -141,6 +157,7 @@ class Runner:
         self.client = client
         self.plan = plan
         self.options = options
+        self.limits = options.limits
         self.log = log
         self.run_id = ledger.run_id or "run"
         self.counters = Counters()
@@ -154,18 +171,18 @@ class Runner:
         self.by_job_id: dict[str, Work] = {}
         self.submit_queue: deque[tuple[Work, bool]] = deque()  # (work, resume?)
         self.downloads: asyncio.Queue[Work] = asyncio.Queue()
-        self.active = 0  # rows taken on and not yet final
-        self.in_flight = 0  # rows holding a concurrency slot
+        self.active: set[str] = set()  # rows taken on (holding a concurrency slot), not yet let go
         self.feeding = True
         self.stop_reason: str | None = None
         self.submits_stopped = False
         self.hard_stopped = False
+        self.internal_error: str | None = None  # the first exception a task raised, in one line
+        self.account: Account | None = None
         self.spend_started = 0  # credits_estimated of attempts started this run
         self.rows_submitted = 0
         self.rows_expired = 0
-        self.unfinished: set[str] = set()
+        self.unfinished: dict[str, str] = {}  # job_key -> why it is left for the next run
         self.failures: dict[str, str] = {}
-        self._resume_tracking: list[Work] = []  # rows a previous run left in flight
         self._spawned: set[asyncio.Task] = set()
         self._finished = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -178,10 +195,16 @@ class Runner:
 
     async def run(self) -> RunResult:
         started = _now()
-        self._load_plan()
         progress = Progress(self.counters, interval=self.progress_interval, bars=self.progress_bars)
+        refused = await self._check_account()
+        if refused:
+            self.hard_stop(refused)
+            progress.close()
+            return self._result(started)
+        self._load_plan()
         self.log.event("run_start", run_id=self.run_id, manifest=str(self.plan.manifest),
-                       counts=self.plan.counts, credits_planned=self.plan.credits_to_spend)
+                       counts=self.plan.counts, credits_planned=self.plan.credits_to_spend,
+                       account=str(self.account) if self.account else None)
         receiver = await self._start_webhooks()
         tasks = [
             asyncio.create_task(self._submit_loop(), name="submit"),
@@ -198,7 +221,9 @@ class Runner:
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     if task is not waiter and not task.cancelled() and task.exception():
-                        raise task.exception()  # a bug in a loop: surface it rather than hang
+                        # A bug in a loop: never hang on it. Its rows stay in flight in the ledger.
+                        self._note_internal_error(None, task.exception(), task.get_name())
+                        self.hard_stop(self.internal_error)
         finally:
             for task in [*tasks, *self._spawned]:
                 task.cancel()
@@ -208,6 +233,32 @@ class Runner:
             self.ledger.checkpoint()
             progress.close()
         return self._result(started)
+
+    async def _check_account(self) -> str | None:
+        """Which account this key belongs to, and whether it may follow this ledger's in-flight jobs.
+        Runs before any spending request; a refusal names both accounts."""
+        in_flight = sum(self.plan.counts.get(action, 0) for action in (TRACK, DOWNLOAD, RESUME))
+        if not in_flight and not self.plan.credits_to_spend:
+            return None  # nothing to follow or pay for: a no-op rerun sends no request at all
+        try:
+            self.account = account_of(await self.client.me())
+        except AuthError as exc:
+            return f"authentication failed ({exc.status}): check APIFRAME_API_KEY"
+        except (ApiError, OSError) as exc:
+            self.log.event("account_unknown", reason=redact(str(exc)))
+        path = self.options.ledger_path
+        if path is None:
+            return None
+        owner = read_owner(path)
+        reason = refusal(owner, self.account, in_flight)
+        if reason:
+            self.log.event("account_refused", reason=reason)
+            return reason
+        if self.account is not None and owner != self.account:
+            write_owner(path, self.account)  # durable before the first spending request
+            if owner is not None and not owner.same_owner(self.account):
+                self.log.event("account_changed", previous=str(owner), now=str(self.account))
+        return None
 
     async def _start_webhooks(self):
         if not self.options.webhook_listen:
@@ -221,7 +272,7 @@ class Runner:
         host, port = self.options.webhook_listen
         receiver = WebhookReceiver(self.client.api_key_for_webhooks(), on_hint, host, port)
         await receiver.start()
-        self.log.event("webhooks", listen=f"{host}:{port}", url=self.options.webhook_url)
+        self.log.event("webhooks", listen=f"{host}:{port}")
         return receiver
 
     def _load_plan(self) -> None:
@@ -243,6 +294,7 @@ class Runner:
                 video_url=record["ledger_video_url"],
                 idempotency_key=record["ledger_idempotency_key"],
                 request_body=record["ledger_request_body"],
+                first_sent=_epoch(record["ledger_first_sent_at"]),
             )
             self.work[work.job_key] = work
             action = record["action"]
@@ -255,9 +307,15 @@ class Runner:
             elif action == TRACK:
                 self._take_on(work)
                 self.by_job_id[work.job_id] = work
-                self._resume_tracking.append(work)
+                # Made by an earlier run: read on its own first, since no list depth is known for it.
+                self.tracker.add(work.job_id, work.job_key, work.duration, resumed=True)
+            elif action == DOWNLOAD and work.video_url is None:  # no URL to fetch: read the job
+                self._take_on(work)
+                self.by_job_id[work.job_id] = work
+                self.tracker.add(work.job_id, work.job_key, work.duration, resumed=True)
             elif action == DOWNLOAD:
                 self._take_on(work)
+                self.by_job_id[work.job_id] = work
                 self.downloads.put_nowait(work)
 
     def _archive_old_version(self, work: Work, old_hash: str | None) -> None:
@@ -276,15 +334,14 @@ class Runner:
             self.ledger.record(archived, output_path=str(new_path))
         work.attempts, work.job_id, work.credits_prior, work.credits_charged = 0, None, 0, 0
         work.video_url = work.idempotency_key = work.request_body = None
+        work.first_sent = None
         self.log.event("new_version", job_key=work.job_key, archived_as=archived)
 
     def _take_on(self, work: Work) -> None:
-        self.active += 1
-        self.in_flight += 1
+        self.active.add(work.job_key)
 
     def _release(self, work: Work) -> None:
-        self.active -= 1
-        self.in_flight -= 1
+        self.active.discard(work.job_key)
         self._slot_freed.set()
         self._check_finished()
 
@@ -294,8 +351,26 @@ class Runner:
         task.add_done_callback(self._spawned.discard)
 
     def _check_finished(self) -> None:
-        if not self.feeding and self.active <= 0 and self._submitting == 0:
+        if not self.feeding and not self.active and self._submitting == 0:
             self._finished.set()
+
+    async def _guarded(self, work: Work, coro: Any) -> None:
+        """Run one row's step; an exception in our own code leaves the row in flight, never hangs."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._note_internal_error(work, exc, "task")
+            if work.job_key in self.active:
+                self._leave(work, self.internal_error or "internal error")
+
+    def _note_internal_error(self, work: Work | None, exc: BaseException, where: str) -> None:
+        line = f"internal error in {where}: {type(exc).__name__}: {redact(str(exc))[:200]}; see the run log"
+        self.internal_error = self.internal_error or line
+        self.log.event("internal_error", job_key=work.job_key if work else None, where=where,
+                       error=f"{type(exc).__name__}: {exc}",
+                       traceback="".join(traceback.format_exception(exc)))
 
     # -- stopping --
 
@@ -321,6 +396,77 @@ class Runner:
         else:
             asyncio.get_running_loop().call_later(STOP_GRACE_S, self.hard_stop, f"interrupted ({name})")
 
+    # -- carrying out decisions --
+
+    def _row(self, work: Work) -> t.Row:
+        cost = int(work.row["credits_estimated"])
+        limit = self.options.max_credits
+        return t.Row(
+            attempts=work.attempts, job_id=work.job_id, video_url=work.video_url,
+            credits_prior=work.credits_prior,
+            pays=work.job_id is None or self._owner_of(work.job_id, work.job_key) == work.job_key,
+            may_spend=not self.submits_stopped and (limit is None or self.spend_started + cost <= limit),
+            uncertain=work.uncertain, after_cdn_404=work.after_cdn_404,
+        )
+
+    async def _apply(self, work: Work, decision: t.Decision, *, stop_message: str | None = None,
+                     sent: float | None = None, resumed: bool = False) -> None:
+        """Record what the decision says, then take its next step."""
+        if decision.charged is not None:
+            self.counters.credits_charged += decision.charged - work.credits_charged
+            work.credits_charged = decision.charged
+        if decision.fields:
+            self.ledger.record(work.job_key, **decision.fields)
+        if decision.stop is t.Stop.SUBMITS:
+            self.stop_submitting(stop_message or decision.reason or "stopped")
+        elif decision.stop is t.Stop.RUN:
+            self.hard_stop(stop_message or decision.reason or "stopped")
+        step = decision.step
+        if step in (t.Step.REREAD, t.Step.REPLAY):
+            work.uncertain += 1
+            self.log.event("uncertain", job_key=work.job_key, job_id=work.job_id, step=step.value,
+                           reason=redact(decision.reason or ""), count=work.uncertain)
+        if decision.fields.get("status") == FAILED:
+            self.log.event("status", job_key=work.job_key, job_id=work.job_id, status=FAILED,
+                           error=redact(decision.reason or ""))
+        if step is t.Step.TRACK:
+            work.uncertain = 0
+            if work.job_id not in self.tracker.pending:
+                self.tracker.add(work.job_id, work.job_key, work.duration, sent=sent, resumed=resumed)
+                self._tracker_wake.set()
+        elif step is t.Step.READ_NOW:
+            self._spawn(self._guarded(work, self._read_now(work)))
+        elif step is t.Step.REREAD:
+            self.tracker.add(work.job_id, work.job_key, work.duration, reread=work.uncertain)
+            self._tracker_wake.set()
+        elif step is t.Step.DOWNLOAD:
+            if work.video_url is None:
+                self.counters.finished += 1
+            work.video_url = decision.fields.get("video_url", work.video_url)
+            work.after_cdn_404 = False
+            self.log.event("status", job_key=work.job_key, job_id=work.job_id, status="COMPLETED",
+                           credits=work.credits_charged)
+            await self.downloads.put(work)
+        elif step is t.Step.REPLAY:
+            self._submitting += 1
+            self._spawn(self._replay_later(work))
+        elif step is t.Step.RESUBMIT:
+            if self._within_budget(work):
+                self.log.event("retry", what="generate", job_key=work.job_key, reason=redact(decision.reason or ""),
+                               next_attempt=work.attempts + 1)
+                self._submitting += 1
+                self._spawn(self._submit(work, resume=False))
+            else:
+                self._final(work, decision.reason or "failed")
+        elif step is t.Step.LEAVE:
+            self._leave(work, decision.reason or "left for the next run")
+        elif step is t.Step.DONE:
+            self._release(work)
+        elif step is t.Step.FAIL:
+            if decision.reason == "result expired":
+                self.rows_expired += 1
+            self._final(work, decision.reason or "failed")
+
     # -- submitting --
 
     async def _submit_loop(self) -> None:
@@ -328,7 +474,7 @@ class Runner:
         try:
             while self.submit_queue and not self.submits_stopped:
                 work, resume = self.submit_queue.popleft()
-                while self.in_flight >= self.options.concurrency and not self.submits_stopped:
+                while len(self.active) >= self.options.concurrency and not self.submits_stopped:
                     self._slot_freed.clear()
                     await self._slot_freed.wait()
                 if self.submits_stopped or not self._within_budget(work):
@@ -369,17 +515,20 @@ class Runner:
         work.request_body = body.decode()
         work.job_id = None
         work.video_url = None
+        work.uncertain = 0
+        work.first_sent = time.time()
         self.ledger.record(
             work.job_key, **row, status=PENDING, attempts=work.attempts,
             idempotency_key=work.idempotency_key, request_body=work.request_body,
             credits_prior=work.credits_prior, credits_charged=work.credits_charged, job_id=None,
             video_url=None, expired=False, error=None, completed_at=None,
+            first_sent_at=datetime.fromtimestamp(work.first_sent, timezone.utc),
         )
         return body
 
     async def _submit(self, work: Work, resume: bool, gate: asyncio.Semaphore | None = None) -> None:
         try:
-            await self._submit_attempt(work, resume)
+            await self._guarded(work, self._submit_attempt(work, resume))
         finally:
             if gate is not None:
                 gate.release()
@@ -387,96 +536,159 @@ class Runner:
             self._check_finished()
 
     async def _submit_attempt(self, work: Work, resume: bool) -> None:
-        try:
-            if resume and work.request_body and work.idempotency_key:
-                body = work.request_body.encode()  # the journaled bytes, never rebuilt
-            else:
+        if resume and work.request_body and work.idempotency_key:
+            if not t.replay_allowed(work.first_sent, time.time()):
+                await self._settle_old_intent(work)
+                return
+            body = work.request_body.encode()  # the journaled bytes, never rebuilt
+        else:
+            try:
                 body = await self._prepare_attempt(work)
-            await self.ledger.commit()  # the intent is on disk before the request leaves
-            self.log.event("submit", job_key=work.job_key, attempt=work.attempts,
-                           idempotency_key=work.idempotency_key, resume=resume)
-            sent = time.time()  # the job cannot be older: bounds how far back tracking pages
-            accepted = await self.client.submit(body, work.idempotency_key)
+            except (ApiError, OSError) as exc:  # a reference image could not be uploaded: nothing sent
+                self._leave(work, f"not submitted: {redact(str(exc))}")
+                return
+        await self.ledger.commit()  # the intent is on disk before the request leaves
+        await self._send(work, body, resume)
+
+    async def _send(self, work: Work, body: bytes, resume: bool) -> None:
+        """POST the journaled bytes under the journaled key, and act on the answer."""
+        self.log.event("submit", job_key=work.job_key, attempt=work.attempts,
+                       idempotency_key=work.idempotency_key, resume=resume)
+        sent = time.time()  # the job cannot be older: bounds how far back tracking pages
+        answer, error, detail, stop_message = None, None, "", None
+        try:
+            answer = await self.client.submit(body, work.idempotency_key)
         except RejectedRequest as exc:
-            self._final(work, REJECTED, f"the API refused the request: {exc}")
-            return
+            error, detail = t.SubmitError.REFUSED, str(exc)
         except InsufficientCredits as exc:
-            self.stop_submitting(
-                f"insufficient credits: a job needs {exc.required}, the account has {exc.available}; "
-                "top up and run again to continue")
-            self._leave_unfinished(work, "not submitted: insufficient credits")
-            return
+            error = t.SubmitError.NO_CREDITS
+            stop_message = (f"insufficient credits: a job needs {exc.required}, the account has "
+                            f"{exc.available}; top up and run again to continue")
         except AuthError as exc:
-            self._leave_unfinished(work, "not submitted: authentication failed")
-            self.hard_stop(f"authentication failed ({exc.status}): check APIFRAME_API_KEY")
-            return
-        except IdempotencyConflict as exc:
-            self._final(work, FAILED, f"BUG, please report: the API says this Idempotency-Key was used with another body ({exc})")
-            return
-        except (TransientError, ApiError, OSError) as exc:
-            # The intent stays journaled: the next run resubmits with the same key.
-            self._leave_unfinished(work, f"submit did not get through: {redact(str(exc))}")
-            return
-        job_id = accepted["jobId"]
+            error = t.SubmitError.AUTH
+            stop_message = f"authentication failed ({exc.status}): check APIFRAME_API_KEY"
+        except Conflict as exc:
+            error, detail = t.SubmitError.CONFLICT, str(exc)
+        except (ApiError, OSError) as exc:
+            error, detail = t.SubmitError.UNCERTAIN, redact(str(exc))
+        decision = t.after_submit(self._row(work), answer, error, self.limits, detail)
+        if "job_id" in decision.fields:
+            await self._accept(work, decision.fields["job_id"], decision)
+            decision = t.Decision(decision.step, {}, decision.reason)  # recorded by _accept
+        await self._apply(work, decision, stop_message=stop_message, sent=sent, resumed=resume)
+
+    async def _accept(self, work: Work, job_id: str, decision: t.Decision) -> None:
+        """The API named the job for this intent: journal it before anything else."""
         work.job_id = job_id
+        work.uncertain = 0
         owner = self._owner_of(job_id, work.job_key)
         if owner != work.job_key:
             # The same request under the same key within the API's 24 h (a prompt edited back to
             # an earlier version): the API handed back that version's job and charged nothing.
             self.log.event("reused_job", job_key=work.job_key, job_id=job_id, paid_by=owner)
         self.by_job_id[job_id] = work
-        self.ledger.record(work.job_key, status=SUBMITTED, job_id=job_id, submitted_at=_now(), error=None)
+        self.ledger.record(work.job_key, **decision.fields, submitted_at=_now())
         await self.ledger.commit()
         self.rows_submitted += 1
         self.counters.submitted += 1
-        self.log.event("submitted", job_key=work.job_key, job_id=job_id, attempt=work.attempts)
-        status = accepted.get("status")
-        if status in ("COMPLETED", "FAILED", "CANCELLED"):
-            # An idempotent replay of a job that already ended: read it whole.
+        self.log.event("submitted", job_key=work.job_key, job_id=job_id, attempt=work.attempts,
+                       note=decision.reason)
+
+    async def _replay_later(self, work: Work) -> None:
+        """After a 409 or an answer without a job id: the same bytes, the same key, after a pause."""
+        try:
+            await asyncio.sleep(min(REPLAY_CAP_S, REPLAY_BASE_S * 2 ** (work.uncertain - 1)))
+            if not self.hard_stopped and work.request_body:
+                await self._guarded(work, self._send(work, work.request_body.encode(), resume=True))
+        finally:
+            self._submitting -= 1
+            self._check_finished()
+
+    async def _settle_old_intent(self, work: Work) -> None:
+        """An intent without a job_id first sent over 23 h ago: its key may no longer settle a
+        replay. Find its job in the list; only a list read back past the first send with no match
+        makes a new key safe."""
+        search = await self._search(work)
+        decision = t.after_search(self._row(work), search)
+        self.log.event("old_intent", job_key=work.job_key, step=decision.step.value, reason=decision.reason)
+        if decision.step is t.Step.READ_NOW:
+            await self._accept(work, decision.fields["job_id"], decision)
+            await self._apply(work, t.Decision(t.Step.READ_NOW))
+        elif decision.step is t.Step.RESUBMIT:  # its budget was reserved when it was queued
+            body = await self._prepare_attempt(work)
+            await self.ledger.commit()
+            await self._send(work, body, resume=False)
+        else:
+            await self._apply(work, decision)
+
+    async def _search(self, work: Work) -> t.Search:
+        body = json.loads(work.request_body or "{}")
+        cursor = None
+        for _ in range(SEARCH_PAGES):
             try:
-                await self._handle_job(await self.client.get_job(job_id))
-                return
-            except ApiError:
-                pass
-        self.tracker.add(job_id, work.job_key, work.duration, sent=sent, resumed=resume)
-        self._tracker_wake.set()
+                page = await self.client.list_jobs(model=work.row["model"], limit=100, cursor=cursor)
+            except (ApiError, OSError):
+                return t.Search(None, complete=False)
+            jobs = page.get("jobs") if isinstance(page, dict) else None
+            if not isinstance(jobs, list):
+                return t.Search(None, complete=False)
+            for job in jobs:
+                if not isinstance(job, dict) or not isinstance(job.get("input"), dict):
+                    return t.Search(None, complete=False)  # a job we cannot compare: no proof of absence
+                if same_request(job["input"], body) and not self._owned_by_other(job.get("id"), work.job_key):
+                    return t.Search(job, complete=True)
+            if not page.get("hasMore") or not jobs:
+                return t.Search(None, complete=True)
+            last = parse_api_time(jobs[-1].get("createdAt"))
+            if last is not None and work.first_sent is not None and last < work.first_sent - 3600:
+                return t.Search(None, complete=True)  # read back past the first send (an hour of margin)
+            cursor = page.get("nextCursor")
+            if not cursor:
+                return t.Search(None, complete=False)
+        return t.Search(None, complete=False)
 
     def _owner_of(self, job_id: str, job_key: str) -> str:
         """The row that pays for `job_id`: the first to record it (`job_key` if none has)."""
+        self._load_owners()
+        return self._job_owners.setdefault(job_id, job_key)
+
+    def _owned_by_other(self, job_id: str | None, job_key: str) -> bool:
+        self._load_owners()
+        return job_id is not None and self._job_owners.get(job_id, job_key) != job_key
+
+    def _load_owners(self) -> None:
         if self._job_owners is None:  # built on first need: a rerun with nothing to do never pays
             frame = self.ledger.frame().filter(pl.col("job_id").is_not_null()).sort("submitted_at")
             self._job_owners = {}
             for jid, key in zip(frame["job_id"].to_list(), frame["job_key"].to_list()):
                 self._job_owners.setdefault(jid, key)
-        return self._job_owners.setdefault(job_id, job_key)
 
     # -- tracking --
 
+    async def _read_now(self, work: Work) -> None:
+        job, error, detail = None, None, ""
+        try:
+            job = await self.client.get_job(work.job_id)
+        except AuthError as exc:
+            error, detail = t.ReadError.AUTH, str(exc)
+        except NotFound as exc:
+            error, detail = t.ReadError.NOT_FOUND, str(exc)
+        except (ApiError, OSError) as exc:
+            error, detail = t.ReadError.UNCERTAIN, redact(str(exc))
+        await self._apply(work, t.after_read(self._row(work), job, error, self.limits, detail),
+                          stop_message=f"authentication failed: check APIFRAME_API_KEY" if error is t.ReadError.AUTH else None)
+
     async def _track_loop(self) -> None:
-        for work in self._resume_tracking:  # rows a previous run left in flight: ask once each
-            if self.hard_stopped:
-                return
-            try:
-                job = await self.client.get_job(work.job_id)
-            except NotFound as exc:
-                job = {"id": work.job_id, "status": "FAILED", "creditCost": None,
-                       "error": f"the API does not know this job ({exc.status})"}
-            except AuthError as exc:
-                self.hard_stop(f"authentication failed ({exc.status}): check APIFRAME_API_KEY")
-                return
-            except TransientError:
-                self.tracker.add(work.job_id, work.job_key, work.duration, resumed=True)
-                continue
-            if not await self._handle_job(job):
-                created = parse_api_time(job.get("createdAt"))
-                self.tracker.add(work.job_id, work.job_key, work.duration, created=created, resumed=True,
-                                 waited=max(0.0, time.time() + self.client.clock_offset - created) if created else 0.0)
         while True:
+            await self._leave_timed_out()
             if not self.tracker.pending:
                 self._tracker_wake.clear()
                 await self._tracker_wake.wait()
                 continue
             delay = self.tracker.next_delay(submits_waiting=bool(self.submit_queue) and not self.submits_stopped)
+            if self.options.job_timeout is not None:  # wake for the next job to time out
+                soonest = min(self.tracker.waited(j) for j in self.tracker.pending)
+                delay = min(delay, max(0.0, self.options.job_timeout - soonest) + 0.01)
             if delay > 0:
                 self._tracker_wake.clear()
                 try:  # a new submit may make an earlier poll worth it
@@ -485,68 +697,39 @@ class Runner:
                 except asyncio.TimeoutError:
                     pass
             try:
-                finished = await self.tracker.poll()
+                observations = await self.tracker.poll()
             except AuthError as exc:
                 self.hard_stop(f"authentication failed ({exc.status}): check APIFRAME_API_KEY")
                 return
-            except (TransientError, ApiError) as exc:
+            except (ApiError, OSError) as exc:
                 self.log.event("retry", what="track", reason=redact(str(exc)))
                 await asyncio.sleep(self.options.poll_min_interval)
                 continue
-            for job in finished:
-                await self._handle_job(job)
+            for seen in observations:
+                await self._observe(seen)
 
-    async def _handle_job(self, job: dict[str, Any]) -> bool:
-        """Apply an API job object to its row. True when the job's generation has ended."""
-        work = self.by_job_id.get(job.get("id"))
-        if work is None:
-            return True
-        status = job.get("status")
-        cost = job.get("creditCost")
-        if self._owner_of(work.job_id, work.job_key) != work.job_key:
-            cost = 0  # the row that first recorded this job carries its cost: never count it twice
-        charged = work.credits_prior + (cost if isinstance(cost, int) else 0)
-        delta = charged - work.credits_charged
-        work.credits_charged = charged
-        self.counters.credits_charged += delta
-        if status == "COMPLETED":
-            self.counters.finished += 1
-            url = result_url(job)
-            completed_at = parse_api_time(job.get("completedAt"))
-            fields = dict(credits_charged=charged, video_url=url, expired=bool(job.get("expired")),
-                          completed_at=datetime.fromtimestamp(completed_at, timezone.utc) if completed_at else _now())
-            if job.get("expired") or not url:
-                self.rows_expired += bool(job.get("expired"))
-                self.ledger.record(work.job_key, status=FAILED, **fields, error=(
-                    "result expired before it was downloaded; run again with --retry-failed to generate it again"
-                    if job.get("expired") else "the API reported COMPLETED without a video URL"))
-                self._note_failure(work, "result expired" if job.get("expired") else "no video URL")
-                self._release(work)
-                return True
-            work.video_url = url
-            self.ledger.record(work.job_key, status=COMPLETED, **fields)
-            self.log.event("status", job_key=work.job_key, job_id=work.job_id, status=COMPLETED,
-                           credits=cost)
-            await self.downloads.put(work)
-            return True
-        if status in ("FAILED", "CANCELLED"):
-            reason = redact(str(job.get("error") or status.lower()))
-            self.ledger.record(work.job_key, status=FAILED, credits_charged=charged, error=reason,
-                               completed_at=_now())
-            self.log.event("status", job_key=work.job_key, job_id=work.job_id, status=status, error=reason)
-            if work.attempts < 1 + self.options.retries and not self.submits_stopped and self._within_budget(work):
-                self.log.event("retry", what="generate", job_key=work.job_key, reason=reason,
-                               next_attempt=work.attempts + 1)
-                self._submitting += 1
-                self._spawn(self._submit(work, resume=False))
-            else:
-                self.counters.finished += 1
-                self._note_failure(work, reason)
-                self._release(work)
-            return True
-        if status == "PROCESSING":
-            self.ledger.record(work.job_key, status=PROCESSING)
-        return False
+    async def _observe(self, seen: Observation) -> None:
+        work = self.by_job_id.get(seen.job_id)
+        if work is None or work.job_key not in self.active or work.job_id != seen.job_id:
+            return
+        try:
+            decision = t.after_read(self._row(work), seen.job, seen.error, self.limits, seen.detail)
+            await self._apply(work, decision)
+        except Exception as exc:  # our own bug, for this row only
+            self._note_internal_error(work, exc, "track")
+            if work.job_key in self.active:
+                self._leave(work, self.internal_error or "internal error")
+
+    async def _leave_timed_out(self) -> None:
+        if self.options.job_timeout is None:
+            return
+        for job_id in list(self.tracker.pending):
+            work = self.by_job_id.get(job_id)
+            decision = t.job_timed_out(self._row(work), self.tracker.waited(job_id), self.options.job_timeout) \
+                if work is not None else None
+            if decision is not None:
+                self.tracker.discard(job_id)
+                await self._apply(work, decision)
 
     # -- downloading --
 
@@ -558,7 +741,7 @@ class Runner:
             key = (row["model"], row["aspect_ratio"])
             if key not in model_sizes:
                 model_sizes[key] = get_model(row["model"]).frame_size(row["aspect_ratio"])
-            await self._download(work, model_sizes[key])
+            await self._guarded(work, self._download(work, model_sizes[key]))
 
     async def _download(self, work: Work, frame_size: tuple[int, int]) -> None:
         final = video_path(self.options.out_dir, work.job_key)
@@ -571,12 +754,10 @@ class Runner:
                     self.client, work.video_url, final, duration=work.duration, frame_size=frame_size,
                     max_bytes=self.options.max_download_bytes, verify=self.options.verify_videos)
             except NotFound:
-                self.rows_expired += 1
-                self.ledger.record(work.job_key, status=FAILED, expired=True, error=(
-                    "result expired before it was downloaded (the CDN answered 404); "
-                    "run again with --retry-failed to generate it again"))
-                self._note_failure(work, "result expired")
-                self._release(work)
+                work.uncertain += 1
+                work.after_cdn_404 = True
+                await self._apply(work, t.after_download(self._row(work), t.DownloadOutcome.CDN_NOT_FOUND,
+                                                         limits=self.limits))
                 return
             except (TransientError, DownloadError, OSError) as exc:
                 reason = redact(str(exc))
@@ -584,35 +765,33 @@ class Runner:
                 await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
                 continue
             self.verify_cpu_s += saved.verify_cpu_s
-            self.ledger.record(work.job_key, status=DOWNLOADED, output_path=str(saved.path),
-                               bytes=saved.bytes, sha256=saved.sha256, downloaded_at=_now(), error=None)
+            decision = t.after_download(self._row(work), t.DownloadOutcome.SAVED, limits=self.limits)
+            self.ledger.record(work.job_key, **decision.fields, output_path=str(saved.path),
+                               bytes=saved.bytes, sha256=saved.sha256, downloaded_at=_now())
             await self.ledger.commit()
             self.counters.downloaded += 1
             self.log.event("download", job_key=work.job_key, path=str(saved.path), bytes=saved.bytes,
                            sha256=saved.sha256)
-            self._release(work)
+            await self._apply(work, t.Decision(decision.step))
             return
         # The video exists at the API: a later run downloads it again without generating it again.
-        self.ledger.record(work.job_key, error=f"download failed {DOWNLOAD_TRIES} times: {reason}")
-        self._leave_unfinished(work, f"download failed: {reason}")
+        await self._apply(work, t.after_download(self._row(work), t.DownloadOutcome.FAILED_TRIES,
+                                                 f"{DOWNLOAD_TRIES} tries: {reason}", limits=self.limits))
 
     # -- endings --
 
-    def _final(self, work: Work, status: str, reason: str) -> None:
+    def _final(self, work: Work, reason: str) -> None:
         reason = redact(reason)
-        self.ledger.record(work.job_key, status=status, error=reason)
-        self.log.event("error", job_key=work.job_key, status=status, reason=reason)
+        self.log.event("error", job_key=work.job_key, reason=reason)
         self.counters.finished += 1
-        self._note_failure(work, reason)
-        self._release(work)
-
-    def _note_failure(self, work: Work, reason: str) -> None:
         self.failures[work.job_key] = reason
         self.counters.failed += 1
+        self._release(work)
 
-    def _leave_unfinished(self, work: Work, reason: str) -> None:
-        self.unfinished.add(work.job_key)
-        self.log.event("error", job_key=work.job_key, reason=redact(reason), unfinished=True)
+    def _leave(self, work: Work, reason: str) -> None:
+        reason = redact(reason)
+        self.unfinished[work.job_key] = reason
+        self.log.event("error", job_key=work.job_key, job_id=work.job_id, reason=reason, unfinished=True)
         self._release(work)
 
     async def _checkpoint_loop(self, progress: Progress) -> None:
@@ -633,9 +812,10 @@ class Runner:
         planned_failed = self.plan.rows.filter(self.plan.rows["action"] == "failed")
         failed_keys = {k for k, s in statuses.items() if s in (FAILED, REJECTED)}
         failed_keys |= set(planned_failed["job_key"].to_list())
-        unfinished = {k for k, s in statuses.items() if s not in (DOWNLOADED, FAILED, REJECTED)}
+        unfinished = {k for k in keys if statuses.get(k) not in (DOWNLOADED, FAILED, REJECTED)}
         finished_now = sum(1 for s in statuses.values() if s == DOWNLOADED)
-        if self.hard_stopped or self.submits_stopped or unfinished:
+        stop_reason = self.stop_reason or self.internal_error
+        if self.hard_stopped or self.submits_stopped or unfinished or self.internal_error:
             code = 3
         elif failed_keys:
             code = 1
@@ -645,13 +825,15 @@ class Runner:
         failed_rows = frame.filter(frame["job_key"].is_in(list(failed_keys)))
         errors = dict(zip(failed_rows["job_key"].to_list(), failed_rows["error"].to_list()))
         failures = [(k, self.failures.get(k) or errors.get(k) or "") for k in sorted(failed_keys)]
+        left = [(k, self.unfinished.get(k) or (f"not reached: {stop_reason}" if stop_reason else "not reached"))
+                for k in sorted(unfinished)]
         return RunResult(
             run_id=self.run_id, exit_code=code,
-            stop_reason=self.stop_reason or (f"{len(unfinished)} rows unfinished" if unfinished else None),
+            stop_reason=stop_reason or (f"{len(unfinished)} rows unfinished" if unfinished else None),
             counters=self.counters, credits_estimated=self.spend_started,
             credits_charged=self.counters.credits_charged, rows_submitted=self.rows_submitted,
             rows_finished=finished_now, rows_failed=len(failed_keys), rows_expired=self.rows_expired,
             rows_unfinished=len(unfinished), requests=self.client.gate.requests,
             rate_limited=self.client.rate_limited, started_at=started, ended_at=_now(),
-            failures=failures,
+            failures=failures, unfinished=left, account=self.account,
         )

@@ -54,6 +54,8 @@ LEDGER_SCHEMA: dict[str, pl.DataType] = {
     "downloaded_at": TIMESTAMP,
     "updated_at": TIMESTAMP,
     "run_id": pl.String,  # run that last changed the row
+    "first_sent_at": TIMESTAMP,  # when the current attempt's intent was journaled, just before its
+    # first send: past the API's 24 h replay window its key settles nothing (see transitions.py)
 }
 
 RUNS_SCHEMA: dict[str, pl.DataType] = {
@@ -71,4 +73,10 @@ RUNS_SCHEMA: dict[str, pl.DataType] = {
     "credits_charged": pl.Int64,  # creditCost reported for jobs tracked in this run
     "exit_code": pl.Int64,
     "log_path": pl.String,
+    # The account the run's key belongs to (GET /v2/me): a job is visible only to its owner.
+    "account_user_id": pl.String,
+    "account_team_id": pl.String,
+    "account_key_id": pl.String,
+    "rows_unfinished": pl.Int64,  # left in flight or pending for the next run
+    "stop_reason": pl.String,
 }

@@ -17,16 +17,26 @@ Paging depth: how far back to page is set by the oldest pending job's creation t
 server's clock. We know when we sent each submit on ours; the offset between the clocks is
 bounded from below by every finished job (`createdAt` minus when its submit was answered), so
 the bound tightens to the network round trip within the first poll, at any time scale.
+
+Liberal in what it accepts (CONTRACT.md, "Job list"): the spec does not say how strictly
+`status` filters, so every listed job's own `status` decides, and once a filtered page shows a
+job of another status the filter is taken as ignored and one unfiltered listing per poll serves
+every status. A list that answers 4xx (or a body that is not a job list) turns lists off for
+the run: every job is then read on its own. A read that fails (404, timeout, an unreadable
+answer) is handed back as an Observation with its error: what it means is decided in
+pipeline/transitions.py, never here.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from pipeline.client import ApiClient, NotFound
+from pipeline.client import ApiClient, ApiError, AuthError, NotFound
+from pipeline.models import DEFAULT_MODEL
+from pipeline.transitions import ReadError
+from pipeline.wire import job_id_of, parse_api_time
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 LIST_STATUSES = ("COMPLETED", "FAILED")
@@ -37,13 +47,18 @@ CREATED_MARGIN_S = 2.0
 MAX_MARGIN_S = 60.0
 
 
-def parse_api_time(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+REREAD_BASE_S = 0.5  # a job read again after an uncertain answer waits 0.5, 1, 2, 4 ... s
+REREAD_CAP_S = 30.0
+
+
+@dataclass
+class Observation:
+    """What one poll learnt about one job: its object, or why there is none."""
+
+    job_id: str
+    job: Any = None
+    error: ReadError | None = None
+    detail: str = ""
 
 
 @dataclass
@@ -57,6 +72,7 @@ class Pending:
     sent: float  # our epoch seconds when its submit first left (the job cannot be older)
     answered: float  # our epoch seconds when its submit was answered (the job is not younger)
     timed: bool = True  # submitted by this run: its sent/answered times and its wait are real
+    read_after: float = 0.0  # monotonic time before which it is not read on its own
 
 
 class Tracker:
@@ -69,8 +85,12 @@ class Tracker:
         max_interval: float = 30.0,
         busy_share: float = 0.03,
         idle_share: float = 0.06,
+        model: str = DEFAULT_MODEL,
     ):
         self.client = client
+        self.model = model
+        self.status_filter_ok = True  # False once a filtered page lists a job of another status
+        self.lists_ok = True  # False once the list answers 4xx: every job is read on its own
         self.rate_per_second = rate_per_second
         self.min_interval = min_interval
         self.max_interval = max_interval
@@ -93,17 +113,20 @@ class Tracker:
     # -- membership --
 
     def add(self, job_id: str, job_key: str, duration: int, *, created: float | None = None,
-            waited: float = 0.0, sent: float | None = None, resumed: bool = False) -> None:
+            waited: float = 0.0, sent: float | None = None, resumed: bool = False,
+            reread: int = 0) -> None:
         """Follow a job. `created`: its server creation time when known; `sent`: our clock when
         its submit first left (default: now). `resumed`: a job an earlier run may have created (a
         replayed submit, a job left in flight): its times say nothing about our clock or about
         how long jobs take, and unless `created` is given it is read on its own at the next poll,
-        since no list depth can be trusted to reach it."""
+        since no list depth can be trusted to reach it. `reread`: how many uncertain answers it has
+        had; it is read on its own again after a pause that doubles with each."""
         now = time.monotonic()
         answered = time.time()
+        pause = min(REREAD_CAP_S, REREAD_BASE_S * 2 ** (reread - 1)) if reread else 0.0
         self.pending[job_id] = Pending(job_id, job_key, duration, created, now - waited, now,
                                        answered if sent is None else sent, answered,
-                                       timed=not resumed)
+                                       timed=not resumed and not reread, read_after=now + pause)
 
     def _created_floor(self, p: Pending) -> float:
         """The earliest server time at which `p` can have been created."""
@@ -155,13 +178,20 @@ class Tracker:
         fast, slow = self.observed.get(duration, (seconds, seconds))
         self.observed[duration] = (min(fast, seconds), max(slow, seconds))
 
+    def waited(self, job_id: str) -> float:
+        """Seconds since the job's submit first left (for --job-timeout)."""
+        p = self.pending[job_id]
+        if p.created is not None:
+            return max(0.0, time.time() + self.client.clock_offset - p.created)
+        return max(0.0, time.time() - p.sent) if p.timed else time.monotonic() - p.since
+
     def next_delay(self, submits_waiting: bool) -> float:
         """Seconds until the next poll is worth its requests."""
         if not self.pending:
             return self.max_interval
         now = time.monotonic()
         ready = now if self.hinted else min(
-            p.since + self._earliest_done(p.duration) for p in self.pending.values())
+            max(p.read_after, p.since + self._earliest_done(p.duration)) for p in self.pending.values())
         delay = max(ready - now, self.last_poll + self.min_interval - now)
         if self.rate_per_second:
             share = self.busy_share if submits_waiting else self.idle_share
@@ -184,64 +214,109 @@ class Tracker:
 
     # -- polling --
 
-    async def poll(self) -> list[dict[str, Any]]:
-        """One round: the jobs (API objects) among `pending` that reached a terminal state."""
+    async def _list(self, status: str | None, finished: dict[str, dict[str, Any]]) -> int:
+        """Page one listing as deep as the oldest pending job; returns the requests it took."""
+        oldest = min(self._created_floor(p) for p in self.pending.values()) - self.margin
+        now = time.monotonic()
+        requests, cursor = 0, None
+        while True:
+            try:
+                page = await self.client.list_jobs(status=status, model=self.model, limit=100, cursor=cursor)
+            except AuthError:
+                raise
+            except ApiError as exc:
+                if exc.status is None or exc.status >= 500:
+                    raise  # transient: the caller waits and polls again
+                self.lists_ok = False  # 4xx: this API does not list jobs the way we ask
+                return requests + 1
+            requests += 1
+            jobs = page.get("jobs") if isinstance(page, dict) else None
+            if not isinstance(jobs, list):
+                self.lists_ok = False  # not a job list: read jobs one by one from now on
+                return requests
+            for job in jobs:
+                job_id = job_id_of(job)
+                own = job.get("status") if isinstance(job, dict) else None
+                if status is not None and own != status:
+                    self.status_filter_ok = False  # its own status decides, never the filter
+                p = self.pending.get(job_id) if job_id else None
+                if p is None or job_id in finished:
+                    continue
+                p.last_seen = now
+                if own in TERMINAL:
+                    finished[job_id] = job
+                else:
+                    self._learn_clock(p, job)
+            if len(finished) == len(self.pending) or not page.get("hasMore") or not jobs:
+                return requests
+            last = jobs[-1] if isinstance(jobs[-1], dict) else {}
+            last_created = parse_api_time(last.get("createdAt"))
+            if last_created is not None and last_created < oldest:
+                return requests
+            cursor = page.get("nextCursor")
+            if not cursor:
+                return requests
+
+    async def poll(self) -> list[Observation]:
+        """One round: what the API said about pending jobs that ended or could not be read. Those
+        jobs leave `pending`; the caller adds back the ones it wants read again."""
         self.last_poll = time.monotonic()
         self.polls += 1
-        statuses = LIST_STATUSES if self._may_have_failed() else ("COMPLETED",)  # before hints clear
+        if not self.status_filter_ok:
+            statuses: tuple[str | None, ...] = (None,)  # one unfiltered listing shows every status
+        else:
+            statuses = LIST_STATUSES if self._may_have_failed() else ("COMPLETED",)  # before hints clear
         self.hinted_ids.clear()
         requests = 0
         finished: dict[str, dict[str, Any]] = {}
-        if self.pending:
-            oldest = min(self._created_floor(p) for p in self.pending.values()) - self.margin
-            for status in statuses:
-                cursor = None
-                while True:
-                    page = await self.client.list_jobs(status=status, limit=100, cursor=cursor)
-                    requests += 1
-                    jobs = page.get("jobs") or []
-                    for job in jobs:
-                        if job.get("id") in self.pending and job["id"] not in finished:
-                            finished[job["id"]] = job
-                    if len(finished) == len(self.pending) or not page.get("hasMore") or not jobs:
-                        break
-                    last_created = parse_api_time(jobs[-1].get("createdAt"))
-                    if last_created is not None and last_created < oldest:
-                        break
-                    cursor = page.get("nextCursor")
-                    if not cursor:
-                        break
-                if len(finished) == len(self.pending):
-                    break
+        for status in statuses:
+            if not self.pending or not self.lists_ok or len(finished) == len(self.pending):
+                break
+            requests += await self._list(status if self.status_filter_ok else None, finished)
         now = time.monotonic()
-        for job_id in finished:
-            self.pending[job_id].last_seen = now
-        # Jobs of unknown age, and jobs the lists did not show for far too long: read each one.
+        observations: list[Observation] = []
+        # Jobs of unknown age, jobs the lists did not show for far too long, jobs to read again,
+        # and every job when lists are off: read each one on its own.
         for p in list(self.pending.values()):
-            unknown = not p.timed and p.created is None
-            if p.job_id in finished or not unknown and now - p.last_seen < self._overdue_after(p.duration):
+            if p.job_id in finished or now < p.read_after:
                 continue
-            try:
-                job = await self.client.get_job(p.job_id)
-            except NotFound as exc:
-                job = {"id": p.job_id, "status": "FAILED", "error": f"the API no longer knows this job ({exc.status})",
-                       "creditCost": None, "result": None}
+            unknown = not p.timed and p.created is None
+            if self.lists_ok and not unknown and now - p.last_seen < self._overdue_after(p.duration):
+                continue
             requests += 1
             p.last_seen = now
-            if job.get("status") in TERMINAL:
+            try:
+                job = await self.client.get_job(p.job_id)
+            except AuthError:
+                raise
+            except NotFound as exc:
+                self.discard(p.job_id)
+                observations.append(Observation(p.job_id, error=ReadError.NOT_FOUND, detail=str(exc)))
+                continue
+            except ApiError as exc:
+                self.discard(p.job_id)
+                observations.append(Observation(p.job_id, error=ReadError.UNCERTAIN, detail=str(exc)))
+                continue
+            status = job.get("status") if isinstance(job, dict) else None
+            if status in TERMINAL:
                 finished[p.job_id] = job
-                if p.timed and job.get("status") in LIST_STATUSES:
+                if p.timed and self.lists_ok and status in LIST_STATUSES:
                     # The lists should have shown it: page deeper from now on.
                     self.missed_by_lists += 1
                     self.margin = min(MAX_MARGIN_S, self.margin * 2)
-            else:
+            elif status in ("QUEUED", "PROCESSING"):
                 self._learn_clock(p, job)
+            else:  # an answer we cannot read: the transitions decide
+                self.discard(p.job_id)
+                observations.append(Observation(p.job_id, job=job))
         for job_id, job in finished.items():
             p = self.pending.pop(job_id)
+            self.hinted_ids.discard(job_id)
             self._learn_clock(p, job)
             if job.get("status") == "COMPLETED" and p.timed:  # only waits this run measured
                 self._observe(p.duration, now - p.since)
+            observations.append(Observation(job_id, job=job))
         self.hinted_ids &= self.pending.keys()  # hints that came in while this poll ran
         self.last_requests = max(1, requests)
         self.requests += requests
-        return list(finished.values())
+        return observations

@@ -7,28 +7,39 @@ import hashlib
 import time
 from pathlib import Path
 
-from pipeline.client import ApiClient
+from pipeline.client import ApiClient, ApiError
+from pipeline.wire import parse_api_time
 
-# Apiframe keeps uploads 1-2 hours; reuse one only while it is surely still there.
-REUSE_FOR_S = 45 * 60
+# An upload is reused only while its `expiresAt` is more than this far away, so the API can still
+# fetch it when the job starts. Files live "about 1-2 hours" (CONTRACT.md): read, never assumed.
+REUSE_MARGIN_S = 10 * 60
+# When an answer carries no readable `expiresAt`: assume the contract's lower bound, one hour.
+ASSUMED_LIFETIME_S = 60 * 60
 
 
 class UploadCache:
-    """One upload per file content per run (keyed by sha256), renewed before it can expire."""
+    """One upload per file content (keyed by sha256), renewed before it can expire."""
 
     def __init__(self, client: ApiClient):
         self.client = client
-        self._urls: dict[str, tuple[str, float]] = {}  # sha256 -> (url, monotonic upload time)
+        self._urls: dict[str, tuple[str, float]] = {}  # sha256 -> (url, expiry on the server's clock)
         self._locks: dict[str, asyncio.Lock] = {}
         self.uploads = 0
+
+    def _server_now(self) -> float:
+        return time.time() + self.client.clock_offset
 
     async def url_for(self, path: Path) -> str:
         digest = await asyncio.to_thread(lambda: hashlib.sha256(path.read_bytes()).hexdigest())
         async with self._locks.setdefault(digest, asyncio.Lock()):
             cached = self._urls.get(digest)
-            if cached and time.monotonic() - cached[1] < REUSE_FOR_S:
+            if cached and cached[1] - self._server_now() > REUSE_MARGIN_S:
                 return cached[0]
             answer = await self.client.upload(path)
+            url = answer.get("url") if isinstance(answer, dict) else None
+            if not isinstance(url, str) or not url:
+                raise ApiError(f"POST /v2/uploads answered without a URL for {path.name}")
+            expires = parse_api_time(answer.get("expiresAt")) or self._server_now() + ASSUMED_LIFETIME_S
             self.uploads += 1
-            self._urls[digest] = (answer["url"], time.monotonic())
-            return answer["url"]
+            self._urls[digest] = (url, expires)
+            return url

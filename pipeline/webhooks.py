@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections import Counter
 from collections.abc import Callable
 
 from aiohttp import web
+
+from pipeline.wire import job_id_of
 
 MAX_BODY = 64 * 1024
 
@@ -24,9 +27,21 @@ def signature(api_key: str, body: bytes) -> str:
 
 
 def verify(api_key: str, body: bytes, header: str | None) -> bool:
-    # As bytes: compare_digest raises TypeError on a non-ASCII str, a forged header's 500.
-    return bool(header) and hmac.compare_digest(signature(api_key, body).encode(),
-                                                header.strip().encode("utf-8", "replace"))
+    """`sha256=<hex>` or the bare hex, in either case (the SDK's `parseSignature`), compared in
+    constant time as bytes (compare_digest raises on a non-ASCII str: a forged header's 500)."""
+    if not header:
+        return False
+    given = header.strip()
+    if given[:7].lower() == "sha256=":
+        given = given[7:]
+    expected = signature(api_key, body).removeprefix("sha256=")
+    return hmac.compare_digest(expected.encode(), given.lower().encode("utf-8", "replace"))
+
+
+def event_kind(event: dict) -> str | None:
+    """The event's kind: `type` (an SDK comment) or `event` (documentation pages)."""
+    kind = event.get("type", event.get("event"))
+    return kind if isinstance(kind, str) else None
 
 
 class WebhookReceiver:
@@ -38,6 +53,7 @@ class WebhookReceiver:
         self.host, self.port = host, port
         self.received = 0
         self.rejected = 0
+        self.kinds: Counter[str] = Counter()
         self._runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -54,8 +70,11 @@ class WebhookReceiver:
             self.rejected += 1
             return web.json_response({"error": "not JSON"}, status=400)
         self.received += 1
-        job_id = event.get("jobId") if isinstance(event, dict) else None
-        if isinstance(job_id, str):
+        job_id = job_id_of(event)
+        if job_id is None and isinstance(event, dict):  # some senders nest the job
+            job_id = job_id_of(event.get("data")) or job_id_of(event.get("job"))
+        if job_id is not None:
+            self.kinds[event_kind(event) or "unknown"] += 1
             self.on_hint(job_id)
         return web.json_response({"ok": True})
 

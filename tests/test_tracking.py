@@ -15,7 +15,9 @@ import pytest
 
 from pipeline.client import ApiClient
 from pipeline.models import get_model
-from pipeline.tracker import Tracker, parse_api_time
+from pipeline.tracker import Tracker
+from pipeline.transitions import ReadError
+from pipeline.wire import parse_api_time
 from pipeline.webhooks import MAX_BODY, WebhookReceiver
 from tests.harness import TEST_KEY, cli_env, ledger, prompts, run_args, run_cli, write_manifest
 
@@ -24,6 +26,11 @@ GET_ONE = "GET /v2/jobs/{id}"
 SUBMIT = "POST /v2/videos/generate"
 RPS_500 = 500 / 60  # Apiframe's limit, as the runner hands it to the tracker
 SPEEDUP = 0.05  # the emulator's time scale, and the factor the tracker's clock is scaled by to match
+
+
+async def polled_jobs(tracker: Tracker) -> list[dict]:
+    """The job objects one poll handed back (reads that failed come back without one)."""
+    return [seen.job for seen in await tracker.poll() if seen.job is not None]
 
 
 def free_port() -> int:
@@ -66,7 +73,7 @@ async def track_until_done(tracker: Tracker) -> dict[str, dict]:
     async def loop() -> None:
         while tracker.pending:
             await asyncio.sleep(tracker.next_delay(submits_waiting=False))
-            for job in await tracker.poll():
+            for job in await polled_jobs(tracker):
                 assert job["id"] not in seen, "a job was reported finished twice"
                 seen[job["id"]] = job
 
@@ -118,7 +125,7 @@ async def test_paging_stops_once_every_pending_job_is_accounted_for(emulator):
         tracker = Tracker(client, rate_per_second=None)
         [newest] = await submit(client, tracker, [6], tag="new")
         before = requests(emu)
-        finished = await tracker.poll()
+        finished = await polled_jobs(tracker)
         after = requests(emu)
 
     assert [job["id"] for job in finished] == [newest]
@@ -136,7 +143,7 @@ async def test_paging_stops_at_jobs_older_than_any_pending_one(emulator):
         tracker = Tracker(client, rate_per_second=None)
         [newest] = await submit(client, tracker, [6], tag="new")
         before = requests(emu)
-        assert await tracker.poll() == []
+        assert await polled_jobs(tracker) == []
         after = requests(emu)
 
     assert newest in tracker.pending
@@ -156,16 +163,18 @@ async def test_jobs_the_lists_never_show_are_read_one_by_one_once_overdue(emulat
         unknown_id = str(uuid.uuid4())  # purged, or never ours: every read of it is a 404
         tracker.add(unknown_id, "unknown", 6)
 
-        first = await tracker.poll()
+        first = await polled_jobs(tracker)
         assert [job["id"] for job in first] == [done_id]
         assert set(tracker.pending) == {cancelled_id, unknown_id}
         assert requests(emu).get(GET_ONE, 0) == 0  # not overdue yet: the lists are all we asked
 
         tracker.overdue_s = 0.0
-        second = {job["id"]: job for job in await tracker.poll()}
+        seen = {o.job_id: o for o in await tracker.poll()}
 
-    assert second[cancelled_id]["status"] == "CANCELLED"
-    assert second[unknown_id]["status"] == "FAILED" and "no longer knows" in second[unknown_id]["error"]
+    assert seen[cancelled_id].job["status"] == "CANCELLED"
+    # A 404 is handed back as what it is, never turned into a FAILED job (that would pay again).
+    assert seen[unknown_id].job is None and seen[unknown_id].error is ReadError.NOT_FOUND
+    assert "404" in seen[unknown_id].detail
     assert not tracker.pending
     assert requests(emu)[GET_ONE] == 2  # one read per missing job, none for the job the list showed
 
@@ -181,7 +190,7 @@ async def test_a_job_an_earlier_run_created_is_read_at_once_and_teaches_no_timin
         tracker = Tracker(client, rate_per_second=None)
         tracker.add(old, "earlier-run-0", 6, resumed=True)
         before = requests(emu)
-        finished = await tracker.poll()
+        finished = await polled_jobs(tracker)
         after = requests(emu)
 
     assert [job["id"] for job in finished] == [old]
@@ -202,7 +211,7 @@ async def test_a_job_the_lists_missed_widens_the_paging_margin(emulator):
         for other in others:
             emu.state.jobs[other].created -= 30
         tracker.overdue_s = 0.0
-        finished = await tracker.poll()
+        finished = await polled_jobs(tracker)
 
     assert [job["id"] for job in finished] == [job_id]
     assert tracker.missed_by_lists == 1 and tracker.margin == 4.0
@@ -351,7 +360,7 @@ async def test_a_webhook_landing_during_the_poll_that_reads_its_job_leaves_no_ex
         # The emulator settles the job (and sends its webhook) as the list request arrives, then
         # answers 0.3 s later: the event reaches us while the poll is still reading that job.
         emu.configure(faults={"slow_response": 1.0, "slow_seconds": 0.3})
-        finished = await tracker.poll()
+        finished = await polled_jobs(tracker)
 
     assert [job["id"] for job in finished] == [done_id]
     assert during_poll == [True]  # the race this test is about did happen
@@ -373,7 +382,7 @@ async def test_a_hint_for_a_pending_job_brings_the_next_poll_forward(emulator, r
         body = event(job_id)
         assert await post(receiver.url, body, {"X-Webhook-Signature": contract_signature(TEST_KEY, body)}) == 200
         assert tracker.next_delay(False) == 0.0
-        assert await tracker.poll() == []  # still generating: the hint is spent, the estimate rules again
+        assert await polled_jobs(tracker) == []  # still generating: the hint is spent, the estimate rules again
         assert tracker.next_delay(False) > 10
 
 

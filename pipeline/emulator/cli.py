@@ -7,7 +7,10 @@ import asyncio
 import os
 import signal
 
+from pathlib import Path
+
 from pipeline.emulator.config import DEMO_KEY, EmulatorConfig, Faults
+from pipeline.emulator.dialects import DIALECTS, emulator_dialects
 
 FAULT_FLAGS = {
     "--fault-503": "error_503", "--fault-drop": "drop_after_create", "--fault-fail": "fail_generation",
@@ -36,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, name in FAULT_FLAGS.items():
         parser.add_argument(flag, type=_probability, default=0.0, metavar="P", help=f"probability of {name}")
     parser.add_argument("--slow-seconds", type=float, default=2.0, help="delay of a slow response")
+    parser.add_argument("--dialect", type=emulator_dialects, default=(), metavar="NAME[,NAME...]",
+                        help=f"answer like a variant of the real API: {', '.join(DIALECTS)}, or all")
+    parser.add_argument("--state", type=Path, metavar="PATH",
+                        help="remember jobs, keys, credits and uploads in this file across restarts")
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
@@ -44,7 +51,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     return EmulatorConfig(
         api_key=args.key or os.environ.get("APIFRAME_EMULATOR_KEY") or DEMO_KEY, credits=args.credits,
         time_scale=args.time_scale, rpm=args.rpm or None, rate_window_seconds=args.rate_window,
-        faults=faults, host=args.host, port=args.port, seed=args.seed)
+        faults=faults, host=args.host, port=args.port, seed=args.seed, dialects=args.dialect,
+        state_path=args.state)
 
 
 async def _serve(config: EmulatorConfig) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 DEMO_KEY = "afk_emulator_demo_key"
@@ -44,4 +45,10 @@ class EmulatorConfig:
     faults: Faults = field(default_factory=Faults)
     host: str = "127.0.0.1"
     port: int = 0
-    seed: int = 0
+    seed: int = 0  # also decides the account's user, team and key ids (another seed, another account)
+    dialects: tuple[str, ...] = ()  # see dialects.py
+    state_path: Path | None = None  # where jobs, keys, credits and uploads persist (None: memory only)
+    idempotency_window_s: float = 24 * 3600  # a key older than this settles nothing (spec)
+
+    def speaks(self, dialect: str) -> bool:
+        return dialect in self.dialects

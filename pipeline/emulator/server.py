@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
+import hashlib
 import json
 import threading
 import time
@@ -19,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from pipeline.emulator.config import EmulatorConfig
+from pipeline.emulator.dialects import CONFLICT_WINDOW_S, READ_LAG_S
 from pipeline.emulator.ratelimit import SlidingWindow
 from pipeline.emulator.state import EmulatorState, canonical, iso
 from pipeline.emulator.validation import validate_generate
@@ -54,6 +57,15 @@ class EmulatorServer:
         self.clips = ClipCache()
         self.webhooks = WebhookSender(config.api_key)
         self.base_url = ""
+        self.cdn_url = ""  # where result URLs point: another host under the cdn-redirect dialect
+        self.cdn_key_leaks = 0  # CDN requests that carried an X-API-Key: must stay 0
+
+    def set_base_url(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.cdn_url = base_url.replace("//127.0.0.1:", "//localhost:") if self.config.speaks("cdn-redirect") else base_url
+
+    def _lagging(self, job, now: float) -> bool:
+        return self.config.speaks("read-lag") and now - job.created < READ_LAG_S
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._api_gate], client_max_size=MAX_UPLOAD_IMAGE + 1024 * 1024)
@@ -66,6 +78,7 @@ class EmulatorServer:
         r.add_post("/v2/uploads", self.upload)
         r.add_get("/cdn/videos/{id}.mp4", self.cdn_video)
         r.add_get("/cdn/uploads/{id}/{name}", self.cdn_upload)
+        r.add_get("/signed/videos/{id}.mp4", self.signed_video)
         r.add_get("/_emulator/stats", self.stats)
         r.add_post("/_emulator/config", self.configure_route)
         app.on_cleanup.append(lambda _app: self.webhooks.close())
@@ -76,6 +89,9 @@ class EmulatorServer:
     @web.middleware
     async def _api_gate(self, request: web.Request, handler):
         if not request.path.startswith("/v2/"):
+            if request.headers.get("X-API-Key") and request.path.startswith(("/cdn/", "/signed/")) \
+                    and self.cdn_url != self.base_url:
+                self.cdn_key_leaks += 1  # the key went to a host that is not the API's
             return await handler(request)
         state = self.state
         resource = request.match_info.route.resource
@@ -100,8 +116,11 @@ class EmulatorServer:
             state.rate_limited += 1
             if now >= not_before:
                 state.not_before[key] = (now, now + retry_after - IN_FLIGHT_GRACE_S)
+            header = str(retry_after)
+            if self.config.speaks("retry-after-date"):  # RFC 7231's other form: whole seconds, rounded up
+                header = email.utils.formatdate(time.time() + retry_after + 1, usegmt=True)
             return web.json_response({"error": "Rate limit exceeded"}, status=429,
-                                     headers={"Retry-After": str(retry_after)})
+                                     headers={"Retry-After": header})
         if state.roll("error_503"):
             return _error(503, "Service temporarily unavailable")
         return await handler(request)
@@ -111,7 +130,7 @@ class EmulatorServer:
             if job.webhook_url:
                 event = "completed" if job.final == "COMPLETED" else "failed"
                 if event in job.webhook_events:
-                    self.webhooks.send(job, event, self.state.job_json(job, self.base_url, time.time()))
+                    self.webhooks.send(job, event, self.state.job_json(job, self.cdn_url, time.time()))
 
     # -- API routes --
 
@@ -128,11 +147,14 @@ class EmulatorServer:
         details = validate_generate(body)
         if details:
             return _error(400, "Validation failed", details=details)
-        if idem is not None and idem in state.by_idempotency_key:
-            job = state.by_idempotency_key[idem]
+        now = time.time()
+        job = state.job_for_key(idem, now) if idem is not None else None
+        if job is not None:
             if job.body_canonical != canonical(body):
                 return _error(409, "Idempotency-Key was already used with a different request body")
-            return web.json_response({"jobId": job.id, "status": job.status(time.time())[0]}, status=202)
+            if self.config.speaks("conflict-while-in-flight") and now - job.created < CONFLICT_WINDOW_S:
+                return _error(409, "A request with this Idempotency-Key is still being processed")
+            return self._accepted(job, job.status(now)[0])
         model = get_model(body["model"])
         duration = (body.get(model.params_field) or {}).get("duration", model.default_duration)
         price = model.credits_for(int(duration))
@@ -142,7 +164,11 @@ class EmulatorServer:
         job = state.create_job(body, idem)
         if state.roll("drop_after_create"):
             return _drop(request)
-        return web.json_response({"jobId": job.id, "status": "QUEUED"}, status=202)
+        return self._accepted(job, "QUEUED")
+
+    def _accepted(self, job, status: str) -> web.Response:
+        id_field = "id" if self.config.speaks("submit-id") else "jobId"
+        return web.json_response({id_field: job.id, "status": status}, status=202)
 
     def _job_or_error(self, job_id: str):
         try:
@@ -150,18 +176,20 @@ class EmulatorServer:
         except ValueError:
             return None, _error(400, "Invalid job id: expected a UUID")
         job = self.state.jobs.get(job_id)
-        if job is None:
-            return None, _error(404, "Job not found")
+        if job is None or self._lagging(job, time.time()):
+            return None, _error(404, "Job not found, or owned by a different user")
         return job, None
 
     async def get_job(self, request: web.Request) -> web.Response:
         job, error = self._job_or_error(request.match_info["id"])
         if error:
             return error
-        return web.json_response(self.state.job_json(job, self.base_url, time.time()))
+        return web.json_response(self.state.job_json(job, self.cdn_url, time.time()))
 
     async def list_jobs(self, request: web.Request) -> web.Response:
         q = request.query
+        if self.config.speaks("list-4xx"):
+            return _error(400, "Invalid query parameters", details={"": ["Listing is not available for this key"]})
         details: dict[str, list[str]] = {}
         status = q.get("status")
         if status is not None and status not in ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"):
@@ -183,16 +211,16 @@ class EmulatorServer:
                 details[name] = ["Invalid enum value"]
         if details:
             return _error(400, "Invalid query parameters", details=details)
+        if self.config.speaks("ignore-status-filter"):
+            status = None
         now = time.time()
         page, last_seq, seq = [], None, start
         order = self.state.order
         while seq >= 0 and len(page) < limit:
             job = order[seq]
-            if status is None or job.status(now)[0] == status:
+            if (status is None or job.status(now)[0] == status) and not self._lagging(job, now):
                 if q.get("model") in (None, job.model):
-                    entry = self.state.job_json(job, self.base_url, now)
-                    del entry["input"]
-                    page.append(entry)
+                    page.append(self.state.job_json(job, self.cdn_url, now))  # with `input` (spec)
                     last_seq = seq
             seq -= 1
         has_more = len(page) == limit and seq >= 0
@@ -229,7 +257,7 @@ class EmulatorServer:
             return _error(400, "Unsupported file type", details={"file": ["PNG, JPEG, WebP or GIF expected"]})
         upload_id = str(uuid.uuid4())
         safe_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100] or "upload"
-        self.state.uploads[upload_id] = (data, ctype, safe_name)
+        self.state.add_upload(upload_id, data, ctype, safe_name)
         expires = datetime.now(timezone.utc).timestamp() + 3600
         return web.json_response({
             "id": upload_id, "url": f"{self.base_url}/cdn/uploads/{upload_id}/{safe_name}", "kind": "image",
@@ -245,18 +273,34 @@ class EmulatorServer:
         job.served_sha256, job.served_bytes = clip[1], len(clip[0])
         return clip
 
+    def _signature(self, job_id: str) -> str:
+        return hashlib.sha256(f"{self.state.api_key}:{job_id}".encode()).hexdigest()[:32]
+
     async def cdn_video(self, request: web.Request) -> web.StreamResponse:
         self._settle()
         job = self.state.jobs.get(request.match_info["id"])
         if job is None or job.final != "COMPLETED" or job.expired():
             return web.Response(status=404, text="Not Found")
+        if self.config.speaks("cdn-redirect"):  # to a signed storage URL, as a CDN may
+            raise web.HTTPFound(f"{self.cdn_url}/signed/videos/{job.id}.mp4?sig={self._signature(job.id)}")
+        return await self._serve_clip(request, job, "video/mp4")
+
+    async def signed_video(self, request: web.Request) -> web.StreamResponse:
+        self._settle()
+        job = self.state.jobs.get(request.match_info["id"])
+        if (job is None or job.final != "COMPLETED" or job.expired()
+                or request.query.get("sig") != self._signature(job.id)):
+            return web.Response(status=404, text="Not Found")
+        return await self._serve_clip(request, job, "binary/octet-stream")
+
+    async def _serve_clip(self, request: web.Request, job, content_type: str) -> web.StreamResponse:
         data, _ = await self._clip(job)
         if self.state.roll("truncate_download"):
-            response = web.StreamResponse(headers={"Content-Type": "video/mp4", "Content-Length": str(len(data))})
+            response = web.StreamResponse(headers={"Content-Type": content_type, "Content-Length": str(len(data))})
             await response.prepare(request)
             await response.write(data[: len(data) // 2])
             return _drop(request)
-        return web.Response(body=data, content_type="video/mp4")
+        return web.Response(body=data, headers={"Content-Type": content_type})
 
     async def cdn_upload(self, request: web.Request) -> web.Response:
         entry = self.state.uploads.get(request.match_info["id"])
@@ -274,7 +318,7 @@ class EmulatorServer:
         for job in self.state.order:
             if job.final == "COMPLETED" and job.served_sha256 is None:
                 await self._clip(job)
-        return self.state.stats()
+        return {**self.state.stats(), "cdn_key_leaks": self.cdn_key_leaks, "dialects": list(self.config.dialects)}
 
     async def configure_route(self, request: web.Request) -> web.Response:
         try:
@@ -288,7 +332,7 @@ class EmulatorServer:
         if faults:
             self.state.set_faults(self.state.faults.updated(faults))
         if credits is not None:
-            self.state.balance = int(credits)
+            self.state.set_balance(int(credits))
         if api_key is not None:
             self.state.api_key = api_key
             self.webhooks.api_key = api_key
@@ -313,13 +357,15 @@ class Emulator:
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
         host, port = self._runner.addresses[0][:2]
-        self.base_url = self.server.base_url = f"http://{host}:{port}"
+        self.base_url = f"http://{host}:{port}"
+        self.server.set_base_url(self.base_url)
         return self
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self.server.state.close()
 
     async def __aenter__(self) -> Emulator:
         return await self.start()
@@ -337,7 +383,7 @@ class Emulator:
     def stats(self) -> dict[str, Any]:
         """Without encoding clips that were never served (use stats_async for every hash)."""
         self.server._settle()
-        return self.state.stats()
+        return {**self.state.stats(), "cdn_key_leaks": self.server.cdn_key_leaks}
 
     def configure(self, **changes: Any) -> None:
         self.server.configure(**changes)

@@ -4,21 +4,29 @@ Jobs advance with the clock, not with tasks: each job's timeline (queued until, 
 or not, expires or not) is drawn when it is created; `advance()` settles the jobs whose time has
 come (refunds, webhooks) from a heap, and reads compute progress from the clock. Ten thousand
 jobs cost ten thousand small objects, nothing more.
+
+With a `state_path`, what the real API would remember survives a restart: the account's
+identity, every job with its timeline and Idempotency-Key, the balance and the uploads. It is an
+append-only JSON-lines file (one line per created job or upload), written before the answer
+leaves, so a client killed at any moment finds its jobs again, exactly as with the real API.
 """
 
 from __future__ import annotations
 
 import heapq
 import json
+import math
 import random
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from pipeline.emulator.config import EmulatorConfig, Faults
+from pipeline.emulator.dialects import STUCK_EVERY
 from pipeline.emulator.video import variant_of
 from pipeline.models import get_model
 
@@ -62,11 +70,17 @@ class EmuJob:
     def variant(self) -> int:
         return variant_of(self.prompt)
 
+    @property
+    def stuck(self) -> bool:
+        return math.isinf(self.done_at)
+
     def status(self, now: float) -> tuple[str, int | None]:
         if self.final is not None:
             return self.final, 100 if self.final == "COMPLETED" else None
         if now < self.queued_until:
             return "QUEUED", 0
+        if self.stuck:
+            return "PROCESSING", 50
         span = max(self.done_at - self.queued_until, 1e-9)
         return "PROCESSING", min(99, int(100 * (now - self.queued_until) / span))
 
@@ -95,6 +109,70 @@ class EmulatorState:
         self.set_faults(config.faults)
         self.team_id, self.user_id, self.key_id = (str(uuid.UUID(int=random.Random(config.seed + n).getrandbits(128)))
                                                    for n in (1, 2, 3))
+        self._store = None
+        if config.state_path is not None:
+            self._open_store(Path(config.state_path))
+
+    # -- memory across restarts --
+
+    def _open_store(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._uploads_dir = path.with_name(path.stem + "-uploads")
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a kill: its answer never left
+                self._restore(record)
+            self.advance()
+            self._store = open(path, "a", encoding="utf-8")
+        else:
+            self._store = open(path, "a", encoding="utf-8")
+            self._remember({"e": "account", "user": self.user_id, "team": self.team_id, "key": self.key_id,
+                            "balance": self.balance})
+
+    def _remember(self, record: dict[str, Any]) -> None:
+        if self._store is not None:
+            self._store.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._store.flush()  # in the OS before the answer leaves: a killed process loses nothing
+
+    def _restore(self, record: dict[str, Any]) -> None:
+        kind = record.get("e")
+        if kind == "account":
+            self.user_id, self.team_id, self.key_id = record["user"], record["team"], record["key"]
+            self.balance = record["balance"]
+        elif kind == "job":
+            job = EmuJob(**{f.name: record[f.name] for f in fields(EmuJob) if f.name in record})
+            self._add(job)
+        elif kind == "upload":
+            data = (self._uploads_dir / record["id"]).read_bytes()
+            self.uploads[record["id"]] = (data, record["ctype"], record["name"])
+        elif kind == "balance":
+            self.balance = record["value"]
+
+    def set_balance(self, value: int) -> None:
+        self.balance = int(value)
+        self._remember({"e": "balance", "value": self.balance})
+
+    def add_upload(self, upload_id: str, data: bytes, ctype: str, name: str) -> None:
+        if self._store is not None:
+            self._uploads_dir.mkdir(parents=True, exist_ok=True)
+            (self._uploads_dir / upload_id).write_bytes(data)
+        self.uploads[upload_id] = (data, ctype, name)
+        self._remember({"e": "upload", "id": upload_id, "ctype": ctype, "name": name})
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def job_for_key(self, key: str, now: float) -> EmuJob | None:
+        """The job an Idempotency-Key made, while the key is within its window."""
+        job = self.by_idempotency_key.get(key)
+        if job is None or now - job.created > self.config.idempotency_window_s:
+            return None
+        return job
 
     def set_faults(self, faults: Faults) -> None:
         self.faults = faults
@@ -119,25 +197,36 @@ class EmulatorState:
         now = time.time()
         lo, hi = self.config.generation_seconds.get(duration, (30.0, 60.0))
         generation = self._gen_rng.uniform(lo, hi) * self.config.time_scale
+        stuck = self.config.speaks("stuck") and len(self.order) % STUCK_EVERY == STUCK_EVERY - 1
         job = EmuJob(
             id=str(uuid.uuid4()), seq=len(self.order), idempotency_key=idempotency_key, body=body,
             body_canonical=canonical(body), model=model.name, prompt=body["prompt"], duration=duration,
             aspect_ratio=params.get("aspect_ratio", model.default_aspect_ratio),
             price=model.credits_for(duration), created=now, queued_until=now + 0.1 * generation,
-            done_at=now + generation, will_fail=self.roll("fail_generation"),
+            done_at=math.inf if stuck else now + generation, will_fail=self.roll("fail_generation"),
             will_expire=self.roll("expire_results"), webhook_url=body.get("webhookUrl"),
             webhook_events=tuple(body.get("webhookEvents") or ("completed", "failed")),
         )
-        job.credit_cost = job.price
         job.webhook_status = "pending" if job.webhook_url else None
+        record = asdict(job)
+        record["done_at"] = None if stuck else job.done_at
+        self._remember({"e": "job", **record})
+        self._add(job)
+        return job
+
+    def _add(self, job: EmuJob) -> None:
+        if job.done_at is None:  # restored: a stuck job never finishes
+            job.done_at = math.inf
+        job.webhook_events = tuple(job.webhook_events)
+        job.final, job.credit_cost = None, job.price
         self.balance -= job.price
         self.charged += job.price
         self.jobs[job.id] = job
         self.order.append(job)
-        if idempotency_key is not None:
-            self.by_idempotency_key[idempotency_key] = job
-        heapq.heappush(self._heap, (job.done_at, job.seq, job.id))
-        return job
+        if job.idempotency_key is not None:
+            self.by_idempotency_key[job.idempotency_key] = job
+        if not job.stuck:
+            heapq.heappush(self._heap, (job.done_at, job.seq, job.id))
 
     def advance(self, now: float | None = None) -> list[EmuJob]:
         """Settle every job whose time has come; returns them (for webhooks)."""
@@ -156,11 +245,19 @@ class EmulatorState:
             settled.append(job)
         return settled
 
-    def job_json(self, job: EmuJob, base_url: str, now: float) -> dict[str, Any]:
+    def result_json(self, job: EmuJob, cdn_url: str) -> Any:
+        url = f"{cdn_url}/cdn/videos/{job.id}.mp4"
+        if self.config.speaks("result-string"):
+            return url
+        if self.config.speaks("result-list"):
+            return [{"url": url}]
+        return {"videoUrl": url}
+
+    def job_json(self, job: EmuJob, cdn_url: str, now: float) -> dict[str, Any]:
         status, progress = job.status(now)
         result = None
         if status == "COMPLETED":
-            result = {"videoUrl": f"{base_url}/cdn/videos/{job.id}.mp4"}
+            result = self.result_json(job, cdn_url)
         return {
             "id": job.id, "status": status, "model": job.model, "progress": progress,
             "error": "Generation failed: the model could not render this prompt" if status == "FAILED" else None,

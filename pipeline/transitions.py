@@ -1,0 +1,261 @@
+"""Every money decision in one place: (what the row knows, what the API said) -> (fields, next step).
+
+Pure: no I/O, no clock, no randomness. The runner feeds it what happened and carries out what it
+returns; tests/test_transitions.py checks every cell of the table below.
+
+The rule: only a definite FAILED or CANCELLED status, read from the API for a job this ledger
+owns, may start a new paid attempt (`Step.RESUBMIT`). Everything uncertain (an answer we cannot
+read, a COMPLETED job whose result we cannot read, a 404 or 409, a timeout, our own exception)
+leaves the row in flight with its job_id or its journaled intent (`Step.LEAVE`), after a bounded
+number of new reads or replays (`Step.REREAD`, `Step.REPLAY`). Nothing uncertain becomes FAILED,
+and nothing is submitted under a new key while an earlier key may have made a job.
+
+| what happened                                  | next step                                      |
+|------------------------------------------------|------------------------------------------------|
+| submit 2xx with a job id                       | TRACK (READ_NOW if it says it already ended)   |
+| submit 2xx without a readable id               | REPLAY same key, then LEAVE (intent kept)      |
+| submit 400                                     | FAIL as REJECTED (nothing was made)            |
+| submit 402                                     | LEAVE, stop submitting                         |
+| submit 401/403                                 | LEAVE, stop the run                            |
+| submit 409                                     | REPLAY same key after a pause, then LEAVE      |
+| submit timeout / 5xx / other / our exception   | LEAVE (intent kept)                            |
+| job QUEUED / PROCESSING                        | TRACK                                          |
+| job COMPLETED, result readable                 | DOWNLOAD                                       |
+| job COMPLETED, expired                         | FAIL (expired; --retry-failed makes it again)  |
+| job COMPLETED, result unreadable               | REREAD, then LEAVE                             |
+| job FAILED / CANCELLED                         | RESUBMIT while retries last, else FAIL         |
+| job answer unreadable / unknown status         | REREAD, then LEAVE                             |
+| read 404 / timeout / 5xx / other               | REREAD, then LEAVE                             |
+| read 401/403                                   | LEAVE, stop the run                            |
+| job still generating past --job-timeout        | LEAVE                                          |
+| download saved and verified                    | DONE                                           |
+| CDN 404                                        | READ_NOW: expired -> FAIL; a new URL ->        |
+|                                                | DOWNLOAD; anything else -> LEAVE               |
+| download failed every try                      | LEAVE (the video exists; next run fetches it)  |
+| intent older than 23 h, no job_id              | FIND it in the job list: found -> ADOPT;       |
+|                                                | list read past the first send, no match ->     |
+|                                                | RESUBMIT (new key); list incomplete -> LEAVE   |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from pipeline.schema import COMPLETED, DOWNLOADED, FAILED, PROCESSING, REJECTED, SUBMITTED
+from pipeline.wire import job_id_of, parse_api_time, result_url
+
+REPLAY_WINDOW_S = 23 * 3600  # the API settles replays for 24 h; an hour of margin for clocks
+
+
+class Step(StrEnum):
+    TRACK = "track"  # keep following the job
+    READ_NOW = "read-now"  # read the job at once (a replay answered with a job that already ended)
+    DOWNLOAD = "download"  # fetch video_url
+    REREAD = "reread"  # read the job again after a pause
+    REPLAY = "replay"  # send the journaled bytes again under the same key, after a pause
+    RESUBMIT = "resubmit"  # a new paid attempt: only after a definite FAILED or CANCELLED
+    LEAVE = "leave"  # nothing more this run: the row stays in flight for the next one
+    DONE = "done"  # DOWNLOADED
+    FAIL = "fail"  # a final FAILED or REJECTED is recorded
+
+
+class Stop(StrEnum):
+    NONE = ""
+    SUBMITS = "submits"  # no new submits (402)
+    RUN = "run"  # stop everything (401/403)
+
+
+class SubmitError(StrEnum):
+    REFUSED = "refused"  # 400/422: the body was refused, no job made
+    NO_CREDITS = "no-credits"  # 402
+    AUTH = "auth"  # 401/403
+    CONFLICT = "conflict"  # 409: a request under this key may still be in flight
+    UNCERTAIN = "uncertain"  # timeout, 5xx after retries, any other answer, our own exception
+
+
+class ReadError(StrEnum):
+    NOT_FOUND = "not-found"  # 404: another account, or a read racing the write
+    AUTH = "auth"
+    UNCERTAIN = "uncertain"
+
+
+class DownloadOutcome(StrEnum):
+    SAVED = "saved"
+    CDN_NOT_FOUND = "cdn-not-found"
+    FAILED_TRIES = "failed-tries"
+
+
+@dataclass(frozen=True)
+class Limits:
+    retries: int = 2  # new paid attempts after a FAILED generation
+    rereads: int = 6  # uncertain reads of one job before it is left for the next run
+    replays: int = 8  # 409s or id-less answers for one intent before it is left
+
+
+@dataclass(frozen=True)
+class Row:
+    """What the row knows, as the runner holds it."""
+
+    attempts: int = 1
+    job_id: str | None = None
+    video_url: str | None = None
+    credits_prior: int = 0
+    pays: bool = True  # the first row to record this job carries its cost
+    may_spend: bool = True  # submits are not stopped and the budget allows one more attempt
+    uncertain: int = 0  # uncertain reads or replays so far for the current job or intent
+    after_cdn_404: bool = False  # this read follows a CDN 404 for video_url
+
+
+@dataclass(frozen=True)
+class Decision:
+    step: Step
+    fields: dict[str, Any] = field(default_factory=dict)  # ledger columns to record
+    reason: str | None = None  # for the log, the summary and the ledger's `error`
+    stop: Stop = Stop.NONE
+    charged: int | None = None  # credits_charged after this answer, when it says
+
+    def __post_init__(self) -> None:
+        if self.step is Step.LEAVE and self.fields.get("status") in (FAILED, REJECTED):
+            raise AssertionError("an uncertain outcome may never become FAILED")  # the rule, kept
+
+
+def _uncertain(row: Row, budget: int, again: Step, reason: str, **fields: Any) -> Decision:
+    if row.uncertain < budget:
+        return Decision(again, fields, reason)
+    return Decision(Step.LEAVE, fields, f"{reason}; left in flight for the next run")
+
+
+# -- submit --
+
+
+def after_submit(row: Row, answer: dict[str, Any] | None, error: SubmitError | None, limits: Limits,
+                 detail: str = "") -> Decision:
+    """The answer to POST /v2/videos/generate (or the error class it raised)."""
+    if error is None:
+        job_id = job_id_of(answer)
+        if job_id is None:
+            return _uncertain(row, limits.replays, Step.REPLAY,
+                              "the API accepted the submit but its answer has no readable job id")
+        fields = {"status": SUBMITTED, "job_id": job_id, "error": None}
+        status = answer.get("status") if isinstance(answer, dict) else None
+        step = Step.READ_NOW if status in ("COMPLETED", "FAILED", "CANCELLED") else Step.TRACK
+        return Decision(step, fields)
+    if error is SubmitError.REFUSED:
+        return Decision(Step.FAIL, {"status": REJECTED, "error": f"the API refused the request: {detail}"},
+                        f"the API refused the request: {detail}")
+    if error is SubmitError.NO_CREDITS:
+        return Decision(Step.LEAVE, {}, "not submitted: insufficient credits", Stop.SUBMITS)
+    if error is SubmitError.AUTH:
+        return Decision(Step.LEAVE, {}, "not submitted: authentication failed", Stop.RUN)
+    if error is SubmitError.CONFLICT:
+        return _uncertain(row, limits.replays, Step.REPLAY,
+                          "409: a request under this Idempotency-Key is still being processed")
+    return Decision(Step.LEAVE, {}, f"submit did not get through: {detail}")
+
+
+# -- job reads --
+
+
+def _charged(row: Row, job: dict[str, Any]) -> int:
+    cost = job.get("creditCost")
+    own = cost if isinstance(cost, int) and not isinstance(cost, bool) and row.pays else 0
+    return row.credits_prior + own
+
+
+def after_read(row: Row, job: Any, error: ReadError | None, limits: Limits, detail: str = "") -> Decision:
+    """A read of the row's job: `job` is the API's object, or `error` says why there is none."""
+    if error is ReadError.AUTH:
+        return Decision(Step.LEAVE, {}, "authentication failed", Stop.RUN)
+    if error is not None:
+        what = "the API does not know this job (404)" if error is ReadError.NOT_FOUND else "the job could not be read"
+        return _uncertain(row, limits.rereads, Step.REREAD, f"{what}{': ' + detail if detail else ''}")
+    status = job.get("status") if isinstance(job, dict) else None
+    if not isinstance(job, dict) or job_id_of(job) not in (None, row.job_id):
+        return _uncertain(row, limits.rereads, Step.REREAD, "the job's answer could not be read")
+    charged = _charged(row, job)
+    if status in ("QUEUED", "PROCESSING"):
+        fields = {"status": PROCESSING} if status == "PROCESSING" else {}
+        return Decision(Step.TRACK, fields, charged=charged)
+    if status == "COMPLETED":
+        completed = parse_api_time(job.get("completedAt"))
+        base = {"credits_charged": charged, "expired": bool(job.get("expired"))}
+        if completed is not None:
+            base["completed_at"] = datetime.fromtimestamp(completed, timezone.utc)
+        if job.get("expired") is True:
+            reason = ("result expired before it was downloaded; run again with --retry-failed "
+                      "to generate it again")
+            return Decision(Step.FAIL, {**base, "status": FAILED, "error": reason}, "result expired",
+                            charged=charged)
+        url = result_url(job.get("result"))
+        if url is None:
+            return _uncertain(row, limits.rereads, Step.REREAD,
+                              "the API reported COMPLETED but its result has no readable video URL",
+                              credits_charged=charged)
+        if row.after_cdn_404 and url == row.video_url:
+            return Decision(Step.LEAVE, {**base, "status": COMPLETED, "video_url": url},
+                            "the CDN answered 404 for a result the API still lists; "
+                            "run again to download it", charged=charged)
+        return Decision(Step.DOWNLOAD, {**base, "status": COMPLETED, "video_url": url, "error": None},
+                        charged=charged)
+    if status in ("FAILED", "CANCELLED"):
+        reason = str(job.get("error") or status.lower())
+        fields = {"status": FAILED, "credits_charged": charged, "error": reason}
+        if row.attempts < 1 + limits.retries and row.may_spend:
+            return Decision(Step.RESUBMIT, fields, reason, charged=charged)
+        return Decision(Step.FAIL, fields, reason, charged=charged)
+    return _uncertain(row, limits.rereads, Step.REREAD, f"the job's status {status!r} is not one we know")
+
+
+def job_timed_out(row: Row, waited_s: float, job_timeout_s: float | None) -> Decision | None:
+    """A job still generating `waited_s` after its submit: left for the next run past the timeout."""
+    if job_timeout_s is None or waited_s < job_timeout_s:
+        return None
+    return Decision(Step.LEAVE, {}, f"still generating {int(waited_s)} s after its submit "
+                                    f"(--job-timeout {int(job_timeout_s)}); the next run follows it")
+
+
+# -- downloads --
+
+
+def after_download(row: Row, outcome: DownloadOutcome, detail: str = "", *, limits: Limits) -> Decision:
+    if outcome is DownloadOutcome.SAVED:
+        return Decision(Step.DONE, {"status": DOWNLOADED, "error": None})
+    if outcome is DownloadOutcome.CDN_NOT_FOUND:  # `row.uncertain` counts the CDN 404s so far
+        return _uncertain(row, limits.rereads, Step.READ_NOW, "the CDN answered 404: reading the job again")
+    reason = f"download failed: {detail}"
+    return Decision(Step.LEAVE, {"error": reason}, reason)
+
+
+# -- intents past the API's replay window --
+
+
+@dataclass(frozen=True)
+class Search:
+    """What a look through the job list for an intent's body found."""
+
+    match: dict[str, Any] | None  # the API's job whose `input` is the journaled body
+    complete: bool  # the list was read back past the intent's first send
+
+
+def replay_allowed(first_sent: float | None, now: float) -> bool:
+    """Within 23 h of its first send, a replay under the same key is settled by the API."""
+    return first_sent is None or now - first_sent <= REPLAY_WINDOW_S
+
+
+def after_search(row: Row, search: Search | None) -> Decision:
+    """An intent without a job_id whose first send is more than 23 h old."""
+    if search is not None and search.match is not None:
+        job_id = job_id_of(search.match)
+        return Decision(Step.READ_NOW, {"status": SUBMITTED, "job_id": job_id, "error": None},
+                        "adopted the job the list shows for this request")
+    if search is not None and search.complete and row.may_spend:
+        return Decision(Step.RESUBMIT, {}, "no job for this request in the list back past its first "
+                                          "send: a new attempt under a new key")
+    if search is not None and search.complete:
+        return Decision(Step.LEAVE, {}, "no job for this request in the list, and no spending allowed now")
+    return Decision(Step.LEAVE, {}, "its first send is over 23 h old and the job list could not be "
+                                    "read back that far: left unsent; run again, or check the "
+                                    "account's jobs by hand before --retry-failed")
