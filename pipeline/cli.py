@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-every", type=float, default=30.0, help=argparse.SUPPRESS)
     run.add_argument("--emulator-time-scale", type=float, default=DEMO_TIME_SCALE, help=argparse.SUPPRESS)
     run.add_argument("--emulator-credits", type=int, default=1_000_000, help=argparse.SUPPRESS)
-    run.add_argument("--emulator-dialect", type=emulator_dialects, default=(), metavar="NAME[,NAME...]",
+    run.add_argument("--dialect", type=emulator_dialects, default=(), metavar="NAME[,NAME...]",
                      help="with --emulate: make the emulator answer like a variant of the real API "
                           f"({', '.join(DIALECTS)}, or all)")
 
@@ -236,6 +236,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if bool(args.webhook_listen) != bool(args.webhook_url):
         _error("--webhook-listen and --webhook-url go together: the API must be told where to post")
         return EXIT_BAD_INPUT
+    if args.dialect and not args.emulate:
+        _error("--dialect shapes the built-in emulator: add --emulate (the real API speaks for itself)")
+        return EXIT_BAD_INPUT
     if not args.emulate and not config.api_key:
         _error("no API key: set APIFRAME_API_KEY in the environment or in .env, "
                "or add --emulate to try the batch on the built-in emulator (no credits spent)")
@@ -307,7 +310,7 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
             # real batch: the jobs it made are still there, under the same account.
             emu = await stack.enter_async_context(Emulator(EmulatorConfig(
                 api_key=api_key, credits=args.emulator_credits, time_scale=args.emulator_time_scale,
-                rpm=0, dialects=args.emulator_dialect, state_path=ledger.path.parent / "emulator-state.jsonl")))
+                rpm=0, dialects=args.dialect, state_path=ledger.path.parent / "emulator-state.jsonl")))
             base_url = emu.base_url
         client = ApiClient(
             base_url, api_key, gate=RequestGate(options.rpm, options.rate_period), timeout=args.timeout,

@@ -403,7 +403,7 @@ class Runner:
         limit = self.options.max_credits
         return t.Row(
             attempts=work.attempts, job_id=work.job_id, video_url=work.video_url,
-            credits_prior=work.credits_prior,
+            credits_prior=work.credits_prior, credits_charged=work.credits_charged,
             pays=work.job_id is None or self._owner_of(work.job_id, work.job_key) == work.job_key,
             may_spend=not self.submits_stopped and (limit is None or self.spend_started + cost <= limit),
             uncertain=work.uncertain, after_cdn_404=work.after_cdn_404,

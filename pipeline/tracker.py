@@ -306,6 +306,7 @@ class Tracker:
                     self.margin = min(MAX_MARGIN_S, self.margin * 2)
             elif status in ("QUEUED", "PROCESSING"):
                 self._learn_clock(p, job)
+                observations.append(Observation(p.job_id, job=job))  # its cost, its state: still pending
             else:  # an answer we cannot read: the transitions decide
                 self.discard(p.job_id)
                 observations.append(Observation(p.job_id, job=job))

@@ -103,6 +103,7 @@ class Row:
     job_id: str | None = None
     video_url: str | None = None
     credits_prior: int = 0
+    credits_charged: int = 0  # as the ledger has it now
     pays: bool = True  # the first row to record this job carries its cost
     may_spend: bool = True  # submits are not stopped and the budget allows one more attempt
     uncertain: int = 0  # uncertain reads or replays so far for the current job or intent
@@ -122,10 +123,11 @@ class Decision:
             raise AssertionError("an uncertain outcome may never become FAILED")  # the rule, kept
 
 
-def _uncertain(row: Row, budget: int, again: Step, reason: str, **fields: Any) -> Decision:
+def _uncertain(row: Row, budget: int, again: Step, reason: str, charged: int | None = None,
+               **fields: Any) -> Decision:
     if row.uncertain < budget:
-        return Decision(again, fields, reason)
-    return Decision(Step.LEAVE, fields, f"{reason}; left in flight for the next run")
+        return Decision(again, fields, reason, charged=charged)
+    return Decision(Step.LEAVE, fields, f"{reason}; left in flight for the next run", charged=charged)
 
 
 # -- submit --
@@ -177,7 +179,9 @@ def after_read(row: Row, job: Any, error: ReadError | None, limits: Limits, deta
         return _uncertain(row, limits.rereads, Step.REREAD, "the job's answer could not be read")
     charged = _charged(row, job)
     if status in ("QUEUED", "PROCESSING"):
-        fields = {"status": PROCESSING} if status == "PROCESSING" else {}
+        fields: dict[str, Any] = {"status": PROCESSING} if status == "PROCESSING" else {}
+        if charged != row.credits_charged:  # a job charged at its start: the ledger says so now
+            fields["credits_charged"] = charged
         return Decision(Step.TRACK, fields, charged=charged)
     if status == "COMPLETED":
         completed = parse_api_time(job.get("completedAt"))
@@ -193,7 +197,7 @@ def after_read(row: Row, job: Any, error: ReadError | None, limits: Limits, deta
         if url is None:
             return _uncertain(row, limits.rereads, Step.REREAD,
                               "the API reported COMPLETED but its result has no readable video URL",
-                              credits_charged=charged)
+                              charged=charged, credits_charged=charged)
         if row.after_cdn_404 and url == row.video_url:
             return Decision(Step.LEAVE, {**base, "status": COMPLETED, "video_url": url},
                             "the CDN answered 404 for a result the API still lists; "

@@ -22,6 +22,7 @@ class Faults:
     fail_generation: float = 0.0  # the job ends FAILED (and is refunded)
     truncate_download: float = 0.0  # the CDN sends half the body under a full Content-Length
     expire_results: float = 0.0  # a COMPLETED job's result is purged: expired=true, CDN 404
+    cdn_not_found: float = 0.0  # the CDN answers 404 for a result that is not expired
     reset_connection: float = 0.0  # any /v2 route drops the connection before doing anything
     slow_response: float = 0.0  # any /v2 route waits slow_seconds before answering
     slow_seconds: float = 2.0
@@ -49,6 +50,7 @@ class EmulatorConfig:
     dialects: tuple[str, ...] = ()  # see dialects.py
     state_path: Path | None = None  # where jobs, keys, credits and uploads persist (None: memory only)
     idempotency_window_s: float = 24 * 3600  # a key older than this settles nothing (spec)
+    upload_lifetime_s: float = 3600.0  # an upload's expiresAt, from its creation
 
     def speaks(self, dialect: str) -> bool:
         return dialect in self.dialects

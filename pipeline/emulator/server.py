@@ -97,7 +97,13 @@ class EmulatorServer:
         resource = request.match_info.route.resource
         route = f"{request.method} {resource.canonical if resource else request.path}"
         state.requests[route] += 1
+        state.user_agents[request.headers.get("User-Agent", "")] += 1
         self._settle()
+        response = await self._api(request, handler, state)
+        response.headers["x-request-id"] = f"req_{uuid.uuid4().hex[:20]}"  # as the SDK reads it
+        return response
+
+    async def _api(self, request: web.Request, handler, state: EmulatorState) -> web.StreamResponse:
         if state.roll("reset_connection"):
             return _drop(request)
         if state.roll("slow_response"):
@@ -258,7 +264,7 @@ class EmulatorServer:
         upload_id = str(uuid.uuid4())
         safe_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100] or "upload"
         self.state.add_upload(upload_id, data, ctype, safe_name)
-        expires = datetime.now(timezone.utc).timestamp() + 3600
+        expires = datetime.now(timezone.utc).timestamp() + self.config.upload_lifetime_s
         return web.json_response({
             "id": upload_id, "url": f"{self.base_url}/cdn/uploads/{upload_id}/{safe_name}", "kind": "image",
             "contentType": ctype, "byteSize": len(data), "expiresAt": iso(expires)}, status=201)
@@ -279,7 +285,7 @@ class EmulatorServer:
     async def cdn_video(self, request: web.Request) -> web.StreamResponse:
         self._settle()
         job = self.state.jobs.get(request.match_info["id"])
-        if job is None or job.final != "COMPLETED" or job.expired():
+        if job is None or job.final != "COMPLETED" or job.expired() or self.state.roll("cdn_not_found"):
             return web.Response(status=404, text="Not Found")
         if self.config.speaks("cdn-redirect"):  # to a signed storage URL, as a CDN may
             raise web.HTTPFound(f"{self.cdn_url}/signed/videos/{job.id}.mp4?sig={self._signature(job.id)}")
@@ -318,7 +324,7 @@ class EmulatorServer:
         for job in self.state.order:
             if job.final == "COMPLETED" and job.served_sha256 is None:
                 await self._clip(job)
-        return {**self.state.stats(), "cdn_key_leaks": self.cdn_key_leaks, "dialects": list(self.config.dialects)}
+        return {**self.state.stats(), "cdn_key_leaks": self.cdn_key_leaks}
 
     async def configure_route(self, request: web.Request) -> web.Response:
         try:

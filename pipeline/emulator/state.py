@@ -100,6 +100,7 @@ class EmulatorState:
         self.by_idempotency_key: dict[str, EmuJob] = {}
         self.uploads: dict[str, tuple[bytes, str, str]] = {}  # id -> (data, content type, name)
         self.requests: Counter[str] = Counter()
+        self.user_agents: Counter[str] = Counter()
         self.faults_sent: Counter[str] = Counter()
         self.rate_limited = 0
         self.retry_after_violations = 0  # requests that came before the Retry-After we gave
@@ -284,4 +285,5 @@ class EmulatorState:
             "retry_after_violations": self.retry_after_violations,
             "faults": dict(self.faults_sent),
             "uploads": len(self.uploads),
+            "user_agents": dict(self.user_agents),
         }
