@@ -146,6 +146,11 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _request_id(exc: ApiError) -> str:
+    """For Apiframe's support, in messages we build ourselves (ApiError's own text has it)."""
+    return f" [x-request-id {exc.request_id}]" if exc.request_id else ""
+
+
 def _epoch(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
@@ -563,10 +568,10 @@ class Runner:
         except InsufficientCredits as exc:
             error = t.SubmitError.NO_CREDITS
             stop_message = (f"insufficient credits: a job needs {exc.required}, the account has "
-                            f"{exc.available}; top up and run again to continue")
+                            f"{exc.available}; top up and run again to continue{_request_id(exc)}")
         except AuthError as exc:
             error = t.SubmitError.AUTH
-            stop_message = f"authentication failed ({exc.status}): check APIFRAME_API_KEY"
+            stop_message = f"authentication failed ({exc.status}): check APIFRAME_API_KEY{_request_id(exc)}"
         except Conflict as exc:
             error, detail = t.SubmitError.CONFLICT, str(exc)
         except (ApiError, OSError) as exc:

@@ -47,6 +47,7 @@ CREATED_MARGIN_S = 2.0
 MAX_MARGIN_S = 60.0
 
 
+PER_JOB_GAP_S = 1.0  # with lists off, the least time between two reads of one job
 REREAD_BASE_S = 0.5  # a job read again after an uncertain answer waits 0.5, 1, 2, 4 ... s
 REREAD_CAP_S = 30.0
 
@@ -283,6 +284,8 @@ class Tracker:
             unknown = not p.timed and p.created is None
             if self.lists_ok and not unknown and now - p.last_seen < self._overdue_after(p.duration):
                 continue
+            if not self.lists_ok and p.last_seen > p.since and now - p.last_seen < PER_JOB_GAP_S:
+                continue  # lists off: each job read at most once a second, not at every poll
             requests += 1
             p.last_seen = now
             try:
