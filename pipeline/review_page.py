@@ -85,6 +85,9 @@ dl.metadata dt { color: var(--muted); } dl.metadata dd { margin: 0; word-break: 
 .actions { display: flex; gap: 6px; margin-top: 10px; }
 .actions button, .form button { font: inherit; font-size: 13px; border-radius: 8px; border: 1px solid var(--line); background: #fff; padding: 4px 10px; cursor: pointer; }
 .actions button:disabled { opacity: .45; cursor: default; }
+.actions button.chosen { color: #fff; font-weight: 600; }
+.actions .approve.chosen { background: #12805c; border-color: #12805c; } .actions .reject.chosen { background: #c4320a; border-color: #c4320a; }
+.actions .regenerate.chosen { background: #b54708; border-color: #b54708; }
 .actions .approve:not(:disabled):hover { border-color: #12805c; } .actions .reject:not(:disabled):hover { border-color: #c4320a; }
 .form { margin-top: 8px; display: none; }
 .form.open { display: block; }
@@ -180,6 +183,7 @@ function card(clip) {
   const approve = el("button", "approve", "Approve"); approve.title = "a"; approve.disabled = clip.status !== "DOWNLOADED";
   const reject = el("button", "reject", "Reject…"); reject.title = "r"; reject.disabled = !final;
   const regen = el("button", "regenerate", "Regenerate…"); regen.title = "g"; regen.disabled = !final;
+  for (const b of [approve, reject, regen]) b.classList.toggle("chosen", b.classList.contains(clip.review.decision));
   actions.append(approve, reject, regen);
   body.append(actions);
   const rejectForm = form("reject", "note for the team (optional)", clip.review.decision === "reject" ? clip.review.note || "" : "", "Save rejection");

@@ -176,6 +176,7 @@ class ReviewServer:
         app.router.add_get("/", self.page)
         app.router.add_get("/app.js", self.asset)
         app.router.add_get("/app.css", self.asset)
+        app.router.add_get("/favicon.ico", lambda request: web.Response(status=204))
         app.router.add_get("/api/clips", self.api_clips)
         app.router.add_post("/api/decisions", self.api_decide)
         app.router.add_get("/video/{job_key}", self.video)
