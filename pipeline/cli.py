@@ -116,8 +116,28 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--ledger", type=Path, default=REAL_OUT / LEDGER_NAME)
     report.add_argument("--html", type=Path, help="page to write (default report.html beside the ledger)")
 
+    review = sub.add_parser("review", help="a local page to approve, reject or regenerate each clip")
+    _scope_arguments(review)
+    review.add_argument("--port", type=_non_negative_int, default=8800, help="port to serve on (default 8800; 0 = any free)")
+    review.add_argument("--host", help="serve on this address instead of 127.0.0.1 (e.g. 0.0.0.0 for the team); "
+                                       "then the page needs the token printed on the console")
+    review.add_argument("--reviewer", help="name recorded with each decision (default: your login name)")
+    review.add_argument("--out", type=Path, help="the run's output folder, if not the ledger's folder (videos are "
+                                                 "served only from inside it)")
+
+    export = sub.add_parser("export", help="copy (or hard-link) the approved clips, with a CSV and JSON sidecar")
+    export.add_argument("--approved", type=Path, required=True, metavar="DEST", help="folder to put the approved clips in")
+    _scope_arguments(export)
+
     emulator_cli.add_arguments(sub.add_parser("emulator", help="serve the local Apiframe emulator"))
     return parser
+
+
+def _scope_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ledger", type=Path, default=REAL_OUT / LEDGER_NAME)
+    parser.add_argument("--run", default="last", metavar="ID|last|all",
+                        help="the rows a run last changed: a run id, last (default) or all")
+    parser.add_argument("--manifest", type=Path, help="only the rows of this manifest")
 
 
 def _error(message: str) -> None:
@@ -126,6 +146,17 @@ def _error(message: str) -> None:
 
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def _read_decisions(ledger_path: Path):
+    """The review decisions beside the ledger (read once, before a plan), or None after an error."""
+    from pipeline.decisions import DecisionsCorrupt, read_decisions
+
+    try:
+        return read_decisions(ledger_path)
+    except DecisionsCorrupt as exc:
+        _error(str(exc))
+        return None
 
 
 def _load_rows(manifest: Path):
@@ -143,6 +174,7 @@ def _load_rows(manifest: Path):
 
 def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
     from pipeline import plan as p
+    from pipeline.review_plan import LABELS
 
     rows = plan.rows
     c = plan.counts
@@ -151,7 +183,7 @@ def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
     print(f"  {'row':>5}  {'job_key':<44} {'dur':>4} {'aspect':>6} {'credits':>7}  action")
     for r in shown.iter_rows(named=True):
         print(f"  {r['row']:>5}  {r['job_key'][:44]:<44} {r['duration']:>3}s {r['aspect_ratio']:>6} "
-              f"{r['credits_estimated']:>7}  {r['action']}")
+              f"{r['credits_estimated']:>7}  {r['action']}" + (f" ({LABELS[r['from_review']]})" if r.get("from_review") else ""))
     if rows.height > shown.height:
         print(f"  ... {rows.height - shown.height} more rows (--all lists them)")
     print(f"  jobs in manifest: {rows.height}, {plan.credits_total} credits for all of them")
@@ -159,6 +191,10 @@ def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
     print(f"  to track: {c[p.TRACK]}; to download again: {c[p.DOWNLOAD]}")
     print(f"  to submit: {c[p.SUBMIT]} new, {c[p.RESUME]} resumed with their original key, "
           f"{c[p.RETRY]} retried, {c[p.NEW_VERSION]} new versions of edited rows")
+    if c[p.REGENERATE] or rows["from_review"].is_not_null().any():
+        print(f"  from review decisions, not the manifest: {c[p.REGENERATE]} to regenerate "
+              f"({rows.filter(rows['action'] == p.REGENERATE)['credits_estimated'].sum()} credits), "
+              f"{rows['from_review'].str.contains('edited').sum()} with a prompt edited in review")
     print(f"  a run would spend at most {plan.credits_to_spend} credits")
     if plan.orphans:
         print(f"  note: the ledger has {plan.orphans} rows of this manifest that it no longer lists "
@@ -177,14 +213,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from pipeline.config import load_api_config
     from pipeline.client import ApiError
     from pipeline.ledger import read_ledger
-    from pipeline.plan import make_plan
+    from pipeline.review_plan import make_reviewed_plan
 
     rows = _load_rows(args.manifest)
     if rows is None:
         return EXIT_BAD_INPUT
     ledger_path = args.ledger or ((EMULATED_OUT if args.emulate else REAL_OUT) / LEDGER_NAME)
-    plan = make_plan(rows, read_ledger(ledger_path), retry_failed=args.retry_failed,
-                     manifest=Path(args.manifest).resolve())
+    decisions = _read_decisions(ledger_path)
+    if decisions is None:
+        return EXIT_BAD_INPUT
+    plan = make_reviewed_plan(rows, read_ledger(ledger_path), decisions, retry_failed=args.retry_failed,
+                              manifest=Path(args.manifest).resolve())
     print_plan(plan, ledger_path, show_all=args.all)
     config = load_api_config()
     if config.api_key and not args.emulate:
@@ -230,7 +269,7 @@ class Interrupts:
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.config import load_api_config
     from pipeline.ledger import Ledger, LedgerError, LedgerLocked
-    from pipeline.plan import make_plan
+    from pipeline.review_plan import make_reviewed_plan
 
     config = load_api_config()
     if bool(args.webhook_listen) != bool(args.webhook_url):
@@ -246,7 +285,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_dir = args.out or (EMULATED_OUT if args.emulate else REAL_OUT)
     ledger_path = args.ledger or out_dir / LEDGER_NAME
     rows = _load_rows(args.manifest)
-    if rows is None:
+    decisions = _read_decisions(ledger_path)
+    if rows is None or decisions is None:
         return EXIT_BAD_INPUT
     run_id = new_run_id()
     interrupts = Interrupts()
@@ -261,7 +301,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_STOPPED
     with ledger:
         manifest = Path(args.manifest).resolve()
-        plan = make_plan(rows, ledger.frame(), retry_failed=args.retry_failed, manifest=manifest)
+        plan = make_reviewed_plan(rows, ledger.frame(), decisions, retry_failed=args.retry_failed, manifest=manifest)
         log_path = ledger_path.parent / "logs" / f"{run_id}.jsonl"
         mode = "emulator" if args.emulate else config.base_url
         print(f"run {run_id} on {mode}: {plan.rows.height} jobs, {plan.counts['skip']} already done, "
@@ -365,13 +405,17 @@ def print_summary(result, plan, ledger_path: Path, out_dir: Path, log_path: Path
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from pipeline.decisions import with_review
     from pipeline.ledger import read_ledger, read_runs
     from pipeline.status import format_status, summarize
 
     if not args.ledger.exists():
         _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
         return EXIT_BAD_INPUT
-    summary = summarize(read_ledger(args.ledger), read_runs(args.ledger))
+    decisions = _read_decisions(args.ledger)
+    if decisions is None:
+        return EXIT_BAD_INPUT
+    summary = summarize(with_review(read_ledger(args.ledger), decisions), read_runs(args.ledger))
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -390,13 +434,72 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- review and export ----------------------------------------------------------------------
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    import getpass
+
+    from pipeline.review_server import ReviewConfig, ReviewServer, new_token, serve
+    from pipeline.scope import ScopeError
+
+    if not args.ledger.exists():
+        _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
+        return EXIT_BAD_INPUT
+    config = ReviewConfig(ledger=args.ledger, run=args.run, manifest=args.manifest, out_dir=args.out,
+                          host=args.host, port=args.port, reviewer=args.reviewer or getpass.getuser(),
+                          token=new_token() if args.host else None)
+    try:
+        ReviewServer(config)  # checks --run before anything is served
+    except ScopeError as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+
+    async def main_loop() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(config, stop)
+
+    try:
+        asyncio.run(main_loop())
+    except OSError as exc:
+        _error(f"cannot serve on {args.host or '127.0.0.1'}:{args.port}: {exc.strerror}; try another --port")
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipeline.decisions import DecisionsCorrupt
+    from pipeline.export import export_approved
+    from pipeline.scope import ScopeError
+
+    if not args.ledger.exists():
+        _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
+        return EXIT_BAD_INPUT
+    try:
+        done = export_approved(args.ledger, args.approved, run=args.run, manifest=args.manifest)
+    except (ScopeError, DecisionsCorrupt) as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    print(f"exported {done.clips} approved clips to {done.dest} ({done.linked} hard-linked, {done.copied} copied)")
+    print(f"  sidecar: {done.dest / 'approved.csv'} and {done.dest / 'approved.json'}")
+    if done.missing:
+        print(f"  {len(done.missing)} approved clips have no file on disk (run the batch again to download them): "
+              + ", ".join(done.missing[:20]))
+        return EXIT_FAILED_ROWS
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "emulator":
         from pipeline.emulator import cli as emulator_cli
 
         return emulator_cli.run(args)
-    handler = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "report": cmd_report}[args.command]
+    handler = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "report": cmd_report,
+               "review": cmd_review, "export": cmd_export}[args.command]
     return handler(args)
 
 

@@ -372,6 +372,16 @@ class _Checker:
         return str(path), hashlib.sha256(data).hexdigest()
 
 
+def check_job(job: dict[str, Any], *, file: str, folder: Path) -> dict[str, Any]:
+    """One job mapping checked exactly as a manifest row is (no defaults); ManifestError lists its
+    problems. The review page checks an edited prompt with it, so one set of rules holds."""
+    checker = _Checker(file, folder, from_csv=False)
+    checked = checker.check(None, job, {})
+    if checked is None:
+        raise ManifestError(file, checker.issues)
+    return checked
+
+
 # --- identity -------------------------------------------------------------------------------
 
 

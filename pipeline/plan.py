@@ -23,10 +23,11 @@ SUBMIT = "submit"  # new row (or PENDING with no intent yet): first attempt
 RETRY = "retry"  # FAILED and --retry-failed: a new attempt
 NEW_VERSION = "new-version"  # same id, changed request: the old row is archived, a new job made
 LEAVE_FAILED = "failed"  # FAILED (without --retry-failed) or REJECTED: left as it is
+REGENERATE = "regenerate"  # a reviewer asked for it (pipeline/review_plan.py): archived like NEW_VERSION
 
-ACTIONS = (SKIP, DOWNLOAD, TRACK, RESUME, SUBMIT, RETRY, NEW_VERSION, LEAVE_FAILED)
+ACTIONS = (SKIP, DOWNLOAD, TRACK, RESUME, SUBMIT, RETRY, NEW_VERSION, LEAVE_FAILED, REGENERATE)
 # Actions that may create a job and so spend credits.
-SPENDING = (RESUME, SUBMIT, RETRY, NEW_VERSION)
+SPENDING = (RESUME, SUBMIT, RETRY, NEW_VERSION, REGENERATE)
 
 _LEDGER_COLUMNS = [
     "job_key", "request_hash", "status", "job_id", "attempts", "idempotency_key", "request_body",

@@ -16,6 +16,7 @@ from pathlib import Path
 import av
 import polars as pl
 
+from pipeline.decisions import read_decisions, with_review
 from pipeline.ledger import read_ledger, read_runs
 from pipeline.models import MODELS
 from pipeline.schema import STATUSES
@@ -80,6 +81,10 @@ def _card(row: dict, page_dir: Path) -> str:
     if status in ("FAILED", "REJECTED"):
         text = row.get("error") or "no reason recorded"
         reason = f'<p class="reason">{"result expired · " if row.get("expired") else ""}{e(text)}</p>'
+    if row.get("review_decision"):
+        note = f": {row['review_note']}" if row.get("review_note") else ""
+        reason += (f'<p class="review {e(row["review_decision"])}">{e(row["review_decision"])} by '
+                   f'{e(row.get("review_reviewer") or "?")}{e(note)}</p>')
     charged = row.get("credits_charged")
     return (
         f'<article class="card" data-status="{e(status)}" data-job-key="{e(row["job_key"])}" '
@@ -131,7 +136,8 @@ def render_report(ledger: pl.DataFrame, runs: pl.DataFrame, html_path: Path) -> 
 def write_report(ledger_path: str | Path, html_path: str | Path | None = None) -> Path:
     ledger_path = Path(ledger_path)
     target = Path(html_path) if html_path else ledger_path.parent / "report.html"
-    return render_report(read_ledger(ledger_path), read_runs(ledger_path), target)
+    ledger = with_review(read_ledger(ledger_path), read_decisions(ledger_path))  # decisions shown on the cards
+    return render_report(ledger, read_runs(ledger_path), target)
 
 
 _TEMPLATE = """<!doctype html>
@@ -165,6 +171,7 @@ main {{ padding: 18px 28px 40px; display: grid; grid-template-columns: repeat(au
 .badge.submitted, .badge.processing, .badge.completed {{ background: #2f6fde; }}
 .prompt {{ margin: 8px 0 4px; }} .key {{ margin: 0; color: var(--muted); font-size: 12px; word-break: break-all; }}
 .reason {{ margin: 8px 0 0; color: #b42318; font-size: 13px; }}
+.review {{ margin: 8px 0 0; font-size: 13px; font-weight: 600; }} .review.approve {{ color: #12805c; }} .review.reject {{ color: #c4320a; }} .review.regenerate {{ color: #b54708; }}
 .none {{ color: var(--muted); }}
 </style></head>
 <body data-summary="{data}">

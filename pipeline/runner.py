@@ -46,7 +46,7 @@ from pipeline.client import (
 from pipeline.download import download_video, video_path
 from pipeline.ledger import Ledger
 from pipeline.models import get_model
-from pipeline.plan import DOWNLOAD, NEW_VERSION, RESUME, RETRY, SUBMIT, TRACK, Plan
+from pipeline.plan import DOWNLOAD, NEW_VERSION, REGENERATE, RESUME, RETRY, SUBMIT, TRACK, Plan
 from pipeline.progress import Counters, Progress
 from pipeline.redact import redact
 from pipeline.runlog import RunLog
@@ -303,9 +303,11 @@ class Runner:
             )
             self.work[work.job_key] = work
             action = record["action"]
-            if action == NEW_VERSION:
+            if action == NEW_VERSION or (action == REGENERATE and work.job_key in self.ledger):
                 self._archive_old_version(work, record["ledger_request_hash"])
-            if action in (SUBMIT, RETRY, NEW_VERSION):
+            if action == REGENERATE:  # numbering goes on: a new Idempotency-Key, so a new video, not the old job
+                work.attempts = record["attempts_before"]
+            if action in (SUBMIT, RETRY, NEW_VERSION, REGENERATE):
                 self.submit_queue.append((work, False))
             elif action == RESUME:
                 self.submit_queue.appendleft((work, True))  # they may already exist: settle them first

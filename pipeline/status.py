@@ -7,6 +7,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.decisions import review_counts
 from pipeline.schema import FAILED, REJECTED, STATUSES
 
 
@@ -44,6 +45,7 @@ def summarize(ledger: pl.DataFrame, runs: pl.DataFrame) -> dict[str, Any]:
                     "by_status": credits_by_status, "by_duration": credits_by_duration},
         "expired": int(ledger["expired"].fill_null(False).sum()) if ledger.height else 0,
         "runs": runs.height,
+        "review": review_counts(ledger),  # approve/reject/regenerate/undecided; {} without with_review()
         "last_run": last_run,
         "failed": [{"job_key": r["job_key"], "manifest": r["manifest"], "row": r["row"], "status": r["status"],
                     "attempts": r["attempts"], "error": r["error"]}
@@ -62,6 +64,10 @@ def format_status(summary: dict[str, Any]) -> str:
                      f"{figures['estimated']} estimated")
     if summary["expired"]:
         lines.append(f"expired results: {summary['expired']} (run again with --retry-failed to regenerate)")
+    review = summary.get("review") or {}
+    if sum(review.values()) - review.get("undecided", 0):
+        lines.append(f"review: {review['approve']} approved, {review['reject']} rejected, "
+                     f"{review['regenerate']} to regenerate, {review['undecided']} undecided")
     run = summary["last_run"]
     if run:
         lines.append(f"last run: {run['run_id']} on {run['manifest']}, ended {run['ended_at']} "
