@@ -34,6 +34,7 @@ from pipeline.client import (
     RejectedRequest,
     TransientError,
 )
+from pipeline.deadline import Deadline
 from pipeline.download import download_video, video_path
 from pipeline.ledger import Ledger
 from pipeline.models import get_model
@@ -69,6 +70,7 @@ class RunOptions:
     checkpoint_every: float = 30.0
     webhook_url: str | None = None  # public URL Apiframe posts events to
     webhook_listen: tuple[str, int] | None = None  # where our receiver listens
+    deadline: Deadline | None = None  # no submit that could not finish by then
 
 
 @dataclass
@@ -89,6 +91,7 @@ class RunResult:
     started_at: datetime
     ended_at: datetime
     failures: list[tuple[str, str]] = field(default_factory=list)  # (job_key, reason)
+    unfinished: list[tuple[str, str]] = field(default_factory=list)  # (job_key, reason) left by this run
 
 
 @dataclass
@@ -163,7 +166,7 @@ class Runner:
         self.spend_started = 0  # credits_estimated of attempts started this run
         self.rows_submitted = 0
         self.rows_expired = 0
-        self.unfinished: set[str] = set()
+        self.unfinished: dict[str, str] = {}  # job_key -> why it was left unfinished
         self.failures: dict[str, str] = {}
         self._resume_tracking: list[Work] = []  # rows a previous run left in flight
         self._spawned: set[asyncio.Task] = set()
@@ -347,6 +350,10 @@ class Runner:
     def _within_budget(self, work: Work) -> bool:
         cost = int(work.row["credits_estimated"])
         limit = self.options.max_credits
+        deadline = self.options.deadline
+        if deadline is not None and not deadline.allows(work.duration, self.tracker.observed):
+            self.stop_submitting(deadline.submit_stop_reason(work.duration, self.tracker.observed))
+            return False
         if limit is not None and self.spend_started + cost > limit:
             self.stop_submitting(f"budget: --max-credits {limit} reached "
                                  f"({self.spend_started} credits of attempts started)")
@@ -611,7 +618,7 @@ class Runner:
         self.counters.failed += 1
 
     def _leave_unfinished(self, work: Work, reason: str) -> None:
-        self.unfinished.add(work.job_key)
+        self.unfinished[work.job_key] = redact(reason)
         self.log.event("error", job_key=work.job_key, reason=redact(reason), unfinished=True)
         self._release(work)
 
@@ -653,5 +660,5 @@ class Runner:
             rows_finished=finished_now, rows_failed=len(failed_keys), rows_expired=self.rows_expired,
             rows_unfinished=len(unfinished), requests=self.client.gate.requests,
             rate_limited=self.client.rate_limited, started_at=started, ended_at=_now(),
-            failures=failures,
+            failures=failures, unfinished=sorted((k, why) for k, why in self.unfinished.items() if k in unfinished),
         )
