@@ -150,9 +150,11 @@ def ledger_figures(frame) -> dict[str, Any]:
 
 
 def paths_of(ledger_path: Path, out_dir: Path | None, log_path: Path | None) -> dict[str, str | None]:
-    return {"ledger": str(ledger_path), "log": str(log_path) if log_path else None,
+    """Absolute: a script reading the summary may run in another folder."""
+    ledger_path = Path(ledger_path).absolute()
+    return {"ledger": str(ledger_path), "log": str(Path(log_path).absolute()) if log_path else None,
             "report": str(ledger_path.parent / "report.html"),
-            "videos": str(out_dir / "videos") if out_dir else None}
+            "videos": str(Path(out_dir).absolute() / "videos") if out_dir else None}
 
 
 def _unfinished_reason(status: str | None, job_id: str | None, stop_reason: str | None) -> str:
