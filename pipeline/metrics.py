@@ -45,9 +45,15 @@ def previous_success(path: Path) -> float:
 
 
 def last_success_in_runs(ledger_path: Path) -> float:
+    """The end of the last run with exit code 0 in the runs table beside the ledger (0 if none)."""
+    from polars.exceptions import PolarsError
+
     from pipeline.ledger import read_runs
 
-    runs = read_runs(ledger_path)
+    try:
+        runs = read_runs(ledger_path)
+    except (PolarsError, OSError):  # unreadable: the previous metrics file still knows
+        return 0.0
     ok = runs.filter(runs["exit_code"] == EXIT_OK)["ended_at"].drop_nulls()
     return ok.max().timestamp() if ok.len() else 0.0
 
@@ -94,6 +100,6 @@ def render(summary: BatchSummary, last_success: float) -> str:
 
 def write_metrics(path: Path, summary: BatchSummary) -> None:
     ledger_path = Path(summary.paths["ledger"])
-    known = max(previous_success(path), last_success_in_runs(ledger_path) if ledger_path.parent.exists() else 0.0)
+    known = max(previous_success(path), last_success_in_runs(ledger_path))
     write_text_atomic(Path(path), render(summary, known))
 

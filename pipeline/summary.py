@@ -235,11 +235,13 @@ def refused_summary(command: str, manifest: Path, exit_code: int, error: str, *,
                     emulated: bool, ledger_path: Path, out_dir: Path | None, deadline=None,
                     run_id: str | None = None) -> BatchSummary:
     """A run that never started: bad input (exit 2) or a ledger in use (exit 3)."""
+    from polars.exceptions import PolarsError
+
     from pipeline.ledger import LedgerError, read_ledger
 
     try:
         frame = read_ledger(ledger_path) if ledger_path.exists() else None
-    except LedgerError:
+    except (LedgerError, PolarsError, OSError):  # a damaged ledger must not hide why the run was refused
         frame = None
     return BatchSummary(
         command=command, run_id=run_id, manifest=str(Path(manifest).resolve()), emulated=emulated,
