@@ -51,18 +51,19 @@ def test_a_job_is_started_only_if_the_slowest_seen_of_its_length_fits():
 
 
 def test_a_run_stops_submitting_when_the_next_job_could_not_finish(emulator_thread, tmp_path):
-    # 15 s clips take 5 s here and go first (longest first); one at a time. After the first has
-    # finished (t ~ 5.5 s) 3.5 s are left: a job that took 5 s cannot make it, so none is started.
-    emu = emulator_thread(time_scale=0.1, generation_seconds={6: (10.0, 10.0), 15: (50.0, 50.0)})
+    # 15 s clips take 6 s here and go first (longest first); one at a time. After the first has
+    # finished (t ~ 6.5 s) 4.5 s are left: a job that took 6 s cannot make it, so none is started
+    # (well before submits stop anyway, 2 s ahead of the deadline).
+    emu = emulator_thread(time_scale=0.1, generation_seconds={6: (10.0, 10.0), 15: (60.0, 60.0)})
     manifest = write_manifest(tmp_path / "m.yaml", [{"prompt": f"long {i}", "duration": 15} for i in range(2)]
                               + [{"prompt": f"short {i}", "duration": 6} for i in range(2)])
     env = cli_env(emu.base_url)
-    cut = run_cli(*run_args(manifest, tmp_path, "--concurrency", "1", "--deadline", "9s",
+    cut = run_cli(*run_args(manifest, tmp_path, "--concurrency", "1", "--deadline", "11s",
                             "--summary-json", str(tmp_path / "summary.json")), env=env, cwd=tmp_path)
     assert cut.returncode == 3, cut.stdout + cut.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert "a new 15 s clip could not finish before --deadline 9s" in summary["stop_reason"]
-    assert summary["deadline"]["given"] == "9s" and summary["deadline"]["stopped_run"] is True
+    assert "a new 15 s clip could not finish before --deadline 11s" in summary["stop_reason"]
+    assert summary["deadline"]["given"] == "11s" and summary["deadline"]["stopped_run"] is True
     assert datetime.fromisoformat(summary["ended_at"]) < datetime.fromisoformat(summary["deadline"]["at"])
     assert len(emu.stats()["jobs"]) == 1
     assert summary["rows"] == {"planned": 4, "skipped": 0, "submitted": 1, "downloaded": 1, "failed": 0,
@@ -77,20 +78,20 @@ def test_a_run_stops_submitting_when_the_next_job_could_not_finish(emulator_thre
 
 
 def test_a_deadline_cuts_a_run_and_the_next_run_finishes_it_without_a_second_job(emulator_thread, tmp_path):
-    # Every clip takes 4 s; three go at once, then the 3 s deadline arrives with all three still
-    # generating and three rows never submitted.
-    emu = emulator_thread(time_scale=0.1, generation_seconds={6: (40.0, 40.0)})
+    # Every clip takes 6 s; three go at once (submits stop 2 s before the deadline), then the 4 s
+    # deadline arrives with all three still generating and three rows never submitted.
+    emu = emulator_thread(time_scale=0.1, generation_seconds={6: (60.0, 60.0)})
     manifest = write_manifest(tmp_path / "m.yaml", [{"prompt": f"harbour {i}", "duration": 6} for i in range(6)])
     env = cli_env(emu.base_url)
     with Receiver() as receiver:
-        cut = run_cli(*run_args(manifest, tmp_path, "--concurrency", "3", "--deadline", "3s",
+        cut = run_cli(*run_args(manifest, tmp_path, "--concurrency", "3", "--deadline", "4s",
                                 "--summary-json", "-", "--notify", receiver.url()), env=env, cwd=tmp_path)
         assert cut.returncode == 3, cut.stdout + cut.stderr
         summary = json.loads(cut.stdout)  # standard output is the JSON alone
-        assert "--deadline 3s" in summary["stop_reason"] and "reached" in summary["stop_reason"]
-        assert "exit code 3: deadline: --deadline 3s" in cut.stderr
+        assert "--deadline 4s" in summary["stop_reason"] and "reached" in summary["stop_reason"]
+        assert "exit code 3: deadline: --deadline 4s" in cut.stderr
         assert [message["exit_code"] for message in receiver.received] == [3]
-        assert "--deadline 3s" in receiver.received[0]["text"]
+        assert "--deadline 4s" in receiver.received[0]["text"]
 
     rows = ledger(tmp_path)
     assert len(emu.stats()["jobs"]) == 3
@@ -100,6 +101,7 @@ def test_a_deadline_cuts_a_run_and_the_next_run_finishes_it_without_a_second_job
     reasons = sorted(row["reason"].split(":")[0].split(" as job")[0] for row in summary["unfinished"])
     assert reasons == ["not submitted"] * 3 + ["still generating"] * 3
 
+    emu.configure(time_scale=0.0)  # new jobs are instant; the three in flight keep their 6 s
     rest = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
     assert rest.returncode == 0, rest.stdout + rest.stderr
     rows = ledger(tmp_path)
