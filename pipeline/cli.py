@@ -2,28 +2,24 @@
 
 Thin on purpose: parse arguments, call the library, print, choose the exit code.
 Exit codes: 0 every row downloaded; 1 finished with FAILED or REJECTED rows; 2 bad manifest or
-arguments, nothing submitted; 3 stopped early (credits, budget, authentication, interrupt, a
-ledger in use): run again to continue.
+arguments, nothing submitted; 3 stopped early (credits, budget, deadline, authentication,
+interrupt, a ledger in use): run again to continue.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
-import secrets
 import signal
-import socket
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED_ROWS, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
-REAL_OUT = Path("outputs")
-EMULATED_OUT = Path("outputs/emulator")  # emulated runs never share a ledger with real ones
-LEDGER_NAME = "ledger.parquet"
-DEMO_TIME_SCALE = 0.05  # the emulator's 30-150 s generations take 1.5-7.5 s in a demo
+from pipeline.batch import DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OUT
+from pipeline.summary import EXIT_BAD_INPUT, EXIT_FAILED_ROWS, EXIT_OK, EXIT_STOPPED  # noqa: F401
 
 
 def _positive_int(text: str) -> int:
@@ -99,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the public URL that reaches --webhook-listen; sent with every submit")
     run.add_argument("--progress-interval", type=float, default=10.0,
                      help="seconds between progress lines when not on a terminal (default 10)")
+    run.add_argument("--deadline", metavar="TIME",
+                     help="stop by then: no job is started that could not finish before it, and at it the "
+                          "run stops (exit 3; the next run continues). 07:00 (local), 6h, 90m, or an ISO timestamp")
+    run.add_argument("--summary-json", metavar="PATH",
+                     help="write the run's summary as JSON to PATH (- for standard output; the usual "
+                          "text then goes to standard error)")
+    run.add_argument("--notify", metavar="URL",
+                     help="POST a short JSON message (Slack-compatible `text` plus the summary) to URL when "
+                          "the run ends, whatever the outcome; never printed, never changes the exit code")
+    run.add_argument("--metrics-file", type=Path, metavar="PATH",
+                     help="write Prometheus metrics of the run to PATH (atomically) for node_exporter's "
+                          "textfile collector: last run, last success, credits, rows, requests")
+    run.add_argument("--notify-retry-delay", type=float, default=1.0, help=argparse.SUPPRESS)
     run.add_argument("--poll-interval", type=float, default=1.0, help=argparse.SUPPRESS)
     run.add_argument("--rate-period", type=float, default=60.0, help=argparse.SUPPRESS)
     run.add_argument("--checkpoint-every", type=float, default=30.0, help=argparse.SUPPRESS)
@@ -144,28 +153,14 @@ def _error(message: str) -> None:
     print(f"videobatch: {message}", file=sys.stderr, flush=True)
 
 
-def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
 def _read_decisions(ledger_path: Path):
-    """The review decisions beside the ledger (read once, before a plan), or None after an error."""
+    """The review decisions beside the ledger, or None after an error (printed)."""
     from pipeline.decisions import DecisionsCorrupt, read_decisions
 
     try:
         return read_decisions(ledger_path)
     except DecisionsCorrupt as exc:
         _error(str(exc))
-        return None
-
-
-def _load_rows(manifest: Path):
-    from pipeline.manifest import ManifestError, load_manifest
-
-    try:
-        return load_manifest(manifest)
-    except ManifestError as exc:
-        _error(f"the manifest has problems; nothing was submitted\n{exc}")
         return None
 
 
@@ -201,43 +196,26 @@ def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
               "(edited or removed); they are kept, not touched")
 
 
-async def _balance(config) -> int:
-    from pipeline.client import ApiClient
-
-    async with ApiClient(config.base_url, config.api_key) as client:
-        me = await client.me()
-    return int((me.get("team") or {}).get("credits") or 0)
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
-    from pipeline.config import load_api_config
-    from pipeline.client import ApiError
-    from pipeline.ledger import read_ledger
-    from pipeline.review_plan import make_reviewed_plan
+    from pipeline.batch import plan_batch
 
-    rows = _load_rows(args.manifest)
-    if rows is None:
-        return EXIT_BAD_INPUT
-    ledger_path = args.ledger or ((EMULATED_OUT if args.emulate else REAL_OUT) / LEDGER_NAME)
-    decisions = _read_decisions(ledger_path)
-    if decisions is None:
-        return EXIT_BAD_INPUT
-    plan = make_reviewed_plan(rows, read_ledger(ledger_path), decisions, retry_failed=args.retry_failed,
-                              manifest=Path(args.manifest).resolve())
-    print_plan(plan, ledger_path, show_all=args.all)
-    config = load_api_config()
-    if config.api_key and not args.emulate:
-        try:
-            balance = asyncio.run(_balance(config))
-        except ApiError as exc:
-            _error(f"could not read the balance: {exc}")
-            return EXIT_STOPPED
+    summary = plan_batch(args.manifest, ledger=args.ledger, retry_failed=args.retry_failed, emulate=args.emulate)
+    if summary.plan is None:
+        _error(summary.error)
+        return summary.exit_code
+    plan = summary.plan
+    print_plan(plan, Path(summary.paths["ledger"]), show_all=args.all)
+    if summary.error:
+        _error(summary.error)
+        return summary.exit_code
+    if summary.balance is not None:
+        balance = summary.balance
         verdict = "covers the plan" if balance >= plan.credits_to_spend else (
             f"SHORT by {plan.credits_to_spend - balance}: top up, or run with --max-credits {balance}")
         print(f"  balance: {balance} credits ({verdict})")
     elif not args.emulate:
         print("  balance: unknown (no APIFRAME_API_KEY set)")
-    return EXIT_OK
+    return summary.exit_code
 
 
 # --- run ------------------------------------------------------------------------------------
@@ -267,137 +245,62 @@ class Interrupts:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.config import load_api_config
-    from pipeline.ledger import Ledger, LedgerError, LedgerLocked
-    from pipeline.review_plan import make_reviewed_plan
+    from pipeline.atomic import write_text_atomic
+    from pipeline.batch import BatchSettings, run_batch
 
-    config = load_api_config()
-    if bool(args.webhook_listen) != bool(args.webhook_url):
-        _error("--webhook-listen and --webhook-url go together: the API must be told where to post")
-        return EXIT_BAD_INPUT
-    if args.dialect and not args.emulate:
-        _error("--dialect shapes the built-in emulator: add --emulate (the real API speaks for itself)")
-        return EXIT_BAD_INPUT
-    if not args.emulate and not config.api_key:
-        _error("no API key: set APIFRAME_API_KEY in the environment or in .env, "
-               "or add --emulate to try the batch on the built-in emulator (no credits spent)")
-        return EXIT_BAD_INPUT
-    out_dir = args.out or (EMULATED_OUT if args.emulate else REAL_OUT)
-    ledger_path = args.ledger or out_dir / LEDGER_NAME
-    rows = _load_rows(args.manifest)
-    decisions = _read_decisions(ledger_path)
-    if rows is None or decisions is None:
-        return EXIT_BAD_INPUT
-    run_id = new_run_id()
+    to_stdout = args.summary_json == "-"
     interrupts = Interrupts()
     interrupts.install()
-    try:
-        ledger = Ledger.open(ledger_path, run_id=run_id)
-    except LedgerLocked as exc:
-        _error(str(exc))
-        return EXIT_STOPPED
-    except LedgerError as exc:
-        _error(str(exc))
-        return EXIT_STOPPED
-    with ledger:
-        manifest = Path(args.manifest).resolve()
-        plan = make_reviewed_plan(rows, ledger.frame(), decisions, retry_failed=args.retry_failed, manifest=manifest)
-        log_path = ledger_path.parent / "logs" / f"{run_id}.jsonl"
-        mode = "emulator" if args.emulate else config.base_url
-        print(f"run {run_id} on {mode}: {plan.rows.height} jobs, {plan.counts['skip']} already done, "
-              f"up to {plan.credits_to_spend} credits to spend", flush=True)
-        result = asyncio.run(_run_async(args, config, ledger, plan, out_dir, log_path, interrupts))
-        ledger.append_run({
-            "run_id": run_id, "manifest": str(manifest), "emulated": bool(args.emulate),
-            "started_at": result.started_at, "ended_at": result.ended_at,
-            "rows_planned": plan.rows.height, "rows_skipped": plan.counts["skip"],
-            "rows_submitted": result.rows_submitted, "rows_finished": result.rows_finished,
-            "rows_failed": result.rows_failed, "credits_estimated": result.credits_estimated,
-            "credits_charged": result.credits_charged, "exit_code": result.exit_code,
-            "log_path": str(log_path), "rows_unfinished": result.rows_unfinished,
-            "stop_reason": result.stop_reason,
-            "account_user_id": result.account.user_id if result.account else None,
-            "account_team_id": result.account.team_id if result.account else None,
-            "account_key_id": result.account.key_id if result.account else None,
-        })
-        total = int(ledger.frame()["credits_charged"].sum() or 0)
-    print_summary(result, plan, ledger_path, out_dir, log_path, total)
-    return result.exit_code
-
-
-async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, interrupts: Interrupts):
-    from contextlib import AsyncExitStack
-
-    from pipeline.client import ApiClient, RequestGate
-    from pipeline.runlog import RunLog
-    from pipeline.runner import Runner, RunOptions
-
-    options = RunOptions(
-        out_dir=out_dir, rpm=args.rpm or None, rate_period=args.rate_period,
-        concurrency=args.concurrency, max_credits=args.max_credits, retries=args.retries,
-        poll_min_interval=args.poll_interval, checkpoint_every=args.checkpoint_every,
-        webhook_url=args.webhook_url, webhook_listen=args.webhook_listen,
-        job_timeout=args.job_timeout, ledger_path=ledger.path,
-    )
-    log = RunLog(log_path)
-    async with AsyncExitStack() as stack:
-        base_url, api_key = config.base_url, config.api_key
-        if args.emulate:
-            from pipeline.emulator import Emulator, EmulatorConfig
-
-            api_key = "afk_emulated_" + secrets.token_hex(8)  # a throwaway key, never the user's
-            # Its state lives beside the emulated ledger, so an interrupted demo resumes like a
-            # real batch: the jobs it made are still there, under the same account.
-            emu = await stack.enter_async_context(Emulator(EmulatorConfig(
-                api_key=api_key, credits=args.emulator_credits, time_scale=args.emulator_time_scale,
-                rpm=0, dialects=args.dialect, state_path=ledger.path.parent / "emulator-state.jsonl")))
-            base_url = emu.base_url
-        client = ApiClient(
-            base_url, api_key, gate=RequestGate(options.rpm, options.rate_period), timeout=args.timeout,
-            on_retry=lambda what, reason, delay: log.event("retry", what=what, reason=reason,
-                                                          delay=round(delay, 3)),
-        )
-        await stack.enter_async_context(client)
-        runner = Runner(ledger, client, plan, options, log, progress_interval=args.progress_interval)
-        client.should_stop = lambda: runner.hard_stopped
-        interrupts.runner, interrupts.loop = runner, asyncio.get_running_loop()
+    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(BatchSettings)}
+    # With --summary-json -, standard output carries the JSON alone; the usual text goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr if to_stdout else sys.stdout):
+        summary = run_batch(args.manifest, interrupts=interrupts, on_start=_announce, **settings)
+        if summary.error:
+            _error(summary.error)
+        else:
+            print_summary(summary)
+        for warning in summary.warnings:
+            _error(warning)
+    if to_stdout:
+        print(summary.to_json(), flush=True)
+    elif args.summary_json:
         try:
-            result = await runner.run()
-        finally:
-            interrupts.runner = None
-            # What the run cost in requests and durable writes: for operators, and for `make bench`.
-            log.event("run_end", host=socket.gethostname(), requests=client.gate.requests,
-                      rate_limited=client.rate_limited, tracking_requests=runner.tracker.requests,
-                      missed_by_lists=runner.tracker.missed_by_lists,
-                      verify_cpu_seconds=round(runner.verify_cpu_s, 3), ledger=dict(ledger.stats))
-            log.close()
-    return result
+            write_text_atomic(Path(args.summary_json), summary.to_json() + "\n")
+        except OSError as exc:
+            _error(f"could not write --summary-json {args.summary_json}: {exc}")
+    return summary.exit_code
 
 
-def print_summary(result, plan, ledger_path: Path, out_dir: Path, log_path: Path, total: int) -> None:
+def _announce(run_id: str, plan, where: str) -> None:
+    print(f"run {run_id} on {where}: {plan.rows.height} jobs, {plan.counts['skip']} already done, "
+          f"up to {plan.credits_to_spend} credits to spend", flush=True)
+
+
+def print_summary(summary) -> None:
+    rows, credits, paths = summary.rows, summary.credits, summary.paths
     print()
-    print(f"run {result.run_id} ended with exit code {result.exit_code}"
-          + (f": {result.stop_reason}" if result.stop_reason else ""))
-    print(f"  rows: {result.rows_finished} downloaded now, {plan.counts['skip']} skipped (already done), "
-          f"{result.rows_failed} failed or rejected, {result.rows_unfinished} unfinished")
-    if result.rows_expired:
-        print(f"  {result.rows_expired} results expired before download: "
+    print(f"run {summary.run_id} ended with exit code {summary.exit_code}"
+          + (f": {summary.stop_reason}" if summary.stop_reason else ""))
+    print(f"  rows: {rows['downloaded']} downloaded now, {rows['skipped']} skipped (already done), "
+          f"{rows['failed']} failed or rejected, {rows['unfinished']} unfinished")
+    if rows["expired"]:
+        print(f"  {rows['expired']} results expired before download: "
               "run again with --retry-failed to generate them again")
-    print(f"  credits: {result.credits_estimated} estimated and {result.credits_charged} charged this run; "
-          f"{total} charged in this ledger to date")
-    print(f"  requests: {result.requests} ({result.rate_limited} rate-limited)")
-    for job_key, reason in result.failures[:20]:
-        print(f"  FAILED {job_key}: {reason}")
-    if len(result.failures) > 20:
-        print(f"  ... {len(result.failures) - 20} more failures: videobatch status --ledger {ledger_path}")
-    for job_key, reason in result.unfinished[:20]:
-        print(f"  UNFINISHED {job_key}: {reason}")
-    if len(result.unfinished) > 20:
-        print(f"  ... {len(result.unfinished) - 20} more unfinished rows: the run log names them all")
-    print(f"  videos: {out_dir / 'videos'}")
-    print(f"  ledger: {ledger_path}   log: {log_path}")
-    print(f"  report: videobatch report --ledger {ledger_path}  (writes {ledger_path.parent / 'report.html'})")
-    if result.exit_code == EXIT_STOPPED:
+    print(f"  credits: {credits['estimated']} estimated and {credits['charged']} charged this run; "
+          f"{summary.ledger['credits']['charged']} charged in this ledger to date")
+    print(f"  requests: {summary.requests['total']} ({summary.requests['rate_limited']} rate-limited)")
+    for row in summary.failed[:20]:
+        print(f"  FAILED {row['job_key']}: {row['error'] or ''}")
+    if len(summary.failed) > 20:
+        print(f"  ... {len(summary.failed) - 20} more failures: videobatch status --ledger {paths['ledger']}")
+    for row in summary.unfinished[:20]:
+        print(f"  UNFINISHED {row['job_key']}: {row['reason']}")
+    if len(summary.unfinished) > 20:
+        print(f"  ... {len(summary.unfinished) - 20} more unfinished rows: --summary-json lists them all")
+    print(f"  videos: {paths['videos']}")
+    print(f"  ledger: {paths['ledger']}   log: {paths['log']}")
+    print(f"  report: videobatch report --ledger {paths['ledger']}  (writes {paths['report']})")
+    if summary.exit_code == EXIT_STOPPED:
         print("  stopped early: run the same command again to continue where it stopped")
 
 

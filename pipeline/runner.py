@@ -43,6 +43,7 @@ from pipeline.client import (
     RejectedRequest,
     TransientError,
 )
+from pipeline.deadline import Deadline
 from pipeline.download import download_video, video_path
 from pipeline.ledger import Ledger
 from pipeline.models import get_model
@@ -83,6 +84,7 @@ class RunOptions:
     webhook_listen: tuple[str, int] | None = None  # where our receiver listens
     job_timeout: float | None = 1800.0  # a job still generating this long after its submit is left
     ledger_path: Path | None = None  # where the account owning the in-flight jobs is kept
+    deadline: Deadline | None = None  # no submit that could not finish by then
 
     @property
     def limits(self) -> t.Limits:
@@ -500,6 +502,10 @@ class Runner:
     def _within_budget(self, work: Work) -> bool:
         cost = int(work.row["credits_estimated"])
         limit = self.options.max_credits
+        deadline = self.options.deadline
+        if deadline is not None and not deadline.allows(work.duration, self.tracker.observed):
+            self.stop_submitting(deadline.submit_stop_reason(work.duration, self.tracker.observed))
+            return False
         if limit is not None and self.spend_started + cost > limit:
             self.stop_submitting(f"budget: --max-credits {limit} reached "
                                  f"({self.spend_started} credits of attempts started)")
@@ -832,8 +838,7 @@ class Runner:
         failed_rows = frame.filter(frame["job_key"].is_in(list(failed_keys)))
         errors = dict(zip(failed_rows["job_key"].to_list(), failed_rows["error"].to_list()))
         failures = [(k, self.failures.get(k) or errors.get(k) or "") for k in sorted(failed_keys)]
-        left = [(k, self.unfinished.get(k) or (f"not reached: {stop_reason}" if stop_reason else "not reached"))
-                for k in sorted(unfinished)]
+        left = [(k, self.unfinished[k]) for k in sorted(unfinished) if k in self.unfinished]
         return RunResult(
             run_id=self.run_id, exit_code=code,
             stop_reason=stop_reason or (f"{len(unfinished)} rows unfinished" if unfinished else None),

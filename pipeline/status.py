@@ -1,4 +1,9 @@
-"""What a ledger says at a glance: counts, credits, the last run and what failed. Pure: frames in, dict out."""
+"""What a ledger says at a glance: counts, credits, the last run and what failed. Pure: frames in, dict out.
+
+Its words are the run summary's (pipeline/summary.py): the ledger's figures at the top level are
+a summary's `ledger`, and `last_run` carries a summary's `exit_meaning`, `rows` and `credits`
+beside the runs table's own columns.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import polars as pl
 
 from pipeline.decisions import review_counts
 from pipeline.schema import FAILED, REJECTED, STATUSES
+from pipeline.summary import SUMMARY_VERSION, exit_meaning
 
 
 def _iso(value: Any) -> Any:
@@ -17,6 +23,16 @@ def _iso(value: Any) -> Any:
 
 def _sum(frame: pl.DataFrame, column: str) -> int:
     return int(frame[column].sum() or 0) if frame.height else 0
+
+
+def _run_figures(run: dict[str, Any]) -> dict[str, Any]:
+    """A runs-table row in a run summary's words."""
+    planned, skipped, downloaded, failed = (run[f"rows_{n}"] or 0 for n in ("planned", "skipped", "finished", "failed"))
+    return {"exit_meaning": exit_meaning(run["exit_code"]),
+            "rows": {"planned": planned, "skipped": skipped, "submitted": run["rows_submitted"] or 0,
+                     "downloaded": downloaded, "failed": failed,
+                     "unfinished": max(0, planned - skipped - downloaded - failed)},
+            "credits": {"estimated": run["credits_estimated"] or 0, "charged": run["credits_charged"] or 0}}
 
 
 def summarize(ledger: pl.DataFrame, runs: pl.DataFrame) -> dict[str, Any]:
@@ -37,8 +53,9 @@ def summarize(ledger: pl.DataFrame, runs: pl.DataFrame) -> dict[str, Any]:
     last_run = None
     if runs.height:
         last = runs.sort("started_at").row(-1, named=True)
-        last_run = {name: _iso(value) for name, value in last.items()}
+        last_run = {name: _iso(value) for name, value in last.items()} | _run_figures(last)
     return {
+        "version": SUMMARY_VERSION,
         "jobs": ledger.height,
         "by_status": by_status,
         "credits": {"estimated": _sum(ledger, "credits_estimated"), "charged": _sum(ledger, "credits_charged"),

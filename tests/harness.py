@@ -100,3 +100,67 @@ def failed_then_finished(emu, tmp: Path, fail: int = 2, finish: int = 4) -> list
     write_manifest(manifest, failing + prompts(finish, "calm"))
     second = run_cli(*run_args(manifest, tmp), env=cli_env(emu.base_url), cwd=tmp)
     return [first, second]
+
+
+class Receiver:
+    """A local aiohttp server on 127.0.0.1 on its own thread that records each POST's JSON body
+    and answers with `status` (settable between runs): what a Slack webhook or a scheduler is to --notify."""
+
+    def __init__(self, status: int = 200):
+        import asyncio
+        import threading
+
+        self.status = status
+        self.received: list[dict] = []
+        self.paths: list[str] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="receiver", daemon=True)
+        self._runner = None
+        self.port = 0
+
+    async def _handle(self, request):
+        from aiohttp import web
+
+        self.paths.append(request.path_qs)
+        try:
+            self.received.append(await request.json())
+        except ValueError:
+            self.received.append({"unparsable": await request.text()})
+        return web.json_response({"ok": self.status < 300}, status=self.status)
+
+    async def _start(self) -> None:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def __enter__(self) -> "Receiver":
+        import asyncio
+
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    def url(self, path: str = "/hooks/T000/B000/s3cr3t-token-value") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

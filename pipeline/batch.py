@@ -1,0 +1,311 @@
+"""Plan or run a batch in-process and get its summary: what `videobatch plan` and `videobatch run`
+do, for orchestrators (Airflow, Dagster, a script) that call the library instead of a subprocess.
+
+    from pipeline import run_batch
+    summary = run_batch("manifests/nightly.yaml", max_credits=2000, deadline="07:00")
+    summary.exit_code, summary.rows, summary.to_dict()   # the --summary-json document
+
+Options are the CLI's flags with underscores (`--max-credits` is `max_credits`); see
+BatchSettings. Bad input does not raise: it comes back as exit code 2 with `summary.error`, as the
+CLI would exit. Nothing is printed here but the runner's progress lines; the CLI prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from pipeline.summary import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED, BatchSummary
+
+REAL_OUT = Path("outputs")
+EMULATED_OUT = Path("outputs/emulator")  # emulated runs never share a ledger with real ones
+LEDGER_NAME = "ledger.parquet"
+DEMO_TIME_SCALE = 0.05  # the emulator's 30-150 s generations take 1.5-7.5 s in a demo
+
+
+@dataclass
+class BatchSettings:
+    """The options of `videobatch run`, named as its flags."""
+
+    ledger: Path | str | None = None  # default <out>/ledger.parquet
+    out: Path | str | None = None  # default outputs/, or outputs/emulator/ with emulate
+    emulate: bool = False
+    rpm: int = 500  # 0: no limit
+    concurrency: int = 1000
+    max_credits: int | None = None
+    retries: int = 2
+    retry_failed: bool = False
+    timeout: float = 30.0
+    webhook_listen: tuple[str, int] | None = None
+    webhook_url: str | None = None
+    deadline: Any = None  # "07:00", "6h", an ISO timestamp, or a pipeline.deadline.Deadline
+    notify: str | None = None  # URL to POST the summary to when the run ends
+    metrics_file: Path | str | None = None  # Prometheus textfile to write when the run ends
+    progress_interval: float = 10.0
+    poll_interval: float = 1.0
+    rate_period: float = 60.0
+    checkpoint_every: float = 30.0
+    emulator_time_scale: float = DEMO_TIME_SCALE
+    emulator_credits: int = 1_000_000
+    job_timeout: float | None = 1800.0  # seconds a job may generate before it is left for the next run
+    dialect: tuple[str, ...] = ()  # with emulate: the emulator answers like these variants of the API
+    notify_retry_delay: float = 1.0  # first wait before a notification is sent again
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --- plan -----------------------------------------------------------------------------------
+
+
+async def _balance(config) -> int:
+    from pipeline.client import ApiClient
+
+    async with ApiClient(config.base_url, config.api_key) as client:
+        me = await client.me()
+    return int((me.get("team") or {}).get("credits") or 0)
+
+
+def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_failed: bool = False,
+               emulate: bool = False, check_balance: bool = True) -> BatchSummary:
+    """Price a manifest against its ledger and (with an API key) the account's balance; submits
+    nothing. `summary.plan` holds the row-by-row Plan."""
+    from pipeline.client import ApiError
+    from pipeline.config import load_api_config
+    from pipeline.ledger import read_ledger
+    from pipeline.manifest import ManifestError, load_manifest
+    from pipeline.decisions import DecisionsCorrupt, read_decisions
+    from pipeline.review_plan import make_reviewed_plan
+    from pipeline.summary import plan_summary, refused_summary
+
+    started = _now()
+    manifest = Path(manifest)
+    ledger_path = Path(ledger or (EMULATED_OUT if emulate else REAL_OUT) / LEDGER_NAME)
+    try:
+        rows = load_manifest(manifest)
+    except ManifestError as exc:
+        return refused_summary("plan", manifest, EXIT_BAD_INPUT, f"the manifest has problems; nothing was submitted\n{exc}",
+                               started_at=started, emulated=emulate, ledger_path=ledger_path, out_dir=None)
+    try:
+        decisions = read_decisions(ledger_path)
+    except DecisionsCorrupt as exc:
+        return refused_summary("plan", manifest, EXIT_BAD_INPUT, str(exc), started_at=started, emulated=emulate,
+                               ledger_path=ledger_path, out_dir=None)
+    frame = read_ledger(ledger_path)
+    plan = make_reviewed_plan(rows, frame, decisions, retry_failed=retry_failed, manifest=manifest.resolve())
+    balance, code, error = None, EXIT_OK, None
+    config = load_api_config()
+    if check_balance and config.api_key and not emulate:
+        try:
+            balance = asyncio.run(_balance(config))
+        except ApiError as exc:
+            code, error = EXIT_STOPPED, f"could not read the balance: {exc}"
+    return plan_summary(plan, frame, manifest=manifest.resolve(), emulated=emulate, ledger_path=ledger_path,
+                        started_at=started, exit_code=code, balance=balance, error=error)
+
+
+# --- run ------------------------------------------------------------------------------------
+
+
+def run_batch(manifest: Path | str, *, interrupts: Any = None,
+              on_start: Callable[[str, Any, str], None] | None = None, **options: Any) -> BatchSummary:
+    """Submit, track and download every row the ledger has not finished, then notify and write
+    metrics if asked. Returns the run's summary whatever the outcome.
+
+    `interrupts`: an object whose `runner` and `loop` attributes are set while the runner runs
+    (the CLI's signal handler uses them to stop cleanly). `on_start(run_id, plan, where)` is
+    called once the plan is made, before anything is submitted.
+    """
+    settings = BatchSettings(**options)
+    summary = _run(Path(manifest), settings, interrupts, on_start)
+    _after(summary, settings)
+    return summary
+
+
+def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> BatchSummary:
+    from pipeline.config import load_api_config
+    from pipeline.deadline import Deadline, DeadlineError, parse_deadline
+    from pipeline.ledger import Ledger, LedgerError
+    from pipeline.manifest import ManifestError, load_manifest
+    from pipeline.decisions import DecisionsCorrupt, read_decisions
+    from pipeline.notify import NotifyUrlError, check_url
+    from pipeline.review_plan import make_reviewed_plan
+    from pipeline.summary import refused_summary, run_summary
+
+    started = _now()
+    config = load_api_config()
+    out_dir = Path(settings.out or (EMULATED_OUT if settings.emulate else REAL_OUT))
+    ledger_path = Path(settings.ledger or out_dir / LEDGER_NAME)
+    deadline = None
+
+    def refused(code: int, message: str, run_id: str | None = None) -> BatchSummary:
+        return refused_summary("run", manifest, code, message, started_at=started, emulated=settings.emulate,
+                               ledger_path=ledger_path, out_dir=out_dir, deadline=deadline, run_id=run_id)
+
+    try:
+        if settings.notify:
+            check_url(settings.notify)  # registers it as a secret before anything could print it
+        if settings.deadline is not None:
+            deadline = settings.deadline if isinstance(settings.deadline, Deadline) else parse_deadline(settings.deadline)
+    except (DeadlineError, NotifyUrlError) as exc:
+        return refused(EXIT_BAD_INPUT, str(exc))
+    if bool(settings.webhook_listen) != bool(settings.webhook_url):
+        return refused(EXIT_BAD_INPUT, "--webhook-listen and --webhook-url go together: the API must be told where to post")
+    if settings.dialect and not settings.emulate:
+        return refused(EXIT_BAD_INPUT, "--dialect shapes the built-in emulator: add --emulate "
+                       "(the real API speaks for itself)")
+    if not settings.emulate and not config.api_key:
+        return refused(EXIT_BAD_INPUT, "no API key: set APIFRAME_API_KEY in the environment or in .env, "
+                       "or add --emulate to try the batch on the built-in emulator (no credits spent)")
+    try:
+        rows = load_manifest(manifest)
+    except ManifestError as exc:
+        return refused(EXIT_BAD_INPUT, f"the manifest has problems; nothing was submitted\n{exc}")
+    try:
+        decisions = read_decisions(ledger_path)
+    except DecisionsCorrupt as exc:
+        return refused(EXIT_BAD_INPUT, str(exc))
+    run_id = new_run_id()
+    try:
+        ledger = Ledger.open(ledger_path, run_id=run_id)
+    except LedgerError as exc:  # in use by another run (LedgerLocked), or unreadable
+        return refused(EXIT_STOPPED, str(exc))
+    with ledger:
+        manifest = manifest.resolve()
+        plan = make_reviewed_plan(rows, ledger.frame(), decisions, retry_failed=settings.retry_failed,
+                                  manifest=manifest)
+        log_path = ledger_path.parent / "logs" / f"{run_id}.jsonl"
+        if on_start is not None:
+            on_start(run_id, plan, "emulator" if settings.emulate else config.base_url)
+        result = asyncio.run(_run_async(settings, config, ledger, plan, out_dir, log_path, interrupts, deadline))
+        ledger.append_run({
+            "run_id": run_id, "manifest": str(manifest), "emulated": bool(settings.emulate),
+            "started_at": result.started_at, "ended_at": result.ended_at,
+            "rows_planned": plan.rows.height, "rows_skipped": plan.counts["skip"],
+            "rows_submitted": result.rows_submitted, "rows_finished": result.rows_finished,
+            "rows_failed": result.rows_failed, "credits_estimated": result.credits_estimated,
+            "credits_charged": result.credits_charged, "exit_code": result.exit_code,
+            "log_path": str(log_path), "rows_unfinished": result.rows_unfinished,
+            "stop_reason": result.stop_reason,
+            "account_user_id": result.account.user_id if result.account else None,
+            "account_team_id": result.account.team_id if result.account else None,
+            "account_key_id": result.account.key_id if result.account else None,
+        })
+        summary = run_summary(result, plan, ledger.frame(), manifest=manifest, emulated=bool(settings.emulate),
+                              deadline=deadline, ledger_path=ledger_path, out_dir=out_dir, log_path=log_path)
+    return summary
+
+
+async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, interrupts, deadline=None):
+    from contextlib import AsyncExitStack
+
+    from pipeline.client import ApiClient, RequestGate
+    from pipeline.runlog import RunLog
+    from pipeline.runner import Runner, RunOptions
+
+    options = RunOptions(
+        out_dir=out_dir, rpm=args.rpm or None, rate_period=args.rate_period,
+        concurrency=args.concurrency, max_credits=args.max_credits, retries=args.retries,
+        poll_min_interval=args.poll_interval, checkpoint_every=args.checkpoint_every,
+        webhook_url=args.webhook_url, webhook_listen=args.webhook_listen, deadline=deadline,
+        job_timeout=args.job_timeout, ledger_path=ledger.path,
+    )
+    log = RunLog(log_path)
+    async with AsyncExitStack() as stack:
+        base_url, api_key = config.base_url, config.api_key
+        if args.emulate:
+            from pipeline.emulator import Emulator, EmulatorConfig
+
+            api_key = "afk_emulated_" + secrets.token_hex(8)  # a throwaway key, never the user's
+            # Its state lives beside the emulated ledger, so an interrupted demo resumes like a
+            # real batch: the jobs it made are still there, under the same account.
+            emu = await stack.enter_async_context(Emulator(EmulatorConfig(
+                api_key=api_key, credits=args.emulator_credits, time_scale=args.emulator_time_scale,
+                rpm=0, dialects=tuple(args.dialect), state_path=ledger.path.parent / "emulator-state.jsonl")))
+            base_url = emu.base_url
+        client = ApiClient(
+            base_url, api_key, gate=RequestGate(options.rpm, options.rate_period), timeout=args.timeout,
+            on_retry=lambda what, reason, delay: log.event("retry", what=what, reason=reason,
+                                                          delay=round(delay, 3)),
+        )
+        await stack.enter_async_context(client)
+        runner = Runner(ledger, client, plan, options, log, progress_interval=args.progress_interval)
+        client.should_stop = lambda: runner.hard_stopped
+        if interrupts is not None:
+            interrupts.runner, interrupts.loop = runner, asyncio.get_running_loop()
+        timers = _arm_deadline(runner, deadline)
+        try:
+            result = await runner.run()
+        finally:
+            for timer in timers:
+                timer.cancel()
+            if interrupts is not None:
+                interrupts.runner = None
+            # What the run cost in requests and durable writes: for operators, and for `make bench`.
+            log.event("run_end", host=socket.gethostname(), requests=client.gate.requests,
+                      rate_limited=client.rate_limited, tracking_requests=runner.tracker.requests,
+                      missed_by_lists=runner.tracker.missed_by_lists,
+                      verify_cpu_seconds=round(runner.verify_cpu_s, 3), ledger=dict(ledger.stats))
+            log.close()
+    return result
+
+
+def _arm_deadline(runner, deadline) -> list[asyncio.TimerHandle]:
+    """At the deadline the run stops (rows still generating stay in flight for the next run).
+    Submits stop a moment before, so those already sent bring back their job_id first."""
+    if deadline is None:
+        return []
+    from pipeline.runner import STOP_GRACE_S
+
+    loop = asyncio.get_running_loop()
+    left = max(0.0, deadline.seconds_left())
+    reason = deadline.reached_reason()
+    return [loop.call_later(max(0.0, left - STOP_GRACE_S), runner.stop_submitting, reason),
+            loop.call_later(left, runner.hard_stop, reason)]
+
+
+# --- after the run --------------------------------------------------------------------------
+
+
+def _after(summary: BatchSummary, settings: BatchSettings) -> None:
+    """Metrics first (local and quick), then the notification (may wait on a slow server)."""
+    if settings.metrics_file:
+        from pipeline.metrics import write_metrics
+
+        try:
+            write_metrics(Path(settings.metrics_file), summary)
+        except OSError as exc:
+            summary.warnings.append(f"could not write --metrics-file {settings.metrics_file}: {exc}")
+    if settings.notify:
+        _notify(summary, settings)
+
+
+def _notify(summary: BatchSummary, settings: BatchSettings) -> None:
+    from pipeline.notify import NotifyUrlError, check_url, notify
+    from pipeline.runlog import RunLog
+
+    try:
+        check_url(settings.notify)
+    except NotifyUrlError:
+        return  # already the run's error (exit 2): there is nowhere to send it
+    log = RunLog(Path(summary.paths["log"])) if summary.paths.get("log") else None
+    try:
+        delivery = notify(settings.notify, summary.notification_payload(), first_delay=settings.notify_retry_delay,
+                          on_attempt=lambda n, error: log and log.event("notify", attempt=n, error=error))
+    finally:
+        if log is not None:
+            log.close()
+    summary.notification = delivery.as_dict()
+    if not delivery.delivered:
+        summary.warnings.append(f"the notification was not delivered after {delivery.attempts} attempts "
+                                f"({delivery.error}); the exit code is the run's")
