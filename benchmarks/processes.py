@@ -40,9 +40,12 @@ def _wait(proc: subprocess.Popen, started: float) -> Usage:
 class EmulatorProcess:
     """`videobatch emulator` in a child process; the first line it prints is its base URL."""
 
-    def __init__(self, *, time_scale: float, rpm: int, rate_window: float, seed: int = 1):
+    def __init__(self, *, time_scale: float, rpm: int, rate_window: float, seed: int = 1,
+                 dialects: tuple[str, ...] = (), faults: tuple[str, ...] = ()):
         self.args = ["--key", BENCH_KEY, "--credits", str(10**9), "--time-scale", str(time_scale),
-                     "--rpm", str(rpm), "--rate-window", str(rate_window), "--seed", str(seed)]
+                     "--rpm", str(rpm), "--rate-window", str(rate_window), "--seed", str(seed), *faults]
+        if dialects:
+            self.args += ["--dialect", ",".join(dialects)]
         self.base_url = ""
         self.usage: Usage | None = None
         self._proc: subprocess.Popen | None = None
@@ -86,8 +89,10 @@ class PipelineRun:
         return (datetime.fromisoformat(max(ends)) - datetime.fromisoformat(min(starts))).total_seconds()
 
 
-def run_pipeline(manifest: Path, work: Path, base_url: str, *options: str) -> PipelineRun:
-    """`videobatch run MANIFEST` with its ledger, videos and output under `work`."""
+def run_pipeline(manifest: Path, work: Path, base_url: str, *options: str,
+                 exit_codes: tuple[int, ...] = (0,)) -> PipelineRun:
+    """`videobatch run MANIFEST` with its ledger, videos and output under `work`; an exit code
+    outside `exit_codes` is an error."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("APIFRAME_")}
     env.update(APIFRAME_BASE_URL=base_url, APIFRAME_API_KEY=BENCH_KEY)
     work.mkdir(parents=True, exist_ok=True)
@@ -101,7 +106,7 @@ def run_pipeline(manifest: Path, work: Path, base_url: str, *options: str) -> Pi
         proc = subprocess.Popen(command, env=env, cwd=work, stdout=out, stderr=subprocess.STDOUT)
         usage = _wait(proc, started)
     text = output.read_text()
-    if usage.exit_code != 0:
+    if usage.exit_code not in exit_codes:
         raise RuntimeError(f"videobatch run exited {usage.exit_code}; its output:\n{text[-3000:]}")
     new_logs = sorted(set((work / "logs").glob("*.jsonl")) - logs_before)
     events = [json.loads(line) for line in new_logs[-1].read_text().splitlines()] if new_logs else []

@@ -43,6 +43,11 @@ def tracking(work: Path, *, jobs: int, compress: float) -> dict[str, Any]:
         sdk_run = asyncio.run(run_sdk_style(emu.base_url, BENCH_KEY, batch, rpm=RPM, rate_period=period,
                                             time_scale=scale))
         sdk = emu.stats()
+    # The same batch against an API whose job list ignores ?status= (CONTRACT.md: unspecified).
+    with EmulatorProcess(**emulator, dialects=("ignore-status-filter",)) as emu:
+        unfiltered_run = run_pipeline(manifest, work / "tracking-unfiltered", emu.base_url, "--rpm", str(RPM),
+                                      "--rate-period", str(period), "--poll-interval", str(scale))
+        unfiltered = emu.stats()
 
     def figures(stats: dict[str, Any], makespan: float) -> dict[str, Any]:
         generations = _generations(stats)
@@ -60,7 +65,41 @@ def tracking(work: Path, *, jobs: int, compress: float) -> dict[str, Any]:
 
     return {"jobs": jobs, "compress": compress,
             "ours": figures(ours, run.span("submit", "download")),
-            "sdk": figures(sdk, sdk_run["makespan_s"])}
+            "sdk": figures(sdk, sdk_run["makespan_s"]),
+            "ours_unfiltered": figures(unfiltered, unfiltered_run.span("submit", "download"))}
+
+
+def dialects(work: Path, *, jobs: int, only: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """(f) one faulty batch under each emulator dialect, and all at once: its outcome, jobs the
+    server made per row, the ledger's credits against the server's, and requests per job."""
+    from pipeline.emulator.dialects import DIALECTS
+    from pipeline.ledger import read_ledger
+
+    batch = rows(jobs, "dialect")
+    manifest = write_csv(work / "dialects.csv", batch)
+    faults = ("--fault-drop", "0.1", "--fault-503", "0.05", "--fault-reset", "0.02", "--fault-truncate", "0.1",
+              "--fault-fail", "0.05")
+    results: dict[str, Any] = {"jobs": jobs, "faults": " ".join(faults)}
+    for name in only or (*DIALECTS, "all"):
+        chosen = tuple(DIALECTS) if name == "all" else (name,)
+        folder = work / f"dialect-{name}"
+        with EmulatorProcess(time_scale=0.02, rpm=0, rate_window=60.0, dialects=chosen, faults=faults) as emu:
+            run = run_pipeline(manifest, folder, emu.base_url, "--rpm", "0", "--poll-interval", "0.05",
+                               "--job-timeout", "5", exit_codes=(0, 1, 3))
+            stats = emu.stats()
+        ledger = read_ledger(folder / "ledger.parquet")
+        statuses = ledger["status"].value_counts()
+        results[name] = {
+            "exit_code": run.usage.exit_code,
+            "rows_by_status": dict(zip(statuses["status"].to_list(), statuses["count"].to_list())),
+            "server_jobs_per_row": len(stats["jobs"]) / jobs,
+            "failed_generations": sum(1 for j in stats["jobs"] if j["status"] == "FAILED"),
+            "ledger_credits": int(ledger["credits_charged"].sum() or 0),
+            "server_credits": stats["credits"]["charged"] - stats["credits"]["refunded"],
+            "requests_per_job": sum(stats["requests"].values()) / jobs,
+            "cdn_key_leaks": stats.get("cdn_key_leaks", 0),
+        }
+    return results
 
 
 def overhead(work: Path, *, jobs: int) -> dict[str, Any]:

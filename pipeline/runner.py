@@ -742,7 +742,22 @@ class Runner:
                 if work is not None else None
             if decision is not None:
                 self.tracker.discard(job_id)
-                await self._apply(work, decision)
+                self._spawn(self._guarded(work, self._last_read(work, decision)))
+
+    async def _last_read(self, work: Work, timed_out: t.Decision) -> None:
+        """One more read before a job is left at --job-timeout: it may have ended meanwhile, and
+        the ledger should carry what it has cost so far."""
+        try:
+            job = await self.client.get_job(work.job_id)
+        except (ApiError, OSError):
+            await self._apply(work, timed_out)
+            return
+        decision = t.after_read(self._row(work), job, None, self.limits)
+        if decision.step is t.Step.TRACK:  # still generating: record its cost and state, then leave
+            await self._apply(work, t.Decision(t.Step.LEAVE, decision.fields, timed_out.reason,
+                                               charged=decision.charged))
+        else:
+            await self._apply(work, decision)
 
     # -- downloading --
 

@@ -33,3 +33,9 @@ def test_quick_bench_runs_and_its_counts_hold(tmp_path):
     assert overhead["journal_fsyncs"] < overhead["journal_records"]  # group commit shares fsyncs
     assert resume["csv"]["api_requests"] == 0 and resume["yaml"]["api_requests"] == 0
     assert "requests per job" in done.stdout and str(out) in done.stdout
+    unfiltered = tracking["ours_unfiltered"]
+    assert unfiltered["jobs_created"] == jobs and unfiltered["requests_per_job"] > 0
+    for name in ("stuck", "all"):  # the quick run's dialects: the books balance under each
+        figures = results["dialects"][name]
+        assert figures["ledger_credits"] == figures["server_credits"] and figures["cdn_key_leaks"] == 0
+        assert figures["exit_code"] == 3  # a stuck job is left in flight, named, with exit 3
