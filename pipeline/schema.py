@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
-# Ledger states of a job (DESIGN.md, "Job state machine").
+# Ledger states of a job (ARCHITECTURE.md, "Job state machine").
 PENDING = "PENDING"  # planned; an intent to submit may be journaled but no job_id yet
 SUBMITTED = "SUBMITTED"  # the API answered with a job_id
 PROCESSING = "PROCESSING"
