@@ -1,7 +1,8 @@
 """The real `videobatch run` against every way the real API may differ from our assumptions.
 
 Each emulator dialect (pipeline/emulator/dialects.py), and all of them at once, runs a small
-faulty batch twice over real sockets: the first run, then the rerun a user would make. The
+faulty batch over real sockets: killed with SIGKILL mid-run, run again, then rerun as a user
+would. The
 emulator's records judge: one job per row, every credit it charged in the ledger, every file
 the bytes it served, no paid job marked FAILED, and the API key never sent to the CDN.
 """
@@ -9,16 +10,22 @@ the bytes it served, no paid job marked FAILED, and the API key never sent to th
 from __future__ import annotations
 
 import hashlib
+import random
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
 from pipeline.emulator.dialects import DIALECTS
-from tests.harness import TEST_KEY, cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, write_manifest
+from tests.harness import (TEST_KEY, cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, start_cli,
+                           write_manifest)
 
 ROWS = 8
-FAULTS = Faults(seed=7, drop_after_create=0.15, error_503=0.05, reset_connection=0.03, truncate_download=0.1)
+FAULTS = Faults(seed=7, drop_after_create=0.15, answer_without_id=0.1, error_503=0.05, reset_connection=0.03,
+                truncate_download=0.1)
 
 
 def check_books(stats: dict, rows, *, stuck_ok: bool) -> None:
@@ -49,6 +56,10 @@ def test_a_faulty_batch_and_its_rerun_under_each_dialect(tmp_path, dialect):
     args = run_args(manifest, tmp_path, "--job-timeout", "4")
     with EmulatorThread(config) as emu:
         env = cli_env(emu.base_url)
+        killed = start_cli(*args, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL)
+        time.sleep(random.Random(dialect).uniform(0.8, 1.6))  # mid-run, somewhere: kill -9
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=10)
         first = run_cli(*args, env=env, cwd=tmp_path, timeout=120)
         second = run_cli(*args, env=env, cwd=tmp_path, timeout=120)
         stats = emu.stats()
@@ -70,11 +81,7 @@ def test_a_faulty_batch_and_its_rerun_under_each_dialect(tmp_path, dialect):
 
 def test_an_interrupted_emulated_demo_resumes_every_row_at_its_first_attempt(tmp_path):
     """The emulator remembers its jobs beside the ledger: kill the run, run it again, pay once."""
-    import signal
-    import time
-
     from tests.harness import cli_command
-    import subprocess
 
     manifest = write_manifest(tmp_path / "m.yaml", prompts(12, prefix="demo"))
     args = ["run", str(manifest), "--emulate", "--out", str(tmp_path / "out"), "--poll-interval", "0.05",

@@ -16,6 +16,7 @@ FAULT_FLAGS = {
     "--fault-503": "error_503", "--fault-drop": "drop_after_create", "--fault-fail": "fail_generation",
     "--fault-truncate": "truncate_download", "--fault-expire": "expire_results",
     "--fault-reset": "reset_connection", "--fault-slow": "slow_response", "--fault-cdn-404": "cdn_not_found",
+    "--fault-no-id": "answer_without_id",
 }
 
 

@@ -19,6 +19,7 @@ class Faults:
     seed: int = 0
     error_503: float = 0.0  # any /v2 route answers 503
     drop_after_create: float = 0.0  # a submit creates and charges the job, then drops the connection
+    answer_without_id: float = 0.0  # a submit creates and charges the job, then answers 202 with no job id
     fail_generation: float = 0.0  # the job ends FAILED (and is refunded)
     truncate_download: float = 0.0  # the CDN sends half the body under a full Content-Length
     expire_results: float = 0.0  # a COMPLETED job's result is purged: expired=true, CDN 404

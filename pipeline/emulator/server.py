@@ -170,6 +170,8 @@ class EmulatorServer:
         job = state.create_job(body, idem)
         if state.roll("drop_after_create"):
             return _drop(request)
+        if state.roll("answer_without_id"):
+            return web.json_response({"status": "QUEUED"}, status=202)
         return self._accepted(job, "QUEUED")
 
     def _accepted(self, job, status: str) -> web.Response:
