@@ -679,17 +679,18 @@ class Runner:
     # -- tracking --
 
     async def _read_now(self, work: Work) -> None:
-        job, error, detail = None, None, ""
+        job, error, detail, stop_message = None, None, "", None
         try:
             job = await self.client.get_job(work.job_id)
         except AuthError as exc:
             error, detail = t.ReadError.AUTH, str(exc)
+            stop_message = f"authentication failed ({exc.status}): check APIFRAME_API_KEY{_request_id(exc)}"
         except NotFound as exc:
             error, detail = t.ReadError.NOT_FOUND, str(exc)
         except (ApiError, OSError) as exc:
             error, detail = t.ReadError.UNCERTAIN, redact(str(exc))
         await self._apply(work, t.after_read(self._row(work), job, error, self.limits, detail),
-                          stop_message=f"authentication failed: check APIFRAME_API_KEY" if error is t.ReadError.AUTH else None)
+                          stop_message=stop_message)
 
     async def _track_loop(self) -> None:
         while True:

@@ -164,3 +164,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def kill_repeatedly(args: list[str], *, env: dict[str, str], cwd: Path, rng, kills: int,
+                    window: tuple[float, float]) -> int:
+    """Start `videobatch` and SIGKILL it after a random moment in `window`, up to `kills` times;
+    stops early if a run finishes before the blow. Returns the number of kills."""
+    import signal
+
+    done = 0
+    while done < kills:
+        with open(os.devnull, "w") as sink:
+            proc = start_cli(*args, env=env, cwd=cwd, stdout=sink)
+            time.sleep(rng.uniform(*window))
+            if proc.poll() is not None:  # it finished before we struck: nothing left to kill
+                break
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        done += 1
+    return done
+

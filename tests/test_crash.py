@@ -12,15 +12,13 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
 from pipeline.ledger import Ledger, read_ledger
-from tests.harness import TEST_KEY, cli_env, jobs_per_key, prompts, run_args, run_cli, start_cli, write_manifest
+from tests.harness import TEST_KEY, cli_env, jobs_per_key, kill_repeatedly, prompts, run_args, run_cli, write_manifest
 
 JOBS = 100
 KILLS = 24
@@ -37,15 +35,7 @@ def test_sigkill_storm_loses_nothing_and_pays_once(tmp_path):
     args = run_args(manifest, tmp_path, "--retries", "10", "--checkpoint-every", "0.3")
     with EmulatorThread(config) as emu:
         env = cli_env(emu.base_url)
-        kills = 0
-        while kills < KILLS:
-            proc = start_cli(*args, env=env, cwd=tmp_path, stdout=open(os.devnull, "w"))
-            time.sleep(rng.uniform(0.3, 2.0))  # start-up takes ~0.5 s: some kills land there
-            if proc.poll() is not None:  # it finished before we struck: nothing left to kill
-                break
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
-            kills += 1
+        kills = kill_repeatedly(args, env=env, cwd=tmp_path, rng=rng, kills=KILLS, window=(0.3, 2.0))
         for _ in range(5):  # let it finish; faults may need a rerun or two
             done = run_cli(*args, env=env, cwd=tmp_path, timeout=240)
             if done.returncode == 0:

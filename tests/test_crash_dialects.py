@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ import pytest
 from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
 from pipeline.emulator.dialects import DIALECTS
 from pipeline.ledger import Ledger, read_ledger
-from tests.harness import TEST_KEY, cli_env, jobs_per_key, prompts, run_args, run_cli, start_cli, write_manifest
+from tests.harness import TEST_KEY, cli_env, jobs_per_key, kill_repeatedly, prompts, run_args, run_cli, write_manifest
 
 ROWS = 200
 KILLS = 12
@@ -38,15 +36,7 @@ def test_sigkill_storm_under_every_dialect_pays_once(tmp_path):
     args = run_args(manifest, tmp_path, "--retries", "10", "--checkpoint-every", "0.3", "--job-timeout", "6")
     with EmulatorThread(config) as emu:
         env = cli_env(emu.base_url)
-        kills = 0
-        while kills < KILLS:
-            proc = start_cli(*args, env=env, cwd=tmp_path, stdout=open(os.devnull, "w"))
-            time.sleep(rng.uniform(0.3, 2.5))
-            if proc.poll() is not None:
-                break
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
-            kills += 1
+        kills = kill_repeatedly(args, env=env, cwd=tmp_path, rng=rng, kills=KILLS, window=(0.3, 2.5))
         for _ in range(4):  # let it finish: only the stuck rows may stay in flight
             done = run_cli(*args, env=env, cwd=tmp_path, timeout=300)
             assert done.returncode in (1, 3), done.stdout + done.stderr  # 3: stuck rows left in flight
