@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write the HTML gallery of a ledger")
     report.add_argument("--ledger", type=Path, default=REAL_OUT / LEDGER_NAME)
     report.add_argument("--html", type=Path, help="page to write (default report.html beside the ledger)")
+    report.add_argument("--run", default="last", metavar="ID|last|all",
+                        help="whose rows: a run id, the last run (default), or all runs")
+    report.add_argument("--manifest", type=Path, help="only rows that came from this manifest")
+    report.add_argument("--pages", type=_positive_int, default=20, metavar="N",
+                        help="pages of 500 cards to write at most (default 20); the page says what it leaves out")
 
     from pipeline.emulator import cli as emulator_cli
 
@@ -159,14 +164,14 @@ async def _balance(config) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from pipeline.config import load_api_config
     from pipeline.client import ApiError
-    from pipeline.ledger import read_ledger
+    from pipeline.ledger import Ledger
     from pipeline.plan import make_plan
 
     rows = _load_rows(args.manifest)
     if rows is None:
         return EXIT_BAD_INPUT
     ledger_path = args.ledger or ((EMULATED_OUT if args.emulate else REAL_OUT) / LEDGER_NAME)
-    plan = make_plan(rows, read_ledger(ledger_path), retry_failed=args.retry_failed,
+    plan = make_plan(rows, Ledger.open(ledger_path, readonly=True), retry_failed=args.retry_failed,
                      manifest=Path(args.manifest).resolve())
     print_plan(plan, ledger_path, show_all=args.all)
     config = load_api_config()
@@ -241,7 +246,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_STOPPED
     with ledger:
         manifest = Path(args.manifest).resolve()
-        plan = make_plan(rows, ledger.frame(), retry_failed=args.retry_failed, manifest=manifest)
+        plan = make_plan(rows, ledger, retry_failed=args.retry_failed, manifest=manifest)
         log_path = ledger_path.parent / "logs" / f"{run_id}.jsonl"
         mode = "emulator" if args.emulate else config.base_url
         print(f"run {run_id} on {mode}: {plan.rows.height} jobs, {plan.counts['skip']} already done, "
@@ -256,7 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "credits_charged": result.credits_charged, "exit_code": result.exit_code,
             "log_path": str(log_path),
         })
-        total = int(ledger.frame()["credits_charged"].sum() or 0)
+        total = ledger.credits_total()
     print_summary(result, plan, ledger_path, out_dir, log_path, total)
     return result.exit_code
 
@@ -334,13 +339,14 @@ def print_summary(result, plan, ledger_path: Path, out_dir: Path, log_path: Path
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.ledger import read_ledger, read_runs
-    from pipeline.status import format_status, summarize
+    from pipeline.ledger import Ledger, read_runs
+    from pipeline.status import STATUS_COLUMNS, format_status, summarize
 
     if not args.ledger.exists():
         _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
         return EXIT_BAD_INPUT
-    summary = summarize(read_ledger(args.ledger), read_runs(args.ledger))
+    ledger = Ledger.open(args.ledger, readonly=True)
+    summary = summarize(ledger.scan(STATUS_COLUMNS), read_runs(args.ledger))
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -350,12 +356,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from pipeline.report import write_report
+    from pipeline.scope import ScopeError
 
     if not args.ledger.exists():
         _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
         return EXIT_BAD_INPUT
-    path = write_report(args.ledger, args.html)
-    print(f"report: {path}")
+    try:
+        pages = write_report(args.ledger, args.html, run=args.run, manifest=args.manifest, max_pages=args.pages)
+    except ScopeError as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    print(f"report: {pages[0]}")
+    if len(pages) > 1:
+        print(f"  and {len(pages) - 1} more pages: {pages[1].name} ... {pages[-1].name}")
     return EXIT_OK
 
 

@@ -21,7 +21,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 
 from pipeline.client import (
     ApiClient,
@@ -443,12 +442,11 @@ class Runner:
 
     def _owner_of(self, job_id: str, job_key: str) -> str:
         """The row that pays for `job_id`: the first to record it (`job_key` if none has)."""
-        if self._job_owners is None:  # built on first need: a rerun with nothing to do never pays
-            frame = self.ledger.frame().filter(pl.col("job_id").is_not_null()).sort("submitted_at")
+        if self._job_owners is None:
             self._job_owners = {}
-            for jid, key in zip(frame["job_id"].to_list(), frame["job_key"].to_list()):
-                self._job_owners.setdefault(jid, key)
-        return self._job_owners.setdefault(job_id, job_key)
+        if job_id not in self._job_owners:
+            self._job_owners[job_id] = self.ledger.first_owner(job_id) or job_key
+        return self._job_owners[job_id]
 
     # -- tracking --
 
@@ -622,13 +620,12 @@ class Runner:
             progress.update()
             self.log.flush()
             if time.monotonic() - last >= self.options.checkpoint_every:
-                self.ledger.checkpoint()
+                await self.ledger.checkpoint_async()
                 last = time.monotonic()
 
     def _result(self, started: datetime) -> RunResult:
-        frame = self.ledger.frame()
         keys = list(self.work)
-        mine = frame.filter(frame["job_key"].is_in(keys)) if keys else frame.clear()
+        mine = self.ledger.rows(keys, ["status"])
         statuses = dict(zip(mine["job_key"].to_list(), mine["status"].to_list()))
         planned_failed = self.plan.rows.filter(self.plan.rows["action"] == "failed")
         failed_keys = {k for k, s in statuses.items() if s in (FAILED, REJECTED)}
@@ -642,7 +639,7 @@ class Runner:
         else:
             code = 0
         # Rows that failed in an earlier run keep the reason the ledger has for them.
-        failed_rows = frame.filter(frame["job_key"].is_in(list(failed_keys)))
+        failed_rows = self.ledger.rows(list(failed_keys), ["error"])
         errors = dict(zip(failed_rows["job_key"].to_list(), failed_rows["error"].to_list()))
         failures = [(k, self.failures.get(k) or errors.get(k) or "") for k in sorted(failed_keys)]
         return RunResult(
