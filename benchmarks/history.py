@@ -99,3 +99,23 @@ def nights(n: int) -> int:
 
 def night_started(night: int) -> datetime:
     return START + timedelta(days=night)
+
+
+def runs_frame(n: int) -> pl.DataFrame:
+    """The runs table of those nights: one run a night, every row downloaded or failed."""
+    from pipeline.schema import RUNS_SCHEMA
+
+    count = nights(n)
+    night = pl.int_range(0, count, dtype=pl.Int64)
+    started = pl.lit(START) + pl.duration(days=night)
+    return pl.select(
+        run_id=pl.concat_str(pl.lit("run-night-"), night.cast(pl.String)),
+        manifest=pl.concat_str(pl.lit("/srv/batches/night-"), night.cast(pl.String), pl.lit(".csv")),
+        emulated=pl.lit(False), started_at=started, ended_at=started + pl.duration(hours=1),
+        rows_planned=pl.lit(ROWS_PER_NIGHT, pl.Int64), rows_skipped=pl.lit(0, pl.Int64),
+        rows_submitted=pl.lit(ROWS_PER_NIGHT, pl.Int64), rows_finished=pl.lit(2597, pl.Int64),
+        rows_failed=pl.lit(103, pl.Int64), credits_estimated=pl.lit(45_000, pl.Int64),
+        credits_charged=pl.lit(44_200, pl.Int64), exit_code=pl.lit(1, pl.Int64),
+        log_path=pl.concat_str(pl.lit("/srv/videobatch/outputs/logs/run-night-"), night.cast(pl.String),
+                               pl.lit(".jsonl")),
+    ).cast(RUNS_SCHEMA)

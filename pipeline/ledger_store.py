@@ -146,7 +146,7 @@ def write_part(folder: Path, frame: pl.DataFrame, first: int, last: int) -> Part
     """Write `frame` (PART_SCHEMA) as a new part: temp file, fsync, rename, fsync the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / part_name(first, last, frame.height)
-    temporary = folder / f".tmp-{os.getpid()}-{final.name}"
+    temporary = folder / f".tmp-{os.getpid()}-{final.stem}.partial"  # no reader globbing *.parquet sees it
     with open(temporary, "wb") as out:
         frame.select(list(PART_SCHEMA)).cast(PART_SCHEMA).write_parquet(out, row_group_size=65_536)
         out.flush()
@@ -203,7 +203,7 @@ def migrate_file(path: Path, seq: int) -> None:
         rows = pl.scan_parquet(path).select(pl.len()).collect().item()
         table = legacy_scan(path, seq)
         target = staging / part_name(0, seq, rows)
-        temporary = staging / f".tmp-{target.name}"
+        temporary = staging / f".tmp-{target.stem}.partial"
         table.sink_parquet(temporary, row_group_size=65_536)
         with open(temporary, "rb+") as written:
             os.fsync(written.fileno())
