@@ -4,6 +4,10 @@ The history (a year of nightly runs, benchmarks/history.py) is generated once an
 outputs/bench-history/, named by its size and layout, so later benches reuse it. Each
 measurement starts from a fresh copy: the history's part is hard-linked (parts are never changed
 in place), so a copy costs nothing and a run's new parts stay in the copy.
+
+Every ledger and manifest is built in a child process: a child started by a process that once
+held a million rows would report that process's peak memory as its own (Linux carries the
+high-water mark across exec), so the benchmark process itself stays small.
 """
 
 from __future__ import annotations
@@ -26,19 +30,31 @@ RUN_JOBS = 10
 
 def cached_history(n: int) -> Path:
     """A folder holding `ledger.parquet` (n rows) and `runs.parquet`, generated on first need."""
+    folder = CACHE / f"history-{n}-{LAYOUT}"
+    if not (folder / "done").exists():
+        print(f"   generating a {n}-row history ledger (once; kept in {folder}) ...", flush=True)
+        _in_child("generate", str(n), str(folder))
+    return folder
+
+
+def _generate(n: int, folder: Path) -> None:
     from pipeline import ledger_store
 
-    folder = CACHE / f"history-{n}-{LAYOUT}"
-    if (folder / "done").exists():
-        return folder
     shutil.rmtree(folder, ignore_errors=True)
     started = time.perf_counter()
-    print(f"   generating a {n}-row history ledger (once; kept in {folder}) ...", flush=True)
-    frame = history_frame(n)
-    ledger_store.write_part(folder / "ledger.parquet", part_frame(frame, 0), 0, 0)
+    ledger_store.write_part(folder / "ledger.parquet", part_frame(history_frame(n), 0), 0, 0)
     runs_frame(n).write_parquet(folder / "runs.parquet")
     (folder / "done").write_text(f"{time.perf_counter() - started:.1f} s\n")
-    return folder
+
+
+def _finished(n: int, manifest: Path, ledger: Path, videos: Path) -> None:
+    write_finished_ledger(write_csv(manifest, rows(n, "finished")), ledger, videos)
+
+
+def _in_child(*args: str) -> None:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "benchmarks.history_section", *args], check=True)
 
 
 def _fresh_copy(history: Path | None, target: Path) -> Path:
@@ -96,8 +112,8 @@ def one_side(work: Path, history: Path | None, *, noop_rows: int, time_scale: fl
     # The no-op rerun: a manifest whose every row is DOWNLOADED, beside the history.
     folder = work / "noop"
     ledger = _fresh_copy(history, folder)
-    manifest = write_csv(work / "finished.csv", rows(noop_rows, "finished"))
-    write_finished_ledger(manifest, ledger, folder / "videos")
+    manifest = work / "finished.csv"
+    _in_child("finished", str(noop_rows), str(manifest), str(ledger), str(folder / "videos"))
     os.sync()
     with EmulatorProcess(time_scale=0.0, rpm=0, rate_window=60.0) as emu:
         usage, text = run_command(_videobatch(
@@ -117,3 +133,10 @@ def history(work: Path, *, rows_in_history: int, noop_rows: int, time_scale: flo
         result.setdefault("ratio", {})[name] = {"wall": h["wall_s"] / e["wall_s"],
                                                "peak": h["peak_rss_mb"] / e["peak_rss_mb"]}
     return result
+
+
+if __name__ == "__main__":  # the builders, run as children (see the module's docstring)
+    if sys.argv[1] == "generate":
+        _generate(int(sys.argv[2]), Path(sys.argv[3]))
+    elif sys.argv[1] == "finished":
+        _finished(int(sys.argv[2]), *map(Path, sys.argv[3:6]))
