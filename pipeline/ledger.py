@@ -260,7 +260,7 @@ class Ledger:
         return job_key not in self._removed and self._stored_row(job_key) is not None
 
     def __len__(self) -> int:
-        return self.scan(["job_key"]).select(pl.len()).collect().item()
+        return self.scan(["job_key"]).select(pl.len()).collect(engine="streaming").item()
 
     def _in_memory(self) -> tuple[pl.DataFrame, list[str]]:
         """Rows whose current state is held here, not (yet) in a part; and keys held here as gone."""
@@ -304,7 +304,9 @@ class Ledger:
     def credits_total(self) -> int:
         """creditCost charged over every row of the ledger."""
         with self._parts_lock:
-            total = self.scan(["credits_charged"]).select(pl.col("credits_charged").sum()).collect().item()
+            # Streaming: the sum over a million rows never holds them (a run's peak memory).
+            total = self.scan(["credits_charged"]).select(pl.col("credits_charged").sum()).collect(
+                engine="streaming").item()
         return int(total or 0)
 
     def first_owner(self, job_id: str) -> str | None:
@@ -320,12 +322,12 @@ class Ledger:
         with self._parts_lock:
             if self._owner_hashes is None:
                 self._owner_hashes = store.current(self._parts, ["job_id"]).select(
-                    pl.col("job_id").drop_nulls().hash(seed=0)).collect().to_series().sort()
+                    pl.col("job_id").drop_nulls().hash(seed=0)).collect(engine="streaming").to_series().sort()
             wanted = pl.Series([job_id]).hash(seed=0)[0]
             index = self._owner_hashes.search_sorted(wanted)
             if index < self._owner_hashes.len() and self._owner_hashes[index] == wanted:
                 stored = store.current(self._parts, ["job_id", "submitted_at"]).filter(
-                    pl.col("job_id") == job_id).collect()
+                    pl.col("job_id") == job_id).collect(engine="streaming")
                 candidates = [(at, key) for key, _, at in stored.iter_rows() if key not in held] + candidates
         if not candidates:
             return None

@@ -125,13 +125,19 @@ def current(parts: list[Part], columns: list[str], overlay: pl.DataFrame | None 
 
 
 def lookup(parts: list[Part], keys: list[str], columns: list[str] | None = None) -> pl.DataFrame:
-    """The newest stored version of each of `keys` (with _removed), one scan for all of them."""
-    columns = list(PART_SCHEMA) if columns is None else ["job_key", *[c for c in columns if c != "job_key"],
-                                                         SEQ, REMOVED]
+    """The newest stored version of each of `keys` (with the bookkeeping columns), one scan for all.
+
+    Versions are resolved only if a found row says an older version exists (`_supersedes`).
+    """
+    columns = list(PART_SCHEMA) if columns is None else [
+        "job_key", *[c for c in columns if c not in ("job_key", *BOOKKEEPING)], *BOOKKEEPING]
     if not parts or not keys:
         return empty({c: PART_SCHEMA[c] for c in columns})
     wanted = pl.Series(keys, dtype=pl.String).implode()
-    return newest(_scan(parts, columns).filter(pl.col("job_key").is_in(wanted))).collect()
+    found = _scan(parts, columns).filter(pl.col("job_key").is_in(wanted)).collect()
+    if len(parts) > 1 and found[SUPERSEDES].any():
+        found = newest(found.lazy()).collect()
+    return found
 
 
 def _fsync_dir(folder: Path) -> None:
