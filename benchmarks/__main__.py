@@ -17,10 +17,16 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks import sections
+from benchmarks import history_section, sections
 
-FULL = dict(tracking_jobs=2000, overhead_jobs=10_000, resume_rows=100_000, dialect_jobs=60, compress=10.0)
-QUICK = dict(tracking_jobs=60, overhead_jobs=200, resume_rows=2000, dialect_jobs=8, compress=60.0)
+FULL = dict(tracking_jobs=2000, overhead_jobs=10_000, resume_rows=100_000, dialect_jobs=60, history_rows=1_000_000,
+            compress=10.0)
+QUICK = dict(tracking_jobs=60, overhead_jobs=200, resume_rows=2000, dialect_jobs=8, history_rows=5400, compress=60.0)
+SECTIONS = ["tracking", "overhead", "resume", "dialects", "history"]
+HISTORY_TIME_SCALE = 0.05  # the 10-job run: 30-150 s generations take 1.5-7.5 s, as in `make demo`
+# Goals on the history ledger: (wall seconds, peak MB), or a wall ratio to the empty ledger.
+HISTORY_GOALS = {"run": (None, 300.0), "noop": (2.0, 400.0), "plan": (1.0, 300.0), "status": (1.0, 300.0),
+                 "report": (None, None)}
 
 
 def _machine() -> str:
@@ -107,6 +113,34 @@ def table(results: dict) -> str:
                                       f"({f['failed_generations']} failed), "
                                       f"{f['ledger_credits']} {same} {f['server_credits']} cr, "
                                       f"{f['requests_per_job']:.2f} req/job", ""))
+    h = results.get("history")
+    if h:
+        rows.append((f"h. ledger with {h['rows']} rows of history / an empty one: wall, peak memory", "", ""))
+        labels = {"run": f"{h['run_jobs']}-job emulated run", "noop": f"no-op rerun of {h['noop_rows']} finished rows",
+                  "plan": f"plan of the {h['run_jobs']}-row manifest", "status": "status",
+                  "report": "report (default: the last run's rows)"}
+        for name, label in labels.items():
+            ours, empty, ratio = h["history"][name], h["empty"][name], h["ratio"][name]
+            wall_goal, rss_goal = HISTORY_GOALS[name]
+            checks, words = [], []
+            if name == "run":
+                checks.append(ratio["wall"] <= 1.2)
+                words.append("<= 1.2x")
+            if wall_goal:
+                checks.append(ours["wall_s"] <= wall_goal)
+                words.append(f"<= {wall_goal:g} s")
+            if rss_goal:
+                checks.append(ours["peak_rss_mb"] <= rss_goal)
+                words.append(f"{rss_goal:.0f} MB")
+            verdict = (", ".join(words) + (" ok" if all(checks) else " MISSED")) if checks else "no goal"
+            rows.append((f"   {label}",
+                         f"{ours['wall_s']:.2f} s, {ours['peak_rss_mb']:.0f} MB / {empty['wall_s']:.2f} s, "
+                         f"{empty['peak_rss_mb']:.0f} MB = {ratio['wall']:.2f}x, {ratio['peak']:.2f}x", verdict))
+        ledger = h["history"]["run"].get("ledger", {})
+        if ledger.get("checkpoints"):
+            rows.append(("   checkpoints in that run (worker thread): rows written, seconds",
+                         f"{ledger['checkpoint_rows']} rows in {ledger['checkpoints']}, "
+                         f"{ledger['checkpoint_seconds']:.2f} s", ""))
     width = max(len(r[0]) for r in rows)
     value_width = max(len(r[1]) for r in rows)
     lines += [f"{name:<{width}}  {value:>{value_width}}  {goal}".rstrip() for name, value, goal in rows]
@@ -116,19 +150,19 @@ def table(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="toy sizes: checks the benchmark runs")
-    parser.add_argument("--only", choices=["tracking", "overhead", "resume", "dialects"], action="append",
+    parser.add_argument("--only", choices=SECTIONS, action="append",
                         help="run just this part (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench.json"), help="where the JSON goes")
     parser.add_argument("--compress", type=float, help="time compression of the tracking run (default 10)")
-    for name in ("tracking_jobs", "overhead_jobs", "resume_rows", "dialect_jobs"):
+    for name in ("tracking_jobs", "overhead_jobs", "resume_rows", "dialect_jobs", "history_rows"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, metavar="N",
                             help=f"size of that part (default {FULL[name]})")
     args = parser.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
-    for name in ("compress", "tracking_jobs", "overhead_jobs", "resume_rows", "dialect_jobs"):
+    for name in ("compress", "tracking_jobs", "overhead_jobs", "resume_rows", "dialect_jobs", "history_rows"):
         if getattr(args, name):
             sizes[name] = getattr(args, name)
-    wanted = set(args.only or ["tracking", "overhead", "resume", "dialects"])
+    wanted = set(args.only or SECTIONS)
     results: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": _machine(),
                      "quick": args.quick, "sizes": sizes}
     started = time.perf_counter()
@@ -148,6 +182,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"f: {sizes['dialect_jobs']} rows under each emulator dialect, with faults ...", flush=True)
             results["dialects"] = sections.dialects(work, jobs=sizes["dialect_jobs"],
                                                     only=("stuck", "all") if args.quick else None)
+        if "history" in wanted:
+            print(f"h: a {history_section.RUN_JOBS}-job run, a no-op rerun of {sizes['resume_rows']} rows, plan, "
+                  f"status and report, on {sizes['history_rows']} rows of history then on an empty ledger ...",
+                  flush=True)
+            results["history"] = history_section.history(
+                work, rows_in_history=sizes["history_rows"], noop_rows=sizes["resume_rows"],
+                time_scale=HISTORY_TIME_SCALE / (5 if args.quick else 1))
     results["bench_seconds"] = time.perf_counter() - started
     print()
     print(table(results))

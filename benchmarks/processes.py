@@ -111,3 +111,16 @@ def run_pipeline(manifest: Path, work: Path, base_url: str, *options: str,
     new_logs = sorted(set((work / "logs").glob("*.jsonl")) - logs_before)
     events = [json.loads(line) for line in new_logs[-1].read_text().splitlines()] if new_logs else []
     return PipelineRun(usage, events)
+
+
+def run_command(command: list[str], env: dict[str, str], cwd: Path) -> tuple[Usage, str]:
+    """Any `videobatch` command as a child process: what it cost, and what it printed."""
+    output = cwd / "command-output.txt"
+    with open(output, "w") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        usage = _wait(proc, started)
+    text = output.read_text()
+    if usage.exit_code != 0:
+        raise RuntimeError(f"{' '.join(command[2:4])} exited {usage.exit_code}; its output:\n{text[-3000:]}")
+    return usage, text

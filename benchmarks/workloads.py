@@ -36,10 +36,10 @@ def write_finished_ledger(manifest: Path, ledger: Path, videos: Path) -> int:
     """A ledger in which every row of `manifest` is DOWNLOADED, with its (empty) file on disk.
 
     Built from the manifest loader's own rows, so the job keys are the ones a run computes.
-    Written straight as the Parquet snapshot a checkpoint leaves (no journal), the state a
-    finished nightly run ends in.
+    Written straight as the part a checkpoint leaves (no journal), the state a finished nightly
+    run ends in; beside any parts already in the ledger folder (a history, say).
     """
-    from pipeline.ledger import SEQ_METADATA
+    from pipeline import ledger_store
     from pipeline.manifest import load_manifest
     from pipeline.schema import DOWNLOADED, LEDGER_SCHEMA
 
@@ -55,6 +55,14 @@ def write_finished_ledger(manifest: Path, ledger: Path, videos: Path) -> int:
     frame = frame.select(
         pl.col(name) if name in frame.columns else pl.lit(None).alias(name) for name in LEDGER_SCHEMA
     ).cast(LEDGER_SCHEMA)
-    ledger.parent.mkdir(parents=True, exist_ok=True)
-    frame.write_parquet(ledger, metadata={SEQ_METADATA: "0"})
+    seq = max((p.last for p in ledger_store.list_parts(ledger)), default=0) + 1
+    ledger_store.write_part(ledger, part_frame(frame, seq), seq, seq)
     return frame.height
+
+
+def part_frame(frame: pl.DataFrame, seq: int) -> pl.DataFrame:
+    """Ledger rows as a part's rows: first versions, written at journal seq `seq`."""
+    from pipeline import ledger_store
+
+    return frame.with_columns(pl.lit(seq, pl.Int64).alias(ledger_store.SEQ), pl.lit(False).alias(ledger_store.REMOVED),
+                              pl.lit(False).alias(ledger_store.SUPERSEDES))

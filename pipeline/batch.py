@@ -82,7 +82,7 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
     nothing. `summary.plan` holds the row-by-row Plan."""
     from pipeline.client import ApiError
     from pipeline.config import load_api_config
-    from pipeline.ledger import read_ledger
+    from pipeline.ledger import Ledger
     from pipeline.manifest import ManifestError, load_manifest
     from pipeline.decisions import DecisionsCorrupt, read_decisions
     from pipeline.review_plan import make_reviewed_plan
@@ -101,8 +101,8 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
     except DecisionsCorrupt as exc:
         return refused_summary("plan", manifest, EXIT_BAD_INPUT, str(exc), started_at=started, emulated=emulate,
                                ledger_path=ledger_path, out_dir=None)
-    frame = read_ledger(ledger_path)
-    plan = make_reviewed_plan(rows, frame, decisions, retry_failed=retry_failed, manifest=manifest.resolve())
+    ledger = Ledger.open(ledger_path, readonly=True)  # read as the plan needs it, never whole
+    plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=retry_failed, manifest=manifest.resolve())
     balance, code, error = None, EXIT_OK, None
     config = load_api_config()
     if check_balance and config.api_key and not emulate:
@@ -110,7 +110,7 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
             balance = asyncio.run(_balance(config))
         except ApiError as exc:
             code, error = EXIT_STOPPED, f"could not read the balance: {exc}"
-    return plan_summary(plan, frame, manifest=manifest.resolve(), emulated=emulate, ledger_path=ledger_path,
+    return plan_summary(plan, ledger, manifest=manifest.resolve(), emulated=emulate, ledger_path=ledger_path,
                         started_at=started, exit_code=code, balance=balance, error=error)
 
 
@@ -182,7 +182,7 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
         return refused(EXIT_STOPPED, str(exc))
     with ledger:
         manifest = manifest.resolve()
-        plan = make_reviewed_plan(rows, ledger.frame(), decisions, retry_failed=settings.retry_failed,
+        plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=settings.retry_failed,
                                   manifest=manifest)
         log_path = ledger_path.parent / "logs" / f"{run_id}.jsonl"
         if on_start is not None:
@@ -201,7 +201,7 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
             "account_team_id": result.account.team_id if result.account else None,
             "account_key_id": result.account.key_id if result.account else None,
         })
-        summary = run_summary(result, plan, ledger.frame(), manifest=manifest, emulated=bool(settings.emulate),
+        summary = run_summary(result, plan, ledger, manifest=manifest, emulated=bool(settings.emulate),
                               deadline=deadline, ledger_path=ledger_path, out_dir=out_dir, log_path=log_path)
     return summary
 

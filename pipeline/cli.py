@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write the HTML gallery of a ledger")
     report.add_argument("--ledger", type=Path, default=REAL_OUT / LEDGER_NAME)
     report.add_argument("--html", type=Path, help="page to write (default report.html beside the ledger)")
+    report.add_argument("--run", default="last", metavar="ID|last|all",
+                        help="whose rows: a run id, the last run (default), or all runs")
+    report.add_argument("--manifest", type=Path, help="only rows that came from this manifest")
+    report.add_argument("--pages", type=_positive_int, default=20, metavar="N",
+                        help="pages of 500 cards to write at most (default 20); the page says what it leaves out")
 
     review = sub.add_parser("review", help="a local page to approve, reject or regenerate each clip")
     _scope_arguments(review)
@@ -309,8 +314,8 @@ def print_summary(summary) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.decisions import with_review
-    from pipeline.ledger import read_ledger, read_runs
-    from pipeline.status import format_status, summarize
+    from pipeline.ledger import Ledger, read_runs
+    from pipeline.status import STATUS_COLUMNS, format_status, summarize
 
     if not args.ledger.exists():
         _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
@@ -318,7 +323,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     decisions = _read_decisions(args.ledger)
     if decisions is None:
         return EXIT_BAD_INPUT
-    summary = summarize(with_review(read_ledger(args.ledger), decisions), read_runs(args.ledger))
+    ledger = Ledger.open(args.ledger, readonly=True)
+    scan = ledger.scan([*STATUS_COLUMNS, "idempotency_key", "request_hash"])
+    summary = summarize(with_review(scan, decisions) if decisions.height else scan, read_runs(args.ledger))
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -328,12 +335,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from pipeline.report import write_report
+    from pipeline.scope import ScopeError
 
     if not args.ledger.exists():
         _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
         return EXIT_BAD_INPUT
-    path = write_report(args.ledger, args.html)
-    print(f"report: {path}")
+    try:
+        pages = write_report(args.ledger, args.html, run=args.run, manifest=args.manifest, max_pages=args.pages)
+    except ScopeError as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    print(f"report: {pages[0]}")
+    if len(pages) > 1:
+        print(f"  and {len(pages) - 1} more pages: {pages[1].name} ... {pages[-1].name}")
     return EXIT_OK
 
 

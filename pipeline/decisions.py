@@ -130,13 +130,17 @@ def edits(decisions: pl.DataFrame) -> pl.DataFrame:
         "job_key", edit_prompt="prompt", edit_hash="request_hash", edit_source="source_hash")
 
 
-def with_review(ledger: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
-    """The ledger frame with REVIEW_COLUMNS: what reviewers decided about each row's current attempt."""
+def with_review(ledger: pl.DataFrame | pl.LazyFrame, decisions: pl.DataFrame) -> pl.DataFrame | pl.LazyFrame:
+    """The ledger frame (or lazy scan, which needs `idempotency_key` and `request_hash`) with
+    REVIEW_COLUMNS: what reviewers decided about each row's current attempt."""
     last = latest(decisions).select(
         "job_key", "reviewed", review_decision="decision", review_note="note",
         review_reviewer="reviewer", review_at="at", pending_prompt="prompt")
+    edited = edits(decisions).select("job_key", "edit_hash")
+    if isinstance(ledger, pl.LazyFrame):
+        last, edited = last.lazy(), edited.lazy()
     joined = ledger.join(last, on="job_key", how="left", maintain_order="left").join(
-        edits(decisions).select("job_key", "edit_hash"), on="job_key", how="left", maintain_order="left")
+        edited, on="job_key", how="left", maintain_order="left")
     current = pl.col("reviewed").is_not_null() & (pl.col("reviewed") == pl.col("idempotency_key"))
     return joined.with_columns(
         *(pl.when(current).then(pl.col(name)).otherwise(None).alias(name)
@@ -147,16 +151,19 @@ def with_review(ledger: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
     ).drop("reviewed", "pending_prompt", "edit_hash")
 
 
-def review_counts(frame: pl.DataFrame) -> dict[str, int]:
+def review_counts(frame: pl.DataFrame | pl.LazyFrame) -> dict[str, int]:
     """How many current rows (earlier versions aside) are approved, rejected, to regenerate, undecided."""
-    if "review_decision" not in frame.columns:
+    frame = frame.lazy()
+    if "review_decision" not in frame.collect_schema().names():
         return {}
     rows = frame.filter(~pl.col("job_key").str.contains(ARCHIVED_MARK, literal=True))
     counts = {decision: 0 for decision in DECISIONS}
-    for decision, n in rows.group_by("review_decision").len().iter_rows():
+    total = 0
+    for decision, n in rows.group_by("review_decision").len().collect().iter_rows():
+        total += n
         if decision is not None:
             counts[decision] = n
-    counts["undecided"] = rows.height - sum(counts.values())
+    counts["undecided"] = total - sum(counts.values())
     return counts
 
 

@@ -1,4 +1,4 @@
-"""The durable record of every job: an append-only journal folded into a Parquet file.
+"""The durable record of every job: an append-only journal folded into a folder of Parquet parts.
 
 Algorithm:
 - `record()` turns a change into a journal line `{"s": seq, "k": job_key, "f": {field: value}}`
@@ -6,17 +6,21 @@ Algorithm:
 - `commit()` writes every buffered line and fsyncs the journal. Concurrent callers share fsyncs
   (group commit): while one write+fsync runs in a thread, later callers wait for the next one,
   which covers all their records at once.
-- `checkpoint()` writes the whole state to a temporary Parquet file, fsyncs it, renames it over
-  the ledger and fsyncs the folder, then empties the journal. The Parquet file's metadata names
-  the last journal seq it contains, so if a crash comes between the rename and the emptying,
-  opening skips the lines already folded in (and replaying one twice would be harmless anyway:
-  every line sets values, none adds to them).
-- Opening reads the Parquet snapshot and replays the journal. A last line cut mid-write was
-  never acknowledged and is dropped; a damaged line with good lines after it is real
+- `checkpoint()` writes the rows changed since the last one as a new immutable part
+  (ledger_store.py: temp file, fsync, rename, fsync the folder), then drops the journal lines it
+  folded in. A part's name carries the last journal seq it contains, so if a crash comes between
+  the rename and the trim, opening skips the lines already folded in (and replaying one twice
+  would be harmless anyway: every line sets values, none adds to them). `checkpoint_async()` does
+  the reading and writing in a worker thread, so the event loop never waits on it.
+- Opening lists the parts and replays the journal; it reads no row. A last line cut mid-write
+  was never acknowledged and is dropped; a damaged line with good lines after it is real
   corruption and stops the open (LedgerCorrupt) rather than guessing.
+- A ledger written by an earlier version (one `ledger.parquet` file) becomes a folder of the
+  same name with one part on its first writable open (ledger_store.migrate_file).
 
-Memory: the snapshot stays a Polars DataFrame (100,000 finished rows open in a blink); only rows
-changed since the last checkpoint live as Python dicts.
+Memory: nothing of the history is held. Rows are read when asked for, by key (`get`, `rows`) or
+as a lazy scan of the current state (`scan`); rows changed since the last checkpoint live as
+Python dicts, and rows read or written in this session are remembered by key.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from typing import Any
 
 import polars as pl
 
+from pipeline import ledger_store as store
 from pipeline.lock import LockHeld, RunLock
 from pipeline.schema import LEDGER_SCHEMA, RUNS_SCHEMA, STATUSES, TIMESTAMP
 
-SEQ_METADATA = "videobatch_journal_seq"
+SEQ_METADATA = "videobatch_journal_seq"  # the journal seq a single-file ledger (before parts) holds
 _TIME_FIELDS = frozenset(name for name, dtype in LEDGER_SCHEMA.items() if dtype == TIMESTAMP)
 _FIELDS = frozenset(LEDGER_SCHEMA)
 
@@ -88,17 +93,8 @@ def _paths(path: Path) -> tuple[Path, Path, Path]:
             path.with_name("runs.parquet"))
 
 
-def _read_snapshot(path: Path) -> tuple[pl.DataFrame, int, bool]:
-    """(frame, journal seq it holds, whether the file is already exactly in LEDGER_SCHEMA)."""
-    if not path.exists():
-        return _empty(LEDGER_SCHEMA), 0, False
-    frame = pl.read_parquet(path)
-    seq = int(pl.read_parquet_metadata(path).get(SEQ_METADATA, "0"))
-    current = frame.schema == pl.Schema(LEDGER_SCHEMA)  # same columns, order and types
-    missing = [c for c in LEDGER_SCHEMA if c not in frame.columns]  # written by an older version
-    if missing:
-        frame = frame.with_columns(pl.lit(None, dtype=LEDGER_SCHEMA[c]).alias(c) for c in missing)
-    return frame.select(list(LEDGER_SCHEMA)).cast(LEDGER_SCHEMA), seq, current
+def _line_seq(line: bytes) -> int:
+    return int(json.loads(line).get("s", 0))
 
 
 def _read_journal(journal: Path) -> tuple[list[dict], int]:
@@ -138,10 +134,15 @@ class Ledger:
         self.run_id = run_id
         self.readonly = readonly
         self.stats = {"records": 0, "fsyncs": 0, "fsync_seconds": 0.0, "checkpoints": 0,
-                      "checkpoint_seconds": 0.0}
+                      "checkpoint_seconds": 0.0, "checkpoint_rows": 0, "merges": 0}
         self._lock: RunLock | None = None
-        self._base = _empty(LEDGER_SCHEMA)
-        self._index: dict[str, int] | None = None
+        self._parts: list[store.Part] = []
+        self._parts_lock = threading.RLock()  # a merge deletes files a read may be about to open
+        self._stored_seq = 0  # the last journal seq the parts hold
+        # What the parts (or a part being written) say of keys read so far: row, or None if absent.
+        self._known: dict[str, dict[str, Any] | None] = {}
+        self._ever_stored: set[str] = set()  # keys with some version in a part, even a removed one
+        self._unwritten: set[str] = set()  # keys whose newest state is in _known, its part not yet written
         self._overlay: dict[str, dict[str, Any]] = {}
         self._removed: set[str] = set()
         self._seq = 0
@@ -150,7 +151,11 @@ class Ledger:
         self._journal = None
         self._io_lock = threading.Lock()
         self._flush_task: asyncio.Future | None = None
-        self._snapshot_current = False  # the Parquet file is in LEDGER_SCHEMA and holds _base
+        self._owner_hashes: pl.Series | None = None
+        self._session_job_ids: dict[str, list[str]] = {}  # job_id -> keys that recorded it here
+        # Held from a fold until its part is written and the journal trimmed, maybe across threads
+        # (an async checkpoint's worker releases it): parts are written in the order of their seqs.
+        self._storing = threading.Lock()
         self._closed = False
 
     # -- opening --
@@ -173,27 +178,41 @@ class Ledger:
         return ledger
 
     def _load(self) -> None:
-        self._base, snapshot_seq, current = _read_snapshot(self.path)
+        if store.pending_migration(self.path):
+            seq = int(pl.read_parquet_metadata(self.path).get(SEQ_METADATA, "0")) if self.path.is_file() else 0
+            if self.readonly:  # read today's file as it is; the first writable open migrates it
+                self._parts = self._legacy_parts(seq)
+            else:
+                store.migrate_file(self.path, seq)
+        if not self._parts:
+            self._parts = store.list_parts(self.path)
+        self._stored_seq = max((p.last for p in self._parts), default=0)
         entries, good_end = _read_journal(self.journal_path)
-        self._seq = snapshot_seq
+        self._seq = self._stored_seq
         for entry in entries:
             seq = int(entry.get("s", 0))
-            if seq <= snapshot_seq:
-                continue  # already folded into the snapshot
+            if seq <= self._stored_seq:
+                continue  # already folded into a part
             self._apply(entry)
             self._seq = max(self._seq, seq)
         self._durable_seq = self._seq
-        # No column had to be added or cast; what came from the journal is in the overlay, and
-        # checkpoint() writes whenever the overlay or the journal is not empty.
-        self._snapshot_current = current
         if self.readonly:
             return
-        for stale in self.path.parent.glob(f".{self.path.name}.tmp-*"):
-            stale.unlink(missing_ok=True)  # a checkpoint that died before its rename
+        store.migrate_file(self.path, 0)  # no-op, or removes the old file a finished migration left
+        self.path.mkdir(exist_ok=True)
+        for stale in [*self.path.parent.glob(f".{self.path.name}.tmp-*"), *self.path.glob(".tmp-*"),
+                      *store.covered_parts(self.path)]:
+            stale.unlink(missing_ok=True)  # a checkpoint or merge that died half way
         self._journal = open(self.journal_path, "ab")
         if self._journal.tell() != good_end:
             self._journal.truncate(good_end)  # drop a torn tail so new lines start clean
             os.fsync(self._journal.fileno())
+
+    def _legacy_parts(self, seq: int) -> list[store.Part]:
+        if self.path.is_file():
+            rows = pl.scan_parquet(self.path).select(pl.len()).collect().item()
+            return [store.Part(self.path, 0, seq, rows, legacy=True)]
+        return store.list_parts(self.path.with_name(f".{self.path.name}.migrating"))
 
     def _apply(self, entry: dict) -> None:
         if entry.get("op") == "rename":
@@ -203,40 +222,117 @@ class Ledger:
 
     # -- reading --
 
-    def _base_row(self, job_key: str) -> dict[str, Any] | None:
-        if job_key in self._removed:
-            return None
-        if self._index is None:
-            self._index = {key: i for i, key in enumerate(self._base["job_key"].to_list())}
-        i = self._index.get(job_key)
-        return self._base.row(i, named=True) if i is not None else None
+    def _read_stored(self, keys: list[str]) -> None:
+        """Remember what the parts say of `keys` not read yet: one scan for all of them."""
+        missing = [k for k in dict.fromkeys(keys) if k not in self._known]
+        if not missing:
+            return
+        with self._parts_lock:
+            found = store.lookup(self._parts, missing)
+        for row in found.iter_rows(named=True):
+            removed = row.pop(store.REMOVED)
+            row.pop(store.SEQ), row.pop(store.SUPERSEDES)
+            self._ever_stored.add(row["job_key"])
+            self._known[row["job_key"]] = None if removed else row
+        for key in missing:
+            self._known.setdefault(key, None)
+
+    def _stored_row(self, job_key: str) -> dict[str, Any] | None:
+        self._read_stored([job_key])
+        return self._known[job_key]
 
     def get(self, job_key: str) -> dict[str, Any] | None:
+        if job_key in self._removed:
+            return None
         patch = self._overlay.get(job_key)
         if patch is not None and patch.get("_full"):
             return {k: v for k, v in patch.items() if k != "_full"}
-        base = self._base_row(job_key)
+        stored = self._stored_row(job_key)
         if patch is None:
-            return base
-        row = base if base is not None else dict.fromkeys(LEDGER_SCHEMA)
-        row.update((k, v) for k, v in patch.items() if k != "_full")
+            return dict(stored) if stored is not None else None
+        row = dict(stored) if stored is not None else dict.fromkeys(LEDGER_SCHEMA)
+        row.update(patch)
         return row
 
     def __contains__(self, job_key: str) -> bool:
-        return job_key in self._overlay or self._base_row(job_key) is not None
+        if job_key in self._overlay:
+            return True
+        return job_key not in self._removed and self._stored_row(job_key) is not None
 
     def __len__(self) -> int:
-        return self.frame().height
+        return self.scan(["job_key"]).select(pl.len()).collect(engine="streaming").item()
+
+    def _in_memory(self) -> tuple[pl.DataFrame, list[str]]:
+        """Rows whose current state is held here, not (yet) in a part; and keys held here as gone."""
+        keys = [*self._overlay, *self._removed, *self._unwritten]
+        rows, gone = [], []
+        for key in dict.fromkeys(keys):
+            row = self.get(key)
+            (rows.append(row) if row is not None else gone.append(key))
+        frame = pl.DataFrame(rows, schema=LEDGER_SCHEMA, orient="row") if rows else _empty(LEDGER_SCHEMA)
+        return frame, gone
+
+    def scan(self, columns: list[str] | None = None) -> pl.LazyFrame:
+        """The current state, lazily: one row per job_key, only `columns` (job_key first).
+
+        For reading before a run starts or in a read-only ledger: a checkpoint's merge may remove
+        files a scan collected later would open.
+        """
+        columns = list(LEDGER_SCHEMA) if columns is None else columns
+        overlay, gone = self._in_memory()
+        return store.current(self._parts, columns, overlay, gone)
+
+    def rows(self, keys: list[str] | pl.Series, columns: list[str] | None = None) -> pl.DataFrame:
+        """The current rows of `keys` (those the ledger has), `columns` only (job_key first)."""
+        columns = list(LEDGER_SCHEMA) if columns is None else ["job_key", *[c for c in columns if c != "job_key"]]
+        keys = keys.to_list() if isinstance(keys, pl.Series) else list(keys)
+        held = set(self._overlay) | self._removed | set(self._known)
+        here = [k for k in keys if k in held]
+        with self._parts_lock:
+            stored = store.lookup(self._parts, [k for k in keys if k not in held], columns)
+        stored = stored.filter(~pl.col(store.REMOVED)).select(columns)
+        mine = [row for row in map(self.get, dict.fromkeys(here)) if row is not None]
+        if not mine:
+            return stored
+        return pl.concat([stored, pl.DataFrame(mine, schema=LEDGER_SCHEMA, orient="row").select(columns)])
 
     def frame(self) -> pl.DataFrame:
-        """The current state: one row per job_key, LEDGER_SCHEMA."""
-        if not self._overlay and not self._removed:
-            return self._base
-        touched = set(self._overlay) | self._removed
-        kept = self._base.filter(~pl.col("job_key").is_in(list(touched)))
-        changed = pl.DataFrame([self.get(key) for key in self._overlay], schema=LEDGER_SCHEMA, orient="row"
-                               ) if self._overlay else _empty(LEDGER_SCHEMA)
-        return pl.concat([kept, changed], how="vertical")
+        """The whole current state, in memory: for tests and small ledgers (use scan() or rows())."""
+        with self._parts_lock:
+            return self.scan().collect()
+
+    def credits_total(self) -> int:
+        """creditCost charged over every row of the ledger."""
+        with self._parts_lock:
+            # Streaming: the sum over a million rows never holds them (a run's peak memory).
+            total = self.scan(["credits_charged"]).select(pl.col("credits_charged").sum()).collect(
+                engine="streaming").item()
+        return int(total or 0)
+
+    def first_owner(self, job_id: str) -> str | None:
+        """The row that first recorded `job_id` (by submitted_at), or None if no row has it.
+
+        Rows of this session are found by a dict; stored rows by a hashed, sorted index of the
+        stored job ids (built on first use, 8 bytes a row), so a miss reads no row.
+        """
+        held = set(self._overlay) | self._removed | set(self._known)
+        mine = [row for row in map(self.get, dict.fromkeys(self._session_job_ids.get(job_id, ())))
+                if row is not None and row["job_id"] == job_id]
+        candidates = [(row["submitted_at"], row["job_key"]) for row in mine]
+        with self._parts_lock:
+            if self._owner_hashes is None:
+                self._owner_hashes = store.current(self._parts, ["job_id"]).select(
+                    pl.col("job_id").drop_nulls().hash(seed=0)).collect(engine="streaming").to_series().sort()
+            wanted = pl.Series([job_id]).hash(seed=0)[0]
+            index = self._owner_hashes.search_sorted(wanted)
+            if index < self._owner_hashes.len() and self._owner_hashes[index] == wanted:
+                stored = store.current(self._parts, ["job_id", "submitted_at"]).filter(
+                    pl.col("job_id") == job_id).collect(engine="streaming")
+                candidates = [(at, key) for key, _, at in stored.iter_rows() if key not in held] + candidates
+        if not candidates:
+            return None
+        # As a sort of every row by submitted_at would: a row with no time first, ties in order.
+        return min(candidates, key=lambda c: (c[0] is not None, c[0] or 0))[1]
 
     # -- changing --
 
@@ -244,10 +340,13 @@ class Ledger:
         patch = self._overlay.get(job_key)
         if patch is None:
             patch = self._overlay[job_key] = {}
-            if self._base_row(job_key) is None:
+            if job_key in self._removed:  # a key moved away and used again: a new row, nothing inherited
+                self._removed.discard(job_key)
                 patch.update(dict.fromkeys(LEDGER_SCHEMA), _full=True)
         patch.update(fields)
         patch["job_key"] = job_key
+        if fields.get("job_id"):
+            self._session_job_ids.setdefault(fields["job_id"], []).append(job_key)
 
     def _move(self, old: str, new: str) -> None:
         row = self.get(old)
@@ -258,6 +357,8 @@ class Ledger:
         self._removed.discard(new)
         row["job_key"] = new
         self._overlay[new] = {**row, "_full": True}
+        if row.get("job_id"):
+            self._session_job_ids.setdefault(row["job_id"], []).append(new)
 
     def record(self, job_key: str, **fields: Any) -> None:
         """Change a row (created if new). In memory now; durable after the next commit()."""
@@ -330,36 +431,144 @@ class Ledger:
         finally:
             self._flush_task = None
 
-    def checkpoint(self) -> None:
-        """Fold everything into the Parquet file atomically, then start an empty journal.
+    # -- checkpoints --
 
-        Nothing to do, and nothing written, when nothing changed since the Parquet file was read or
-        written and the journal is empty: a rerun that finds every row done rewrites no 100,000 rows.
+    def _fold(self) -> tuple[pl.DataFrame, int, int] | None:
+        """The rows changed since the last part, as a part (with the seq range it covers); memory
+        now holds them as stored rows until the part is written. Runs on the owning thread."""
+        changed = [*self._overlay, *self._removed]
+        if not changed:
+            return None
+        self._read_stored(changed)
+        rows = []
+        for key in changed:
+            row = self.get(key)
+            existed = key in self._ever_stored
+            if row is not None:
+                rows.append({**row, store.REMOVED: False, store.SUPERSEDES: existed})
+            elif existed:  # gone now, some part still has it: a tombstone hides it
+                rows.append({"job_key": key, store.REMOVED: True, store.SUPERSEDES: True})
+            self._known[key] = row
+        self._unwritten.update(changed)
+        self._overlay, self._removed = {}, set()
+        if not rows:
+            return None
+        frame = pl.DataFrame(rows, schema={**LEDGER_SCHEMA, store.REMOVED: pl.Boolean, store.SUPERSEDES: pl.Boolean},
+                             orient="row").with_columns(pl.lit(self._seq, pl.Int64).alias(store.SEQ))
+        return frame, self._stored_seq + 1, self._seq  # parts are written in seq order (_storing)
+
+    def _store_and_release(self, folded: tuple[pl.DataFrame, int, int] | None, upto: int) -> None:
+        try:
+            self._store_locked(folded, upto)
+        finally:
+            self._storing.release()
+
+    def _store_locked(self, folded: tuple[pl.DataFrame, int, int] | None, upto: int) -> None:
+        """Write the folded part, drop the journal lines it holds, merge parts. Any thread."""
+        if folded is not None:
+            frame, first, last = folded
+            part = store.write_part(self.path, frame, first, last)
+            with self._parts_lock:
+                self._parts = [*self._parts, part]
+            self._ever_stored.update(frame["job_key"].to_list())
+            self.stats["checkpoint_rows"] += frame.height
+        self._stored_seq = upto
+        self._unwritten.clear()
+        self._trim_journal(upto)
+        self._merge()
+
+    def _merge(self) -> None:
+        def swap(parts: list[store.Part], obsolete: list[store.Part]) -> None:
+            with self._parts_lock:  # no read opens a file while it is deleted
+                self._parts = parts
+                for part in obsolete:
+                    part.path.unlink(missing_ok=True)
+            self.stats["merges"] += 1
+
+        store.compact(self.path, list(self._parts), swap)
+
+    def _trim_journal(self, upto: int) -> None:
+        """Keep only journal lines after seq `upto` (those recorded while the part was written)."""
+        with self._io_lock:
+            self._journal.flush()
+            if os.fstat(self._journal.fileno()).st_size == 0:
+                return
+            keep = [line + b"\n" for line in self.journal_path.read_bytes().split(b"\n")
+                    if line.strip() and _line_seq(line) > upto]
+            if not keep:
+                self._journal.truncate(0)
+                self._journal.seek(0)
+                os.fsync(self._journal.fileno())
+                return
+            temporary = self.journal_path.with_name(f".{self.journal_path.name}.tmp-{os.getpid()}")
+            with open(temporary, "wb") as out:
+                out.write(b"".join(keep))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, self.journal_path)
+            _fsync_dir(self.journal_path.parent)
+            self._journal.close()
+            self._journal = open(self.journal_path, "ab")
+
+    def checkpoint(self) -> None:
+        """Write the rows changed since the last checkpoint as a new part, then trim the journal.
+
+        Nothing is written when nothing changed: a rerun that finds every row done writes no part.
         """
         if self._journal is None:
             return
-        started = time.perf_counter()
-        self.commit_sync()
-        if (self._snapshot_current and not self._overlay and not self._removed
-                and os.fstat(self._journal.fileno()).st_size == 0):
+        self._storing.acquire()  # waits for a part a worker thread is still writing
+        try:
+            started = time.perf_counter()
+            self.commit_sync()
+            folded = self._fold()
+            self._store_locked(folded, self._seq)
+        finally:
+            self._storing.release()
+        if folded is not None:
+            self.stats["checkpoints"] += 1
+            self.stats["checkpoint_seconds"] += time.perf_counter() - started
+
+    async def checkpoint_async(self) -> None:
+        """checkpoint() for the event loop: the reading and writing run in a worker thread.
+
+        Cancelled while its part is being written, the thread still finishes; checkpoint() and
+        close() wait for it.
+        """
+        if self._journal is None or self._storing.locked():
             return
-        frame = self.frame()
-        temporary = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        with open(temporary, "wb") as out:
-            frame.write_parquet(out, metadata={SEQ_METADATA: str(self._seq)})
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, self.path)
-        _fsync_dir(self.path.parent)
-        with self._io_lock:
-            self._journal.truncate(0)
-            self._journal.seek(0)
-            os.fsync(self._journal.fileno())
-        self._base, self._index = frame, None
-        self._overlay, self._removed = {}, set()
-        self._snapshot_current = True
-        self.stats["checkpoints"] += 1
-        self.stats["checkpoint_seconds"] += time.perf_counter() - started
+        started = time.perf_counter()
+        await self.commit()
+        unread = [k for k in [*self._overlay, *self._removed] if k not in self._known]
+        if unread:  # rows the fold needs: read them off the loop
+            self._remember(await asyncio.to_thread(self._read_stored_copy, unread), unread)
+        if not self._storing.acquire(blocking=False):
+            return
+        try:
+            folded = self._fold()  # on the loop: exactly what was recorded up to self._seq
+        except BaseException:
+            self._storing.release()
+            raise
+        # Handed to the worker in this same step of the loop; the worker releases _storing.
+        await asyncio.to_thread(self._store_and_release, folded, self._seq if folded is None else folded[2])
+        if folded is not None:
+            self.stats["checkpoints"] += 1
+            self.stats["checkpoint_seconds"] += time.perf_counter() - started
+
+    def _read_stored_copy(self, keys: list[str]) -> pl.DataFrame:
+        with self._parts_lock:
+            return store.lookup(self._parts, keys)
+
+    def _remember(self, found: pl.DataFrame, keys: list[str]) -> None:
+        for row in found.iter_rows(named=True):
+            if row["job_key"] in self._known:
+                continue  # read or folded meanwhile: that is newer
+            removed = row.pop(store.REMOVED)
+            row.pop(store.SEQ), row.pop(store.SUPERSEDES)
+            self._ever_stored.add(row["job_key"])
+            self._known[row["job_key"]] = None if removed else row
+        for key in keys:
+            self._known.setdefault(key, None)
 
     # -- runs table --
 
@@ -400,6 +609,9 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+
 
 
 def read_ledger(path: str | Path) -> pl.DataFrame:

@@ -1,7 +1,7 @@
 """Manifest rows + ledger -> Plan: what a run would do with each row and what it would cost.
 
-Pure: reads the ledger's current frame and the file system (is a finished video still on disk?),
-changes nothing. The run and the `plan` command share it, so what `plan` prints is what `run` does.
+Pure: reads the ledger (only the manifest's rows, and a few columns of a lazy scan) and the file
+system (is a finished video still on disk?), changes nothing. The run and the `plan` command share it, so what `plan` prints is what `run` does.
 """
 
 from __future__ import annotations
@@ -103,12 +103,21 @@ def _file_present(paths: list[str | None], sizes: list[int | None], check_size: 
     return present
 
 
-def make_plan(manifest_rows: pl.DataFrame, ledger_frame: pl.DataFrame, *, retry_failed: bool,
-              manifest: Path) -> Plan:
-    """Decide every row's action from its ledger state (vectorised: 100,000 rows in well under a second)."""
-    ledger = ledger_frame.select(_LEDGER_COLUMNS).rename(
-        {c: f"ledger_{c}" for c in _LEDGER_COLUMNS if c != "job_key"}
-    )
+def _ledger_reads(ledger, keys: pl.Series) -> tuple[pl.DataFrame, pl.LazyFrame]:
+    """(the ledger rows of `keys`, a lazy scan of job_key and manifest), from a Ledger or a frame."""
+    if isinstance(ledger, pl.DataFrame):
+        return (ledger.filter(pl.col("job_key").is_in(keys.implode())).select(_LEDGER_COLUMNS),
+                ledger.lazy().select("job_key", "manifest"))
+    return ledger.rows(keys, _LEDGER_COLUMNS), ledger.scan(["job_key", "manifest"])
+
+
+def make_plan(manifest_rows: pl.DataFrame, ledger, *, retry_failed: bool, manifest: Path) -> Plan:
+    """Decide every row's action from its ledger state (vectorised: 100,000 rows in well under a second).
+
+    `ledger` is a Ledger (only the manifest's rows are read, and two columns of the rest) or a frame.
+    """
+    mine, everything = _ledger_reads(ledger, manifest_rows["job_key"])
+    ledger = mine.rename({c: f"ledger_{c}" for c in _LEDGER_COLUMNS if c != "job_key"})
     rows = manifest_rows.join(ledger, on="job_key", how="left", maintain_order="left")
 
     downloaded = pl.col("ledger_status") == DOWNLOADED
@@ -116,9 +125,9 @@ def make_plan(manifest_rows: pl.DataFrame, ledger_frame: pl.DataFrame, *, retry_
     done = rows.filter(downloaded)
     present = pl.Series("file_present", [], dtype=pl.Boolean)
     if done.height:
-        archived = ledger_frame.filter(pl.col("job_key").str.contains("@", literal=True))
-        had_old_version = done["job_key"].is_in(
-            archived["job_key"].str.split("@").list.first().unique().implode())
+        archived = everything.filter(pl.col("job_key").str.contains("@", literal=True)).select(
+            pl.col("job_key").str.split("@").list.first().unique()).collect()
+        had_old_version = done["job_key"].is_in(archived["job_key"].implode())
         present = pl.Series(
             "file_present",
             _file_present(done["ledger_output_path"].to_list(), done["ledger_bytes"].to_list(),
@@ -147,11 +156,9 @@ def make_plan(manifest_rows: pl.DataFrame, ledger_frame: pl.DataFrame, *, retry_
     rows = rows.with_columns(action).drop("file_present")
 
     manifest_text = str(manifest)
-    orphans = 0
-    if ledger_frame.height:
-        orphans = ledger_frame.filter(
-            (pl.col("manifest") == manifest_text) & ~pl.col("job_key").is_in(manifest_rows["job_key"].implode())
-        ).height
+    orphans = everything.filter(
+        (pl.col("manifest") == manifest_text) & ~pl.col("job_key").is_in(manifest_rows["job_key"].implode())
+    ).select(pl.len()).collect().item()
     counts = {a: 0 for a in ACTIONS}
     for name, n in rows.group_by("action").len().iter_rows():
         counts[name] = n

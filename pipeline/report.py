@@ -1,9 +1,13 @@
 """A self-contained HTML gallery of a ledger, for the reviewers of a night's batch.
 
-One page with inline CSS and a few lines of inline script: totals, then a card per job with a
+Pages with inline CSS and a few lines of inline script: totals, then a card per job with a
 poster frame (grabbed with PyAV into `posters/` beside the page), an inline player on a
-relative path, the prompt, the clip's shape and cost, and the reason for a failure. It works
+relative path, the prompt, the clip's shape and cost, and the reason for a failure. They work
 opened from disk, with no network and nothing external.
+
+Scoped (pipeline/scope.py): by default the rows of the last run, or `--run ID|all` and
+`--manifest PATH`. At most PAGE_SIZE cards a page, then `report-2.html`, ... up to `max_pages`;
+each page says how many rows it leaves out. Only the rows of a page are ever held in memory.
 """
 
 from __future__ import annotations
@@ -17,13 +21,17 @@ import av
 import polars as pl
 
 from pipeline.decisions import read_decisions, with_review
-from pipeline.ledger import read_ledger, read_runs
+from pipeline.ledger import Ledger, read_runs
 from pipeline.models import MODELS
 from pipeline.schema import STATUSES
-from pipeline.status import summarize
+from pipeline.scope import ALL, LAST, scope_filter
+from pipeline.status import STATUS_COLUMNS, summarize
 
 POSTER_WIDTH = 320
 POSTER_AT_S = 1.0
+PAGE_SIZE = 500  # cards on one page
+MAX_PAGES = 20  # pages written unless --pages says otherwise
+ORDER = ["manifest", "row", "variation", "job_key"]
 
 
 def write_poster(video: Path, poster: Path) -> bool:
@@ -99,12 +107,77 @@ def _card(row: dict, page_dir: Path) -> str:
     )
 
 
-def render_report(ledger: pl.DataFrame, runs: pl.DataFrame, html_path: Path) -> Path:
-    """Write the page (and posters/ beside it); returns its path."""
+def _page_path(first: Path, number: int) -> Path:
+    return first if number == 1 else first.with_name(f"{first.stem}-{number}{first.suffix}")
+
+
+def scoped_rows(ledger: Ledger, runs: pl.DataFrame, run: str = LAST, manifest: Path | str | None = None,
+                columns: list[str] | None = None) -> tuple[pl.LazyFrame, str]:
+    """The ledger rows in scope (lazy, `columns`), and a phrase naming the scope for the page."""
+    if run == LAST and not runs.height:
+        run, note = ALL, "every row (no run is recorded yet)"
+    else:
+        note = {ALL: "every run"}.get(run) or (
+            f"the last run, {runs.sort('started_at')['run_id'][-1]}" if run == LAST else f"run {run}")
+    condition = scope_filter(runs, run, manifest)
+    if manifest is not None:
+        note += f", manifest {Path(manifest).resolve()}"
+    wanted = list(dict.fromkeys([*(columns or STATUS_COLUMNS), "run_id", "manifest"]))
+    return ledger.scan(wanted).filter(condition), note
+
+
+def render_report(ledger: Ledger, runs: pl.DataFrame, html_path: Path, *, run: str = LAST,
+                  manifest: Path | str | None = None, max_pages: int = MAX_PAGES,
+                  decisions: pl.DataFrame | None = None) -> list[Path]:
+    """Write the pages of the rows in scope (and posters/ beside them); returns their paths.
+    With review `decisions`, each card and the totals show them."""
+    reviewed = decisions is not None and decisions.height > 0
     html_path = Path(html_path)
     page_dir = html_path.parent.resolve()
     page_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize(ledger, runs)
+    scoped, scope_note = scoped_rows(ledger, runs, run, manifest,
+                                     [*STATUS_COLUMNS, "idempotency_key", "request_hash"] if reviewed else None)
+    summary = summarize(with_review(scoped, decisions) if reviewed else scoped, runs)
+    order = scoped.select(ORDER).sort(ORDER, nulls_last=True).collect()["job_key"]
+    everything = ledger.scan(["job_key"]).select(pl.len()).collect().item()
+    pages = max(1, min(max_pages, -(-order.len() // PAGE_SIZE)))
+    written = []
+    for number in range(1, pages + 1):
+        keys = order.slice((number - 1) * PAGE_SIZE, PAGE_SIZE)
+        rows = ledger.rows(keys).sort(ORDER, nulls_last=True)
+        if reviewed:
+            rows = with_review(rows, decisions)
+        written.append(_write_page(
+            _page_path(html_path, number), page_dir, rows, summary,
+            _coverage(number, pages, keys.len(), order.len(), everything, scope_note, html_path)))
+    return written
+
+
+def _coverage(number: int, pages: int, on_page: int, in_scope: int, everything: int, scope: str,
+              first: Path) -> str:
+    """What this page shows and what it leaves out, with links to the other pages."""
+    e = html.escape
+    start = (number - 1) * PAGE_SIZE
+    parts = [f"Showing {f'cards {start + 1}–{start + on_page} of ' if on_page else ''}{in_scope} "
+             f"row{'s' if in_scope != 1 else ''} of {e(scope)}."]
+    outside = everything - in_scope
+    if outside:
+        parts.append(f"{outside} row{'s' if outside != 1 else ''} of the ledger outside this scope "
+                     "left out (<code>--run all</code> shows every run).")
+    beyond = in_scope - pages * PAGE_SIZE
+    if beyond > 0:
+        parts.append(f"{beyond} row{'s' if beyond != 1 else ''} after page {pages} left out "
+                     "(<code>--pages N</code> writes more pages, or narrow with <code>--manifest</code>).")
+    links = ""
+    if pages > 1:
+        links = " Pages: " + " ".join(
+            f"<b>{n}</b>" if n == number else f'<a href="{e(_page_path(first, n).name)}">{n}</a>'
+            for n in range(1, pages + 1))
+    return f'<p class="scope" data-in-scope="{in_scope}" data-left-out="{outside + max(beyond, 0)}">' \
+           f'{" ".join(parts)}{links}</p>'
+
+
+def _write_page(path: Path, page_dir: Path, ledger: pl.DataFrame, summary: dict, coverage: str) -> Path:
     e = html.escape
     counts = "".join(f'<div class="stat"><b>{n}</b><span>{s.lower()}</span></div>'
                      for s, n in summary["by_status"].items() if n)
@@ -120,24 +193,26 @@ def render_report(ledger: pl.DataFrame, runs: pl.DataFrame, html_path: Path) -> 
                 f"with exit code {run['exit_code']}." if run else "No run recorded yet.")
     buttons = '<button class="on" data-filter="ALL">all</button>' + "".join(
         f'<button data-filter="{s}">{s.lower()} ({n})</button>' for s, n in summary["by_status"].items() if n)
-    ordered = ledger.sort("manifest", "row", "variation", nulls_last=True)
-    cards = "\n".join(_card(row, page_dir) for row in ordered.iter_rows(named=True))
+    cards = "\n".join(_card(row, page_dir) for row in ledger.iter_rows(named=True))
     page = _TEMPLATE.format(
         jobs=summary["jobs"], counts=counts, estimated=summary["credits"]["estimated"],
         charged=summary["credits"]["charged"], credit_rows=credit_rows, duration_rows=duration_rows,
-        run_line=run_line, buttons=buttons, cards=cards or '<p class="none">The ledger has no jobs yet.</p>',
+        run_line=run_line, coverage=coverage, buttons=buttons,
+        cards=cards or '<p class="none">No jobs in this scope.</p>',
         data=e(json.dumps({"jobs": summary["jobs"]})))
-    temporary = html_path.with_name(html_path.name + ".tmp")
+    temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(page, encoding="utf-8")
-    os.replace(temporary, html_path)
-    return html_path
+    os.replace(temporary, path)
+    return path
 
 
-def write_report(ledger_path: str | Path, html_path: str | Path | None = None) -> Path:
+def write_report(ledger_path: str | Path, html_path: str | Path | None = None, *, run: str = LAST,
+                 manifest: Path | str | None = None, max_pages: int = MAX_PAGES) -> list[Path]:
     ledger_path = Path(ledger_path)
     target = Path(html_path) if html_path else ledger_path.parent / "report.html"
-    ledger = with_review(read_ledger(ledger_path), read_decisions(ledger_path))  # decisions shown on the cards
-    return render_report(ledger, read_runs(ledger_path), target)
+    ledger = Ledger.open(ledger_path, readonly=True)
+    return render_report(ledger, read_runs(ledger_path), target, run=run, manifest=manifest, max_pages=max_pages,
+                         decisions=read_decisions(ledger_path))
 
 
 _TEMPLATE = """<!doctype html>
@@ -173,6 +248,7 @@ main {{ padding: 18px 28px 40px; display: grid; grid-template-columns: repeat(au
 .reason {{ margin: 8px 0 0; color: #b42318; font-size: 13px; }}
 .review {{ margin: 8px 0 0; font-size: 13px; font-weight: 600; }} .review.approve {{ color: #12805c; }} .review.reject {{ color: #c4320a; }} .review.regenerate {{ color: #b54708; }}
 .none {{ color: var(--muted); }}
+.scope {{ margin: 12px 0 0; color: var(--muted); font-size: 13px; }} .scope a {{ color: var(--ink); }}
 </style></head>
 <body data-summary="{data}">
 <header>
@@ -183,6 +259,7 @@ main {{ padding: 18px 28px 40px; display: grid; grid-template-columns: repeat(au
 <table><tr><th>status</th><th>estimated</th><th>charged</th></tr>{credit_rows}</table>
 <table><tr><th>clip</th><th>jobs</th><th>estimated</th><th>charged</th></tr>{duration_rows}</table>
 </div>
+{coverage}
 </header>
 <nav id="filters">{buttons}</nav>
 <main id="cards">

@@ -30,7 +30,7 @@ LABELS = {FROM_REGENERATE: "review decision", f"{FROM_REGENERATE}, {FROM_EDIT}":
           FROM_EDIT: "prompt edited in review"}
 
 
-def make_reviewed_plan(manifest_rows: pl.DataFrame, ledger_frame: pl.DataFrame, decisions: pl.DataFrame,
+def make_reviewed_plan(manifest_rows: pl.DataFrame, ledger, decisions: pl.DataFrame,
                        *, retry_failed: bool, manifest: Path) -> Plan:
     """make_plan, with review decisions applied; rows gain `from_review` and `attempts_before`."""
     rows = manifest_rows.with_columns(manifest_hash=pl.col("request_hash"))
@@ -45,9 +45,9 @@ def make_reviewed_plan(manifest_rows: pl.DataFrame, ledger_frame: pl.DataFrame, 
         ).drop("edit_prompt", "edit_hash", "edit_source")
     else:
         rows = rows.with_columns(review_edit=pl.lit(False))
-    plan = make_plan(rows, ledger_frame, retry_failed=retry_failed, manifest=manifest)
+    plan = make_plan(rows, ledger, retry_failed=retry_failed, manifest=manifest)
 
-    pending = pending_regenerations(ledger_frame, decisions)
+    pending = pending_regenerations(ledger, decisions)
     out = plan.rows.join(pending, on="job_key", how="left", maintain_order="left")
     regenerate = ((pl.col("pending_source") == pl.col("manifest_hash")).fill_null(False)
                   & ~pl.col("action").is_in([TRACK, RESUME]))  # never the case for a final row; belt and braces
@@ -65,7 +65,7 @@ def make_reviewed_plan(manifest_rows: pl.DataFrame, ledger_frame: pl.DataFrame, 
     return Plan(manifest=plan.manifest, rows=out, orphans=plan.orphans, counts=counts)
 
 
-def pending_regenerations(ledger: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
+def pending_regenerations(ledger, decisions: pl.DataFrame) -> pl.DataFrame:
     """job_key, pending_source, attempts_before for each regenerate decision no run has acted on.
 
     Not acted on: the row still holds the reviewed attempt, or (a run stopped between archiving
@@ -74,11 +74,13 @@ def pending_regenerations(ledger: pl.DataFrame, decisions: pl.DataFrame) -> pl.D
     """
     schema = {"job_key": pl.String, "pending_source": pl.String, "attempts_before": pl.Int64}
     wanted = latest(decisions).filter(pl.col("decision") == DECIDED_REGENERATE)
-    if not wanted.height or not ledger.height:
+    if not wanted.height:
         return pl.DataFrame(schema=schema)
     keys = set(wanted["job_key"].to_list())
-    versions = ledger.select("job_key", "idempotency_key", "attempts").with_columns(
-        base=pl.col("job_key").str.split(ARCHIVED_MARK).list.first()).filter(pl.col("base").is_in(list(keys)))
+    columns = ["job_key", "idempotency_key", "attempts"]
+    source = ledger.scan(columns) if hasattr(ledger, "scan") else ledger.lazy().select(columns)  # a Ledger or a frame
+    versions = source.with_columns(base=pl.col("job_key").str.split(ARCHIVED_MARK).list.first()).filter(
+        pl.col("base").is_in(list(keys))).collect()
     current: dict[str, str | None] = {}
     archived: dict[str, set[str]] = {}
     most: dict[str, int] = {}

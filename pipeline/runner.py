@@ -28,7 +28,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 
 from pipeline import transitions as t
 from pipeline.account import Account, account_of, read_owner, refusal, write_owner
@@ -196,7 +195,7 @@ class Runner:
         self._tracker_wake = asyncio.Event()
         self._submitting = 0
         self.verify_cpu_s = 0.0  # CPU spent checking videos with PyAV, for the run log
-        self._job_owners: dict[str, str] | None = None  # job_id -> the row that pays for it
+        self._job_owners: dict[str, str | None] = {}  # job_id -> the row that pays for it
 
     # -- lifecycle --
 
@@ -662,19 +661,20 @@ class Runner:
 
     def _owner_of(self, job_id: str, job_key: str) -> str:
         """The row that pays for `job_id`: the first to record it (`job_key` if none has)."""
-        self._load_owners()
-        return self._job_owners.setdefault(job_id, job_key)
+        owner = self._first_owner(job_id)
+        if owner is None:
+            owner = self._job_owners[job_id] = job_key
+        return owner
 
     def _owned_by_other(self, job_id: str | None, job_key: str) -> bool:
-        self._load_owners()
-        return job_id is not None and self._job_owners.get(job_id, job_key) != job_key
+        owner = self._first_owner(job_id) if job_id else None
+        return owner is not None and owner != job_key
 
-    def _load_owners(self) -> None:
-        if self._job_owners is None:  # built on first need: a rerun with nothing to do never pays
-            frame = self.ledger.frame().filter(pl.col("job_id").is_not_null()).sort("submitted_at")
-            self._job_owners = {}
-            for jid, key in zip(frame["job_id"].to_list(), frame["job_key"].to_list()):
-                self._job_owners.setdefault(jid, key)
+    def _first_owner(self, job_id: str) -> str | None:
+        """The row that first recorded `job_id`, asked of the ledger once per job id."""
+        if job_id not in self._job_owners:
+            self._job_owners[job_id] = self.ledger.first_owner(job_id)
+        return self._job_owners[job_id]
 
     # -- tracking --
 
@@ -830,13 +830,12 @@ class Runner:
             progress.update()
             self.log.flush()
             if time.monotonic() - last >= self.options.checkpoint_every:
-                self.ledger.checkpoint()
+                await self.ledger.checkpoint_async()
                 last = time.monotonic()
 
     def _result(self, started: datetime) -> RunResult:
-        frame = self.ledger.frame()
         keys = list(self.work)
-        mine = frame.filter(frame["job_key"].is_in(keys)) if keys else frame.clear()
+        mine = self.ledger.rows(keys, ["status"])
         statuses = dict(zip(mine["job_key"].to_list(), mine["status"].to_list()))
         planned_failed = self.plan.rows.filter(self.plan.rows["action"] == "failed")
         failed_keys = {k for k, s in statuses.items() if s in (FAILED, REJECTED)}
@@ -851,7 +850,7 @@ class Runner:
         else:
             code = 0
         # Rows that failed in an earlier run keep the reason the ledger has for them.
-        failed_rows = frame.filter(frame["job_key"].is_in(list(failed_keys)))
+        failed_rows = self.ledger.rows(list(failed_keys), ["error"])
         errors = dict(zip(failed_rows["job_key"].to_list(), failed_rows["error"].to_list()))
         failures = [(k, self.failures.get(k) or errors.get(k) or "") for k in sorted(failed_keys)]
         left = [(k, self.unfinished[k]) for k in sorted(unfinished) if k in self.unfinished]

@@ -3,6 +3,9 @@
 Its words are the run summary's (pipeline/summary.py): the ledger's figures at the top level are
 a summary's `ledger`, and `last_run` carries a summary's `exit_meaning`, `rows` and `credits`
 beside the runs table's own columns.
+
+The ledger comes in lazily (Ledger.scan()); its rows are aggregated where they stream, and only
+the FAILED and REJECTED rows are collected, six columns of them.
 """
 
 from __future__ import annotations
@@ -16,13 +19,19 @@ from pipeline.decisions import review_counts
 from pipeline.schema import FAILED, REJECTED, STATUSES
 from pipeline.summary import SUMMARY_VERSION, exit_meaning
 
+# What status and the report read of each row: nothing else is read from the ledger.
+STATUS_COLUMNS = ["job_key", "manifest", "row", "variation", "status", "duration", "attempts", "error",
+                  "expired", "credits_estimated", "credits_charged"]
+
 
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _sum(frame: pl.DataFrame, column: str) -> int:
-    return int(frame[column].sum() or 0) if frame.height else 0
+def _credits(frame: pl.LazyFrame, by: str) -> pl.DataFrame:
+    return frame.group_by(by).agg(
+        pl.len().alias("jobs"), pl.col("credits_estimated").sum().alias("estimated"),
+        pl.col("credits_charged").sum().alias("charged")).collect()
 
 
 def _run_figures(run: dict[str, Any]) -> dict[str, Any]:
@@ -35,32 +44,37 @@ def _run_figures(run: dict[str, Any]) -> dict[str, Any]:
             "credits": {"estimated": run["credits_estimated"] or 0, "charged": run["credits_charged"] or 0}}
 
 
-def summarize(ledger: pl.DataFrame, runs: pl.DataFrame) -> dict[str, Any]:
-    """JSON-ready totals of a ledger and its runs table."""
+def summarize(ledger: pl.DataFrame | pl.LazyFrame, runs: pl.DataFrame) -> dict[str, Any]:
+    """JSON-ready totals of a ledger (a frame or a lazy scan of its current state) and its runs table."""
+    ledger = ledger.lazy()
     by_status = {status: 0 for status in STATUSES}
-    for status, n in ledger.group_by("status").len().iter_rows():
-        by_status[status] = n
-    credits_by_status = {
-        status: {"estimated": _sum(part, "credits_estimated"), "charged": _sum(part, "credits_charged")}
-        for (status,), part in ledger.group_by("status")
-    }
+    credits_by_status = {}
+    for row in _credits(ledger, "status").iter_rows(named=True):
+        by_status[row["status"]] = row["jobs"]
+        credits_by_status[row["status"]] = {"estimated": int(row["estimated"] or 0), "charged": int(row["charged"] or 0)}
     credits_by_duration = {
-        str(duration): {"jobs": part.height, "estimated": _sum(part, "credits_estimated"),
-                        "charged": _sum(part, "credits_charged")}
-        for (duration,), part in sorted(ledger.group_by("duration"), key=lambda item: item[0][0] or 0)
+        str(row["duration"]): {"jobs": row["jobs"], "estimated": int(row["estimated"] or 0),
+                               "charged": int(row["charged"] or 0)}
+        for row in _credits(ledger, "duration").sort("duration", nulls_last=False).iter_rows(named=True)
     }
-    failed = ledger.filter(pl.col("status").is_in([FAILED, REJECTED])).sort("manifest", "row", "variation")
+    totals = ledger.select(
+        pl.len().alias("jobs"), pl.col("credits_estimated").sum().alias("estimated"),
+        pl.col("credits_charged").sum().alias("charged"),
+        pl.col("expired").fill_null(False).sum().alias("expired")).collect().row(0, named=True)
+    failed = (ledger.filter(pl.col("status").is_in([FAILED, REJECTED]))
+              .select("job_key", "manifest", "row", "variation", "status", "attempts", "error")
+              .sort("manifest", "row", "variation").collect())
     last_run = None
     if runs.height:
         last = runs.sort("started_at").row(-1, named=True)
         last_run = {name: _iso(value) for name, value in last.items()} | _run_figures(last)
     return {
         "version": SUMMARY_VERSION,
-        "jobs": ledger.height,
+        "jobs": totals["jobs"],
         "by_status": by_status,
-        "credits": {"estimated": _sum(ledger, "credits_estimated"), "charged": _sum(ledger, "credits_charged"),
+        "credits": {"estimated": int(totals["estimated"] or 0), "charged": int(totals["charged"] or 0),
                     "by_status": credits_by_status, "by_duration": credits_by_duration},
-        "expired": int(ledger["expired"].fill_null(False).sum()) if ledger.height else 0,
+        "expired": int(totals["expired"] or 0),
         "runs": runs.height,
         "review": review_counts(ledger),  # approve/reject/regenerate/undecided; {} without with_review()
         "last_run": last_run,

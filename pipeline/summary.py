@@ -132,21 +132,24 @@ def load_schema() -> dict[str, Any]:
 # --- building -------------------------------------------------------------------------------
 
 
-def ledger_figures(frame) -> dict[str, Any]:
-    """The ledger to date, in `status --json`'s words: jobs, by_status, credits."""
+def ledger_figures(ledger) -> dict[str, Any]:
+    """The ledger to date, in `status --json`'s words: jobs, by_status, credits. `ledger` is a
+    Ledger (aggregated as it streams, never held whole), a frame, or None."""
+    import polars as pl
+
     from pipeline.schema import STATUSES
 
     by_status = {status: 0 for status in STATUSES}
-    if frame is not None and frame.height:
-        for status, n in frame.group_by("status").len().iter_rows():
+    jobs = estimated = charged = 0
+    if ledger is not None:
+        columns = ["status", "credits_estimated", "credits_charged"]
+        lazy = ledger.scan(columns) if hasattr(ledger, "scan") else ledger.lazy().select(columns)
+        counts = lazy.group_by("status").agg(pl.len().alias("n"), pl.col("credits_estimated").sum().alias("e"),
+                                             pl.col("credits_charged").sum().alias("c")).collect(engine="streaming")
+        for status, n, e, c in counts.iter_rows():
             by_status[status] = n
-    has_rows = frame is not None and frame.height
-    return {
-        "jobs": frame.height if frame is not None else 0,
-        "by_status": by_status,
-        "credits": {"estimated": int(frame["credits_estimated"].sum() or 0) if has_rows else 0,
-                    "charged": int(frame["credits_charged"].sum() or 0) if has_rows else 0},
-    }
+            jobs, estimated, charged = jobs + n, estimated + int(e or 0), charged + int(c or 0)
+    return {"jobs": jobs, "by_status": by_status, "credits": {"estimated": estimated, "charged": charged}}
 
 
 def paths_of(ledger_path: Path, out_dir: Path | None, log_path: Path | None) -> dict[str, str | None]:
@@ -165,17 +168,19 @@ def _unfinished_reason(status: str | None, job_id: str | None, stop_reason: str 
     return "not submitted" + (f": {stop_reason}" if stop_reason else "")
 
 
-def run_summary(result, plan, frame, *, manifest: Path, emulated: bool, deadline,
+def run_summary(result, plan, ledger, *, manifest: Path, emulated: bool, deadline,
                 ledger_path: Path, out_dir: Path, log_path: Path) -> BatchSummary:
-    """A finished run: the runner's RunResult, its Plan, and the ledger frame after it.
+    """A finished run: the runner's RunResult, its Plan, and the Ledger after it (only the plan's
+    rows are read of it, and its totals aggregated).
 
     Columnar: a rerun of 100,000 finished rows must not pay a Python loop over them."""
     import polars as pl
 
     from pipeline.schema import STATUSES
 
-    now = frame.select("job_key", pl.col("status").alias("now_status"), pl.col("attempts").alias("now_attempts"),
-                       pl.col("job_id").alias("now_job_id"))
+    now = ledger.rows(plan.rows["job_key"], ["status", "attempts", "job_id"]).select(
+        "job_key", pl.col("status").alias("now_status"), pl.col("attempts").alias("now_attempts"),
+        pl.col("job_id").alias("now_job_id"))
     rows = (plan.rows.select("job_key", "manifest", "row", "action")
             .join(now, on="job_key", how="left")
             .with_columns(pl.col("now_status").fill_null("PENDING"), pl.col("now_attempts").fill_null(0)))
@@ -208,7 +213,7 @@ def run_summary(result, plan, frame, *, manifest: Path, emulated: bool, deadline
         by_status=by_status,
         credits={"estimated": result.credits_estimated, "charged": result.credits_charged},
         requests={"total": result.requests, "rate_limited": result.rate_limited},
-        failed=failed, unfinished=unfinished, ledger=ledger_figures(frame),
+        failed=failed, unfinished=unfinished, ledger=ledger_figures(ledger),
         paths=paths_of(ledger_path, out_dir, log_path), plan=plan,
     )
 
@@ -219,7 +224,7 @@ def deadline_fields(deadline, stopped_run: bool = False) -> dict[str, Any] | Non
     return {"given": deadline.given, "at": deadline.at.isoformat(timespec="seconds"), "stopped_run": stopped_run}
 
 
-def plan_summary(plan, frame, *, manifest: Path, emulated: bool, ledger_path: Path, started_at: datetime,
+def plan_summary(plan, ledger, *, manifest: Path, emulated: bool, ledger_path: Path, started_at: datetime,
                  exit_code: int = EXIT_OK, balance: int | None = None, error: str | None = None) -> BatchSummary:
     skipped = plan.counts.get("skip", 0)
     return BatchSummary(
@@ -227,7 +232,7 @@ def plan_summary(plan, frame, *, manifest: Path, emulated: bool, ledger_path: Pa
         started_at=started_at, ended_at=datetime.now(timezone.utc), actions=dict(plan.counts),
         rows={"planned": plan.rows.height, "skipped": skipped},
         credits={"estimated": plan.credits_to_spend, "charged": 0}, balance=balance,
-        ledger=ledger_figures(frame), paths=paths_of(ledger_path, None, None), plan=plan,
+        ledger=ledger_figures(ledger), paths=paths_of(ledger_path, None, None), plan=plan,
     )
 
 
@@ -237,15 +242,16 @@ def refused_summary(command: str, manifest: Path, exit_code: int, error: str, *,
     """A run that never started: bad input (exit 2) or a ledger in use (exit 3)."""
     from polars.exceptions import PolarsError
 
-    from pipeline.ledger import LedgerError, read_ledger
+    from pipeline.ledger import Ledger, LedgerError
 
     try:
-        frame = read_ledger(ledger_path) if ledger_path.exists() else None
+        ledger = Ledger.open(ledger_path, readonly=True) if ledger_path.exists() else None
+        figures = ledger_figures(ledger)
     except (LedgerError, PolarsError, OSError):  # a damaged ledger must not hide why the run was refused
-        frame = None
+        figures = ledger_figures(None)
     return BatchSummary(
         command=command, run_id=run_id, manifest=str(Path(manifest).resolve()), emulated=emulated,
         exit_code=exit_code, error=error, started_at=started_at, ended_at=datetime.now(timezone.utc),
-        deadline=deadline_fields(deadline), ledger=ledger_figures(frame),
+        deadline=deadline_fields(deadline), ledger=figures,
         paths=paths_of(ledger_path, out_dir, None),
     )

@@ -32,7 +32,12 @@ def test_quick_bench_runs_and_its_counts_hold(tmp_path):
     assert overhead["jobs_created"] == overhead["jobs"]
     assert overhead["journal_fsyncs"] < overhead["journal_records"]  # group commit shares fsyncs
     assert resume["csv"]["api_requests"] == 0 and resume["yaml"]["api_requests"] == 0
+    history = results["history"]
+    assert history["history"]["noop"]["api_requests"] == 0 == history["empty"]["noop"]["api_requests"]
+    assert history["history"]["run"]["ledger"]["records"] > 0  # the 10-job run wrote to the ledger
+    assert set(history["ratio"]) == {"run", "noop", "plan", "status", "report"}
     assert "requests per job" in done.stdout and str(out) in done.stdout
+    assert f"ledger with {history['rows']} rows of history" in done.stdout
     unfiltered = tracking["ours_unfiltered"]
     assert unfiltered["jobs_created"] == jobs and unfiltered["requests_per_job"] > 0
     for name in ("stuck", "all"):  # the quick run's dialects: the books balance under each

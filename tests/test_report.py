@@ -115,11 +115,12 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 def test_report_page_is_self_contained_and_matches_the_ledger(batch, tmp_path):
-    assert write_report(tmp_path) == tmp_path / "report.html"  # the default: beside the ledger
+    # Every run's rows (the default is the last run's; see test_report_scope.py).
+    assert write_report(tmp_path, "--run", "all") == tmp_path / "report.html"  # the default: beside the ledger
     check_page(tmp_path / "report.html", batch)
     # Elsewhere, the relative links must still lead to the videos and the posters.
     elsewhere = tmp_path / "review" / "night.html"
-    assert write_report(tmp_path, "--html", str(elsewhere)) == elsewhere
+    assert write_report(tmp_path, "--run", "all", "--html", str(elsewhere)) == elsewhere
     check_page(elsewhere, batch)
 
 
@@ -189,7 +190,7 @@ MEDIA_CHECK = """async () => {
 def test_report_works_in_headless_chromium(chromium, batch, tmp_path):
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="needs the playwright package: pip install -e '.[test]'")
-    path = write_report(tmp_path)
+    path = write_report(tmp_path, "--run", "all")
     problems: list[str] = []
     requests: list[str] = []
     with sync_api.sync_playwright() as driver:

@@ -1,0 +1,227 @@
+"""Where checkpoints land: a folder of immutable Parquet parts, the newest version of a row winning.
+
+Layout (the folder is the ledger path itself, e.g. `outputs/ledger.parquet/`, as Spark writes a
+table): `part-<first seq>-<last seq>-<rows>.parquet`, each holding the ledger's columns plus
+- `_seq`: the journal sequence number of the checkpoint that wrote this version of the row;
+- `_removed`: this version says the row is gone (an edited row's key moved to `<key>@<hash>`);
+- `_supersedes`: an older version of this job_key exists in an earlier part. Only a fast path for
+  our own reads; the meaning of the table does not depend on it.
+
+The current state of a row is its version with the highest `_seq`, unless that version is
+`_removed`. A checkpoint writes one new part with just the rows changed since the last one, so its
+cost follows the rows changed. Compaction merges the newest parts of one size tier at a time
+(never more than MERGE_AT parts under SETTLED_ROWS rows each), which keeps the number of files
+logarithmic in the small sizes and each merge bounded.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.schema import LEDGER_SCHEMA
+
+SEQ, REMOVED, SUPERSEDES = "_seq", "_removed", "_supersedes"
+BOOKKEEPING: dict[str, pl.DataType] = {SEQ: pl.Int64, REMOVED: pl.Boolean, SUPERSEDES: pl.Boolean}
+PART_SCHEMA: dict[str, pl.DataType] = {**LEDGER_SCHEMA, **BOOKKEEPING}
+MERGE_AT = 8  # parts of one tier merged together
+SETTLED_ROWS = 32_768  # a part this big is never merged again: a merge rewrites at most 8 x this
+_PART = re.compile(r"^part-(\d{12})-(\d{12})-(\d+)\.parquet$")
+
+
+@dataclass(frozen=True)
+class Part:
+    path: Path
+    first: int  # lowest journal seq it folds in
+    last: int  # highest journal seq it folds in
+    rows: int
+    legacy: bool = False  # today's single ledger file, read as it is until a writable open migrates it
+
+    @property
+    def tier(self) -> int:
+        return 0 if self.rows < 64 else 1 + int(math.log(self.rows / 64, MERGE_AT))
+
+
+def part_name(first: int, last: int, rows: int) -> str:
+    return f"part-{first:012d}-{last:012d}-{rows}.parquet"
+
+
+def list_parts(folder: Path) -> list[Part]:
+    """The live parts, oldest first. A part whose seq range another part covers is the input of a
+    merge that crashed before deleting it: it holds nothing the covering part lacks, so it is skipped."""
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    parts = [Part(folder / n, int(m[1]), int(m[2]), int(m[3])) for n in names if (m := _PART.match(n))]
+    live = [p for p in parts
+            if not any(q is not p and q.first <= p.first and p.last <= q.last
+                       and (q.first, q.last) != (p.first, p.last) for q in parts)]
+    return sorted(live, key=lambda p: (p.last, p.first))
+
+
+def covered_parts(folder: Path) -> list[Path]:
+    live = {p.path for p in list_parts(folder)}
+    return [folder / n for n in os.listdir(folder) if _PART.match(n) and folder / n not in live]
+
+
+def empty(schema: dict = PART_SCHEMA) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
+
+
+def _scan(parts: list[Part], columns: list[str]) -> pl.LazyFrame:
+    if not parts:
+        return empty({c: PART_SCHEMA[c] for c in columns}).lazy()
+    if parts[0].legacy:
+        return legacy_scan(parts[0].path, parts[0].last).select(columns)
+    return pl.scan_parquet([p.path for p in parts]).select(columns)
+
+
+def legacy_scan(path: Path, seq: int) -> pl.LazyFrame:
+    """Today's single-file ledger as a part: missing columns (older versions) filled with nulls."""
+    source = pl.scan_parquet(path)
+    names = source.collect_schema().names()
+    return source.select(
+        (pl.col(c) if c in names else pl.lit(None)).cast(dtype).alias(c) for c, dtype in LEDGER_SCHEMA.items()
+    ).with_columns(pl.lit(seq, pl.Int64).alias(SEQ), pl.lit(False).alias(REMOVED), pl.lit(False).alias(SUPERSEDES))
+
+
+def newest(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Each job_key's version with the highest _seq (removed or not)."""
+    return frame.filter(pl.col(SEQ) == pl.col(SEQ).max().over("job_key")).unique("job_key", keep="last")
+
+
+def current(parts: list[Part], columns: list[str], overlay: pl.DataFrame | None = None,
+            hidden: list[str] | None = None) -> pl.LazyFrame:
+    """The current state of `columns` (job_key always included), lazily.
+
+    `overlay`: rows changed in memory since the last part (they win over every part); `hidden`:
+    keys removed in memory. Rows without `_supersedes` have no older version, so only the few keys
+    that do are resolved by `_seq`; the rest stream through untouched.
+    """
+    columns = ["job_key", *[c for c in columns if c != "job_key"]]
+    wanted = [*columns, SEQ, REMOVED]
+    table = _scan(parts, wanted)
+    if len(parts) > 1:
+        revised = _scan(parts, ["job_key", SUPERSEDES]).filter(pl.col(SUPERSEDES)).select("job_key").unique()
+        revised_keys = revised.collect()["job_key"]
+        if revised_keys.len():
+            resolved = newest(table.filter(pl.col("job_key").is_in(revised_keys.implode())))
+            table = pl.concat([table.filter(~pl.col("job_key").is_in(revised_keys.implode())), resolved])
+    table = table.filter(~pl.col(REMOVED))
+    shadow = list(hidden or [])
+    if overlay is not None and overlay.height:
+        shadow += overlay["job_key"].to_list()
+    if shadow:
+        table = table.filter(~pl.col("job_key").is_in(pl.Series(shadow, dtype=pl.String).implode()))
+    if overlay is not None and overlay.height:
+        table = pl.concat([table.select(columns), overlay.lazy().select(columns)])
+    return table.select(columns)
+
+
+def lookup(parts: list[Part], keys: list[str], columns: list[str] | None = None) -> pl.DataFrame:
+    """The newest stored version of each of `keys` (with the bookkeeping columns), one scan for all.
+
+    Versions are resolved only if a found row says an older version exists (`_supersedes`).
+    """
+    columns = list(PART_SCHEMA) if columns is None else [
+        "job_key", *[c for c in columns if c not in ("job_key", *BOOKKEEPING)], *BOOKKEEPING]
+    if not parts or not keys:
+        return empty({c: PART_SCHEMA[c] for c in columns})
+    wanted = pl.Series(keys, dtype=pl.String).implode()
+    found = _scan(parts, columns).filter(pl.col("job_key").is_in(wanted)).collect()
+    if len(parts) > 1 and found[SUPERSEDES].any():
+        found = newest(found.lazy()).collect()
+    return found
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_part(folder: Path, frame: pl.DataFrame, first: int, last: int) -> Part:
+    """Write `frame` (PART_SCHEMA) as a new part: temp file, fsync, rename, fsync the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / part_name(first, last, frame.height)
+    temporary = folder / f".tmp-{os.getpid()}-{final.stem}.partial"  # no reader globbing *.parquet sees it
+    with open(temporary, "wb") as out:
+        frame.select(list(PART_SCHEMA)).cast(PART_SCHEMA).write_parquet(out, row_group_size=65_536)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, final)
+    _fsync_dir(folder)
+    return Part(final, first, last, frame.height)
+
+
+def merge_candidates(parts: list[Part]) -> list[Part]:
+    """The newest MERGE_AT parts if they share a tier below SETTLED_ROWS, else nothing."""
+    tail = parts[-MERGE_AT:]
+    if len(tail) < MERGE_AT or any(p.rows >= SETTLED_ROWS for p in tail):
+        return []
+    return tail if len({p.tier for p in tail}) == 1 else []
+
+
+def compact(folder: Path, parts: list[Part], swap) -> None:
+    """Merge what merge_candidates picks, repeatedly. `swap(live parts, obsolete parts)` makes the
+    merged part live and deletes its inputs (the caller keeps reads off the files meanwhile).
+
+    A merged row keeps the `_supersedes` of its oldest version in the merge (that version alone
+    could hide an older one outside it); when the merge starts at the oldest part, nothing older
+    exists, so removed rows are dropped and no row supersedes anything.
+    """
+    while batch := merge_candidates(parts):
+        from_start = batch[0] is parts[0]
+        versions = pl.scan_parquet([p.path for p in batch])
+        first_flag = versions.group_by("job_key").agg(pl.col(SUPERSEDES).sort_by(SEQ).first().alias("_first"))
+        merged = newest(versions).join(first_flag, on="job_key").with_columns(pl.col("_first").alias(SUPERSEDES))
+        if from_start:
+            merged = merged.filter(~pl.col(REMOVED)).with_columns(pl.lit(False).alias(SUPERSEDES))
+        frame = merged.select(list(PART_SCHEMA)).sort("job_key").collect()
+        new = write_part(folder, frame, batch[0].first, batch[-1].last)
+        parts = sorted([p for p in parts if p not in batch] + [new], key=lambda p: (p.last, p.first))
+        swap(parts, batch)
+        _fsync_dir(folder)
+
+
+def migrate_file(path: Path, seq: int) -> None:
+    """Turn today's single-file ledger at `path` into a folder at the same path with one part.
+
+    Crash-safe in three steps, each finished on the next open: the part is written (streaming,
+    so a million rows need little memory) into `.<name>.migrating/`; the old file is moved to
+    `.<name>.v1` beside it; the folder is renamed into place. The old file is then deleted.
+    """
+    staging = path.with_name(f".{path.name}.migrating")
+    old = path.with_name(f".{path.name}.v1")
+    if path.is_file():
+        if staging.exists():
+            for leftover in staging.iterdir():  # a migration that died while writing: start over
+                leftover.unlink()
+        staging.mkdir(exist_ok=True)
+        rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+        table = legacy_scan(path, seq)
+        target = staging / part_name(0, seq, rows)
+        temporary = staging / f".tmp-{target.stem}.partial"
+        table.sink_parquet(temporary, row_group_size=65_536)
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, target)
+        _fsync_dir(staging)
+        os.replace(path, old)
+        _fsync_dir(path.parent)
+    if staging.exists() and not path.exists():
+        os.replace(staging, path)
+        _fsync_dir(path.parent)
+    old.unlink(missing_ok=True)
+
+
+def pending_migration(path: Path) -> bool:
+    return path.is_file() or (not path.exists() and path.with_name(f".{path.name}.migrating").is_dir())

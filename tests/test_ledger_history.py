@@ -1,0 +1,150 @@
+"""The ledger as a folder of parts: migration from the single-file ledger, versions, merges, and
+the one-call reads the README documents for Polars, DuckDB and pandas."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timezone
+
+import polars as pl
+import pytest
+
+from pipeline import ledger_store
+from pipeline.ledger import SEQ_METADATA, Ledger, read_ledger
+from pipeline.schema import LEDGER_SCHEMA
+
+NOW = datetime(2026, 11, 24, 1, 2, 3, tzinfo=timezone.utc)
+
+
+def write_previous_format(path, rows: int, folded_seq: int, journal: list[dict], drop: tuple = ()) -> pl.DataFrame:
+    """A ledger as the previous version leaves it: one Parquet file whose metadata names the last
+    journal seq it holds, and the journal beside it (lines up to that seq already folded in)."""
+    frame = pl.DataFrame({"job_key": [f"old-{i}" for i in range(rows)], "status": ["DOWNLOADED"] * rows,
+                          "credits_charged": [10 + i % 3 for i in range(rows)], "job_id": [f"j{i}" for i in range(rows)],
+                          "submitted_at": [NOW] * rows})
+    frame = frame.select(pl.col(c) if c in frame.columns else pl.lit(None).alias(c) for c in LEDGER_SCHEMA
+                         ).cast(LEDGER_SCHEMA).drop(*drop)
+    frame.write_parquet(path, metadata={SEQ_METADATA: str(folded_seq)})
+    path.with_name("ledger.journal.jsonl").write_text("".join(json.dumps(line) + "\n" for line in journal))
+    return frame
+
+
+JOURNAL = [
+    {"s": 4, "k": "old-0", "f": {"status": "FAILED"}},  # already folded in: must not count twice
+    {"s": 6, "k": "old-1", "f": {"credits_charged": 99}},
+    {"s": 7, "k": "new-0", "f": {"status": "PENDING", "credits_charged": 0}},
+    {"s": 8, "op": "rename", "from": "old-2", "to": "old-2@abcd"},
+]
+
+
+def test_previous_format_migrates_on_first_writable_open_without_losing_a_row_or_credit(tmp_path):
+    path = tmp_path / "ledger.parquet"
+    old = write_previous_format(path, 50, folded_seq=5, journal=JOURNAL, drop=("expired",))
+    expected_credits = int(old["credits_charged"].sum()) - 11 + 99  # old-1 was 11, the journal says 99
+
+    before = read_ledger(path)  # a reader takes the old file as it is and changes nothing
+    assert path.is_file() and before.height == 51
+    assert int(before["credits_charged"].sum()) == expected_credits
+
+    with Ledger.open(path, run_id="first") as ledger:
+        assert path.is_dir() and len(ledger_store.list_parts(path)) == 1
+        assert ledger.get("old-0")["status"] == "DOWNLOADED"  # seq 4 was already in the file
+        assert ledger.get("old-1")["credits_charged"] == 99 and "old-2" not in ledger
+        assert ledger.credits_total() == expected_credits
+    after = read_ledger(path)
+    assert sorted(after["job_key"]) == sorted(before["job_key"]) and "old-2@abcd" in after["job_key"].to_list()
+    assert after.sort("job_key").equals(before.sort("job_key"))
+    assert not list(tmp_path.glob(".ledger.parquet*"))  # no staging folder, no old file left
+
+
+def test_a_migration_cut_short_is_finished_by_the_next_open(tmp_path):
+    path = tmp_path / "ledger.parquet"
+    write_previous_format(path, 20, folded_seq=0, journal=[])
+    staging = tmp_path / ".ledger.parquet.migrating"
+    # Died after writing the part and moving the old file aside, before the folder took its name.
+    ledger_store.write_part(staging, ledger_store.legacy_scan(path, 0).collect(), 0, 0)
+    path.rename(tmp_path / ".ledger.parquet.v1")
+    assert read_ledger(path).height == 20  # readers find the rows where the migration left them
+    with Ledger.open(path, run_id="r") as ledger:
+        assert len(ledger) == 20
+    assert path.is_dir() and not staging.exists() and not (tmp_path / ".ledger.parquet.v1").exists()
+
+
+def test_checkpoints_write_only_changed_rows_and_merges_keep_one_row_per_key(tmp_path):
+    path = tmp_path / "ledger.parquet"
+    with Ledger.open(path, run_id="r") as ledger:
+        for i in range(200):
+            ledger.record(f"k{i}", status="PENDING", credits_charged=0)
+        ledger.checkpoint()
+        for round_ in range(1, 12):  # a row changed in many checkpoints: many versions, then merges
+            ledger.record("k0", status="PROCESSING", attempts=round_)
+            ledger.record(f"k{round_}", status="DOWNLOADED", credits_charged=10)
+            ledger.checkpoint()
+            newest = max(ledger_store.list_parts(path), key=lambda p: p.last)
+            assert newest.rows == 2 or ledger.stats["merges"]  # the part holds the 2 rows changed
+        ledger.rename("k5", "k5@old")
+        ledger.record("k5", status="PENDING")
+    parts = ledger_store.list_parts(path)
+    assert len(parts) < 13 and ledger.stats["merges"] >= 1
+    rows = read_ledger(path)
+    assert rows.height == 201 and rows["job_key"].n_unique() == 201
+    k0 = rows.filter(pl.col("job_key") == "k0").row(0, named=True)
+    assert (k0["status"], k0["attempts"]) == ("PROCESSING", 11)
+    assert int(rows["credits_charged"].sum()) == 110
+
+
+def test_async_checkpoint_runs_off_the_loop_and_loses_nothing_recorded_meanwhile(tmp_path):
+    async def work() -> Ledger:
+        ledger = Ledger.open(tmp_path / "ledger.parquet", run_id="r")
+        for i in range(300):
+            ledger.record(f"k{i}", status="SUBMITTED", job_id=f"j{i}")
+            if i % 50 == 0:
+                checkpoint = asyncio.ensure_future(ledger.checkpoint_async())
+                await asyncio.sleep(0)
+                ledger.record(f"k{i}", status="PROCESSING")  # while the part is being written
+                await ledger.commit()
+                await checkpoint
+        await ledger.commit()
+        return ledger
+
+    ledger = asyncio.run(work())
+    assert ledger.first_owner("j7") == "k7" and ledger.first_owner("nope") is None
+    ledger.close()
+    rows = read_ledger(tmp_path / "ledger.parquet")
+    assert rows.height == 300
+    assert rows.filter(pl.col("job_key").is_in([f"k{i}" for i in range(0, 300, 50)]))["status"].unique().to_list() \
+        == ["PROCESSING"]
+
+
+def versions_ledger(path) -> pl.DataFrame:
+    with Ledger.open(path, run_id="r") as ledger:
+        ledger.record("a", status="PENDING", credits_charged=0)
+        ledger.record("b", status="DOWNLOADED", credits_charged=10)
+        ledger.checkpoint()
+        ledger.record("a", status="DOWNLOADED", credits_charged=15)  # a newer version of a
+        ledger.rename("b", "b@old")  # b is removed: its newest version is a tombstone
+        ledger.checkpoint()
+    return read_ledger(path)
+
+
+def test_the_documented_one_call_reads_give_the_current_state(tmp_path):
+    path = tmp_path / "ledger.parquet"
+    expected = versions_ledger(path).sort("job_key")
+    assert expected["job_key"].to_list() == ["a", "b@old"]
+    assert len(ledger_store.list_parts(path)) == 2  # so the reads below must resolve versions
+
+    # README, "Reading the ledger from other tools": each exactly as written there.
+    polars_rows = pl.scan_parquet(f"{path}/*.parquet").filter(
+        pl.col("_seq") == pl.col("_seq").max().over("job_key"), ~pl.col("_removed")).collect()
+    duckdb = pytest.importorskip("duckdb")
+    duckdb_rows = duckdb.sql(f"""
+        SELECT * FROM '{path}/*.parquet'
+        QUALIFY _seq = max(_seq) OVER (PARTITION BY job_key) AND NOT _removed""").pl()
+    pd = pytest.importorskip("pandas")
+    pandas_rows = pd.read_parquet(path).sort_values("_seq").drop_duplicates("job_key", keep="last").query("not _removed")
+
+    for rows in (polars_rows, duckdb_rows, pl.from_pandas(pandas_rows)):
+        got = rows.select(list(LEDGER_SCHEMA)).sort("job_key")
+        assert got.select("job_key", "status", "credits_charged").rows() == \
+            expected.select("job_key", "status", "credits_charged").rows()
