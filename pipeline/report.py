@@ -24,7 +24,7 @@ from pipeline.decisions import read_decisions, with_review
 from pipeline.ledger import Ledger, read_runs
 from pipeline.models import MODELS
 from pipeline.schema import STATUSES
-from pipeline.scope import ALL, LAST, scope_filter
+from pipeline.scope import ALL, LAST, last_run_id, scope_filter
 from pipeline.status import STATUS_COLUMNS, summarize
 
 POSTER_WIDTH = 320
@@ -118,7 +118,7 @@ def scoped_rows(ledger: Ledger, runs: pl.DataFrame, run: str = LAST, manifest: P
         run, note = ALL, "every row (no run is recorded yet)"
     else:
         note = {ALL: "every run"}.get(run) or (
-            f"the last run, {runs.sort('started_at')['run_id'][-1]}" if run == LAST else f"run {run}")
+            f"the last run, {last_run_id(runs)}" if run == LAST else f"run {run}")
     condition = scope_filter(runs, run, manifest)
     if manifest is not None:
         note += f", manifest {Path(manifest).resolve()}"

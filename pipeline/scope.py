@@ -1,8 +1,10 @@
 """Which ledger rows a reader looks at: `--run ID|last|all` and `--manifest PATH`.
 
 Shared by `report`, `review` and `export`, so "the rows of the last run" means one thing. A row
-belongs to a run when that run last changed it (the ledger's `run_id`). The result is a Polars
-expression, so it filters an eager frame or a lazy scan alike.
+belongs to a run when that run last changed it (the ledger's `run_id`). "The last run" is the
+latest run that had work to do: a no-op rerun (every row already downloaded) changes no row, and
+the morning's page should still show the night's clips. The result is a Polars expression, so it
+filters an eager frame or a lazy scan alike.
 """
 
 from __future__ import annotations
@@ -26,11 +28,18 @@ def resolve_run(runs: pl.DataFrame, run: str) -> str | None:
     if run == LAST:
         if not runs.height:
             raise ScopeError("no run is recorded in this ledger yet: use --run all, or run a batch first")
-        return runs.sort("started_at")["run_id"][-1]
+        return last_run_id(runs)
     if run not in set(runs["run_id"].to_list()):
         raise ScopeError(f"no run {run!r} in this ledger: `videobatch status` names the last one; "
                          "or use --run last or --run all")
     return run
+
+
+def last_run_id(runs: pl.DataFrame) -> str:
+    """The latest run that had rows to work on (the latest run of all if none had)."""
+    ordered = runs.sort("started_at")
+    worked = ordered.filter(pl.col("rows_planned").fill_null(0) > pl.col("rows_skipped").fill_null(0))
+    return (worked if worked.height else ordered)["run_id"][-1]
 
 
 def scope_filter(runs: pl.DataFrame, run: str = LAST, manifest: Path | str | None = None) -> pl.Expr:

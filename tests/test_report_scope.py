@@ -98,3 +98,18 @@ def test_pages_link_to_each_other_in_chromium(chromium, two_nights, tmp_path):  
             browser.close()
     print(f"screenshot: {shot}")
     assert shot.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_the_last_run_after_a_no_op_rerun_is_the_run_that_made_the_clips(tmp_path, emulator_thread):
+    """`make demo` twice: the second run changes nothing, and the report still shows the clips."""
+    from tests.harness import cli_env, prompts, run_args, run_cli, write_manifest
+
+    emu = emulator_thread()
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(3, prefix="noop"))
+    first = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+    again = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert first.returncode == again.returncode == 0
+    done = run_cli("report", "--ledger", str(tmp_path / "ledger.parquet"), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    page = (tmp_path / "report.html").read_text()
+    assert page.count('class="card') >= 3 and 'data-in-scope="3"' in page
