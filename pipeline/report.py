@@ -28,6 +28,7 @@ from pipeline.scope import ALL, LAST, last_run_id, scope_filter
 from pipeline.status import STATUS_COLUMNS, summarize
 
 POSTER_WIDTH = 320
+_DECIDED = {"approve": "approved", "reject": "rejected", "regenerate": "to regenerate"}  # as a card reads
 POSTER_AT_S = 1.0
 PAGE_SIZE = 500  # cards on one page
 MAX_PAGES = 20  # pages written unless --pages says otherwise
@@ -91,7 +92,8 @@ def _card(row: dict, page_dir: Path) -> str:
         reason = f'<p class="reason">{"result expired · " if row.get("expired") else ""}{e(text)}</p>'
     if row.get("review_decision"):
         note = f": {row['review_note']}" if row.get("review_note") else ""
-        reason += (f'<p class="review {e(row["review_decision"])}">{e(row["review_decision"])} by '
+        said = _DECIDED.get(row["review_decision"], row["review_decision"])
+        reason += (f'<p class="review {e(row["review_decision"])}">{e(said)} by '
                    f'{e(row.get("review_reviewer") or "?")}{e(note)}</p>')
     charged = row.get("credits_charged")
     return (

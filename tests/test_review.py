@@ -241,7 +241,7 @@ def test_review_page_decisions_last_and_the_next_runs_act_on_them(chromium, made
     assert json.loads(status.stdout)["review"] == {"approve": 1, "reject": 1, "regenerate": 1, "undecided": 1}
     report = run_cli("report", "--ledger", str(tmp_path / "ledger.parquet"), env=OFFLINE, cwd=tmp_path)
     text = (tmp_path / "report.html").read_text()
-    assert report.returncode == 0 and 'class="review reject">reject by ana: fish look plastic' in text
+    assert report.returncode == 0 and 'class="review reject">rejected by ana: fish look plastic' in text
 
     # plan prices exactly the regenerate row and says it comes from review.
     planned = plan(tmp_path, manifest).stdout
