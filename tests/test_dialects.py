@@ -36,6 +36,7 @@ def check_books(stats: dict, rows, *, stuck_ok: bool) -> None:
     assert {k: len(v) for k, v in per_key.items() if len(v) != 1} == {}  # one job per row
     assert rows["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"]
     assert stats["cdn_key_leaks"] == 0
+    assert set(stats["list_models"]) <= {"grok-imagine-video"}  # every list names the model
     assert set(rows["status"]) <= ({"DOWNLOADED", "SUBMITTED", "PROCESSING"} if stuck_ok else {"DOWNLOADED"})
     for row in rows.iter_rows(named=True):
         job = served[row["job_id"]]

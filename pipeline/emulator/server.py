@@ -196,6 +196,7 @@ class EmulatorServer:
 
     async def list_jobs(self, request: web.Request) -> web.Response:
         q = request.query
+        self.state.list_models[q.get("model", "")] += 1
         if self.config.speaks("list-4xx"):
             return _error(400, "Invalid query parameters", details={"": ["Listing is not available for this key"]})
         details: dict[str, list[str]] = {}

@@ -101,6 +101,7 @@ class EmulatorState:
         self.uploads: dict[str, tuple[bytes, str, str]] = {}  # id -> (data, content type, name)
         self.requests: Counter[str] = Counter()
         self.user_agents: Counter[str] = Counter()
+        self.list_models: Counter[str] = Counter()  # the `model` filter of each job-list request ("" if none)
         self.faults_sent: Counter[str] = Counter()
         self.rate_limited = 0
         self.retry_after_violations = 0  # requests that came before the Retry-After we gave
@@ -286,4 +287,5 @@ class EmulatorState:
             "faults": dict(self.faults_sent),
             "uploads": len(self.uploads),
             "user_agents": dict(self.user_agents),
+            "list_models": dict(self.list_models),
         }
