@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 
 from pipeline import transitions as t
 from pipeline.account import Account, account_of, read_owner, refusal, write_owner
@@ -50,7 +52,7 @@ from pipeline.plan import DOWNLOAD, NEW_VERSION, REGENERATE, RESUME, RETRY, SUBM
 from pipeline.progress import Counters, Progress
 from pipeline.redact import redact
 from pipeline.runlog import RunLog
-from pipeline.schema import DOWNLOADED, FAILED, PENDING, REJECTED
+from pipeline.schema import DOWNLOADED, FAILED, IN_FLIGHT, PENDING, REJECTED
 from pipeline.tracker import Observation, Tracker
 from pipeline.uploads import UploadCache
 from pipeline.wire import parse_api_time, same_request
@@ -256,6 +258,8 @@ class Runner:
         if path is None:
             return None
         owner = read_owner(path)
+        if owner is not None and (self.account is None or not owner.same_owner(self.account)):
+            in_flight = self._in_flight_anywhere()  # other manifests' jobs in this ledger count too
         reason = refusal(owner, self.account, in_flight)
         if reason:
             self.log.event("account_refused", reason=reason)
@@ -265,6 +269,14 @@ class Runner:
             if owner is not None and not owner.same_owner(self.account):
                 self.log.event("account_changed", previous=str(owner), now=str(self.account))
         return None
+
+    def _in_flight_anywhere(self) -> int:
+        """Rows of this whole ledger with a job or an intent that may have made one (read before
+        anything is written, so a lazy scan is safe)."""
+        rows = self.ledger.scan(["status", "idempotency_key"]).filter(
+            pl.col("status").is_in(list(IN_FLIGHT))
+            | ((pl.col("status") == PENDING) & pl.col("idempotency_key").is_not_null()))
+        return rows.select(pl.len()).collect().item()
 
     async def _start_webhooks(self):
         if not self.options.webhook_listen:

@@ -283,3 +283,17 @@ async def test_webhook_signatures_in_either_form_and_case_and_either_event_field
     assert hints == ["job-0", "job-1", "job-2", "job-3"]
     assert receiver.kinds == {"completed": 2, "failed": 1, "progress": 1}
     assert hashlib.sha256(TEST_KEY.encode()).hexdigest() not in json.dumps(statuses)
+
+
+def test_in_flight_jobs_of_another_manifest_in_the_ledger_also_tie_it_to_their_account(tmp_path):
+    stuck = write_manifest(tmp_path / "stuck.yaml", prompts(7, prefix="first"))  # its 7th job never ends
+    other = write_manifest(tmp_path / "other.yaml", prompts(2, prefix="second"))
+    mine = EmulatorConfig(api_key=TEST_KEY, time_scale=0.0, rpm=0, dialects=("stuck",), seed=0)
+    with EmulatorThread(mine) as emu:
+        first = run_cli(*run_args(stuck, tmp_path, "--job-timeout", "1"), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert first.returncode == 3
+    with EmulatorThread(EmulatorConfig(api_key=TEST_KEY, time_scale=0.0, rpm=0, seed=99)) as emu:
+        refused = run_cli(*run_args(other, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+        stats = emu.stats()
+    assert refused.returncode == 3 and "belongs to" in refused.stdout + refused.stderr
+    assert stats["jobs"] == [] and stats["requests"] == {"GET /v2/me": 1}
