@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -162,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("compress", "tracking_jobs", "overhead_jobs", "resume_rows", "dialect_jobs", "history_rows"):
         if getattr(args, name):
             sizes[name] = getattr(args, name)
-    wanted = set(args.only or SECTIONS)
+    wanted = [name for name in SECTIONS if name in (args.only or SECTIONS)]
+    if len(wanted) > 1:
+        return _each_in_its_own_process(wanted, argv if argv is not None else sys.argv[1:], args.out)
     results: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": _machine(),
                      "quick": args.quick, "sizes": sizes}
     started = time.perf_counter()
@@ -195,6 +198,41 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nfigures: {args.out} (bench took {results['bench_seconds']:.0f} s)")
+    return 0
+
+
+def _each_in_its_own_process(wanted: list[str], argv: list[str], out: Path) -> int:
+    """Run each part in a fresh `python -m benchmarks --only PART`, then print one table.
+
+    A child process starts with its parent's resident memory counted in its peak (Linux carries
+    it across fork), so a bench process that has grown in one part would inflate every peak the
+    next part measures. A fresh process per part keeps each figure its own.
+    """
+    passed: list[str] = []
+    skip = False
+    for item in argv:  # the same options, without --only and --out
+        if skip:
+            skip = False
+        elif item in ("--only", "--out"):
+            skip = True
+        elif not item.startswith(("--only=", "--out=")):
+            passed.append(item)
+    results: dict = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="vb-bench-parts-") as folder:
+        for name in wanted:
+            part = Path(folder) / f"{name}.json"
+            done = subprocess.run([sys.executable, "-m", "benchmarks", "--only", name, "--out", str(part), *passed])
+            if done.returncode != 0:
+                print(f"bench part {name} failed (exit {done.returncode}); its output is above", file=sys.stderr)
+                return done.returncode
+            results.update(json.loads(part.read_text()))
+    results["bench_seconds"] = time.perf_counter() - started
+    print()
+    print(table(results))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nfigures: {out} (bench took {results['bench_seconds']:.0f} s)")
     return 0
 
 
