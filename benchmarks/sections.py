@@ -97,6 +97,7 @@ def dialects(work: Path, *, jobs: int, only: tuple[str, ...] | None = None) -> d
             "ledger_credits": int(ledger["credits_charged"].sum() or 0),
             "server_credits": stats["credits"]["charged"] - stats["credits"]["refunded"],
             "requests_per_job": sum(stats["requests"].values()) / jobs,
+            "requests_by_route": stats["requests"],
             "cdn_key_leaks": stats.get("cdn_key_leaks", 0),
         }
     return results
