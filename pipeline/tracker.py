@@ -270,18 +270,22 @@ class Tracker:
         self.hinted_ids.clear()
         requests = 0
         finished: dict[str, dict[str, Any]] = {}
+        # Jobs of unknown age are read on their own below: a list cannot be paged deep enough for them.
+        listable = any(p.timed or p.created is not None for p in self.pending.values())
         for status in statuses:
-            if not self.pending or not self.lists_ok or len(finished) == len(self.pending):
+            if not listable or not self.lists_ok or len(finished) == len(self.pending):
                 break
             requests += await self._list(status if self.status_filter_ok else None, finished)
         now = time.monotonic()
         observations: list[Observation] = []
+        first_reads = 0
         # Jobs of unknown age, jobs the lists did not show for far too long, jobs to read again,
         # and every job when lists are off: read each one on its own.
         for p in list(self.pending.values()):
             if p.job_id in finished or now < p.read_after:
                 continue
             unknown = not p.timed and p.created is None
+            first_reads += unknown
             if self.lists_ok and not unknown and now - p.last_seen < self._overdue_after(p.duration):
                 continue
             if not self.lists_ok and p.last_seen > p.since and now - p.last_seen < PER_JOB_GAP_S:
@@ -321,6 +325,8 @@ class Tracker:
                 self._observe(p.duration, now - p.since)
             observations.append(Observation(job_id, job=job))
         self.hinted_ids &= self.pending.keys()  # hints that came in while this poll ran
-        self.last_requests = max(1, requests)
+        # The one-off first reads of jobs an earlier run made set no cadence: after a crash with N
+        # jobs in flight, the next poll should not wait as if every poll cost N requests.
+        self.last_requests = max(1, requests - first_reads)
         self.requests += requests
         return observations

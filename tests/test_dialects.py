@@ -90,10 +90,11 @@ def test_an_interrupted_emulated_demo_resumes_every_row_at_its_first_attempt(tmp
     env = cli_env("http://127.0.0.1:9", key=None)  # --emulate never needs the real API's address
     proc = subprocess.Popen(cli_command(*args), env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    journal = tmp_path / "out" / "ledger.journal.jsonl"
+    state = tmp_path / "out" / "emulator-state.jsonl"  # append-only: one line per job the emulator made
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count('"SUBMITTED"') < 6):
-        time.sleep(0.05)
+    while time.monotonic() < deadline and (not state.exists() or state.read_text().count('"e":"job"') < 6):
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed mid-way"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     done = run_cli(*args, env=env, cwd=tmp_path, timeout=120)
@@ -101,5 +102,5 @@ def test_an_interrupted_emulated_demo_resumes_every_row_at_its_first_attempt(tmp
     rows = ledger(tmp_path / "out")
     assert rows.height == 12 and set(rows["status"]) == {"DOWNLOADED"}
     assert set(rows["attempts"]) == {1}
-    state = (tmp_path / "out" / "emulator-state.jsonl").read_text().splitlines()
-    assert sum('"e":"job"' in line for line in state) == 12  # one job per row, across both runs
+    made = state.read_text().splitlines()
+    assert sum('"e":"job"' in line for line in made) == 12  # one job per row, across both runs

@@ -441,3 +441,18 @@ def test_webhook_mode_end_to_end(emulator_thread, tmp_path):
     # that reports it), so this shows hints cost nothing extra, not that they save anything.
     _, _, polled = _run_60(emulator_thread, tmp_path / "polling")
     assert counts[LIST] <= polled[LIST] + 2, (counts, polled)  # one poll of jitter at most
+
+
+async def test_first_reads_of_jobs_an_earlier_run_made_set_no_polling_cadence(emulator):
+    """After a crash with many jobs in flight, their one-off reads must not space the next polls
+    as if every poll cost that many requests (a rerun waited 28 s for a 7 s batch)."""
+    emu = await emulator(time_scale=10.0)  # still generating when read
+    async with ApiClient(emu.base_url, TEST_KEY) as client:
+        ids = await submit(client, None, [6] * 40, tag="earlier")
+        tracker = Tracker(client, rate_per_second=500 / 60)
+        for job_id in ids:
+            tracker.add(job_id, job_id, 6, resumed=True)
+        seen = await tracker.poll()
+        assert len(seen) == 40 and requests(emu).get(GET_ONE, 0) == 40  # each read once, on its own
+        # One request's worth of cadence at 6 % of 500 rpm: 2 s, not 40 requests' worth (80 s, capped at 30).
+        assert tracker.next_delay(submits_waiting=False) <= 1 / (0.06 * 500 / 60) + 0.1
