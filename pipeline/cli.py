@@ -1,6 +1,5 @@
 """videobatch: turn a manifest of prompts into grok-imagine-video clips, with a ledger of every credit.
 
-Thin on purpose: parse arguments, call the library, print, choose the exit code.
 Exit codes: 0 every row downloaded; 1 finished with FAILED or REJECTED rows; 2 bad manifest or
 arguments, nothing submitted; 3 stopped early (credits, budget, deadline, authentication,
 interrupt, a ledger in use): run again to continue.

@@ -53,9 +53,6 @@ class Plan:
     def credits_total(self) -> int:
         return int(self.rows["credits_estimated"].sum() or 0)
 
-    def with_action(self, *actions: str) -> pl.DataFrame:
-        return self.rows.filter(pl.col("action").is_in(actions))
-
 
 def _same_size(path: str, size: int | None) -> bool:
     try:
