@@ -139,6 +139,7 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
     from pipeline.manifest import ManifestError, load_manifest
     from pipeline.decisions import DecisionsCorrupt, read_decisions
     from pipeline.notify import NotifyUrlError, check_url
+    from pipeline.plan import SKIP
     from pipeline.review_plan import make_reviewed_plan
     from pipeline.summary import refused_summary, run_summary
 
@@ -191,7 +192,7 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
         ledger.append_run({
             "run_id": run_id, "manifest": str(manifest), "emulated": bool(settings.emulate),
             "started_at": result.started_at, "ended_at": result.ended_at,
-            "rows_planned": plan.rows.height, "rows_skipped": plan.counts["skip"],
+            "rows_planned": plan.rows.height, "rows_skipped": plan.counts[SKIP],
             "rows_submitted": result.rows_submitted, "rows_finished": result.rows_finished,
             "rows_failed": result.rows_failed, "credits_estimated": result.credits_estimated,
             "credits_charged": result.credits_charged, "exit_code": result.exit_code,

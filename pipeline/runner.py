@@ -46,11 +46,12 @@ from pipeline.deadline import Deadline
 from pipeline.download import download_video, video_path
 from pipeline.ledger import Ledger
 from pipeline.models import get_model
-from pipeline.plan import DOWNLOAD, NEW_VERSION, REGENERATE, RESUME, RETRY, SUBMIT, TRACK, Plan
+from pipeline.plan import DOWNLOAD, LEAVE_FAILED, NEW_VERSION, REGENERATE, RESUME, RETRY, SKIP, SUBMIT, TRACK, Plan
 from pipeline.progress import Counters, Progress
 from pipeline.redact import redact
 from pipeline.runlog import RunLog
-from pipeline.schema import DOWNLOADED, FAILED, PENDING, REJECTED
+from pipeline.schema import COMPLETED, DOWNLOADED, FAILED, PENDING, REJECTED
+from pipeline.summary import ExitCode
 from pipeline.tracker import Observation, Tracker
 from pipeline.uploads import UploadCache
 from pipeline.wire import parse_api_time, same_request
@@ -93,7 +94,7 @@ class RunOptions:
 @dataclass
 class RunResult:
     run_id: str
-    exit_code: int
+    exit_code: ExitCode
     stop_reason: str | None
     counters: Counters
     credits_estimated: int  # attempts started in this run, at the model's price
@@ -283,8 +284,8 @@ class Runner:
 
     def _load_plan(self) -> None:
         rows = self.plan.rows
-        self.counters.planned = rows.height - self.plan.counts.get("skip", 0) - self.plan.counts.get("failed", 0)
-        wanted = rows.filter(~rows["action"].is_in(["skip", "failed"]))
+        self.counters.planned = rows.height - self.plan.counts.get(SKIP, 0) - self.plan.counts.get(LEAVE_FAILED, 0)
+        wanted = rows.filter(~rows["action"].is_in([SKIP, LEAVE_FAILED]))
         if self.options.max_credits is None:
             # Longest clips first: they take longest to generate, so the batch ends sooner. Under
             # a budget the manifest's order decides what gets made, so it is kept.
@@ -452,7 +453,7 @@ class Runner:
                 self.counters.finished += 1
             work.video_url = decision.fields.get("video_url", work.video_url)
             work.after_cdn_404 = False
-            self.log.event("status", job_key=work.job_key, job_id=work.job_id, status="COMPLETED",
+            self.log.event("status", job_key=work.job_key, job_id=work.job_id, status=COMPLETED,
                            credits=work.credits_charged)
             await self.downloads.put(work)
         elif step is t.Step.REPLAY:
@@ -837,18 +838,18 @@ class Runner:
         keys = list(self.work)
         mine = self.ledger.rows(keys, ["status"])
         statuses = dict(zip(mine["job_key"].to_list(), mine["status"].to_list()))
-        planned_failed = self.plan.rows.filter(self.plan.rows["action"] == "failed")
+        planned_failed = self.plan.rows.filter(self.plan.rows["action"] == LEAVE_FAILED)
         failed_keys = {k for k, s in statuses.items() if s in (FAILED, REJECTED)}
         failed_keys |= set(planned_failed["job_key"].to_list())
         unfinished = {k for k in keys if statuses.get(k) not in (DOWNLOADED, FAILED, REJECTED)}
         finished_now = sum(1 for s in statuses.values() if s == DOWNLOADED)
         stop_reason = self.stop_reason or self.internal_error
         if self.hard_stopped or self.submits_stopped or unfinished or self.internal_error:
-            code = 3
+            code = ExitCode.STOPPED
         elif failed_keys:
-            code = 1
+            code = ExitCode.FAILED_ROWS
         else:
-            code = 0
+            code = ExitCode.OK
         # Rows that failed in an earlier run keep the reason the ledger has for them.
         failed_rows = self.ledger.rows(list(failed_keys), ["error"])
         errors = dict(zip(failed_rows["job_key"].to_list(), failed_rows["error"].to_list()))

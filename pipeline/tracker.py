@@ -36,10 +36,9 @@ from typing import Any
 from pipeline.client import ApiClient, ApiError, AuthError, NotFound
 from pipeline.models import DEFAULT_MODEL
 from pipeline.transitions import ReadError
-from pipeline.wire import job_id_of, parse_api_time
+from pipeline.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time
 
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
-LIST_STATUSES = ("COMPLETED", "FAILED")
+LIST_STATUSES = (ApiStatus.COMPLETED, ApiStatus.FAILED)
 # createdAt may be rounded to the second (the contract does not say), and before any job has
 # finished the only clock offset we have is the Date header's, which is whole seconds. Doubled
 # (up to a minute) whenever a job the lists should have shown turns up only when read on its own.
@@ -244,7 +243,7 @@ class Tracker:
                 if p is None or job_id in finished:
                     continue
                 p.last_seen = now
-                if own in TERMINAL:
+                if own in ENDED:
                     finished[job_id] = job
                 else:
                     self._learn_clock(p, job)
@@ -266,7 +265,7 @@ class Tracker:
         if not self.status_filter_ok:
             statuses: tuple[str | None, ...] = (None,)  # one unfiltered listing shows every status
         else:
-            statuses = LIST_STATUSES if self._may_have_failed() else ("COMPLETED",)  # before hints clear
+            statuses = LIST_STATUSES if self._may_have_failed() else (ApiStatus.COMPLETED,)  # before hints clear
         self.hinted_ids.clear()
         requests = 0
         finished: dict[str, dict[str, Any]] = {}
@@ -301,13 +300,13 @@ class Tracker:
                 observations.append(Observation(p.job_id, error=ReadError.UNCERTAIN, detail=str(exc)))
                 continue
             status = job.get("status") if isinstance(job, dict) else None
-            if status in TERMINAL:
+            if status in ENDED:
                 finished[p.job_id] = job
                 if p.timed and self.lists_ok and status in LIST_STATUSES:
                     # The lists should have shown it: page deeper from now on.
                     self.missed_by_lists += 1
                     self.margin = min(MAX_MARGIN_S, self.margin * 2)
-            elif status in ("QUEUED", "PROCESSING"):
+            elif status in GENERATING:
                 self._learn_clock(p, job)
                 observations.append(Observation(p.job_id, job=job))  # its cost, its state: still pending
             else:  # an answer we cannot read: the transitions decide
@@ -317,7 +316,7 @@ class Tracker:
             p = self.pending.pop(job_id)
             self.hinted_ids.discard(job_id)
             self._learn_clock(p, job)
-            if job.get("status") == "COMPLETED" and p.timed:  # only waits this run measured
+            if job.get("status") == ApiStatus.COMPLETED and p.timed:  # only waits this run measured
                 self._observe(p.duration, now - p.since)
             observations.append(Observation(job_id, job=job))
         self.hinted_ids &= self.pending.keys()  # hints that came in while this poll ran
