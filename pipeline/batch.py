@@ -139,7 +139,6 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
     from pipeline.manifest import ManifestError, load_manifest
     from pipeline.decisions import DecisionsCorrupt, read_decisions
     from pipeline.notify import NotifyUrlError, check_url
-    from pipeline.plan import SKIP
     from pipeline.review_plan import make_reviewed_plan
     from pipeline.summary import refused_summary, run_summary
 
@@ -189,19 +188,7 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
         if on_start is not None:
             on_start(run_id, plan, "emulator" if settings.emulate else config.base_url)
         result = asyncio.run(_run_async(settings, config, ledger, plan, out_dir, log_path, interrupts, deadline))
-        ledger.append_run({
-            "run_id": run_id, "manifest": str(manifest), "emulated": bool(settings.emulate),
-            "started_at": result.started_at, "ended_at": result.ended_at,
-            "rows_planned": plan.rows.height, "rows_skipped": plan.counts[SKIP],
-            "rows_submitted": result.rows_submitted, "rows_finished": result.rows_finished,
-            "rows_failed": result.rows_failed, "credits_estimated": result.credits_estimated,
-            "credits_charged": result.credits_charged, "exit_code": result.exit_code,
-            "log_path": str(log_path), "rows_unfinished": result.rows_unfinished,
-            "stop_reason": result.stop_reason,
-            "account_user_id": result.account.user_id if result.account else None,
-            "account_team_id": result.account.team_id if result.account else None,
-            "account_key_id": result.account.key_id if result.account else None,
-        })
+        ledger.append_run(result.to_runs_row(plan, emulated=bool(settings.emulate), log_path=log_path))
         summary = run_summary(result, plan, ledger, manifest=manifest, emulated=bool(settings.emulate),
                               deadline=deadline, ledger_path=ledger_path, out_dir=out_dir, log_path=log_path)
     return summary

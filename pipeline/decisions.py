@@ -33,6 +33,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.atomic import fsync_dir
 from pipeline.manifest import ManifestError, check_job, request_hash
 from pipeline.schema import DOWNLOADED, FINAL
 
@@ -270,9 +271,5 @@ class DecisionsLog:
             finally:
                 os.close(fd)
             if created:  # the new file's name must survive a crash too
-                dir_fd = os.open(self.path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
+                fsync_dir(self.path.parent)
 

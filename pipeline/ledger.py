@@ -37,6 +37,7 @@ from typing import Any
 import polars as pl
 
 from pipeline import ledger_store as store
+from pipeline.atomic import replace_atomic
 from pipeline.lock import LockHeld, RunLock
 from pipeline.schema import LEDGER_SCHEMA, RUNS_SCHEMA, STATUSES, TIMESTAMP
 
@@ -74,14 +75,6 @@ def _decode_fields(fields: dict[str, Any]) -> dict[str, Any]:
         if isinstance(fields[name], str):
             fields[name] = datetime.fromisoformat(fields[name])
     return fields
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _empty(schema: dict) -> pl.DataFrame:
@@ -227,15 +220,7 @@ class Ledger:
         missing = [k for k in dict.fromkeys(keys) if k not in self._known]
         if not missing:
             return
-        with self._parts_lock:
-            found = store.lookup(self._parts, missing)
-        for row in found.iter_rows(named=True):
-            removed = row.pop(store.REMOVED)
-            row.pop(store.SEQ), row.pop(store.SUPERSEDES)
-            self._ever_stored.add(row["job_key"])
-            self._known[row["job_key"]] = None if removed else row
-        for key in missing:
-            self._known.setdefault(key, None)
+        self._remember(self._read_stored_copy(missing), missing)
 
     def _stored_row(self, job_key: str) -> dict[str, Any] | None:
         self._read_stored([job_key])
@@ -500,13 +485,7 @@ class Ledger:
                 self._journal.seek(0)
                 os.fsync(self._journal.fileno())
                 return
-            temporary = self.journal_path.with_name(f".{self.journal_path.name}.tmp-{os.getpid()}")
-            with open(temporary, "wb") as out:
-                out.write(b"".join(keep))
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self.journal_path)
-            _fsync_dir(self.journal_path.parent)
+            replace_atomic(self.journal_path, lambda out: out.write(b"".join(keep)))
             self._journal.close()
             self._journal = open(self.journal_path, "ab")
 
@@ -560,6 +539,7 @@ class Ledger:
             return store.lookup(self._parts, keys)
 
     def _remember(self, found: pl.DataFrame, keys: list[str]) -> None:
+        """Keep what the parts said of `keys` (None: not stored), unless read or folded meanwhile."""
         for row in found.iter_rows(named=True):
             if row["job_key"] in self._known:
                 continue  # read or folded meanwhile: that is newer
@@ -576,13 +556,7 @@ class Ledger:
         self._check_writable()
         runs = read_runs(self.path)
         row = pl.DataFrame([{name: run.get(name) for name in RUNS_SCHEMA}], schema=RUNS_SCHEMA, orient="row")
-        temporary = self.runs_path.with_name(f".{self.runs_path.name}.tmp-{os.getpid()}")
-        with open(temporary, "wb") as out:
-            pl.concat([runs, row]).write_parquet(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, self.runs_path)
-        _fsync_dir(self.runs_path.parent)
+        replace_atomic(self.runs_path, pl.concat([runs, row]).write_parquet)
 
     # -- closing --
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.atomic import fsync_dir as _fsync_dir, replace_atomic
 from pipeline.schema import LEDGER_SCHEMA
 
 SEQ, REMOVED, SUPERSEDES = "_seq", "_removed", "_supersedes"
@@ -140,25 +141,13 @@ def lookup(parts: list[Part], keys: list[str], columns: list[str] | None = None)
     return found
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_part(folder: Path, frame: pl.DataFrame, first: int, last: int) -> Part:
     """Write `frame` (PART_SCHEMA) as a new part: temp file, fsync, rename, fsync the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / part_name(first, last, frame.height)
-    temporary = folder / f".tmp-{os.getpid()}-{final.stem}.partial"  # no reader globbing *.parquet sees it
-    with open(temporary, "wb") as out:
-        frame.select(list(PART_SCHEMA)).cast(PART_SCHEMA).write_parquet(out, row_group_size=65_536)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, final)
-    _fsync_dir(folder)
+    stored = frame.select(list(PART_SCHEMA)).cast(PART_SCHEMA)
+    replace_atomic(final, lambda out: stored.write_parquet(out, row_group_size=65_536),
+                   temporary=folder / f".tmp-{os.getpid()}-{final.stem}.partial")  # no reader globbing *.parquet sees it
     return Part(final, first, last, frame.height)
 
 

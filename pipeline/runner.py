@@ -50,7 +50,7 @@ from pipeline.plan import DOWNLOAD, LEAVE_FAILED, NEW_VERSION, REGENERATE, RESUM
 from pipeline.progress import Counters, Progress
 from pipeline.redact import redact
 from pipeline.runlog import RunLog
-from pipeline.schema import COMPLETED, DOWNLOADED, FAILED, PENDING, REJECTED
+from pipeline.schema import COMPLETED, DOWNLOADED, FAILED, PENDING, REJECTED, RUNS_SCHEMA
 from pipeline.summary import ExitCode
 from pipeline.tracker import Observation, Tracker
 from pipeline.uploads import UploadCache
@@ -99,7 +99,6 @@ class RunResult:
     counters: Counters
     credits_estimated: int  # attempts started in this run, at the model's price
     credits_charged: int  # creditCost reported for this run's jobs (net of refunds)
-    rows_submitted: int
     rows_finished: int
     rows_failed: int
     rows_expired: int
@@ -111,6 +110,29 @@ class RunResult:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (job_key, reason)
     unfinished: list[tuple[str, str]] = field(default_factory=list)  # (job_key, reason), left for the next run
     account: Account | None = None
+
+    @property
+    def rows_submitted(self) -> int:
+        """Submits that got a job_id in this run."""
+        return self.counters.submitted
+
+    def to_runs_row(self, plan: Plan, *, emulated: bool, log_path: Path) -> dict[str, Any]:
+        """This run as a row of the runs table: the only code that builds one."""
+        account = self.account
+        row = {
+            "run_id": self.run_id, "manifest": str(plan.manifest), "emulated": emulated,
+            "started_at": self.started_at, "ended_at": self.ended_at,
+            "rows_planned": plan.rows.height, "rows_skipped": plan.counts.get(SKIP, 0),
+            "rows_submitted": self.rows_submitted, "rows_finished": self.rows_finished,
+            "rows_failed": self.rows_failed, "credits_estimated": self.credits_estimated,
+            "credits_charged": self.credits_charged, "exit_code": int(self.exit_code),
+            "log_path": str(log_path),
+            "account_user_id": account.user_id if account else None,
+            "account_team_id": account.team_id if account else None,
+            "account_key_id": account.key_id if account else None,
+            "rows_unfinished": self.rows_unfinished, "stop_reason": self.stop_reason,
+        }
+        return {name: row[name] for name in RUNS_SCHEMA}  # a column missing here fails loudly
 
 
 @dataclass
@@ -186,7 +208,6 @@ class Runner:
         self.internal_error: str | None = None  # the first exception a task raised, in one line
         self.account: Account | None = None
         self.spend_started = 0  # credits_estimated of attempts started this run
-        self.rows_submitted = 0
         self.rows_expired = 0
         self.unfinished: dict[str, str] = {}  # job_key -> why it is left for the next run
         self.failures: dict[str, str] = {}
@@ -602,7 +623,6 @@ class Runner:
         self.by_job_id[job_id] = work
         self.ledger.record(work.job_key, **decision.fields, submitted_at=_now())
         await self.ledger.commit()
-        self.rows_submitted += 1
         self.counters.submitted += 1
         self.log.event("submitted", job_key=work.job_key, job_id=job_id, attempt=work.attempts,
                        note=decision.reason)
@@ -844,12 +864,8 @@ class Runner:
         unfinished = {k for k in keys if statuses.get(k) not in (DOWNLOADED, FAILED, REJECTED)}
         finished_now = sum(1 for s in statuses.values() if s == DOWNLOADED)
         stop_reason = self.stop_reason or self.internal_error
-        if self.hard_stopped or self.submits_stopped or unfinished or self.internal_error:
-            code = ExitCode.STOPPED
-        elif failed_keys:
-            code = ExitCode.FAILED_ROWS
-        else:
-            code = ExitCode.OK
+        code = t.exit_code(stopped=self.hard_stopped or self.submits_stopped or bool(self.internal_error),
+                           unfinished=bool(unfinished), failed=bool(failed_keys))
         # Rows that failed in an earlier run keep the reason the ledger has for them.
         failed_rows = self.ledger.rows(list(failed_keys), ["error"])
         errors = dict(zip(failed_rows["job_key"].to_list(), failed_rows["error"].to_list()))
@@ -859,7 +875,7 @@ class Runner:
             run_id=self.run_id, exit_code=code,
             stop_reason=stop_reason or (f"{len(unfinished)} rows unfinished" if unfinished else None),
             counters=self.counters, credits_estimated=self.spend_started,
-            credits_charged=self.counters.credits_charged, rows_submitted=self.rows_submitted,
+            credits_charged=self.counters.credits_charged,
             rows_finished=finished_now, rows_failed=len(failed_keys), rows_expired=self.rows_expired,
             rows_unfinished=len(unfinished), requests=self.client.gate.requests,
             rate_limited=self.client.rate_limited, started_at=started, ended_at=_now(),

@@ -45,6 +45,7 @@ from enum import StrEnum
 from typing import Any
 
 from pipeline.schema import COMPLETED, DOWNLOADED, FAILED, PROCESSING, REJECTED, SUBMITTED
+from pipeline.summary import ExitCode
 from pipeline.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time, result_url
 
 REPLAY_WINDOW_S = 23 * 3600  # the API settles replays for 24 h; an hour of margin for clocks
@@ -263,3 +264,14 @@ def after_search(row: Row, search: Search | None) -> Decision:
     return Decision(Step.LEAVE, {}, "its first send is over 23 h old and the job list could not be "
                                     "read back that far: left unsent; run again, or check the "
                                     "account's jobs by hand before --retry-failed")
+
+
+# -- the run as a whole --
+
+
+def exit_code(*, stopped: bool, unfinished: bool, failed: bool) -> ExitCode:
+    """A run that stopped early or left rows for the next one: 3, whatever failed; else 1 if a
+    row is FAILED or REJECTED; else 0."""
+    if stopped or unfinished:
+        return ExitCode.STOPPED
+    return ExitCode.FAILED_ROWS if failed else ExitCode.OK
