@@ -49,6 +49,7 @@ from pipeline.models import get_model
 from pipeline.plan import DOWNLOAD, LEAVE_FAILED, NEW_VERSION, REGENERATE, RESUME, RETRY, SKIP, SUBMIT, TRACK, Plan
 from pipeline.progress import Counters, Progress
 from pipeline.redact import redact
+from pipeline.retry import RetryPolicy
 from pipeline.runlog import RunLog
 from pipeline.schema import COMPLETED, DOWNLOADED, FAILED, PENDING, REJECTED, RUNS_SCHEMA
 from pipeline.summary import ExitCode
@@ -60,7 +61,7 @@ from pipeline.wire import parse_api_time, same_request
 ROW_FIELDS = ("manifest", "row", "variation", "prompt", "duration", "aspect_ratio",
               "reference_images", "model", "metadata", "request_hash", "credits_estimated")
 SUBMIT_PARALLEL = 32  # submit calls in the air at once; the rate limiter is the real pace
-DOWNLOAD_TRIES = 4
+DOWNLOAD_RETRY = RetryPolicy(attempts=4, base=1.0, cap=8.0, jitter=False)  # 4 tries, 1, 2, 4 s apart
 STOP_GRACE_S = 2.0  # after Ctrl-C, time for submits already sent to bring back their job_id
 REPLAY_BASE_S, REPLAY_CAP_S = 1.0, 30.0  # pauses before replaying a key after a 409: 1, 2, 4 ... 30 s
 SEARCH_PAGES = 50  # job-list pages read looking for an intent past the replay window (5,000 jobs)
@@ -795,38 +796,42 @@ class Runner:
 
     async def _download(self, work: Work, frame_size: tuple[int, int]) -> None:
         final = video_path(self.options.out_dir, work.job_key)
-        reason = "no video URL"
-        for attempt in range(1, DOWNLOAD_TRIES + 1):
+        if self.hard_stopped:
+            return
+
+        def log_retry(exc: BaseException, attempt: int, _delay: float) -> None:
+            self.log.event("retry", what="download", job_key=work.job_key, reason=redact(str(exc)), attempt=attempt)
+
+        try:
+            saved = await DOWNLOAD_RETRY.run(
+                lambda: download_video(self.client, work.video_url, final, duration=work.duration,
+                                       frame_size=frame_size, max_bytes=self.options.max_download_bytes,
+                                       verify=self.options.verify_videos),
+                retry_on=(TransientError, DownloadError, OSError), on_retry=log_retry,
+                should_stop=lambda: self.hard_stopped)
+        except NotFound:
+            work.uncertain += 1
+            work.after_cdn_404 = True
+            await self._apply(work, t.after_download(self._row(work), t.DownloadOutcome.CDN_NOT_FOUND,
+                                                     limits=self.limits))
+            return
+        except (TransientError, DownloadError, OSError) as exc:
             if self.hard_stopped:
                 return
-            try:
-                saved = await download_video(
-                    self.client, work.video_url, final, duration=work.duration, frame_size=frame_size,
-                    max_bytes=self.options.max_download_bytes, verify=self.options.verify_videos)
-            except NotFound:
-                work.uncertain += 1
-                work.after_cdn_404 = True
-                await self._apply(work, t.after_download(self._row(work), t.DownloadOutcome.CDN_NOT_FOUND,
-                                                         limits=self.limits))
-                return
-            except (TransientError, DownloadError, OSError) as exc:
-                reason = redact(str(exc))
-                self.log.event("retry", what="download", job_key=work.job_key, reason=reason, attempt=attempt)
-                await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
-                continue
-            self.verify_cpu_s += saved.verify_cpu_s
-            decision = t.after_download(self._row(work), t.DownloadOutcome.SAVED, limits=self.limits)
-            self.ledger.record(work.job_key, **decision.fields, output_path=str(saved.path),
-                               bytes=saved.bytes, sha256=saved.sha256, downloaded_at=_now())
-            await self.ledger.commit()
-            self.counters.downloaded += 1
-            self.log.event("download", job_key=work.job_key, path=str(saved.path), bytes=saved.bytes,
-                           sha256=saved.sha256)
-            await self._apply(work, t.Decision(decision.step))
+            # The video exists at the API: a later run downloads it again without generating it again.
+            await self._apply(work, t.after_download(self._row(work), t.DownloadOutcome.FAILED_TRIES,
+                                                     f"{DOWNLOAD_RETRY.attempts} tries: {redact(str(exc))}",
+                                                     limits=self.limits))
             return
-        # The video exists at the API: a later run downloads it again without generating it again.
-        await self._apply(work, t.after_download(self._row(work), t.DownloadOutcome.FAILED_TRIES,
-                                                 f"{DOWNLOAD_TRIES} tries: {reason}", limits=self.limits))
+        self.verify_cpu_s += saved.verify_cpu_s
+        decision = t.after_download(self._row(work), t.DownloadOutcome.SAVED, limits=self.limits)
+        self.ledger.record(work.job_key, **decision.fields, output_path=str(saved.path),
+                           bytes=saved.bytes, sha256=saved.sha256, downloaded_at=_now())
+        await self.ledger.commit()
+        self.counters.downloaded += 1
+        self.log.event("download", job_key=work.job_key, path=str(saved.path), bytes=saved.bytes,
+                       sha256=saved.sha256)
+        await self._apply(work, t.Decision(decision.step))
 
     # -- endings --
 
