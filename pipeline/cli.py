@@ -157,6 +157,14 @@ def _error(message: str) -> None:
     print(f"videobatch: {message}", file=sys.stderr, flush=True)
 
 
+def _no_ledger(path: Path) -> bool:
+    """True, having said what to do, when there is no ledger at `path`."""
+    if path.exists():
+        return False
+    _error(f"no ledger at {path}: run a batch first, or pass --ledger PATH")
+    return True
+
+
 def _read_decisions(ledger_path: Path):
     """The review decisions beside the ledger, or None after an error (printed)."""
     from pipeline.decisions import DecisionsCorrupt, read_decisions
@@ -316,8 +324,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.ledger import Ledger, read_runs
     from pipeline.status import STATUS_COLUMNS, format_status, summarize
 
-    if not args.ledger.exists():
-        _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
+    if _no_ledger(args.ledger):
         return EXIT_BAD_INPUT
     decisions = _read_decisions(args.ledger)
     if decisions is None:
@@ -336,8 +343,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pipeline.report import write_report
     from pipeline.scope import ScopeError
 
-    if not args.ledger.exists():
-        _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
+    if _no_ledger(args.ledger):
         return EXIT_BAD_INPUT
     try:
         pages = write_report(args.ledger, args.html, run=args.run, manifest=args.manifest, max_pages=args.pages)
@@ -359,8 +365,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from pipeline.review_server import ReviewConfig, ReviewServer, new_token, serve
     from pipeline.scope import ScopeError
 
-    if not args.ledger.exists():
-        _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
+    if _no_ledger(args.ledger):
         return EXIT_BAD_INPUT
     config = ReviewConfig(ledger=args.ledger, run=args.run, manifest=args.manifest, out_dir=args.out,
                           host=args.host, port=args.port, reviewer=args.reviewer or getpass.getuser(),
@@ -391,8 +396,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.export import export_approved
     from pipeline.scope import ScopeError
 
-    if not args.ledger.exists():
-        _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
+    if _no_ledger(args.ledger):
         return EXIT_BAD_INPUT
     try:
         done = export_approved(args.ledger, args.approved, run=args.run, manifest=args.manifest)

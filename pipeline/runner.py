@@ -176,6 +176,11 @@ def _request_id(exc: ApiError) -> str:
     return f" [x-request-id {exc.request_id}]" if exc.request_id else ""
 
 
+def _auth_failed(exc: ApiError) -> str:
+    """Why the run stops on a 401/403, with the request id for Apiframe's support."""
+    return f"authentication failed ({exc.status}): check APIFRAME_API_KEY{_request_id(exc)}"
+
+
 def _epoch(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
@@ -272,7 +277,7 @@ class Runner:
         try:
             self.account = account_of(await self.client.me())
         except AuthError as exc:
-            return f"authentication failed ({exc.status}): check APIFRAME_API_KEY"
+            return _auth_failed(exc)
         except (ApiError, OSError) as exc:
             self.log.event("account_unknown", reason=redact(str(exc)))
         path = self.options.ledger_path
@@ -601,7 +606,7 @@ class Runner:
                             f"{exc.available}; top up and run again to continue{_request_id(exc)}")
         except AuthError as exc:
             error = t.SubmitError.AUTH
-            stop_message = f"authentication failed ({exc.status}): check APIFRAME_API_KEY{_request_id(exc)}"
+            stop_message = _auth_failed(exc)
         except Conflict as exc:
             error, detail = t.SubmitError.CONFLICT, str(exc)
         except (ApiError, OSError) as exc:
@@ -706,7 +711,7 @@ class Runner:
             job = await self.client.get_job(work.job_id)
         except AuthError as exc:
             error, detail = t.ReadError.AUTH, str(exc)
-            stop_message = f"authentication failed ({exc.status}): check APIFRAME_API_KEY{_request_id(exc)}"
+            stop_message = _auth_failed(exc)
         except NotFound as exc:
             error, detail = t.ReadError.NOT_FOUND, str(exc)
         except (ApiError, OSError) as exc:
@@ -735,7 +740,7 @@ class Runner:
             try:
                 observations = await self.tracker.poll()
             except AuthError as exc:
-                self.hard_stop(f"authentication failed ({exc.status}): check APIFRAME_API_KEY")
+                self.hard_stop(_auth_failed(exc))
                 return
             except (ApiError, OSError) as exc:
                 self.log.event("retry", what="track", reason=redact(str(exc)))
