@@ -257,7 +257,7 @@ class Interrupts:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.atomic import write_text_atomic
+    from pipeline.store.atomic import write_text_atomic
     from pipeline.batch import BatchSettings, run_batch
 
     to_stdout = args.summary_json == "-"
@@ -321,7 +321,7 @@ def print_summary(summary) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.decisions import with_review
-    from pipeline.ledger import Ledger, read_runs
+    from pipeline.store.ledger import Ledger, read_runs
     from pipeline.status import STATUS_COLUMNS, format_status, summarize
 
     if _no_ledger(args.ledger):

@@ -33,9 +33,9 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.atomic import fsync_dir
+from pipeline.store.atomic import fsync_dir
 from pipeline.manifest import ManifestError, check_job, request_hash
-from pipeline.schema import DOWNLOADED, FINAL
+from pipeline.store.schema import DOWNLOADED, FINAL
 
 APPROVE, REJECT, REGENERATE = "approve", "reject", "regenerate"
 DECISIONS = (APPROVE, REJECT, REGENERATE)

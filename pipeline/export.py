@@ -19,10 +19,10 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.atomic import write_text_atomic
+from pipeline.store.atomic import write_text_atomic
 from pipeline.decisions import APPROVE, ARCHIVED_MARK, read_decisions, with_review
-from pipeline.ledger import read_ledger, read_runs
-from pipeline.schema import DOWNLOADED
+from pipeline.store.ledger import read_ledger, read_runs
+from pipeline.store.schema import DOWNLOADED
 from pipeline.scope import scope_filter
 
 SIDECAR_FIELDS = ("job_key", "file", "prompt", "duration", "aspect_ratio", "model", "metadata", "credits_charged",

@@ -21,9 +21,9 @@ import av
 import polars as pl
 
 from pipeline.decisions import read_decisions, with_review
-from pipeline.ledger import Ledger, read_runs
+from pipeline.store.ledger import Ledger, read_runs
 from pipeline.models import MODELS
-from pipeline.schema import DOWNLOADED, FAILED, PENDING, REJECTED, STATUSES
+from pipeline.store.schema import DOWNLOADED, FAILED, PENDING, REJECTED, STATUSES
 from pipeline.scope import ALL, LAST, scope_filter
 from pipeline.status import STATUS_COLUMNS, summarize
 

@@ -34,9 +34,9 @@ from pipeline.decisions import (
     ARCHIVED_MARK, DecisionError, DecisionsLog, decisions_path, make_decision, read_decisions, review_counts,
     with_review,
 )
-from pipeline.ledger import read_ledger, read_runs
+from pipeline.store.ledger import read_ledger, read_runs
 from pipeline.redact import register_secret
-from pipeline.schema import DOWNLOADED
+from pipeline.store.schema import DOWNLOADED
 from pipeline.scope import ALL, resolve_run
 
 TOKEN_COOKIE = "vb_review_token"

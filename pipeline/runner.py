@@ -31,7 +31,7 @@ from typing import Any
 
 from pipeline import transitions as t
 from pipeline.account import Account, account_of, read_owner, refusal, write_owner
-from pipeline.client import (
+from pipeline.api.client import (
     ApiClient,
     ApiError,
     AuthError,
@@ -44,18 +44,18 @@ from pipeline.client import (
 )
 from pipeline.deadline import Deadline
 from pipeline.download import download_video, video_path
-from pipeline.ledger import Ledger
+from pipeline.store.ledger import Ledger
 from pipeline.models import get_model
 from pipeline.plan import DOWNLOAD, LEAVE_FAILED, NEW_VERSION, REGENERATE, RESUME, RETRY, SKIP, SUBMIT, TRACK, Plan
 from pipeline.progress import Counters, Progress
 from pipeline.redact import redact
-from pipeline.retry import RetryPolicy
+from pipeline.api.retry import RetryPolicy
 from pipeline.runlog import RunLog
-from pipeline.schema import COMPLETED, DOWNLOADED, FAILED, PENDING, REJECTED, RUNS_SCHEMA
+from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, PENDING, REJECTED, RUNS_SCHEMA
 from pipeline.summary import ExitCode
 from pipeline.tracker import Observation, Tracker
-from pipeline.uploads import UploadCache
-from pipeline.wire import parse_api_time, same_request
+from pipeline.api.uploads import UploadCache
+from pipeline.api.wire import parse_api_time, same_request
 
 # Manifest columns copied into the ledger with every new attempt.
 ROW_FIELDS = ("manifest", "row", "variation", "prompt", "duration", "aspect_ratio",
@@ -297,7 +297,7 @@ class Runner:
     async def _start_webhooks(self):
         if not self.options.webhook_listen:
             return None
-        from pipeline.webhooks import WebhookReceiver
+        from pipeline.api.webhooks import WebhookReceiver
 
         def on_hint(job_id: str) -> None:
             if self.tracker.hint(job_id):

@@ -146,7 +146,7 @@ def ledger_figures(ledger) -> dict[str, Any]:
     Ledger (aggregated as it streams, never held whole), a frame, or None."""
     import polars as pl
 
-    from pipeline.schema import STATUSES
+    from pipeline.store.schema import STATUSES
 
     by_status = {status: 0 for status in STATUSES}
     jobs = estimated = charged = 0
@@ -170,7 +170,7 @@ def paths_of(ledger_path: Path, out_dir: Path | None, log_path: Path | None) -> 
 
 
 def _unfinished_reason(status: str | None, job_id: str | None, stop_reason: str | None) -> str:
-    from pipeline.schema import COMPLETED, PROCESSING, SUBMITTED
+    from pipeline.store.schema import COMPLETED, PROCESSING, SUBMITTED
 
     if status in (SUBMITTED, PROCESSING):
         return f"still generating as job {job_id}: the next run follows it"
@@ -188,7 +188,7 @@ def run_summary(result, plan, ledger, *, manifest: Path, emulated: bool, deadlin
     import polars as pl
 
     from pipeline.plan import SKIP
-    from pipeline.schema import FINAL, PENDING, STATUSES
+    from pipeline.store.schema import FINAL, PENDING, STATUSES
 
     now = ledger.rows(plan.rows["job_key"], ["status", "attempts", "job_id"]).select(
         "job_key", pl.col("status").alias("now_status"), pl.col("attempts").alias("now_attempts"),
@@ -256,7 +256,7 @@ def refused_summary(command: str, manifest: Path, exit_code: int, error: str, *,
     """A run that never started: bad input (exit 2) or a ledger in use (exit 3)."""
     from polars.exceptions import PolarsError
 
-    from pipeline.ledger import Ledger, LedgerError
+    from pipeline.store.ledger import Ledger, LedgerError
 
     try:
         ledger = Ledger.open(ledger_path, readonly=True) if ledger_path.exists() else None

@@ -33,10 +33,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.client import ApiClient, ApiError, AuthError, NotFound
+from pipeline.api.client import ApiClient, ApiError, AuthError, NotFound
 from pipeline.models import DEFAULT_MODEL
 from pipeline.transitions import ReadError
-from pipeline.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time
+from pipeline.api.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time
 
 LIST_STATUSES = (ApiStatus.COMPLETED, ApiStatus.FAILED)
 # createdAt may be rounded to the second (the contract does not say), and before any job has

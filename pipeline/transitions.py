@@ -44,9 +44,9 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
 
-from pipeline.schema import COMPLETED, DOWNLOADED, FAILED, PROCESSING, REJECTED, SUBMITTED
+from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, PROCESSING, REJECTED, SUBMITTED
 from pipeline.summary import ExitCode
-from pipeline.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time, result_url
+from pipeline.api.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time, result_url
 
 REPLAY_WINDOW_S = 23 * 3600  # the API settles replays for 24 h; an hour of margin for clocks
 

@@ -25,8 +25,8 @@ import aiohttp
 from aiolimiter import AsyncLimiter
 
 from pipeline.redact import redact, register_secret
-from pipeline.retry import RetryPolicy
-from pipeline.wire import parse_retry_after
+from pipeline.api.retry import RetryPolicy
+from pipeline.api.wire import parse_retry_after
 
 MAX_REDIRECTS = 5
 
@@ -218,7 +218,7 @@ class ApiClient:
 
         Safe to retry on any transient failure: the Idempotency-Key makes the API answer a
         replay with the job the first try created. Returns the parsed answer as sent (None when
-        it was not JSON): reading it is the caller's business (pipeline/wire.py).
+        it was not JSON): reading it is the caller's business (pipeline/api/wire.py).
         """
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
         return await self._call("POST", "/v2/videos/generate", data=body, headers=headers)

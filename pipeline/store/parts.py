@@ -24,8 +24,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.atomic import fsync_dir as _fsync_dir, replace_atomic
-from pipeline.schema import LEDGER_SCHEMA
+from pipeline.store.atomic import fsync_dir as _fsync_dir, replace_atomic
+from pipeline.store.schema import LEDGER_SCHEMA
 
 SEQ, REMOVED, SUPERSEDES = "_seq", "_removed", "_supersedes"
 BOOKKEEPING: dict[str, pl.DataType] = {SEQ: pl.Int64, REMOVED: pl.Boolean, SUPERSEDES: pl.Boolean}

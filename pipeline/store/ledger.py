@@ -7,7 +7,7 @@ Algorithm:
   (group commit): while one write+fsync runs in a thread, later callers wait for the next one,
   which covers all their records at once.
 - `checkpoint()` writes the rows changed since the last one as a new immutable part
-  (ledger_store.py: temp file, fsync, rename, fsync the folder), then drops the journal lines it
+  (parts.py: temp file, fsync, rename, fsync the folder), then drops the journal lines it
   folded in. A part's name carries the last journal seq it contains, so if a crash comes between
   the rename and the trim, opening skips the lines already folded in (and replaying one twice
   would be harmless anyway: every line sets values, none adds to them). `checkpoint_async()` does
@@ -16,7 +16,7 @@ Algorithm:
   was never acknowledged and is dropped; a damaged line with good lines after it is real
   corruption and stops the open (LedgerCorrupt) rather than guessing.
 - A ledger written by an earlier version (one `ledger.parquet` file) becomes a folder of the
-  same name with one part on its first writable open (ledger_store.migrate_file).
+  same name with one part on its first writable open (parts.migrate_file).
 
 Memory: nothing of the history is held. Rows are read when asked for, by key (`get`, `rows`) or
 as a lazy scan of the current state (`scan`); rows changed since the last checkpoint live as
@@ -36,10 +36,10 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import ledger_store as store
-from pipeline.atomic import replace_atomic
-from pipeline.lock import LockHeld, RunLock
-from pipeline.schema import LEDGER_SCHEMA, RUNS_SCHEMA, STATUSES, TIMESTAMP
+from pipeline.store import parts as store
+from pipeline.store.atomic import replace_atomic
+from pipeline.store.lock import LockHeld, RunLock
+from pipeline.store.schema import LEDGER_SCHEMA, RUNS_SCHEMA, STATUSES, TIMESTAMP
 
 SEQ_METADATA = "videobatch_journal_seq"  # the journal seq a single-file ledger (before parts) holds
 _TIME_FIELDS = frozenset(name for name, dtype in LEDGER_SCHEMA.items() if dtype == TIMESTAMP)
