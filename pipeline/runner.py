@@ -53,9 +53,9 @@ from pipeline.api.retry import RetryPolicy
 from pipeline.runlog import RunLog
 from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, PENDING, REJECTED, RUNS_SCHEMA
 from pipeline.summary import ExitCode
-from pipeline.tracker import Observation, Tracker
+from pipeline.owners import JobOwners
+from pipeline.tracker import Observation, Tracker, find_in_job_list
 from pipeline.api.uploads import UploadCache
-from pipeline.api.wire import parse_api_time, same_request
 
 # Manifest columns copied into the ledger with every new attempt.
 ROW_FIELDS = ("manifest", "row", "variation", "prompt", "duration", "aspect_ratio",
@@ -64,7 +64,6 @@ SUBMIT_PARALLEL = 32  # submit calls in the air at once; the rate limiter is the
 DOWNLOAD_RETRY = RetryPolicy(attempts=4, base=1.0, cap=8.0, jitter=False)  # 4 tries, 1, 2, 4 s apart
 STOP_GRACE_S = 2.0  # after Ctrl-C, time for submits already sent to bring back their job_id
 REPLAY_BASE_S, REPLAY_CAP_S = 1.0, 30.0  # pauses before replaying a key after a 409: 1, 2, 4 ... 30 s
-SEARCH_PAGES = 50  # job-list pages read looking for an intent past the replay window (5,000 jobs)
 
 
 @dataclass
@@ -223,7 +222,7 @@ class Runner:
         self._tracker_wake = asyncio.Event()
         self._submitting = 0
         self.verify_cpu_s = 0.0  # CPU spent checking videos with PyAV, for the run log
-        self._job_owners: dict[str, str | None] = {}  # job_id -> the row that pays for it
+        self.owners = JobOwners(ledger)
 
     # -- lifecycle --
 
@@ -440,7 +439,7 @@ class Runner:
         return t.Row(
             attempts=work.attempts, job_id=work.job_id, video_url=work.video_url,
             credits_prior=work.credits_prior, credits_charged=work.credits_charged,
-            pays=work.job_id is None or self._owner_of(work.job_id, work.job_key) == work.job_key,
+            pays=work.job_id is None or self.owners.claim(work.job_id, work.job_key) == work.job_key,
             may_spend=not self.submits_stopped and (limit is None or self.spend_started + cost <= limit),
             uncertain=work.uncertain, after_cdn_404=work.after_cdn_404,
         )
@@ -621,7 +620,7 @@ class Runner:
         """The API named the job for this intent: journal it before anything else."""
         work.job_id = job_id
         work.uncertain = 0
-        owner = self._owner_of(job_id, work.job_key)
+        owner = self.owners.claim(job_id, work.job_key)
         if owner != work.job_key:
             # The same request under the same key within the API's 24 h (a prompt edited back to
             # an earlier version): the API handed back that version's job and charged nothing.
@@ -647,7 +646,9 @@ class Runner:
         """An intent without a job_id first sent over 23 h ago: its key may no longer settle a
         replay. Find its job in the list; only a list read back past the first send with no match
         makes a new key safe."""
-        search = await self._search(work)
+        search = await find_in_job_list(
+            self.client, model=work.row["model"], body=json.loads(work.request_body or "{}"),
+            first_sent=work.first_sent, taken=lambda job_id: self.owners.taken_by_other(job_id, work.job_key))
         decision = t.after_search(self._row(work), search)
         self.log.event("old_intent", job_key=work.job_key, step=decision.step.value, reason=decision.reason)
         if decision.step is t.Step.READ_NOW:
@@ -660,48 +661,6 @@ class Runner:
         else:
             await self._apply(work, decision)
 
-    async def _search(self, work: Work) -> t.Search:
-        body = json.loads(work.request_body or "{}")
-        cursor = None
-        for _ in range(SEARCH_PAGES):
-            try:
-                page = await self.client.list_jobs(model=work.row["model"], limit=100, cursor=cursor)
-            except (ApiError, OSError):
-                return t.Search(None, complete=False)
-            jobs = page.get("jobs") if isinstance(page, dict) else None
-            if not isinstance(jobs, list):
-                return t.Search(None, complete=False)
-            for job in jobs:
-                if not isinstance(job, dict) or not isinstance(job.get("input"), dict):
-                    return t.Search(None, complete=False)  # a job we cannot compare: no proof of absence
-                if same_request(job["input"], body) and not self._owned_by_other(job.get("id"), work.job_key):
-                    return t.Search(job, complete=True)
-            if not page.get("hasMore") or not jobs:
-                return t.Search(None, complete=True)
-            last = parse_api_time(jobs[-1].get("createdAt"))
-            if last is not None and work.first_sent is not None and last < work.first_sent - 3600:
-                return t.Search(None, complete=True)  # read back past the first send (an hour of margin)
-            cursor = page.get("nextCursor")
-            if not cursor:
-                return t.Search(None, complete=False)
-        return t.Search(None, complete=False)
-
-    def _owner_of(self, job_id: str, job_key: str) -> str:
-        """The row that pays for `job_id`: the first to record it (`job_key` if none has)."""
-        owner = self._first_owner(job_id)
-        if owner is None:
-            owner = self._job_owners[job_id] = job_key
-        return owner
-
-    def _owned_by_other(self, job_id: str | None, job_key: str) -> bool:
-        owner = self._first_owner(job_id) if job_id else None
-        return owner is not None and owner != job_key
-
-    def _first_owner(self, job_id: str) -> str | None:
-        """The row that first recorded `job_id`, asked of the ledger once per job id."""
-        if job_id not in self._job_owners:
-            self._job_owners[job_id] = self.ledger.first_owner(job_id)
-        return self._job_owners[job_id]
 
     # -- tracking --
 

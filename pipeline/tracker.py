@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from pipeline.api.client import ApiClient, ApiError, AuthError, NotFound
 from pipeline.models import DEFAULT_MODEL
-from pipeline.transitions import ReadError
-from pipeline.api.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time
+from pipeline.transitions import ReadError, Search
+from pipeline.api.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time, same_request
 
 LIST_STATUSES = (ApiStatus.COMPLETED, ApiStatus.FAILED)
 # createdAt may be rounded to the second (the contract does not say), and before any job has
@@ -323,3 +323,37 @@ class Tracker:
         self.last_requests = max(1, requests)
         self.requests += requests
         return observations
+
+
+SEARCH_PAGES = 50  # job-list pages read looking for an intent past the replay window (5,000 jobs)
+
+
+async def find_in_job_list(client: ApiClient, *, model: str, body: dict[str, Any], first_sent: float | None,
+                           taken: Callable[[str | None], bool]) -> Search:
+    """Look for the job a journaled intent (`body`, first sent at `first_sent`) made, newest
+    first. `taken(job_id)`: the job already belongs to another row. The search is complete only
+    when every job it read could be compared and it read back past the first send (an hour of
+    margin) or to the end of the list; what that means for money is transitions.after_search's."""
+    cursor = None
+    for _ in range(SEARCH_PAGES):
+        try:
+            page = await client.list_jobs(model=model, limit=100, cursor=cursor)
+        except (ApiError, OSError):
+            return Search(None, complete=False)
+        jobs = page.get("jobs") if isinstance(page, dict) else None
+        if not isinstance(jobs, list):
+            return Search(None, complete=False)
+        for job in jobs:
+            if not isinstance(job, dict) or not isinstance(job.get("input"), dict):
+                return Search(None, complete=False)  # a job we cannot compare: no proof of absence
+            if same_request(job["input"], body) and not taken(job.get("id")):
+                return Search(job, complete=True)
+        if not page.get("hasMore") or not jobs:
+            return Search(None, complete=True)
+        last = parse_api_time(jobs[-1].get("createdAt"))
+        if last is not None and first_sent is not None and last < first_sent - 3600:
+            return Search(None, complete=True)  # read back past the first send
+        cursor = page.get("nextCursor")
+        if not cursor:
+            return Search(None, complete=False)
+    return Search(None, complete=False)
