@@ -321,7 +321,8 @@ def print_summary(summary) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.decisions import with_review
-    from pipeline.store.ledger import Ledger, read_runs
+    from pipeline.store.ledger import Ledger
+    from pipeline.store.runs import read_runs
     from pipeline.status import STATUS_COLUMNS, format_status, summarize
 
     if _no_ledger(args.ledger):

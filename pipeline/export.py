@@ -21,7 +21,8 @@ import polars as pl
 
 from pipeline.store.atomic import write_text_atomic
 from pipeline.decisions import APPROVE, ARCHIVED_MARK, read_decisions, with_review
-from pipeline.store.ledger import read_ledger, read_runs
+from pipeline.store.ledger import read_ledger
+from pipeline.store.runs import read_runs
 from pipeline.store.schema import DOWNLOADED
 from pipeline.scope import scope_filter
 

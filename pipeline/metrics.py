@@ -48,7 +48,7 @@ def last_success_in_runs(ledger_path: Path) -> float:
     """The end of the last run with exit code 0 in the runs table beside the ledger (0 if none)."""
     from polars.exceptions import PolarsError
 
-    from pipeline.store.ledger import read_runs
+    from pipeline.store.runs import read_runs
 
     try:
         runs = read_runs(ledger_path)

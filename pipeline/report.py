@@ -21,7 +21,8 @@ import av
 import polars as pl
 
 from pipeline.decisions import read_decisions, with_review
-from pipeline.store.ledger import Ledger, read_runs
+from pipeline.store.ledger import Ledger
+from pipeline.store.runs import read_runs
 from pipeline.models import MODELS
 from pipeline.store.schema import DOWNLOADED, FAILED, PENDING, REJECTED, STATUSES
 from pipeline.scope import ALL, LAST, scope_filter

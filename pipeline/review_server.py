@@ -34,7 +34,8 @@ from pipeline.decisions import (
     ARCHIVED_MARK, DecisionError, DecisionsLog, decisions_path, make_decision, read_decisions, review_counts,
     with_review,
 )
-from pipeline.store.ledger import read_ledger, read_runs
+from pipeline.store.ledger import read_ledger
+from pipeline.store.runs import read_runs
 from pipeline.redact import register_secret
 from pipeline.store.schema import DOWNLOADED
 from pipeline.scope import ALL, resolve_run

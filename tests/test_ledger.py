@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.store.ledger import Ledger, LedgerCorrupt, LedgerLocked, read_ledger, read_runs
+from pipeline.store.ledger import Ledger, LedgerCorrupt, LedgerLocked, read_ledger
+from pipeline.store.runs import read_runs
 
 NOW = datetime(2026, 11, 24, 1, 2, 3, tzinfo=timezone.utc)
 

@@ -19,7 +19,8 @@ from aiohttp import web
 
 from pipeline.api.client import ApiClient, ApiError, RejectedRequest, RetryPolicy, USER_AGENT
 from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
-from pipeline.store.ledger import Ledger, read_runs
+from pipeline.store.ledger import Ledger
+from pipeline.store.runs import read_runs
 from pipeline.manifest import load_manifest
 from pipeline.models import get_model
 from pipeline.runner import body_bytes, idempotency_key

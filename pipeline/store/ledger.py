@@ -36,10 +36,10 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.store import parts as store
+from pipeline.store import parts as store, runs
 from pipeline.store.atomic import replace_atomic
 from pipeline.store.lock import LockHeld, RunLock
-from pipeline.store.schema import LEDGER_SCHEMA, RUNS_SCHEMA, STATUSES, TIMESTAMP
+from pipeline.store.schema import LEDGER_SCHEMA, STATUSES, TIMESTAMP
 
 SEQ_METADATA = "videobatch_journal_seq"  # the journal seq a single-file ledger (before parts) holds
 _TIME_FIELDS = frozenset(name for name, dtype in LEDGER_SCHEMA.items() if dtype == TIMESTAMP)
@@ -81,9 +81,8 @@ def _empty(schema: dict) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
-def _paths(path: Path) -> tuple[Path, Path, Path]:
-    return (path.with_name(f"{path.stem}.journal.jsonl"), path.with_name(f"{path.stem}.lock"),
-            path.with_name("runs.parquet"))
+def _paths(path: Path) -> tuple[Path, Path]:
+    return path.with_name(f"{path.stem}.journal.jsonl"), path.with_name(f"{path.stem}.lock")
 
 
 def _line_seq(line: bytes) -> int:
@@ -123,7 +122,7 @@ def _read_journal(journal: Path) -> tuple[list[dict], int]:
 class Ledger:
     def __init__(self, path: Path, run_id: str | None, readonly: bool):
         self.path = path
-        self.journal_path, self.lock_path, self.runs_path = _paths(path)
+        self.journal_path, self.lock_path = _paths(path)
         self.run_id = run_id
         self.readonly = readonly
         self.stats = {"records": 0, "fsyncs": 0, "fsync_seconds": 0.0, "checkpoints": 0,
@@ -553,10 +552,9 @@ class Ledger:
     # -- runs table --
 
     def append_run(self, run: dict[str, Any]) -> None:
+        """Add the run's row to the runs table (store/runs.py), under this ledger's lock."""
         self._check_writable()
-        runs = read_runs(self.path)
-        row = pl.DataFrame([{name: run.get(name) for name in RUNS_SCHEMA}], schema=RUNS_SCHEMA, orient="row")
-        replace_atomic(self.runs_path, pl.concat([runs, row]).write_parquet)
+        runs.append_run(self.path, run)
 
     # -- closing --
 
@@ -592,15 +590,3 @@ def read_ledger(path: str | Path) -> pl.DataFrame:
     """The ledger as it stands (snapshot + journal), without locking or changing any file."""
     ledger = Ledger.open(path, readonly=True)
     return ledger.frame()
-
-
-def read_runs(path: str | Path) -> pl.DataFrame:
-    """runs.parquet beside the ledger at `path` (empty if no run has ended yet)."""
-    runs_path = _paths(Path(path))[2]
-    if not runs_path.exists():
-        return _empty(RUNS_SCHEMA)
-    frame = pl.read_parquet(runs_path)
-    missing = [c for c in RUNS_SCHEMA if c not in frame.columns]
-    if missing:
-        frame = frame.with_columns(pl.lit(None, dtype=RUNS_SCHEMA[c]).alias(c) for c in missing)
-    return frame.select(list(RUNS_SCHEMA)).cast(RUNS_SCHEMA)

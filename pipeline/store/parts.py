@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.store.atomic import fsync_dir as _fsync_dir, replace_atomic
-from pipeline.store.schema import LEDGER_SCHEMA
+from pipeline.store.schema import LEDGER_SCHEMA, conform
 
 SEQ, REMOVED, SUPERSEDES = "_seq", "_removed", "_supersedes"
 BOOKKEEPING: dict[str, pl.DataType] = {SEQ: pl.Int64, REMOVED: pl.Boolean, SUPERSEDES: pl.Boolean}
@@ -85,11 +85,7 @@ def _scan(parts: list[Part], columns: list[str]) -> pl.LazyFrame:
 
 def legacy_scan(path: Path, seq: int) -> pl.LazyFrame:
     """Today's single-file ledger as a part: missing columns (older versions) filled with nulls."""
-    source = pl.scan_parquet(path)
-    names = source.collect_schema().names()
-    return source.select(
-        (pl.col(c) if c in names else pl.lit(None)).cast(dtype).alias(c) for c, dtype in LEDGER_SCHEMA.items()
-    ).with_columns(pl.lit(seq, pl.Int64).alias(SEQ), pl.lit(False).alias(REMOVED), pl.lit(False).alias(SUPERSEDES))
+    return conform(pl.scan_parquet(path), LEDGER_SCHEMA).with_columns(pl.lit(seq, pl.Int64).alias(SEQ), pl.lit(False).alias(REMOVED), pl.lit(False).alias(SUPERSEDES))
 
 
 def newest(frame: pl.LazyFrame) -> pl.LazyFrame:

@@ -90,3 +90,11 @@ RUNS_SCHEMA: dict[str, pl.DataType] = {
     "rows_unfinished": pl.Int64,  # left in flight or pending for the next run
     "stop_reason": pl.String,
 }
+
+
+def conform(frame, schema: dict[str, pl.DataType]):
+    """`frame` (eager or lazy) with exactly the columns of `schema`, in its order and types; a
+    column an older version did not write is null. Columns are only ever added (see above), so
+    this is how every reader takes a file written by an earlier version."""
+    names = frame.collect_schema().names()
+    return frame.select((pl.col(c) if c in names else pl.lit(None)).cast(dtype).alias(c) for c, dtype in schema.items())
