@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
-from pipeline.schema import LEDGER_SCHEMA
+from pipeline.store.schema import LEDGER_SCHEMA
 
 ROWS_PER_NIGHT = 2700
 DURATIONS = (6, 10, 15)
@@ -104,7 +104,7 @@ def night_started(night: int) -> datetime:
 
 def runs_frame(n: int) -> pl.DataFrame:
     """The runs table of those nights: one run a night, every row downloaded or failed."""
-    from pipeline.schema import RUNS_SCHEMA
+    from pipeline.store.schema import RUNS_SCHEMA
 
     count = nights(n)
     night = pl.int_range(0, count, dtype=pl.Int64)

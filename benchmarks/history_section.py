@@ -38,7 +38,7 @@ def cached_history(n: int) -> Path:
 
 
 def _generate(n: int, folder: Path) -> None:
-    from pipeline import ledger_store
+    from pipeline.store import parts as ledger_store
 
     shutil.rmtree(folder, ignore_errors=True)
     started = time.perf_counter()

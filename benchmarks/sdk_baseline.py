@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.client import ApiClient, RequestGate
+from pipeline.api.client import ApiClient, RequestGate
 from pipeline.models import get_model
-from pipeline.wire import result_url
+from pipeline.api.wire import result_url
 
 FIRST_POLL_S, BACKOFF, MAX_POLL_S = 2.0, 1.5, 5.0
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")

@@ -73,7 +73,7 @@ def dialects(work: Path, *, jobs: int, only: tuple[str, ...] | None = None) -> d
     """(f) one faulty batch under each emulator dialect, and all at once: its outcome, jobs the
     server made per row, the ledger's credits against the server's, and requests per job."""
     from pipeline.emulator.dialects import DIALECTS
-    from pipeline.ledger import read_ledger
+    from pipeline.store.ledger import read_ledger
 
     batch = rows(jobs, "dialect")
     manifest = write_csv(work / "dialects.csv", batch)

@@ -39,9 +39,9 @@ def write_finished_ledger(manifest: Path, ledger: Path, videos: Path) -> int:
     Written straight as the part a checkpoint leaves (no journal), the state a finished nightly
     run ends in; beside any parts already in the ledger folder (a history, say).
     """
-    from pipeline import ledger_store
+    from pipeline.store import parts as ledger_store
     from pipeline.manifest import load_manifest
-    from pipeline.schema import DOWNLOADED, LEDGER_SCHEMA
+    from pipeline.store.schema import DOWNLOADED, LEDGER_SCHEMA
 
     frame = load_manifest(manifest)
     videos.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def write_finished_ledger(manifest: Path, ledger: Path, videos: Path) -> int:
 
 def part_frame(frame: pl.DataFrame, seq: int) -> pl.DataFrame:
     """Ledger rows as a part's rows: first versions, written at journal seq `seq`."""
-    from pipeline import ledger_store
+    from pipeline.store import parts as ledger_store
 
     return frame.with_columns(pl.lit(seq, pl.Int64).alias(ledger_store.SEQ), pl.lit(False).alias(ledger_store.REMOVED),
                               pl.lit(False).alias(ledger_store.SUPERSEDES))

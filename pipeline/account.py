@@ -13,10 +13,11 @@ Two keys of one user and team are one account: the key id is recorded but does n
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from pipeline.store.atomic import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,7 @@ def read_owner(ledger_path: Path) -> Account | None:
 
 def write_owner(ledger_path: Path, account: Account) -> None:
     """Atomically, and durably before the run's first spending request."""
-    path = owner_path(ledger_path)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "w") as out:
-        json.dump(asdict(account), out)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
+    write_text_atomic(owner_path(ledger_path), json.dumps(asdict(account)), mode=0o666)
 
 
 def refusal(owner: Account | None, current: Account | None, in_flight: int) -> str | None:

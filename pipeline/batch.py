@@ -69,7 +69,7 @@ def _now() -> datetime:
 
 
 async def _balance(config) -> int:
-    from pipeline.client import ApiClient
+    from pipeline.api.client import ApiClient
 
     async with ApiClient(config.base_url, config.api_key) as client:
         me = await client.me()
@@ -80,9 +80,9 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
                emulate: bool = False, check_balance: bool = True) -> BatchSummary:
     """Price a manifest against its ledger and (with an API key) the account's balance; submits
     nothing. `summary.plan` holds the row-by-row Plan."""
-    from pipeline.client import ApiError
+    from pipeline.api.client import ApiError
     from pipeline.config import load_api_config
-    from pipeline.ledger import Ledger
+    from pipeline.store.ledger import Ledger
     from pipeline.manifest import ManifestError, load_manifest
     from pipeline.decisions import DecisionsCorrupt, read_decisions
     from pipeline.review_plan import make_reviewed_plan
@@ -135,7 +135,7 @@ def run_batch(manifest: Path | str, *, interrupts: Any = None,
 def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> BatchSummary:
     from pipeline.config import load_api_config
     from pipeline.deadline import Deadline, DeadlineError, parse_deadline
-    from pipeline.ledger import Ledger, LedgerError
+    from pipeline.store.ledger import Ledger, LedgerError
     from pipeline.manifest import ManifestError, load_manifest
     from pipeline.decisions import DecisionsCorrupt, read_decisions
     from pipeline.notify import NotifyUrlError, check_url
@@ -188,19 +188,7 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
         if on_start is not None:
             on_start(run_id, plan, "emulator" if settings.emulate else config.base_url)
         result = asyncio.run(_run_async(settings, config, ledger, plan, out_dir, log_path, interrupts, deadline))
-        ledger.append_run({
-            "run_id": run_id, "manifest": str(manifest), "emulated": bool(settings.emulate),
-            "started_at": result.started_at, "ended_at": result.ended_at,
-            "rows_planned": plan.rows.height, "rows_skipped": plan.counts["skip"],
-            "rows_submitted": result.rows_submitted, "rows_finished": result.rows_finished,
-            "rows_failed": result.rows_failed, "credits_estimated": result.credits_estimated,
-            "credits_charged": result.credits_charged, "exit_code": result.exit_code,
-            "log_path": str(log_path), "rows_unfinished": result.rows_unfinished,
-            "stop_reason": result.stop_reason,
-            "account_user_id": result.account.user_id if result.account else None,
-            "account_team_id": result.account.team_id if result.account else None,
-            "account_key_id": result.account.key_id if result.account else None,
-        })
+        ledger.append_run(result.to_runs_row(plan, emulated=bool(settings.emulate), log_path=log_path))
         summary = run_summary(result, plan, ledger, manifest=manifest, emulated=bool(settings.emulate),
                               deadline=deadline, ledger_path=ledger_path, out_dir=out_dir, log_path=log_path)
     return summary
@@ -209,7 +197,7 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
 async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, interrupts, deadline=None):
     from contextlib import AsyncExitStack
 
-    from pipeline.client import ApiClient, RequestGate
+    from pipeline.api.client import ApiClient, RequestGate
     from pipeline.runlog import RunLog
     from pipeline.runner import Runner, RunOptions
 

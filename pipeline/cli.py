@@ -1,6 +1,5 @@
 """videobatch: turn a manifest of prompts into grok-imagine-video clips, with a ledger of every credit.
 
-Thin on purpose: parse arguments, call the library, print, choose the exit code.
 Exit codes: 0 every row downloaded; 1 finished with FAILED or REJECTED rows; 2 bad manifest or
 arguments, nothing submitted; 3 stopped early (credits, budget, deadline, authentication,
 interrupt, a ledger in use): run again to continue.
@@ -158,6 +157,14 @@ def _error(message: str) -> None:
     print(f"videobatch: {message}", file=sys.stderr, flush=True)
 
 
+def _no_ledger(path: Path) -> bool:
+    """True, having said what to do, when there is no ledger at `path`."""
+    if path.exists():
+        return False
+    _error(f"no ledger at {path}: run a batch first, or pass --ledger PATH")
+    return True
+
+
 def _read_decisions(ledger_path: Path):
     """The review decisions beside the ledger, or None after an error (printed)."""
     from pipeline.decisions import DecisionsCorrupt, read_decisions
@@ -250,7 +257,7 @@ class Interrupts:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.atomic import write_text_atomic
+    from pipeline.store.atomic import write_text_atomic
     from pipeline.batch import BatchSettings, run_batch
 
     to_stdout = args.summary_json == "-"
@@ -314,11 +321,11 @@ def print_summary(summary) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.decisions import with_review
-    from pipeline.ledger import Ledger, read_runs
+    from pipeline.store.ledger import Ledger
+    from pipeline.store.runs import read_runs
     from pipeline.status import STATUS_COLUMNS, format_status, summarize
 
-    if not args.ledger.exists():
-        _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
+    if _no_ledger(args.ledger):
         return EXIT_BAD_INPUT
     decisions = _read_decisions(args.ledger)
     if decisions is None:
@@ -337,8 +344,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pipeline.report import write_report
     from pipeline.scope import ScopeError
 
-    if not args.ledger.exists():
-        _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
+    if _no_ledger(args.ledger):
         return EXIT_BAD_INPUT
     try:
         pages = write_report(args.ledger, args.html, run=args.run, manifest=args.manifest, max_pages=args.pages)
@@ -360,8 +366,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from pipeline.review_server import ReviewConfig, ReviewServer, new_token, serve
     from pipeline.scope import ScopeError
 
-    if not args.ledger.exists():
-        _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
+    if _no_ledger(args.ledger):
         return EXIT_BAD_INPUT
     config = ReviewConfig(ledger=args.ledger, run=args.run, manifest=args.manifest, out_dir=args.out,
                           host=args.host, port=args.port, reviewer=args.reviewer or getpass.getuser(),
@@ -392,8 +397,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.export import export_approved
     from pipeline.scope import ScopeError
 
-    if not args.ledger.exists():
-        _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
+    if _no_ledger(args.ledger):
         return EXIT_BAD_INPUT
     try:
         done = export_approved(args.ledger, args.approved, run=args.run, manifest=args.manifest)

@@ -33,8 +33,9 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.store.atomic import fsync_dir
 from pipeline.manifest import ManifestError, check_job, request_hash
-from pipeline.schema import DOWNLOADED, FINAL
+from pipeline.store.schema import DOWNLOADED, FINAL
 
 APPROVE, REJECT, REGENERATE = "approve", "reject", "regenerate"
 DECISIONS = (APPROVE, REJECT, REGENERATE)
@@ -270,9 +271,5 @@ class DecisionsLog:
             finally:
                 os.close(fd)
             if created:  # the new file's name must survive a crash too
-                dir_fd = os.open(self.path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
+                fsync_dir(self.path.parent)
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.client import ApiClient, DownloadError
+from pipeline.api.client import ApiClient, DownloadError
 from pipeline.video_check import VideoMismatch, verify_video
 
 VIDEO_DIR = "videos"

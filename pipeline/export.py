@@ -19,9 +19,11 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.store.atomic import write_text_atomic
 from pipeline.decisions import APPROVE, ARCHIVED_MARK, read_decisions, with_review
-from pipeline.ledger import read_ledger, read_runs
-from pipeline.schema import DOWNLOADED
+from pipeline.store.ledger import read_ledger
+from pipeline.store.runs import read_runs
+from pipeline.store.schema import DOWNLOADED
 from pipeline.scope import scope_filter
 
 SIDECAR_FIELDS = ("job_key", "file", "prompt", "duration", "aspect_ratio", "model", "metadata", "credits_charged",
@@ -62,15 +64,6 @@ def _place(source: Path, target: Path) -> bool:
     return linked
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "w", encoding="utf-8", newline="") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
-
-
 def export_approved(ledger_path: Path, dest: Path, *, run: str = "last", manifest: Path | None = None) -> Exported:
     rows = approved_rows(ledger_path, run, manifest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -98,12 +91,12 @@ def export_approved(ledger_path: Path, dest: Path, *, run: str = "last", manifes
             "approved_at": row["review_at"].isoformat() if row["review_at"] else None,
             "manifest": row["manifest"], "row": row["row"], "run_id": row["run_id"],
         })
-    _write_atomic(dest / "approved.json", json.dumps(records, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(dest / "approved.json", json.dumps(records, indent=2, ensure_ascii=False) + "\n", mode=0o666)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=SIDECAR_FIELDS)
     writer.writeheader()
     for record in records:
         writer.writerow({**record, "metadata": json.dumps(record["metadata"], ensure_ascii=False, sort_keys=True),
                          "note": record["note"] or "", "reviewer": record["reviewer"] or ""})
-    _write_atomic(dest / "approved.csv", buffer.getvalue())
+    write_text_atomic(dest / "approved.csv", buffer.getvalue(), mode=0o666)
     return Exported(dest=dest, clips=len(records), linked=linked, copied=copied, missing=missing)

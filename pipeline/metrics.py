@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.atomic import write_text_atomic
+from pipeline.store.atomic import write_text_atomic
 from pipeline.summary import EXIT_OK, BatchSummary
 
 LAST_SUCCESS = "videobatch_last_success_timestamp_seconds"
@@ -48,7 +48,7 @@ def last_success_in_runs(ledger_path: Path) -> float:
     """The end of the last run with exit code 0 in the runs table beside the ledger (0 if none)."""
     from polars.exceptions import PolarsError
 
-    from pipeline.ledger import read_runs
+    from pipeline.store.runs import read_runs
 
     try:
         runs = read_runs(ledger_path)

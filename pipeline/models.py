@@ -6,12 +6,8 @@ documentation for credits and defaults). Frame sizes are assumed there: short si
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-# Job states as the API reports them.
-API_STATUSES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
-
 
 @dataclass(frozen=True)
 class VideoModel:
@@ -24,8 +20,6 @@ class VideoModel:
     max_reference_images: int
     prompt_max_chars: int
     prompt_min_chars: int = 1
-    webhook_events: tuple[str, ...] = ("progress", "completed", "failed")
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def durations(self) -> tuple[int, ...]:

@@ -8,24 +8,32 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import polars as pl
 
-from pipeline.schema import COMPLETED, DOWNLOADED, FAILED, IN_FLIGHT, PENDING, REJECTED
+from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, IN_FLIGHT, PENDING, REJECTED
 
-# What a run does with a row.
-SKIP = "skip"  # DOWNLOADED and its file is still there
-DOWNLOAD = "download"  # COMPLETED, or DOWNLOADED with the file gone: fetch again, no new generation
-TRACK = "track"  # has a job_id and is still generating: follow it
-RESUME = "resume"  # intent journaled, no job_id: resubmit the same body with the same key
-SUBMIT = "submit"  # new row (or PENDING with no intent yet): first attempt
-RETRY = "retry"  # FAILED and --retry-failed: a new attempt
-NEW_VERSION = "new-version"  # same id, changed request: the old row is archived, a new job made
-LEAVE_FAILED = "failed"  # FAILED (without --retry-failed) or REJECTED: left as it is
-REGENERATE = "regenerate"  # a reviewer asked for it (pipeline/review_plan.py): archived like NEW_VERSION
 
-ACTIONS = (SKIP, DOWNLOAD, TRACK, RESUME, SUBMIT, RETRY, NEW_VERSION, LEAVE_FAILED, REGENERATE)
+
+class Action(StrEnum):
+    """What a run does with a row: the `action` column of a Plan (plain strings in polars)."""
+
+    SKIP = "skip"  # DOWNLOADED and its file is still there
+    DOWNLOAD = "download"  # COMPLETED, or DOWNLOADED with the file gone: fetch again, no new generation
+    TRACK = "track"  # has a job_id and is still generating: follow it
+    RESUME = "resume"  # intent journaled, no job_id: resubmit the same body with the same key
+    SUBMIT = "submit"  # new row (or PENDING with no intent yet): first attempt
+    RETRY = "retry"  # FAILED and --retry-failed: a new attempt
+    NEW_VERSION = "new-version"  # same id, changed request: the old row is archived, a new job made
+    LEAVE_FAILED = "failed"  # FAILED (without --retry-failed) or REJECTED: left as it is
+    REGENERATE = "regenerate"  # a reviewer asked for it (pipeline/review_plan.py): archived like NEW_VERSION
+
+
+# The members under their short names, as the rest of the code imports them.
+SKIP, DOWNLOAD, TRACK, RESUME, SUBMIT, RETRY, NEW_VERSION, LEAVE_FAILED, REGENERATE = Action
+ACTIONS = tuple(Action)
 # Actions that may create a job and so spend credits.
 SPENDING = (RESUME, SUBMIT, RETRY, NEW_VERSION, REGENERATE)
 
@@ -52,9 +60,6 @@ class Plan:
     @property
     def credits_total(self) -> int:
         return int(self.rows["credits_estimated"].sum() or 0)
-
-    def with_action(self, *actions: str) -> pl.DataFrame:
-        return self.rows.filter(pl.col("action").is_in(actions))
 
 
 def _same_size(path: str, size: int | None) -> bool:

@@ -21,9 +21,10 @@ import av
 import polars as pl
 
 from pipeline.decisions import read_decisions, with_review
-from pipeline.ledger import Ledger, read_runs
+from pipeline.store.ledger import Ledger
+from pipeline.store.runs import read_runs
 from pipeline.models import MODELS
-from pipeline.schema import STATUSES
+from pipeline.store.schema import DOWNLOADED, FAILED, PENDING, REJECTED, STATUSES
 from pipeline.scope import ALL, LAST, last_run_id, scope_filter
 from pipeline.status import STATUS_COLUMNS, summarize
 
@@ -72,11 +73,11 @@ def _aspect(model: str | None, ratio: str | None) -> str:
 
 def _card(row: dict, page_dir: Path) -> str:
     e = html.escape
-    status = row["status"] or "PENDING"
+    status = row["status"] or PENDING
     media = '<div class="media empty">{}</div>'.format(
-        "no video: see the reason below" if status in ("FAILED", "REJECTED") else "no video yet")
+        "no video: see the reason below" if status in (FAILED, REJECTED) else "no video yet")
     path = Path(row["output_path"]) if row.get("output_path") else None
-    if status == "DOWNLOADED" and path is not None:
+    if status == DOWNLOADED and path is not None:
         if path.exists():
             poster = page_dir / "posters" / f"{row['job_key']}.png"
             poster_attr = ""
@@ -87,7 +88,7 @@ def _card(row: dict, page_dir: Path) -> str:
         else:
             media = f'<div class="media empty">video file missing: {e(str(path))}</div>'
     reason = ""
-    if status in ("FAILED", "REJECTED"):
+    if status in (FAILED, REJECTED):
         text = row.get("error") or "no reason recorded"
         reason = f'<p class="reason">{"result expired · " if row.get("expired") else ""}{e(text)}</p>'
     if row.get("review_decision"):

@@ -23,7 +23,7 @@ import polars as pl
 from pipeline.decisions import ARCHIVED_MARK, REGENERATE as DECIDED_REGENERATE, edits, latest
 from pipeline.plan import ACTIONS, REGENERATE, RESUME, TRACK, Plan, make_plan
 
-FROM_REGENERATE = "regenerate"
+FROM_REGENERATE = REGENERATE  # the action's own word
 FROM_EDIT = "edited prompt"
 # How `plan` shows a row's `from_review` beside its action.
 LABELS = {FROM_REGENERATE: "review decision", f"{FROM_REGENERATE}, {FROM_EDIT}": "review decision, edited prompt",

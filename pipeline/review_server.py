@@ -34,8 +34,10 @@ from pipeline.decisions import (
     ARCHIVED_MARK, DecisionError, DecisionsLog, decisions_path, make_decision, read_decisions, review_counts,
     with_review,
 )
-from pipeline.ledger import read_ledger, read_runs
+from pipeline.store.ledger import read_ledger
+from pipeline.store.runs import read_runs
 from pipeline.redact import register_secret
+from pipeline.store.schema import DOWNLOADED
 from pipeline.scope import ALL, resolve_run
 
 TOKEN_COOKIE = "vb_review_token"
@@ -96,7 +98,7 @@ class ReviewServer:
 
     def _video_file(self, row: dict[str, Any]) -> Path | None:
         """The row's video if it resolves inside the output folder, else None."""
-        if row.get("status") != "DOWNLOADED" or not row.get("output_path"):
+        if row.get("status") != DOWNLOADED or not row.get("output_path"):
             return None
         try:
             path = Path(row["output_path"]).resolve(strict=True)

@@ -33,7 +33,7 @@ import polars as pl
 
 from pipeline import transitions as t
 from pipeline.account import Account, account_of, read_owner, refusal, write_owner
-from pipeline.client import (
+from pipeline.api.client import (
     ApiClient,
     ApiError,
     AuthError,
@@ -46,25 +46,26 @@ from pipeline.client import (
 )
 from pipeline.deadline import Deadline
 from pipeline.download import download_video, video_path
-from pipeline.ledger import Ledger
+from pipeline.store.ledger import Ledger
 from pipeline.models import get_model
-from pipeline.plan import DOWNLOAD, NEW_VERSION, REGENERATE, RESUME, RETRY, SUBMIT, TRACK, Plan
+from pipeline.plan import DOWNLOAD, LEAVE_FAILED, NEW_VERSION, REGENERATE, RESUME, RETRY, SKIP, SUBMIT, TRACK, Plan
 from pipeline.progress import Counters, Progress
 from pipeline.redact import redact
+from pipeline.api.retry import RetryPolicy
 from pipeline.runlog import RunLog
-from pipeline.schema import DOWNLOADED, FAILED, IN_FLIGHT, PENDING, REJECTED
-from pipeline.tracker import Observation, Tracker
-from pipeline.uploads import UploadCache
-from pipeline.wire import parse_api_time, same_request
+from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, IN_FLIGHT, PENDING, REJECTED, RUNS_SCHEMA
+from pipeline.summary import ExitCode
+from pipeline.owners import JobOwners
+from pipeline.tracker import Observation, Tracker, find_in_job_list
+from pipeline.api.uploads import UploadCache
 
 # Manifest columns copied into the ledger with every new attempt.
 ROW_FIELDS = ("manifest", "row", "variation", "prompt", "duration", "aspect_ratio",
               "reference_images", "model", "metadata", "request_hash", "credits_estimated")
 SUBMIT_PARALLEL = 32  # submit calls in the air at once; the rate limiter is the real pace
-DOWNLOAD_TRIES = 4
+DOWNLOAD_RETRY = RetryPolicy(attempts=4, base=1.0, cap=8.0, jitter=False)  # 4 tries, 1, 2, 4 s apart
 STOP_GRACE_S = 2.0  # after Ctrl-C, time for submits already sent to bring back their job_id
 REPLAY_BASE_S, REPLAY_CAP_S = 1.0, 30.0  # pauses before replaying a key after a 409: 1, 2, 4 ... 30 s
-SEARCH_PAGES = 50  # job-list pages read looking for an intent past the replay window (5,000 jobs)
 
 
 @dataclass
@@ -95,12 +96,11 @@ class RunOptions:
 @dataclass
 class RunResult:
     run_id: str
-    exit_code: int
+    exit_code: ExitCode
     stop_reason: str | None
     counters: Counters
     credits_estimated: int  # attempts started in this run, at the model's price
     credits_charged: int  # creditCost reported for this run's jobs (net of refunds)
-    rows_submitted: int
     rows_finished: int
     rows_failed: int
     rows_expired: int
@@ -112,6 +112,29 @@ class RunResult:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (job_key, reason)
     unfinished: list[tuple[str, str]] = field(default_factory=list)  # (job_key, reason), left for the next run
     account: Account | None = None
+
+    @property
+    def rows_submitted(self) -> int:
+        """Submits that got a job_id in this run."""
+        return self.counters.submitted
+
+    def to_runs_row(self, plan: Plan, *, emulated: bool, log_path: Path) -> dict[str, Any]:
+        """This run as a row of the runs table: the only code that builds one."""
+        account = self.account
+        row = {
+            "run_id": self.run_id, "manifest": str(plan.manifest), "emulated": emulated,
+            "started_at": self.started_at, "ended_at": self.ended_at,
+            "rows_planned": plan.rows.height, "rows_skipped": plan.counts.get(SKIP, 0),
+            "rows_submitted": self.rows_submitted, "rows_finished": self.rows_finished,
+            "rows_failed": self.rows_failed, "credits_estimated": self.credits_estimated,
+            "credits_charged": self.credits_charged, "exit_code": int(self.exit_code),
+            "log_path": str(log_path),
+            "account_user_id": account.user_id if account else None,
+            "account_team_id": account.team_id if account else None,
+            "account_key_id": account.key_id if account else None,
+            "rows_unfinished": self.rows_unfinished, "stop_reason": self.stop_reason,
+        }
+        return {name: row[name] for name in RUNS_SCHEMA}  # a column missing here fails loudly
 
 
 @dataclass
@@ -154,6 +177,11 @@ def _request_id(exc: ApiError) -> str:
     return f" [x-request-id {exc.request_id}]" if exc.request_id else ""
 
 
+def _auth_failed(exc: ApiError) -> str:
+    """Why the run stops on a 401/403, with the request id for Apiframe's support."""
+    return f"authentication failed ({exc.status}): check APIFRAME_API_KEY{_request_id(exc)}"
+
+
 def _epoch(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
@@ -187,7 +215,6 @@ class Runner:
         self.internal_error: str | None = None  # the first exception a task raised, in one line
         self.account: Account | None = None
         self.spend_started = 0  # credits_estimated of attempts started this run
-        self.rows_submitted = 0
         self.rows_expired = 0
         self.unfinished: dict[str, str] = {}  # job_key -> why it is left for the next run
         self.failures: dict[str, str] = {}
@@ -197,7 +224,7 @@ class Runner:
         self._tracker_wake = asyncio.Event()
         self._submitting = 0
         self.verify_cpu_s = 0.0  # CPU spent checking videos with PyAV, for the run log
-        self._job_owners: dict[str, str | None] = {}  # job_id -> the row that pays for it
+        self.owners = JobOwners(ledger)
 
     # -- lifecycle --
 
@@ -251,7 +278,7 @@ class Runner:
         try:
             self.account = account_of(await self.client.me())
         except AuthError as exc:
-            return f"authentication failed ({exc.status}): check APIFRAME_API_KEY"
+            return _auth_failed(exc)
         except (ApiError, OSError) as exc:
             self.log.event("account_unknown", reason=redact(str(exc)))
         path = self.options.ledger_path
@@ -281,7 +308,7 @@ class Runner:
     async def _start_webhooks(self):
         if not self.options.webhook_listen:
             return None
-        from pipeline.webhooks import WebhookReceiver
+        from pipeline.api.webhooks import WebhookReceiver
 
         def on_hint(job_id: str) -> None:
             if self.tracker.hint(job_id):
@@ -295,8 +322,8 @@ class Runner:
 
     def _load_plan(self) -> None:
         rows = self.plan.rows
-        self.counters.planned = rows.height - self.plan.counts.get("skip", 0) - self.plan.counts.get("failed", 0)
-        wanted = rows.filter(~rows["action"].is_in(["skip", "failed"]))
+        self.counters.planned = rows.height - self.plan.counts.get(SKIP, 0) - self.plan.counts.get(LEAVE_FAILED, 0)
+        wanted = rows.filter(~rows["action"].is_in([SKIP, LEAVE_FAILED]))
         if self.options.max_credits is None:
             # Longest clips first: they take longest to generate, so the batch ends sooner. Under
             # a budget the manifest's order decides what gets made, so it is kept.
@@ -424,7 +451,7 @@ class Runner:
         return t.Row(
             attempts=work.attempts, job_id=work.job_id, video_url=work.video_url,
             credits_prior=work.credits_prior, credits_charged=work.credits_charged,
-            pays=work.job_id is None or self._owner_of(work.job_id, work.job_key) == work.job_key,
+            pays=work.job_id is None or self.owners.claim(work.job_id, work.job_key) == work.job_key,
             may_spend=not self.submits_stopped and (limit is None or self.spend_started + cost <= limit),
             uncertain=work.uncertain, after_cdn_404=work.after_cdn_404,
         )
@@ -464,7 +491,7 @@ class Runner:
                 self.counters.finished += 1
             work.video_url = decision.fields.get("video_url", work.video_url)
             work.after_cdn_404 = False
-            self.log.event("status", job_key=work.job_key, job_id=work.job_id, status="COMPLETED",
+            self.log.event("status", job_key=work.job_key, job_id=work.job_id, status=COMPLETED,
                            credits=work.credits_charged)
             await self.downloads.put(work)
         elif step is t.Step.REPLAY:
@@ -590,7 +617,7 @@ class Runner:
                             f"{exc.available}; top up and run again to continue{_request_id(exc)}")
         except AuthError as exc:
             error = t.SubmitError.AUTH
-            stop_message = f"authentication failed ({exc.status}): check APIFRAME_API_KEY{_request_id(exc)}"
+            stop_message = _auth_failed(exc)
         except Conflict as exc:
             error, detail = t.SubmitError.CONFLICT, str(exc)
         except (ApiError, OSError) as exc:
@@ -605,7 +632,7 @@ class Runner:
         """The API named the job for this intent: journal it before anything else."""
         work.job_id = job_id
         work.uncertain = 0
-        owner = self._owner_of(job_id, work.job_key)
+        owner = self.owners.claim(job_id, work.job_key)
         if owner != work.job_key:
             # The same request under the same key within the API's 24 h (a prompt edited back to
             # an earlier version): the API handed back that version's job and charged nothing.
@@ -613,7 +640,6 @@ class Runner:
         self.by_job_id[job_id] = work
         self.ledger.record(work.job_key, **decision.fields, submitted_at=_now())
         await self.ledger.commit()
-        self.rows_submitted += 1
         self.counters.submitted += 1
         self.log.event("submitted", job_key=work.job_key, job_id=job_id, attempt=work.attempts,
                        note=decision.reason)
@@ -632,7 +658,9 @@ class Runner:
         """An intent without a job_id first sent over 23 h ago: its key may no longer settle a
         replay. Find its job in the list; only a list read back past the first send with no match
         makes a new key safe."""
-        search = await self._search(work)
+        search = await find_in_job_list(
+            self.client, model=work.row["model"], body=json.loads(work.request_body or "{}"),
+            first_sent=work.first_sent, taken=lambda job_id: self.owners.taken_by_other(job_id, work.job_key))
         decision = t.after_search(self._row(work), search)
         self.log.event("old_intent", job_key=work.job_key, step=decision.step.value, reason=decision.reason)
         if decision.step is t.Step.READ_NOW:
@@ -645,48 +673,6 @@ class Runner:
         else:
             await self._apply(work, decision)
 
-    async def _search(self, work: Work) -> t.Search:
-        body = json.loads(work.request_body or "{}")
-        cursor = None
-        for _ in range(SEARCH_PAGES):
-            try:
-                page = await self.client.list_jobs(model=work.row["model"], limit=100, cursor=cursor)
-            except (ApiError, OSError):
-                return t.Search(None, complete=False)
-            jobs = page.get("jobs") if isinstance(page, dict) else None
-            if not isinstance(jobs, list):
-                return t.Search(None, complete=False)
-            for job in jobs:
-                if not isinstance(job, dict) or not isinstance(job.get("input"), dict):
-                    return t.Search(None, complete=False)  # a job we cannot compare: no proof of absence
-                if same_request(job["input"], body) and not self._owned_by_other(job.get("id"), work.job_key):
-                    return t.Search(job, complete=True)
-            if not page.get("hasMore") or not jobs:
-                return t.Search(None, complete=True)
-            last = parse_api_time(jobs[-1].get("createdAt"))
-            if last is not None and work.first_sent is not None and last < work.first_sent - 3600:
-                return t.Search(None, complete=True)  # read back past the first send (an hour of margin)
-            cursor = page.get("nextCursor")
-            if not cursor:
-                return t.Search(None, complete=False)
-        return t.Search(None, complete=False)
-
-    def _owner_of(self, job_id: str, job_key: str) -> str:
-        """The row that pays for `job_id`: the first to record it (`job_key` if none has)."""
-        owner = self._first_owner(job_id)
-        if owner is None:
-            owner = self._job_owners[job_id] = job_key
-        return owner
-
-    def _owned_by_other(self, job_id: str | None, job_key: str) -> bool:
-        owner = self._first_owner(job_id) if job_id else None
-        return owner is not None and owner != job_key
-
-    def _first_owner(self, job_id: str) -> str | None:
-        """The row that first recorded `job_id`, asked of the ledger once per job id."""
-        if job_id not in self._job_owners:
-            self._job_owners[job_id] = self.ledger.first_owner(job_id)
-        return self._job_owners[job_id]
 
     # -- tracking --
 
@@ -696,7 +682,7 @@ class Runner:
             job = await self.client.get_job(work.job_id)
         except AuthError as exc:
             error, detail = t.ReadError.AUTH, str(exc)
-            stop_message = f"authentication failed ({exc.status}): check APIFRAME_API_KEY{_request_id(exc)}"
+            stop_message = _auth_failed(exc)
         except NotFound as exc:
             error, detail = t.ReadError.NOT_FOUND, str(exc)
         except (ApiError, OSError) as exc:
@@ -725,7 +711,7 @@ class Runner:
             try:
                 observations = await self.tracker.poll()
             except AuthError as exc:
-                self.hard_stop(f"authentication failed ({exc.status}): check APIFRAME_API_KEY")
+                self.hard_stop(_auth_failed(exc))
                 return
             except (ApiError, OSError) as exc:
                 self.log.event("retry", what="track", reason=redact(str(exc)))
@@ -786,38 +772,42 @@ class Runner:
 
     async def _download(self, work: Work, frame_size: tuple[int, int]) -> None:
         final = video_path(self.options.out_dir, work.job_key)
-        reason = "no video URL"
-        for attempt in range(1, DOWNLOAD_TRIES + 1):
+        if self.hard_stopped:
+            return
+
+        def log_retry(exc: BaseException, attempt: int, _delay: float) -> None:
+            self.log.event("retry", what="download", job_key=work.job_key, reason=redact(str(exc)), attempt=attempt)
+
+        try:
+            saved = await DOWNLOAD_RETRY.run(
+                lambda: download_video(self.client, work.video_url, final, duration=work.duration,
+                                       frame_size=frame_size, max_bytes=self.options.max_download_bytes,
+                                       verify=self.options.verify_videos),
+                retry_on=(TransientError, DownloadError, OSError), on_retry=log_retry,
+                should_stop=lambda: self.hard_stopped)
+        except NotFound:
+            work.uncertain += 1
+            work.after_cdn_404 = True
+            await self._apply(work, t.after_download(self._row(work), t.DownloadOutcome.CDN_NOT_FOUND,
+                                                     limits=self.limits))
+            return
+        except (TransientError, DownloadError, OSError) as exc:
             if self.hard_stopped:
                 return
-            try:
-                saved = await download_video(
-                    self.client, work.video_url, final, duration=work.duration, frame_size=frame_size,
-                    max_bytes=self.options.max_download_bytes, verify=self.options.verify_videos)
-            except NotFound:
-                work.uncertain += 1
-                work.after_cdn_404 = True
-                await self._apply(work, t.after_download(self._row(work), t.DownloadOutcome.CDN_NOT_FOUND,
-                                                         limits=self.limits))
-                return
-            except (TransientError, DownloadError, OSError) as exc:
-                reason = redact(str(exc))
-                self.log.event("retry", what="download", job_key=work.job_key, reason=reason, attempt=attempt)
-                await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
-                continue
-            self.verify_cpu_s += saved.verify_cpu_s
-            decision = t.after_download(self._row(work), t.DownloadOutcome.SAVED, limits=self.limits)
-            self.ledger.record(work.job_key, **decision.fields, output_path=str(saved.path),
-                               bytes=saved.bytes, sha256=saved.sha256, downloaded_at=_now())
-            await self.ledger.commit()
-            self.counters.downloaded += 1
-            self.log.event("download", job_key=work.job_key, path=str(saved.path), bytes=saved.bytes,
-                           sha256=saved.sha256)
-            await self._apply(work, t.Decision(decision.step))
+            # The video exists at the API: a later run downloads it again without generating it again.
+            await self._apply(work, t.after_download(self._row(work), t.DownloadOutcome.FAILED_TRIES,
+                                                     f"{DOWNLOAD_RETRY.attempts} tries: {redact(str(exc))}",
+                                                     limits=self.limits))
             return
-        # The video exists at the API: a later run downloads it again without generating it again.
-        await self._apply(work, t.after_download(self._row(work), t.DownloadOutcome.FAILED_TRIES,
-                                                 f"{DOWNLOAD_TRIES} tries: {reason}", limits=self.limits))
+        self.verify_cpu_s += saved.verify_cpu_s
+        decision = t.after_download(self._row(work), t.DownloadOutcome.SAVED, limits=self.limits)
+        self.ledger.record(work.job_key, **decision.fields, output_path=str(saved.path),
+                           bytes=saved.bytes, sha256=saved.sha256, downloaded_at=_now())
+        await self.ledger.commit()
+        self.counters.downloaded += 1
+        self.log.event("download", job_key=work.job_key, path=str(saved.path), bytes=saved.bytes,
+                       sha256=saved.sha256)
+        await self._apply(work, t.Decision(decision.step))
 
     # -- endings --
 
@@ -849,18 +839,14 @@ class Runner:
         keys = list(self.work)
         mine = self.ledger.rows(keys, ["status"])
         statuses = dict(zip(mine["job_key"].to_list(), mine["status"].to_list()))
-        planned_failed = self.plan.rows.filter(self.plan.rows["action"] == "failed")
+        planned_failed = self.plan.rows.filter(self.plan.rows["action"] == LEAVE_FAILED)
         failed_keys = {k for k, s in statuses.items() if s in (FAILED, REJECTED)}
         failed_keys |= set(planned_failed["job_key"].to_list())
         unfinished = {k for k in keys if statuses.get(k) not in (DOWNLOADED, FAILED, REJECTED)}
         finished_now = sum(1 for s in statuses.values() if s == DOWNLOADED)
         stop_reason = self.stop_reason or self.internal_error
-        if self.hard_stopped or self.submits_stopped or unfinished or self.internal_error:
-            code = 3
-        elif failed_keys:
-            code = 1
-        else:
-            code = 0
+        code = t.exit_code(stopped=self.hard_stopped or self.submits_stopped or bool(self.internal_error),
+                           unfinished=bool(unfinished), failed=bool(failed_keys))
         # Rows that failed in an earlier run keep the reason the ledger has for them.
         failed_rows = self.ledger.rows(list(failed_keys), ["error"])
         errors = dict(zip(failed_rows["job_key"].to_list(), failed_rows["error"].to_list()))
@@ -870,7 +856,7 @@ class Runner:
             run_id=self.run_id, exit_code=code,
             stop_reason=stop_reason or (f"{len(unfinished)} rows unfinished" if unfinished else None),
             counters=self.counters, credits_estimated=self.spend_started,
-            credits_charged=self.counters.credits_charged, rows_submitted=self.rows_submitted,
+            credits_charged=self.counters.credits_charged,
             rows_finished=finished_now, rows_failed=len(failed_keys), rows_expired=self.rows_expired,
             rows_unfinished=len(unfinished), requests=self.client.gate.requests,
             rate_limited=self.client.rate_limited, started_at=started, ended_at=_now(),

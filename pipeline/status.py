@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.decisions import review_counts
-from pipeline.schema import FAILED, REJECTED, STATUSES
+from pipeline.store.schema import FAILED, REJECTED, STATUSES
 from pipeline.summary import SUMMARY_VERSION, exit_meaning
 
 # What status and the report read of each row: nothing else is read from the ledger.

@@ -11,13 +11,25 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 SUMMARY_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("summary.schema.json")
 
-EXIT_OK, EXIT_FAILED_ROWS, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
+
+
+class ExitCode(IntEnum):
+    """The exit code of `run` and `plan` (an int to the shell, to JSON and to the runs table)."""
+
+    OK = 0
+    FAILED_ROWS = 1
+    BAD_INPUT = 2
+    STOPPED = 3
+
+
+EXIT_OK, EXIT_FAILED_ROWS, EXIT_BAD_INPUT, EXIT_STOPPED = ExitCode
 EXIT_MEANINGS = {
     EXIT_OK: "every row is downloaded",
     EXIT_FAILED_ROWS: "finished, with failed or rejected rows",
@@ -25,9 +37,6 @@ EXIT_MEANINGS = {
     EXIT_STOPPED: "stopped early: run the same command again to continue",
 }
 NOTIFY_LIST_LIMIT = 20  # rows listed in a notification: a chat message, not the whole ledger
-
-_FINAL = ("DOWNLOADED", "FAILED", "REJECTED")
-
 
 def exit_meaning(code: int | None) -> str | None:
     return EXIT_MEANINGS.get(code) if code is not None else None
@@ -137,7 +146,7 @@ def ledger_figures(ledger) -> dict[str, Any]:
     Ledger (aggregated as it streams, never held whole), a frame, or None."""
     import polars as pl
 
-    from pipeline.schema import STATUSES
+    from pipeline.store.schema import STATUSES
 
     by_status = {status: 0 for status in STATUSES}
     jobs = estimated = charged = 0
@@ -161,9 +170,11 @@ def paths_of(ledger_path: Path, out_dir: Path | None, log_path: Path | None) -> 
 
 
 def _unfinished_reason(status: str | None, job_id: str | None, stop_reason: str | None) -> str:
-    if status in ("SUBMITTED", "PROCESSING"):
+    from pipeline.store.schema import COMPLETED, PROCESSING, SUBMITTED
+
+    if status in (SUBMITTED, PROCESSING):
         return f"still generating as job {job_id}: the next run follows it"
-    if status == "COMPLETED":
+    if status == COMPLETED:
         return "generated, not downloaded yet: the next run downloads it"
     return "not submitted" + (f": {stop_reason}" if stop_reason else "")
 
@@ -176,14 +187,15 @@ def run_summary(result, plan, ledger, *, manifest: Path, emulated: bool, deadlin
     Columnar: a rerun of 100,000 finished rows must not pay a Python loop over them."""
     import polars as pl
 
-    from pipeline.schema import STATUSES
+    from pipeline.plan import SKIP
+    from pipeline.store.schema import FINAL, PENDING, STATUSES
 
     now = ledger.rows(plan.rows["job_key"], ["status", "attempts", "job_id"]).select(
         "job_key", pl.col("status").alias("now_status"), pl.col("attempts").alias("now_attempts"),
         pl.col("job_id").alias("now_job_id"))
     rows = (plan.rows.select("job_key", "manifest", "row", "action")
             .join(now, on="job_key", how="left")
-            .with_columns(pl.col("now_status").fill_null("PENDING"), pl.col("now_attempts").fill_null(0)))
+            .with_columns(pl.col("now_status").fill_null(PENDING), pl.col("now_attempts").fill_null(0)))
     by_status = {status: 0 for status in STATUSES}
     for status, n in rows.group_by("now_status").len().iter_rows():
         by_status[status] = n
@@ -198,8 +210,8 @@ def run_summary(result, plan, ledger, *, manifest: Path, emulated: bool, deadlin
     left_by_runner = dict(result.unfinished)
     unfinished = [{**r, "reason": left_by_runner.get(r["job_key"])
                    or _unfinished_reason(r["status"], r["job_id"], result.stop_reason)}
-                  for r in listed(rows.filter((pl.col("action") != "skip") & ~pl.col("now_status").is_in(_FINAL)))]
-    skipped = plan.counts.get("skip", 0)
+                  for r in listed(rows.filter((pl.col("action") != SKIP) & ~pl.col("now_status").is_in(FINAL)))]
+    skipped = plan.counts.get(SKIP, 0)
     stopped_by_deadline = bool(result.stop_reason and result.stop_reason.startswith("deadline"))
     return BatchSummary(
         command="run", run_id=result.run_id, manifest=str(manifest), emulated=emulated,
@@ -226,7 +238,9 @@ def deadline_fields(deadline, stopped_run: bool = False) -> dict[str, Any] | Non
 
 def plan_summary(plan, ledger, *, manifest: Path, emulated: bool, ledger_path: Path, started_at: datetime,
                  exit_code: int = EXIT_OK, balance: int | None = None, error: str | None = None) -> BatchSummary:
-    skipped = plan.counts.get("skip", 0)
+    from pipeline.plan import SKIP
+
+    skipped = plan.counts.get(SKIP, 0)
     return BatchSummary(
         command="plan", manifest=str(manifest), emulated=emulated, exit_code=exit_code, error=error,
         started_at=started_at, ended_at=datetime.now(timezone.utc), actions=dict(plan.counts),
@@ -242,7 +256,7 @@ def refused_summary(command: str, manifest: Path, exit_code: int, error: str, *,
     """A run that never started: bad input (exit 2) or a ledger in use (exit 3)."""
     from polars.exceptions import PolarsError
 
-    from pipeline.ledger import Ledger, LedgerError
+    from pipeline.store.ledger import Ledger, LedgerError
 
     try:
         ledger = Ledger.open(ledger_path, readonly=True) if ledger_path.exists() else None

@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
-from pipeline.client import ApiClient, ApiError, AuthError, NotFound
+from pipeline.api.client import ApiClient, ApiError, AuthError, NotFound
 from pipeline.models import DEFAULT_MODEL
-from pipeline.transitions import ReadError
-from pipeline.wire import job_id_of, parse_api_time
+from pipeline.transitions import ReadError, Search
+from pipeline.api.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time, same_request
 
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
-LIST_STATUSES = ("COMPLETED", "FAILED")
+LIST_STATUSES = (ApiStatus.COMPLETED, ApiStatus.FAILED)
 # createdAt may be rounded to the second (the contract does not say), and before any job has
 # finished the only clock offset we have is the Date header's, which is whole seconds. Doubled
 # (up to a minute) whenever a job the lists should have shown turns up only when read on its own.
@@ -244,7 +243,7 @@ class Tracker:
                 if p is None or job_id in finished:
                     continue
                 p.last_seen = now
-                if own in TERMINAL:
+                if own in ENDED:
                     finished[job_id] = job
                 else:
                     self._learn_clock(p, job)
@@ -266,7 +265,7 @@ class Tracker:
         if not self.status_filter_ok:
             statuses: tuple[str | None, ...] = (None,)  # one unfiltered listing shows every status
         else:
-            statuses = LIST_STATUSES if self._may_have_failed() else ("COMPLETED",)  # before hints clear
+            statuses = LIST_STATUSES if self._may_have_failed() else (ApiStatus.COMPLETED,)  # before hints clear
         self.hinted_ids.clear()
         requests = 0
         finished: dict[str, dict[str, Any]] = {}
@@ -305,13 +304,13 @@ class Tracker:
                 observations.append(Observation(p.job_id, error=ReadError.UNCERTAIN, detail=str(exc)))
                 continue
             status = job.get("status") if isinstance(job, dict) else None
-            if status in TERMINAL:
+            if status in ENDED:
                 finished[p.job_id] = job
                 if p.timed and self.lists_ok and status in LIST_STATUSES:
                     # The lists should have shown it: page deeper from now on.
                     self.missed_by_lists += 1
                     self.margin = min(MAX_MARGIN_S, self.margin * 2)
-            elif status in ("QUEUED", "PROCESSING"):
+            elif status in GENERATING:
                 self._learn_clock(p, job)
                 observations.append(Observation(p.job_id, job=job))  # its cost, its state: still pending
             else:  # an answer we cannot read: the transitions decide
@@ -321,7 +320,7 @@ class Tracker:
             p = self.pending.pop(job_id)
             self.hinted_ids.discard(job_id)
             self._learn_clock(p, job)
-            if job.get("status") == "COMPLETED" and p.timed:  # only waits this run measured
+            if job.get("status") == ApiStatus.COMPLETED and p.timed:  # only waits this run measured
                 self._observe(p.duration, now - p.since)
             observations.append(Observation(job_id, job=job))
         self.hinted_ids &= self.pending.keys()  # hints that came in while this poll ran
@@ -330,3 +329,37 @@ class Tracker:
         self.last_requests = max(1, requests - first_reads)
         self.requests += requests
         return observations
+
+
+SEARCH_PAGES = 50  # job-list pages read looking for an intent past the replay window (5,000 jobs)
+
+
+async def find_in_job_list(client: ApiClient, *, model: str, body: dict[str, Any], first_sent: float | None,
+                           taken: Callable[[str | None], bool]) -> Search:
+    """Look for the job a journaled intent (`body`, first sent at `first_sent`) made, newest
+    first. `taken(job_id)`: the job already belongs to another row. The search is complete only
+    when every job it read could be compared and it read back past the first send (an hour of
+    margin) or to the end of the list; what that means for money is transitions.after_search's."""
+    cursor = None
+    for _ in range(SEARCH_PAGES):
+        try:
+            page = await client.list_jobs(model=model, limit=100, cursor=cursor)
+        except (ApiError, OSError):
+            return Search(None, complete=False)
+        jobs = page.get("jobs") if isinstance(page, dict) else None
+        if not isinstance(jobs, list):
+            return Search(None, complete=False)
+        for job in jobs:
+            if not isinstance(job, dict) or not isinstance(job.get("input"), dict):
+                return Search(None, complete=False)  # a job we cannot compare: no proof of absence
+            if same_request(job["input"], body) and not taken(job.get("id")):
+                return Search(job, complete=True)
+        if not page.get("hasMore") or not jobs:
+            return Search(None, complete=True)
+        last = parse_api_time(jobs[-1].get("createdAt"))
+        if last is not None and first_sent is not None and last < first_sent - 3600:
+            return Search(None, complete=True)  # read back past the first send
+        cursor = page.get("nextCursor")
+        if not cursor:
+            return Search(None, complete=False)
+    return Search(None, complete=False)

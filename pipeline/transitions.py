@@ -44,8 +44,9 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
 
-from pipeline.schema import COMPLETED, DOWNLOADED, FAILED, PROCESSING, REJECTED, SUBMITTED
-from pipeline.wire import job_id_of, parse_api_time, result_url
+from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, PROCESSING, REJECTED, SUBMITTED
+from pipeline.summary import ExitCode
+from pipeline.api.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time, result_url
 
 REPLAY_WINDOW_S = 23 * 3600  # the API settles replays for 24 h; an hour of margin for clocks
 
@@ -143,7 +144,7 @@ def after_submit(row: Row, answer: dict[str, Any] | None, error: SubmitError | N
                               "the API accepted the submit but its answer has no readable job id")
         fields = {"status": SUBMITTED, "job_id": job_id, "error": None}
         status = answer.get("status") if isinstance(answer, dict) else None
-        step = Step.READ_NOW if status in ("COMPLETED", "FAILED", "CANCELLED") else Step.TRACK
+        step = Step.READ_NOW if status in ENDED else Step.TRACK
         return Decision(step, fields)
     if error is SubmitError.REFUSED:
         return Decision(Step.FAIL, {"status": REJECTED, "error": f"the API refused the request: {detail}"},
@@ -178,12 +179,12 @@ def after_read(row: Row, job: Any, error: ReadError | None, limits: Limits, deta
     if not isinstance(job, dict) or job_id_of(job) not in (None, row.job_id):
         return _uncertain(row, limits.rereads, Step.REREAD, "the job's answer could not be read")
     charged = _charged(row, job)
-    if status in ("QUEUED", "PROCESSING"):
-        fields: dict[str, Any] = {"status": PROCESSING} if status == "PROCESSING" else {}
+    if status in GENERATING:
+        fields: dict[str, Any] = {"status": PROCESSING} if status == ApiStatus.PROCESSING else {}
         if charged != row.credits_charged:  # a job charged at its start: the ledger says so now
             fields["credits_charged"] = charged
         return Decision(Step.TRACK, fields, charged=charged)
-    if status == "COMPLETED":
+    if status == ApiStatus.COMPLETED:
         completed = parse_api_time(job.get("completedAt"))
         base = {"credits_charged": charged, "expired": bool(job.get("expired"))}
         if completed is not None:
@@ -204,7 +205,7 @@ def after_read(row: Row, job: Any, error: ReadError | None, limits: Limits, deta
                             "run again to download it", charged=charged)
         return Decision(Step.DOWNLOAD, {**base, "status": COMPLETED, "video_url": url, "error": None},
                         charged=charged)
-    if status in ("FAILED", "CANCELLED"):
+    if status in (ApiStatus.FAILED, ApiStatus.CANCELLED):
         reason = str(job.get("error") or status.lower())
         fields = {"status": FAILED, "credits_charged": charged, "error": reason}
         if row.attempts < 1 + limits.retries and row.may_spend:
@@ -263,3 +264,14 @@ def after_search(row: Row, search: Search | None) -> Decision:
     return Decision(Step.LEAVE, {}, "its first send is over 23 h old and the job list could not be "
                                     "read back that far: left unsent; run again, or check the "
                                     "account's jobs by hand before --retry-failed")
+
+
+# -- the run as a whole --
+
+
+def exit_code(*, stopped: bool, unfinished: bool, failed: bool) -> ExitCode:
+    """A run that stopped early or left rows for the next one: 3, whatever failed; else 1 if a
+    row is FAILED or REJECTED; else 0."""
+    if stopped or unfinished:
+        return ExitCode.STOPPED
+    return ExitCode.FAILED_ROWS if failed else ExitCode.OK

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.ledger import read_ledger
+from pipeline.store.ledger import read_ledger
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_KEY = "afk_test_key_0123456789"

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
 from pipeline.emulator.dialects import DIALECTS
-from pipeline.ledger import Ledger, read_ledger
+from pipeline.store.ledger import Ledger, read_ledger
 from tests.harness import TEST_KEY, cli_env, jobs_per_key, kill_repeatedly, prompts, run_args, run_cli, write_manifest
 
 ROWS = 200

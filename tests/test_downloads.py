@@ -9,7 +9,7 @@ import av
 import pytest
 from aiohttp import web
 
-from pipeline.client import ApiClient, DownloadError, NotFound, TransientError
+from pipeline.api.client import ApiClient, DownloadError, NotFound, TransientError
 from pipeline import download
 from pipeline.download import download_video, video_path
 

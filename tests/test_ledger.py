@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ledger import Ledger, LedgerCorrupt, LedgerLocked, read_ledger, read_runs
+from pipeline.store.ledger import Ledger, LedgerCorrupt, LedgerLocked, read_ledger
+from pipeline.store.runs import read_runs
 
 NOW = datetime(2026, 11, 24, 1, 2, 3, tzinfo=timezone.utc)
 
@@ -86,7 +87,7 @@ def test_damage_before_intact_lines_is_corruption_not_a_guess(tmp_path):
 
 CHECKPOINT_LOOP = textwrap.dedent("""
     import sys
-    from pipeline.ledger import Ledger
+    from pipeline.store.ledger import Ledger
     ledger = Ledger.open(sys.argv[1], run_id="child")
     i = 0
     while True:
@@ -151,7 +152,7 @@ def test_group_commit_shares_fsyncs(tmp_path):
 
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
-    from pipeline.ledger import Ledger
+    from pipeline.store.ledger import Ledger
     ledger = Ledger.open(sys.argv[1], run_id="holder-run")
     print("locked", flush=True)
     time.sleep(60)

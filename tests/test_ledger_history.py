@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 import polars as pl
 import pytest
 
-from pipeline import ledger_store
-from pipeline.ledger import SEQ_METADATA, Ledger, read_ledger
-from pipeline.schema import LEDGER_SCHEMA
+from pipeline.store import parts as ledger_store
+from pipeline.store.ledger import SEQ_METADATA, Ledger, read_ledger
+from pipeline.store.schema import LEDGER_SCHEMA
 
 NOW = datetime(2026, 11, 24, 1, 2, 3, tzinfo=timezone.utc)
 

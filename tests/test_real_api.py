@@ -17,14 +17,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from pipeline.client import ApiClient, ApiError, RejectedRequest, RetryPolicy, USER_AGENT
+from pipeline.api.client import ApiClient, ApiError, RejectedRequest, RetryPolicy, USER_AGENT
 from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
-from pipeline.ledger import Ledger, read_runs
+from pipeline.store.ledger import Ledger
+from pipeline.store.runs import read_runs
 from pipeline.manifest import load_manifest
 from pipeline.models import get_model
 from pipeline.runner import body_bytes, idempotency_key
-from pipeline.uploads import UploadCache
-from pipeline.webhooks import WebhookReceiver, signature
+from pipeline.api.uploads import UploadCache
+from pipeline.api.webhooks import WebhookReceiver, signature
 from tests.harness import TEST_KEY, cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, write_manifest
 
 REPO = Path(__file__).resolve().parent.parent

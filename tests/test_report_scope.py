@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ledger import Ledger
+from pipeline.store.ledger import Ledger
 from tests.harness import cli_env, run_cli
 from tests.test_report import CHROMIUM_ARGS, PNG_SIGNATURE, Page, chromium  # noqa: F401 (a fixture)
 

@@ -16,7 +16,8 @@ import polars as pl
 import pytest
 
 from pipeline.decisions import decisions_path
-from pipeline.ledger import Ledger, read_runs
+from pipeline.store.ledger import Ledger
+from pipeline.store.runs import read_runs
 from tests.harness import (
     REPO, cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, start_cli, wait_for, write_manifest,
 )

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from pipeline.emulator import Faults
-from pipeline.ledger import read_runs
+from pipeline.store.runs import read_runs
 from pipeline.video_check import probe_video
 from tests.harness import (
     cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, start_cli, wait_for,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.client import ApiClient, ApiError
+from pipeline.api.client import ApiClient, ApiError
 from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
 from pipeline.redact import redact, register_secret
 from tests.harness import cli_env, prompts, run_args, run_cli, write_manifest

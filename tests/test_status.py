@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.ledger import read_runs
+from pipeline.store.runs import read_runs
 from tests.harness import cli_env, failed_then_finished, ledger, run_cli
 
 OFFLINE = cli_env("http://127.0.0.1:9")  # status and report read files only; nothing should be called

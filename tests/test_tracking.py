@@ -13,12 +13,12 @@ import uuid
 import aiohttp
 import pytest
 
-from pipeline.client import ApiClient
+from pipeline.api.client import ApiClient
 from pipeline.models import get_model
 from pipeline.tracker import Tracker
 from pipeline.transitions import ReadError
-from pipeline.wire import parse_api_time
-from pipeline.webhooks import MAX_BODY, WebhookReceiver
+from pipeline.api.wire import parse_api_time
+from pipeline.api.webhooks import MAX_BODY, WebhookReceiver
 from tests.harness import TEST_KEY, cli_env, ledger, prompts, run_args, run_cli, write_manifest
 
 LIST = "GET /v2/jobs"
@@ -44,7 +44,7 @@ def requests(emu) -> dict[str, int]:
 
 
 def contract_signature(key: str, body: bytes) -> str:
-    """The contract's rule, written out independently of pipeline.webhooks.signature."""
+    """The contract's rule, written out independently of pipeline.api.webhooks.signature."""
     return "sha256=" + hmac.new(hashlib.sha256(key.encode()).digest(), body, hashlib.sha256).hexdigest()
 
 

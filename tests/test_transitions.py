@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline import transitions as t
-from pipeline.schema import COMPLETED, DOWNLOADED, FAILED, PROCESSING, REJECTED, SUBMITTED
+from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, PROCESSING, REJECTED, SUBMITTED
 
 LIMITS = t.Limits(retries=2, rereads=3, replays=4)
 JOB = "7f1c1e49-5f36-4b0e-9d4e-0c2f7a9d3b11"

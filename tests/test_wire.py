@@ -1,4 +1,4 @@
-"""pipeline/wire.py: reading the shapes the spec leaves open, liberally and without raising."""
+"""pipeline/api/wire.py: reading the shapes the spec leaves open, liberally and without raising."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.wire import job_id_of, parse_api_time, parse_retry_after, result_url, same_request
+from pipeline.api.wire import job_id_of, parse_api_time, parse_retry_after, result_url, same_request
 
 URL = "https://cdn.apiframe.ai/v/1.mp4"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from pipeline.webhooks import signature
+from pipeline.api.webhooks import signature
 
 
 class WebhookSender:

@@ -14,10 +14,8 @@ import asyncio
 import email.utils
 import hashlib
 import json
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,7 +25,8 @@ import aiohttp
 from aiolimiter import AsyncLimiter
 
 from pipeline.redact import redact, register_secret
-from pipeline.wire import parse_retry_after
+from pipeline.api.retry import RetryPolicy
+from pipeline.api.wire import parse_retry_after
 
 MAX_REDIRECTS = 5
 
@@ -142,20 +141,6 @@ class RequestGate:
                 return
 
 
-@dataclass
-class RetryPolicy:
-    """Full-jitter exponential backoff for transient failures (5xx, timeouts, resets)."""
-
-    # Tries in all, the first included. Twelve ride out about 1.5 minutes of 503s or resets
-    # (the capped delays add up to ~90 s on average) before a row is left for the next run.
-    attempts: int = 12
-    base: float = 0.5
-    cap: float = 30.0
-
-    def delay(self, failures: int) -> float:
-        return random.uniform(0, min(self.cap, self.base * 2 ** (failures - 1)))
-
-
 RetryHook = Callable[[str, str, float], None]  # (what, reason, delay) -> None
 
 
@@ -233,7 +218,7 @@ class ApiClient:
 
         Safe to retry on any transient failure: the Idempotency-Key makes the API answer a
         replay with the job the first try created. Returns the parsed answer as sent (None when
-        it was not JSON): reading it is the caller's business (pipeline/wire.py).
+        it was not JSON): reading it is the caller's business (pipeline/api/wire.py).
         """
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
         return await self._call("POST", "/v2/videos/generate", data=body, headers=headers)
@@ -282,31 +267,30 @@ class ApiClient:
         form: Callable[[], aiohttp.FormData] | None = None,
     ) -> Any:
         what = f"{method} {path.split('?')[0]}"
-        failures = 0
-        limited = 0  # 429s in a row, for the backoff when one comes without a readable Retry-After
-        while True:
-            await self.gate.wait_turn()
-            try:
-                return await self._send(method, path, data=data, params=params, headers=headers,
-                                        form=form)
-            except RateLimitedAnswer as answer:
-                # Costs nothing to wait; a storm slows the run down but never fails a job.
-                self.rate_limited += 1
-                limited += 1
-                if self.should_stop():
-                    raise
-                wait = answer.retry_after
-                if wait is None:  # missing or unreadable: back off as for any transient failure
-                    wait = self.retry.delay(limited)
-                self.gate.pause_until(time.monotonic() + wait)
-                self.on_retry(what, "429 rate limited", wait)
-            except TransientError as exc:
-                failures += 1
-                if failures >= self.retry.attempts or self.should_stop():
-                    raise
-                delay = self.retry.delay(failures)
-                self.on_retry(what, str(exc), delay)
-                await asyncio.sleep(delay)
+        limited = 0  # 429s in this call, for the backoff when one comes without a readable Retry-After
+
+        async def paced_try() -> Any:
+            """One try: 429s are waited out here. Costs nothing to wait; a storm slows the run
+            down but never fails a job, so pacing is not a failure the retry policy counts."""
+            nonlocal limited
+            while True:
+                await self.gate.wait_turn()
+                try:
+                    return await self._send(method, path, data=data, params=params, headers=headers,
+                                            form=form)
+                except RateLimitedAnswer as answer:
+                    self.rate_limited += 1
+                    limited += 1
+                    if self.should_stop():
+                        raise
+                    wait = answer.retry_after
+                    if wait is None:  # missing or unreadable: back off as for any transient failure
+                        wait = self.retry.delay(limited)
+                    self.gate.pause_until(time.monotonic() + wait)
+                    self.on_retry(what, "429 rate limited", wait)
+
+        return await self.retry.run(paced_try, retry_on=(TransientError,), should_stop=self.should_stop,
+                                    on_retry=lambda exc, _failures, delay: self.on_retry(what, str(exc), delay))
 
     async def _send(
         self,

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.schema import LEDGER_SCHEMA
+from pipeline.store.atomic import fsync_dir as _fsync_dir, replace_atomic
+from pipeline.store.schema import LEDGER_SCHEMA, conform
 
 SEQ, REMOVED, SUPERSEDES = "_seq", "_removed", "_supersedes"
 BOOKKEEPING: dict[str, pl.DataType] = {SEQ: pl.Int64, REMOVED: pl.Boolean, SUPERSEDES: pl.Boolean}
@@ -84,11 +85,7 @@ def _scan(parts: list[Part], columns: list[str]) -> pl.LazyFrame:
 
 def legacy_scan(path: Path, seq: int) -> pl.LazyFrame:
     """Today's single-file ledger as a part: missing columns (older versions) filled with nulls."""
-    source = pl.scan_parquet(path)
-    names = source.collect_schema().names()
-    return source.select(
-        (pl.col(c) if c in names else pl.lit(None)).cast(dtype).alias(c) for c, dtype in LEDGER_SCHEMA.items()
-    ).with_columns(pl.lit(seq, pl.Int64).alias(SEQ), pl.lit(False).alias(REMOVED), pl.lit(False).alias(SUPERSEDES))
+    return conform(pl.scan_parquet(path), LEDGER_SCHEMA).with_columns(pl.lit(seq, pl.Int64).alias(SEQ), pl.lit(False).alias(REMOVED), pl.lit(False).alias(SUPERSEDES))
 
 
 def newest(frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -140,25 +137,13 @@ def lookup(parts: list[Part], keys: list[str], columns: list[str] | None = None)
     return found
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_part(folder: Path, frame: pl.DataFrame, first: int, last: int) -> Part:
     """Write `frame` (PART_SCHEMA) as a new part: temp file, fsync, rename, fsync the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / part_name(first, last, frame.height)
-    temporary = folder / f".tmp-{os.getpid()}-{final.stem}.partial"  # no reader globbing *.parquet sees it
-    with open(temporary, "wb") as out:
-        frame.select(list(PART_SCHEMA)).cast(PART_SCHEMA).write_parquet(out, row_group_size=65_536)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, final)
-    _fsync_dir(folder)
+    stored = frame.select(list(PART_SCHEMA)).cast(PART_SCHEMA)
+    replace_atomic(final, lambda out: stored.write_parquet(out, row_group_size=65_536),
+                   temporary=folder / f".tmp-{os.getpid()}-{final.stem}.partial")  # no reader globbing *.parquet sees it
     return Part(final, first, last, frame.height)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from pipeline.wire import job_id_of
+from pipeline.api.wire import job_id_of
 
 MAX_BODY = 64 * 1024
 

@@ -6,18 +6,28 @@ only by adding.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import polars as pl
 
-# Ledger states of a job (ARCHITECTURE.md, "Job state machine").
-PENDING = "PENDING"  # planned; an intent to submit may be journaled but no job_id yet
-SUBMITTED = "SUBMITTED"  # the API answered with a job_id
-PROCESSING = "PROCESSING"
-COMPLETED = "COMPLETED"  # the video exists at video_url, not yet on disk
-DOWNLOADED = "DOWNLOADED"  # verified file at output_path: done
-FAILED = "FAILED"  # generation failed (or its result expired) and retries are spent
-REJECTED = "REJECTED"  # the API refused the body (400): final, never retried
 
-STATUSES = (PENDING, SUBMITTED, PROCESSING, COMPLETED, DOWNLOADED, FAILED, REJECTED)
+
+class JobStatus(StrEnum):
+    """Ledger states of a job (ARCHITECTURE.md, "Job state machine"). A StrEnum: each member is
+    the very string the ledger stores, so the format on disk is unchanged."""
+
+    PENDING = "PENDING"  # planned; an intent to submit may be journaled but no job_id yet
+    SUBMITTED = "SUBMITTED"  # the API answered with a job_id
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"  # the video exists at video_url, not yet on disk
+    DOWNLOADED = "DOWNLOADED"  # verified file at output_path: done
+    FAILED = "FAILED"  # generation failed (or its result expired) and retries are spent
+    REJECTED = "REJECTED"  # the API refused the body (400): final, never retried
+
+
+# The members under their short names, as the rest of the code imports them.
+PENDING, SUBMITTED, PROCESSING, COMPLETED, DOWNLOADED, FAILED, REJECTED = JobStatus
+STATUSES = tuple(JobStatus)
 IN_FLIGHT = (SUBMITTED, PROCESSING, COMPLETED)
 FINAL = (DOWNLOADED, FAILED, REJECTED)
 
@@ -80,3 +90,11 @@ RUNS_SCHEMA: dict[str, pl.DataType] = {
     "rows_unfinished": pl.Int64,  # left in flight or pending for the next run
     "stop_reason": pl.String,
 }
+
+
+def conform(frame, schema: dict[str, pl.DataType]):
+    """`frame` (eager or lazy) with exactly the columns of `schema`, in its order and types; a
+    column an older version did not write is null. Columns are only ever added (see above), so
+    this is how every reader takes a file written by an earlier version."""
+    names = frame.collect_schema().names()
+    return frame.select((pl.col(c) if c in names else pl.lit(None)).cast(dtype).alias(c) for c, dtype in schema.items())

@@ -19,9 +19,24 @@ from __future__ import annotations
 import email.utils
 import time
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
 RETRY_AFTER_MAX_S = 300.0
+
+
+class ApiStatus(StrEnum):
+    """A job's `status` as the API reports it (openapi.json): the API's words, not the ledger's."""
+
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+GENERATING = (ApiStatus.QUEUED, ApiStatus.PROCESSING)
+ENDED = (ApiStatus.COMPLETED, ApiStatus.FAILED, ApiStatus.CANCELLED)
 _URL_KEYS = ("videoUrl", "url", "video_url")
 
 

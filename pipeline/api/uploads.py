@@ -7,8 +7,8 @@ import hashlib
 import time
 from pathlib import Path
 
-from pipeline.client import ApiClient, ApiError
-from pipeline.wire import parse_api_time
+from pipeline.api.client import ApiClient, ApiError
+from pipeline.api.wire import parse_api_time
 
 # An upload is reused only while its `expiresAt` is more than this far away, so the API can still
 # fetch it when the job starts. Files live "about 1-2 hours" (CONTRACT.md): read, never assumed.

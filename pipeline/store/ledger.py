@@ -7,7 +7,7 @@ Algorithm:
   (group commit): while one write+fsync runs in a thread, later callers wait for the next one,
   which covers all their records at once.
 - `checkpoint()` writes the rows changed since the last one as a new immutable part
-  (ledger_store.py: temp file, fsync, rename, fsync the folder), then drops the journal lines it
+  (parts.py: temp file, fsync, rename, fsync the folder), then drops the journal lines it
   folded in. A part's name carries the last journal seq it contains, so if a crash comes between
   the rename and the trim, opening skips the lines already folded in (and replaying one twice
   would be harmless anyway: every line sets values, none adds to them). `checkpoint_async()` does
@@ -16,7 +16,7 @@ Algorithm:
   was never acknowledged and is dropped; a damaged line with good lines after it is real
   corruption and stops the open (LedgerCorrupt) rather than guessing.
 - A ledger written by an earlier version (one `ledger.parquet` file) becomes a folder of the
-  same name with one part on its first writable open (ledger_store.migrate_file).
+  same name with one part on its first writable open (parts.migrate_file).
 
 Memory: nothing of the history is held. Rows are read when asked for, by key (`get`, `rows`) or
 as a lazy scan of the current state (`scan`); rows changed since the last checkpoint live as
@@ -36,9 +36,10 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import ledger_store as store
-from pipeline.lock import LockHeld, RunLock
-from pipeline.schema import LEDGER_SCHEMA, RUNS_SCHEMA, STATUSES, TIMESTAMP
+from pipeline.store import parts as store, runs
+from pipeline.store.atomic import replace_atomic
+from pipeline.store.lock import LockHeld, RunLock
+from pipeline.store.schema import LEDGER_SCHEMA, STATUSES, TIMESTAMP
 
 SEQ_METADATA = "videobatch_journal_seq"  # the journal seq a single-file ledger (before parts) holds
 _TIME_FIELDS = frozenset(name for name, dtype in LEDGER_SCHEMA.items() if dtype == TIMESTAMP)
@@ -76,21 +77,12 @@ def _decode_fields(fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _empty(schema: dict) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
-def _paths(path: Path) -> tuple[Path, Path, Path]:
-    return (path.with_name(f"{path.stem}.journal.jsonl"), path.with_name(f"{path.stem}.lock"),
-            path.with_name("runs.parquet"))
+def _paths(path: Path) -> tuple[Path, Path]:
+    return path.with_name(f"{path.stem}.journal.jsonl"), path.with_name(f"{path.stem}.lock")
 
 
 def _line_seq(line: bytes) -> int:
@@ -130,7 +122,7 @@ def _read_journal(journal: Path) -> tuple[list[dict], int]:
 class Ledger:
     def __init__(self, path: Path, run_id: str | None, readonly: bool):
         self.path = path
-        self.journal_path, self.lock_path, self.runs_path = _paths(path)
+        self.journal_path, self.lock_path = _paths(path)
         self.run_id = run_id
         self.readonly = readonly
         self.stats = {"records": 0, "fsyncs": 0, "fsync_seconds": 0.0, "checkpoints": 0,
@@ -227,15 +219,7 @@ class Ledger:
         missing = [k for k in dict.fromkeys(keys) if k not in self._known]
         if not missing:
             return
-        with self._parts_lock:
-            found = store.lookup(self._parts, missing)
-        for row in found.iter_rows(named=True):
-            removed = row.pop(store.REMOVED)
-            row.pop(store.SEQ), row.pop(store.SUPERSEDES)
-            self._ever_stored.add(row["job_key"])
-            self._known[row["job_key"]] = None if removed else row
-        for key in missing:
-            self._known.setdefault(key, None)
+        self._remember(self._read_stored_copy(missing), missing)
 
     def _stored_row(self, job_key: str) -> dict[str, Any] | None:
         self._read_stored([job_key])
@@ -500,13 +484,7 @@ class Ledger:
                 self._journal.seek(0)
                 os.fsync(self._journal.fileno())
                 return
-            temporary = self.journal_path.with_name(f".{self.journal_path.name}.tmp-{os.getpid()}")
-            with open(temporary, "wb") as out:
-                out.write(b"".join(keep))
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self.journal_path)
-            _fsync_dir(self.journal_path.parent)
+            replace_atomic(self.journal_path, lambda out: out.write(b"".join(keep)))
             self._journal.close()
             self._journal = open(self.journal_path, "ab")
 
@@ -560,6 +538,7 @@ class Ledger:
             return store.lookup(self._parts, keys)
 
     def _remember(self, found: pl.DataFrame, keys: list[str]) -> None:
+        """Keep what the parts said of `keys` (None: not stored), unless read or folded meanwhile."""
         for row in found.iter_rows(named=True):
             if row["job_key"] in self._known:
                 continue  # read or folded meanwhile: that is newer
@@ -573,16 +552,9 @@ class Ledger:
     # -- runs table --
 
     def append_run(self, run: dict[str, Any]) -> None:
+        """Add the run's row to the runs table (store/runs.py), under this ledger's lock."""
         self._check_writable()
-        runs = read_runs(self.path)
-        row = pl.DataFrame([{name: run.get(name) for name in RUNS_SCHEMA}], schema=RUNS_SCHEMA, orient="row")
-        temporary = self.runs_path.with_name(f".{self.runs_path.name}.tmp-{os.getpid()}")
-        with open(temporary, "wb") as out:
-            pl.concat([runs, row]).write_parquet(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, self.runs_path)
-        _fsync_dir(self.runs_path.parent)
+        runs.append_run(self.path, run)
 
     # -- closing --
 
@@ -618,15 +590,3 @@ def read_ledger(path: str | Path) -> pl.DataFrame:
     """The ledger as it stands (snapshot + journal), without locking or changing any file."""
     ledger = Ledger.open(path, readonly=True)
     return ledger.frame()
-
-
-def read_runs(path: str | Path) -> pl.DataFrame:
-    """runs.parquet beside the ledger at `path` (empty if no run has ended yet)."""
-    runs_path = _paths(Path(path))[2]
-    if not runs_path.exists():
-        return _empty(RUNS_SCHEMA)
-    frame = pl.read_parquet(runs_path)
-    missing = [c for c in RUNS_SCHEMA if c not in frame.columns]
-    if missing:
-        frame = frame.with_columns(pl.lit(None, dtype=RUNS_SCHEMA[c]).alias(c) for c in missing)
-    return frame.select(list(RUNS_SCHEMA)).cast(RUNS_SCHEMA)
