@@ -56,7 +56,7 @@ from pipeline.runlog import RunLog
 from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, IN_FLIGHT, PENDING, REJECTED, RUNS_SCHEMA
 from pipeline.summary import ExitCode
 from pipeline.owners import JobOwners
-from pipeline.tracker import Observation, Tracker, find_in_job_list
+from pipeline.tracker import Observation, Tracker, find_in_job_list, read_job
 from pipeline.api.uploads import UploadCache
 
 # Manifest columns copied into the ledger with every new attempt.
@@ -677,18 +677,13 @@ class Runner:
     # -- tracking --
 
     async def _read_now(self, work: Work) -> None:
-        job, error, detail, stop_message = None, None, "", None
         try:
-            job = await self.client.get_job(work.job_id)
+            seen = await read_job(self.client, work.job_id)
         except AuthError as exc:
-            error, detail = t.ReadError.AUTH, str(exc)
-            stop_message = _auth_failed(exc)
-        except NotFound as exc:
-            error, detail = t.ReadError.NOT_FOUND, str(exc)
-        except (ApiError, OSError) as exc:
-            error, detail = t.ReadError.UNCERTAIN, redact(str(exc))
-        await self._apply(work, t.after_read(self._row(work), job, error, self.limits, detail),
-                          stop_message=stop_message)
+            await self._apply(work, t.after_read(self._row(work), None, t.ReadError.AUTH, self.limits, str(exc)),
+                              stop_message=_auth_failed(exc))
+            return
+        await self._apply(work, t.after_read(self._row(work), seen.job, seen.error, self.limits, seen.detail))
 
     async def _track_loop(self) -> None:
         while True:
@@ -747,11 +742,13 @@ class Runner:
         """One more read before a job is left at --job-timeout: it may have ended meanwhile, and
         the ledger should carry what it has cost so far."""
         try:
-            job = await self.client.get_job(work.job_id)
-        except (ApiError, OSError):
+            seen = await read_job(self.client, work.job_id)
+        except AuthError:
+            seen = None
+        if seen is None or seen.error is not None:
             await self._apply(work, timed_out)
             return
-        decision = t.after_read(self._row(work), job, None, self.limits)
+        decision = t.after_read(self._row(work), seen.job, None, self.limits)
         if decision.step is t.Step.TRACK:  # still generating: record its cost and state, then leave
             await self._apply(work, t.Decision(t.Step.LEAVE, decision.fields, timed_out.reason,
                                                charged=decision.charged))

@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 from pipeline.api.client import ApiClient, ApiError, AuthError, NotFound
 from pipeline.models import DEFAULT_MODEL
+from pipeline.redact import redact
 from pipeline.transitions import ReadError, Search
 from pipeline.api.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time, same_request
 
@@ -59,6 +60,19 @@ class Observation:
     job: Any = None
     error: ReadError | None = None
     detail: str = ""
+
+
+async def read_job(client: ApiClient, job_id: str) -> Observation:
+    """GET /v2/jobs/{id}, with a failure named by what it means (AuthError still raises: the
+    caller stops). The one place that sorts a job read's failures."""
+    try:
+        return Observation(job_id, job=await client.get_job(job_id))
+    except AuthError:
+        raise
+    except NotFound as exc:
+        return Observation(job_id, error=ReadError.NOT_FOUND, detail=str(exc))
+    except (ApiError, OSError) as exc:
+        return Observation(job_id, error=ReadError.UNCERTAIN, detail=redact(str(exc)))
 
 
 @dataclass
@@ -291,18 +305,12 @@ class Tracker:
                 continue  # lists off: each job read at most once a second, not at every poll
             requests += 1
             p.last_seen = now
-            try:
-                job = await self.client.get_job(p.job_id)
-            except AuthError:
-                raise
-            except NotFound as exc:
+            seen = await read_job(self.client, p.job_id)
+            if seen.error is not None:
                 self.discard(p.job_id)
-                observations.append(Observation(p.job_id, error=ReadError.NOT_FOUND, detail=str(exc)))
+                observations.append(seen)
                 continue
-            except ApiError as exc:
-                self.discard(p.job_id)
-                observations.append(Observation(p.job_id, error=ReadError.UNCERTAIN, detail=str(exc)))
-                continue
+            job = seen.job
             status = job.get("status") if isinstance(job, dict) else None
             if status in ENDED:
                 finished[p.job_id] = job
