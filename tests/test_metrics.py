@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.emulator import Faults
 from pipeline.metrics import LAST_SUCCESS, previous_success
 from tests.harness import cli_env, ledger, prompts, run_args, run_cli, write_manifest
 
