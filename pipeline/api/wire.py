@@ -120,18 +120,23 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return min(RETRY_AFTER_MAX_S, max(0.0, seconds))
 
 
-_REQUEST_DEFAULTS = {"duration": 6, "aspect_ratio": "16:9", "reference_images": []}
-
-
 def _request_shape(body: Any) -> tuple | None:
+    """(model, prompt, duration, aspect ratio, references), the model's own defaults filled in."""
+    from pipeline.models import get_model  # the one table of what a model accepts and defaults to
+
     if not isinstance(body, dict):
         return None
-    params = next((v for k, v in body.items() if k.endswith("Params") and isinstance(v, dict)), {})
-    shape = [body.get("model"), body.get("prompt")]
-    for name, default in _REQUEST_DEFAULTS.items():
-        value = params.get(name, default)
-        shape.append(tuple(value) if isinstance(value, list) else value)
-    return tuple(shape)
+    try:
+        model = get_model(body.get("model"))
+    except (KeyError, TypeError):
+        return None  # not a model we submit to: never ours
+    params = body.get(model.params_field)
+    if not isinstance(params, dict):  # liberal: any `...Params` object, or none (all defaults)
+        params = next((v for k, v in body.items() if k.endswith("Params") and isinstance(v, dict)), {})
+    references = params.get("reference_images") or []
+    return (model.name, body.get("prompt"), params.get("duration", model.default_duration),
+            params.get("aspect_ratio", model.default_aspect_ratio),
+            tuple(references) if isinstance(references, list) else references)
 
 
 def same_request(listed_input: Any, journaled_body: dict[str, Any]) -> bool:
