@@ -65,7 +65,7 @@ ROW_FIELDS = ("manifest", "row", "variation", "prompt", "duration", "aspect_rati
 SUBMIT_PARALLEL = 32  # submit calls in the air at once; the rate limiter is the real pace
 DOWNLOAD_RETRY = RetryPolicy(attempts=4, base=1.0, cap=8.0, jitter=False)  # 4 tries, 1, 2, 4 s apart
 STOP_GRACE_S = 2.0  # after Ctrl-C, time for submits already sent to bring back their job_id
-REPLAY_BASE_S, REPLAY_CAP_S = 1.0, 30.0  # pauses before replaying a key after a 409: 1, 2, 4 ... 30 s
+REPLAY_PAUSE = RetryPolicy(base=1.0, cap=30.0, jitter=False)  # before replaying a key after a 409: 1, 2, 4 ... 30 s
 
 
 @dataclass
@@ -647,7 +647,7 @@ class Runner:
     async def _replay_later(self, work: Work) -> None:
         """After a 409 or an answer without a job id: the same bytes, the same key, after a pause."""
         try:
-            await asyncio.sleep(min(REPLAY_CAP_S, REPLAY_BASE_S * 2 ** (work.uncertain - 1)))
+            await asyncio.sleep(REPLAY_PAUSE.delay(work.uncertain))
             if not self.hard_stopped and work.request_body:
                 await self._guarded(work, self._send(work, work.request_body.encode(), resume=True))
         finally:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from pipeline.api.client import ApiClient, ApiError, AuthError, NotFound
+from pipeline.api.retry import RetryPolicy
 from pipeline.models import DEFAULT_MODEL
 from pipeline.redact import redact
 from pipeline.transitions import ReadError, Search
@@ -48,8 +49,7 @@ MAX_MARGIN_S = 60.0
 
 
 PER_JOB_GAP_S = 1.0  # with lists off, the least time between two reads of one job
-REREAD_BASE_S = 0.5  # a job read again after an uncertain answer waits 0.5, 1, 2, 4 ... s
-REREAD_CAP_S = 30.0
+REREAD_PAUSE = RetryPolicy(base=0.5, cap=30.0, jitter=False)  # a job read again waits 0.5, 1, 2, 4 ... 30 s
 
 
 @dataclass
@@ -137,7 +137,7 @@ class Tracker:
         had; it is read on its own again after a pause that doubles with each."""
         now = time.monotonic()
         answered = time.time()
-        pause = min(REREAD_CAP_S, REREAD_BASE_S * 2 ** (reread - 1)) if reread else 0.0
+        pause = REREAD_PAUSE.delay(reread) if reread else 0.0
         self.pending[job_id] = Pending(job_id, job_key, duration, created, now - waited, now,
                                        answered if sent is None else sent, answered,
                                        timed=not resumed and not reread, read_after=now + pause)
