@@ -23,6 +23,7 @@ import os
 import time
 import traceback
 from collections import deque
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +46,7 @@ from pipeline.api.client import (
     TransientError,
 )
 from pipeline.deadline import Deadline
+from pipeline.spending import Spending
 from pipeline.download import download_video, video_path
 from pipeline.store.ledger import Ledger
 from pipeline.models import get_model
@@ -137,26 +139,61 @@ class RunResult:
         return {name: row[name] for name in RUNS_SCHEMA}  # a column missing here fails loudly
 
 
-@dataclass
-class Work:
-    """A row this run is responsible for."""
+@dataclass(frozen=True)
+class Recorded:
+    """The ledger columns a row's next step depends on, as last recorded.
 
-    job_key: str
-    row: dict[str, Any]  # manifest fields
+    Never edited: `Runner._record` replaces it from the very fields it writes to the ledger, so
+    it cannot drift from the ledger's row (names are the ledger's columns)."""
+
     attempts: int = 0
     job_id: str | None = None
     credits_prior: int = 0
-    credits_charged: int = 0  # as in the ledger at the last update
+    credits_charged: int = 0
     video_url: str | None = None
     idempotency_key: str | None = None
     request_body: str | None = None
-    first_sent: float | None = None  # epoch seconds the current intent was first sent
-    uncertain: int = 0  # uncertain answers about the current job or intent
-    after_cdn_404: bool = False
+    first_sent_at: datetime | None = None
+
+    @classmethod
+    def of(cls, row: dict[str, Any], prefix: str = "") -> Recorded:
+        """From a ledger row, or from the plan's copy of it (columns prefixed `ledger_`)."""
+        values = {name: row.get(prefix + name) for name in _RECORDED}
+        for name in ("attempts", "credits_prior", "credits_charged"):
+            values[name] = values[name] or 0
+        return cls(**values)
+
+    def after(self, fields: dict[str, Any]) -> Recorded:
+        changed = {name: value for name, value in fields.items() if name in _RECORDED}
+        return dataclasses.replace(self, **changed) if changed else self
+
+    @property
+    def first_sent(self) -> float | None:
+        """Epoch seconds the current intent was first sent."""
+        return self.first_sent_at.timestamp() if self.first_sent_at is not None else None
+
+
+_RECORDED = tuple(f.name for f in dataclasses.fields(Recorded))
+
+
+@dataclass
+class Work:
+    """A row this run is responsible for: its manifest fields, what the ledger has recorded of
+    it, and what this run alone counts."""
+
+    job_key: str
+    row: dict[str, Any]  # manifest fields
+    recorded: Recorded = Recorded()
+    uncertain: int = 0  # uncertain answers about the current job or intent, this run
+    after_cdn_404: bool = False  # the next read follows a CDN 404 for video_url
 
     @property
     def duration(self) -> int:
         return int(self.row["duration"])
+
+    @property
+    def job_id(self) -> str | None:
+        return self.recorded.job_id
 
 
 def body_bytes(body: dict[str, Any]) -> bytes:
@@ -180,10 +217,6 @@ def _request_id(exc: ApiError) -> str:
 def _auth_failed(exc: ApiError) -> str:
     """Why the run stops on a 401/403, with the request id for Apiframe's support."""
     return f"authentication failed ({exc.status}): check APIFRAME_API_KEY{_request_id(exc)}"
-
-
-def _epoch(value: datetime | None) -> float | None:
-    return value.timestamp() if value is not None else None
 
 
 class Runner:
@@ -214,7 +247,7 @@ class Runner:
         self.hard_stopped = False
         self.internal_error: str | None = None  # the first exception a task raised, in one line
         self.account: Account | None = None
-        self.spend_started = 0  # credits_estimated of attempts started this run
+        self.spending = Spending(options.max_credits, options.deadline)
         self.rows_expired = 0
         self.unfinished: dict[str, str] = {}  # job_key -> why it is left for the next run
         self.failures: dict[str, str] = {}
@@ -329,24 +362,14 @@ class Runner:
             # a budget the manifest's order decides what gets made, so it is kept.
             wanted = wanted.sort("duration", descending=True, maintain_order=True)
         for record in wanted.iter_rows(named=True):
-            work = Work(
-                job_key=record["job_key"],
-                row={name: record[name] for name in ROW_FIELDS},
-                attempts=record["ledger_attempts"] or 0,
-                job_id=record["ledger_job_id"],
-                credits_prior=record["ledger_credits_prior"] or 0,
-                credits_charged=record["ledger_credits_charged"] or 0,
-                video_url=record["ledger_video_url"],
-                idempotency_key=record["ledger_idempotency_key"],
-                request_body=record["ledger_request_body"],
-                first_sent=_epoch(record["ledger_first_sent_at"]),
-            )
+            work = Work(record["job_key"], {name: record[name] for name in ROW_FIELDS},
+                        Recorded.of(record, prefix="ledger_"))
             self.work[work.job_key] = work
             action = record["action"]
             if action == NEW_VERSION or (action == REGENERATE and work.job_key in self.ledger):
                 self._archive_old_version(work, record["ledger_request_hash"])
             if action == REGENERATE:  # numbering goes on: a new Idempotency-Key, so a new video, not the old job
-                work.attempts = record["attempts_before"]
+                work.recorded = Recorded(attempts=record["attempts_before"])
             if action in (SUBMIT, RETRY, NEW_VERSION, REGENERATE):
                 self.submit_queue.append((work, False))
             elif action == RESUME:
@@ -356,7 +379,7 @@ class Runner:
                 self.by_job_id[work.job_id] = work
                 # Made by an earlier run: read on its own first, since no list depth is known for it.
                 self.tracker.add(work.job_id, work.job_key, work.duration, resumed=True)
-            elif action == DOWNLOAD and work.video_url is None:  # no URL to fetch: read the job
+            elif action == DOWNLOAD and work.recorded.video_url is None:  # no URL to fetch: read the job
                 self._take_on(work)
                 self.by_job_id[work.job_id] = work
                 self.tracker.add(work.job_id, work.job_key, work.duration, resumed=True)
@@ -379,9 +402,7 @@ class Runner:
             new_path = video_path(self.options.out_dir, archived)
             os.replace(old_path, new_path)
             self.ledger.record(archived, output_path=str(new_path))
-        work.attempts, work.job_id, work.credits_prior, work.credits_charged = 0, None, 0, 0
-        work.video_url = work.idempotency_key = work.request_body = None
-        work.first_sent = None
+        work.recorded = Recorded()  # the key has no ledger row now: the next attempt starts afresh
         self.log.event("new_version", job_key=work.job_key, archived_as=archived)
 
     def _take_on(self, work: Work) -> None:
@@ -445,25 +466,29 @@ class Runner:
 
     # -- carrying out decisions --
 
+    def _record(self, work: Work, **fields: Any) -> None:
+        """The only way a row of this run changes: in the ledger, and so in its Recorded view."""
+        if "credits_charged" in fields:
+            self.counters.credits_charged += (fields["credits_charged"] or 0) - work.recorded.credits_charged
+        self.ledger.record(work.job_key, **fields)
+        work.recorded = work.recorded.after(fields)
+
     def _row(self, work: Work) -> t.Row:
-        cost = int(work.row["credits_estimated"])
-        limit = self.options.max_credits
+        held = work.recorded
         return t.Row(
-            attempts=work.attempts, job_id=work.job_id, video_url=work.video_url,
-            credits_prior=work.credits_prior, credits_charged=work.credits_charged,
+            attempts=held.attempts, job_id=held.job_id, video_url=held.video_url,
+            credits_prior=held.credits_prior, credits_charged=held.credits_charged,
             pays=work.job_id is None or self.owners.claim(work.job_id, work.job_key) == work.job_key,
-            may_spend=not self.submits_stopped and (limit is None or self.spend_started + cost <= limit),
+            may_spend=not self.submits_stopped and self.spending.affords(int(work.row["credits_estimated"])),
             uncertain=work.uncertain, after_cdn_404=work.after_cdn_404,
         )
 
     async def _apply(self, work: Work, decision: t.Decision, *, stop_message: str | None = None,
                      sent: float | None = None, resumed: bool = False) -> None:
         """Record what the decision says, then take its next step."""
-        if decision.charged is not None:
-            self.counters.credits_charged += decision.charged - work.credits_charged
-            work.credits_charged = decision.charged
+        newly_completed = work.recorded.video_url is None  # its first result URL, not a fresh one
         if decision.fields:
-            self.ledger.record(work.job_key, **decision.fields)
+            self._record(work, **decision.fields)
         if decision.stop is t.Stop.SUBMITS:
             self.stop_submitting(stop_message or decision.reason or "stopped")
         elif decision.stop is t.Stop.RUN:
@@ -487,20 +512,19 @@ class Runner:
             self.tracker.add(work.job_id, work.job_key, work.duration, reread=work.uncertain)
             self._tracker_wake.set()
         elif step is t.Step.DOWNLOAD:
-            if work.video_url is None:
+            if newly_completed:
                 self.counters.finished += 1
-            work.video_url = decision.fields.get("video_url", work.video_url)
             work.after_cdn_404 = False
             self.log.event("status", job_key=work.job_key, job_id=work.job_id, status=COMPLETED,
-                           credits=work.credits_charged)
+                           credits=work.recorded.credits_charged)
             await self.downloads.put(work)
         elif step is t.Step.REPLAY:
             self._submitting += 1
             self._spawn(self._replay_later(work))
         elif step is t.Step.RESUBMIT:
-            if self._within_budget(work):
+            if self._admit(work):
                 self.log.event("retry", what="generate", job_key=work.job_key, reason=redact(decision.reason or ""),
-                               next_attempt=work.attempts + 1)
+                               next_attempt=work.recorded.attempts + 1)
                 self._submitting += 1
                 self._spawn(self._submit(work, resume=False))
             else:
@@ -524,7 +548,7 @@ class Runner:
                 while len(self.active) >= self.options.concurrency and not self.submits_stopped:
                     self._slot_freed.clear()
                     await self._slot_freed.wait()
-                if self.submits_stopped or not self._within_budget(work):
+                if self.submits_stopped or not self._admit(work):
                     break
                 await gate.acquire()
                 if self.submits_stopped:
@@ -537,19 +561,12 @@ class Runner:
             self.feeding = False
             self._check_finished()
 
-    def _within_budget(self, work: Work) -> bool:
-        cost = int(work.row["credits_estimated"])
-        limit = self.options.max_credits
-        deadline = self.options.deadline
-        if deadline is not None and not deadline.allows(work.duration, self.tracker.observed):
-            self.stop_submitting(deadline.submit_stop_reason(work.duration, self.tracker.observed))
-            return False
-        if limit is not None and self.spend_started + cost > limit:
-            self.stop_submitting(f"budget: --max-credits {limit} reached "
-                                 f"({self.spend_started} credits of attempts started)")
-            return False
-        self.spend_started += cost  # reserved now: submits run concurrently
-        return True
+    def _admit(self, work: Work) -> bool:
+        """A new paid attempt for `work` if the budget and the deadline allow it; else stop submitting."""
+        refused = self.spending.admit(int(work.row["credits_estimated"]), work.duration, self.tracker.observed)
+        if refused:
+            self.stop_submitting(refused)
+        return refused is None
 
     async def _prepare_attempt(self, work: Work) -> bytes:
         """New attempt: upload local images, build the body, journal the intent (not yet durable)."""
@@ -560,20 +577,14 @@ class Runner:
             references.append(await self.uploads.url_for(Path(ref)) if not ref.startswith(("http://", "https://")) else ref)
         body = body_bytes(model.request_body(row["prompt"], int(row["duration"]), row["aspect_ratio"],
                                              references, webhook_url=self.options.webhook_url))
-        work.attempts += 1
-        work.credits_prior = work.credits_charged
-        work.idempotency_key = idempotency_key(work.job_key, work.attempts, body)
-        work.request_body = body.decode()
-        work.job_id = None
-        work.video_url = None
+        attempt = work.recorded.attempts + 1
+        charged = work.recorded.credits_charged  # what earlier attempts cost stays on the row
         work.uncertain = 0
-        work.first_sent = time.time()
-        self.ledger.record(
-            work.job_key, **row, status=PENDING, attempts=work.attempts,
-            idempotency_key=work.idempotency_key, request_body=work.request_body,
-            credits_prior=work.credits_prior, credits_charged=work.credits_charged, job_id=None,
-            video_url=None, expired=False, error=None, completed_at=None,
-            first_sent_at=datetime.fromtimestamp(work.first_sent, timezone.utc),
+        self._record(
+            work, **row, status=PENDING, attempts=attempt,
+            idempotency_key=idempotency_key(work.job_key, attempt, body), request_body=body.decode(),
+            credits_prior=charged, credits_charged=charged, job_id=None,
+            video_url=None, expired=False, error=None, completed_at=None, first_sent_at=_now(),
         )
         return body
 
@@ -587,11 +598,12 @@ class Runner:
             self._check_finished()
 
     async def _submit_attempt(self, work: Work, resume: bool) -> None:
-        if resume and work.request_body and work.idempotency_key:
-            if not t.replay_allowed(work.first_sent, time.time()):
+        intent = work.recorded
+        if resume and intent.request_body and intent.idempotency_key:
+            if not t.replay_allowed(intent.first_sent, time.time()):
                 await self._settle_old_intent(work)
                 return
-            body = work.request_body.encode()  # the journaled bytes, never rebuilt
+            body = intent.request_body.encode()  # the journaled bytes, never rebuilt
         else:
             try:
                 body = await self._prepare_attempt(work)
@@ -603,12 +615,13 @@ class Runner:
 
     async def _send(self, work: Work, body: bytes, resume: bool) -> None:
         """POST the journaled bytes under the journaled key, and act on the answer."""
-        self.log.event("submit", job_key=work.job_key, attempt=work.attempts,
-                       idempotency_key=work.idempotency_key, resume=resume)
+        key = work.recorded.idempotency_key
+        self.log.event("submit", job_key=work.job_key, attempt=work.recorded.attempts,
+                       idempotency_key=key, resume=resume)
         sent = time.time()  # the job cannot be older: bounds how far back tracking pages
         answer, error, detail, stop_message = None, None, "", None
         try:
-            answer = await self.client.submit(body, work.idempotency_key)
+            answer = await self.client.submit(body, key)
         except RejectedRequest as exc:
             error, detail = t.SubmitError.REFUSED, str(exc)
         except InsufficientCredits as exc:
@@ -630,7 +643,6 @@ class Runner:
 
     async def _accept(self, work: Work, job_id: str, decision: t.Decision) -> None:
         """The API named the job for this intent: journal it before anything else."""
-        work.job_id = job_id
         work.uncertain = 0
         owner = self.owners.claim(job_id, work.job_key)
         if owner != work.job_key:
@@ -638,18 +650,19 @@ class Runner:
             # an earlier version): the API handed back that version's job and charged nothing.
             self.log.event("reused_job", job_key=work.job_key, job_id=job_id, paid_by=owner)
         self.by_job_id[job_id] = work
-        self.ledger.record(work.job_key, **decision.fields, submitted_at=_now())
+        self._record(work, **decision.fields, submitted_at=_now())
         await self.ledger.commit()
         self.counters.submitted += 1
-        self.log.event("submitted", job_key=work.job_key, job_id=job_id, attempt=work.attempts,
+        self.log.event("submitted", job_key=work.job_key, job_id=job_id, attempt=work.recorded.attempts,
                        note=decision.reason)
 
     async def _replay_later(self, work: Work) -> None:
         """After a 409 or an answer without a job id: the same bytes, the same key, after a pause."""
         try:
             await asyncio.sleep(REPLAY_PAUSE.delay(work.uncertain))
-            if not self.hard_stopped and work.request_body:
-                await self._guarded(work, self._send(work, work.request_body.encode(), resume=True))
+            body = work.recorded.request_body
+            if not self.hard_stopped and body:
+                await self._guarded(work, self._send(work, body.encode(), resume=True))
         finally:
             self._submitting -= 1
             self._check_finished()
@@ -659,8 +672,8 @@ class Runner:
         replay. Find its job in the list; only a list read back past the first send with no match
         makes a new key safe."""
         search = await find_in_job_list(
-            self.client, model=work.row["model"], body=json.loads(work.request_body or "{}"),
-            first_sent=work.first_sent, taken=lambda job_id: self.owners.taken_by_other(job_id, work.job_key))
+            self.client, model=work.row["model"], body=json.loads(work.recorded.request_body or "{}"),
+            first_sent=work.recorded.first_sent, taken=lambda job_id: self.owners.taken_by_other(job_id, work.job_key))
         decision = t.after_search(self._row(work), search)
         self.log.event("old_intent", job_key=work.job_key, step=decision.step.value, reason=decision.reason)
         if decision.step is t.Step.READ_NOW:
@@ -739,21 +752,12 @@ class Runner:
                 self._spawn(self._guarded(work, self._last_read(work, decision)))
 
     async def _last_read(self, work: Work, timed_out: t.Decision) -> None:
-        """One more read before a job is left at --job-timeout: it may have ended meanwhile, and
-        the ledger should carry what it has cost so far."""
         try:
             seen = await read_job(self.client, work.job_id)
+            job, error = seen.job, seen.error
         except AuthError:
-            seen = None
-        if seen is None or seen.error is not None:
-            await self._apply(work, timed_out)
-            return
-        decision = t.after_read(self._row(work), seen.job, None, self.limits)
-        if decision.step is t.Step.TRACK:  # still generating: record its cost and state, then leave
-            await self._apply(work, t.Decision(t.Step.LEAVE, decision.fields, timed_out.reason,
-                                               charged=decision.charged))
-        else:
-            await self._apply(work, decision)
+            job, error = None, t.ReadError.AUTH
+        await self._apply(work, t.after_last_read(self._row(work), job, error, self.limits, timed_out))
 
     # -- downloading --
 
@@ -777,7 +781,7 @@ class Runner:
 
         try:
             saved = await DOWNLOAD_RETRY.run(
-                lambda: download_video(self.client, work.video_url, final, duration=work.duration,
+                lambda: download_video(self.client, work.recorded.video_url, final, duration=work.duration,
                                        frame_size=frame_size, max_bytes=self.options.max_download_bytes,
                                        verify=self.options.verify_videos),
                 retry_on=(TransientError, DownloadError, OSError), on_retry=log_retry,
@@ -798,8 +802,8 @@ class Runner:
             return
         self.verify_cpu_s += saved.verify_cpu_s
         decision = t.after_download(self._row(work), t.DownloadOutcome.SAVED, limits=self.limits)
-        self.ledger.record(work.job_key, **decision.fields, output_path=str(saved.path),
-                           bytes=saved.bytes, sha256=saved.sha256, downloaded_at=_now())
+        self._record(work, **decision.fields, output_path=str(saved.path), bytes=saved.bytes,
+                     sha256=saved.sha256, downloaded_at=_now())
         await self.ledger.commit()
         self.counters.downloaded += 1
         self.log.event("download", job_key=work.job_key, path=str(saved.path), bytes=saved.bytes,
@@ -852,7 +856,7 @@ class Runner:
         return RunResult(
             run_id=self.run_id, exit_code=code,
             stop_reason=stop_reason or (f"{len(unfinished)} rows unfinished" if unfinished else None),
-            counters=self.counters, credits_estimated=self.spend_started,
+            counters=self.counters, credits_estimated=self.spending.started,
             credits_charged=self.counters.credits_charged,
             rows_finished=finished_now, rows_failed=len(failed_keys), rows_expired=self.rows_expired,
             rows_unfinished=len(unfinished), requests=self.client.gate.requests,

@@ -117,18 +117,16 @@ class Decision:
     fields: dict[str, Any] = field(default_factory=dict)  # ledger columns to record
     reason: str | None = None  # for the log, the summary and the ledger's `error`
     stop: Stop = Stop.NONE
-    charged: int | None = None  # credits_charged after this answer, when it says
 
     def __post_init__(self) -> None:
         if self.step is Step.LEAVE and self.fields.get("status") in (FAILED, REJECTED):
             raise AssertionError("an uncertain outcome may never become FAILED")  # the rule, kept
 
 
-def _uncertain(row: Row, budget: int, again: Step, reason: str, charged: int | None = None,
-               **fields: Any) -> Decision:
+def _uncertain(row: Row, budget: int, again: Step, reason: str, **fields: Any) -> Decision:
     if row.uncertain < budget:
-        return Decision(again, fields, reason, charged=charged)
-    return Decision(Step.LEAVE, fields, f"{reason}; left in flight for the next run", charged=charged)
+        return Decision(again, fields, reason)
+    return Decision(Step.LEAVE, fields, f"{reason}; left in flight for the next run")
 
 
 # -- submit --
@@ -183,7 +181,7 @@ def after_read(row: Row, job: Any, error: ReadError | None, limits: Limits, deta
         fields: dict[str, Any] = {"status": PROCESSING} if status == ApiStatus.PROCESSING else {}
         if charged != row.credits_charged:  # a job charged at its start: the ledger says so now
             fields["credits_charged"] = charged
-        return Decision(Step.TRACK, fields, charged=charged)
+        return Decision(Step.TRACK, fields)
     if status == ApiStatus.COMPLETED:
         completed = parse_api_time(job.get("completedAt"))
         base = {"credits_charged": charged, "expired": bool(job.get("expired"))}
@@ -192,25 +190,23 @@ def after_read(row: Row, job: Any, error: ReadError | None, limits: Limits, deta
         if job.get("expired") is True:
             reason = ("result expired before it was downloaded; run again with --retry-failed "
                       "to generate it again")
-            return Decision(Step.FAIL, {**base, "status": FAILED, "error": reason}, "result expired",
-                            charged=charged)
+            return Decision(Step.FAIL, {**base, "status": FAILED, "error": reason}, "result expired")
         url = result_url(job.get("result"))
         if url is None:
             return _uncertain(row, limits.rereads, Step.REREAD,
                               "the API reported COMPLETED but its result has no readable video URL",
-                              charged=charged, credits_charged=charged)
+                              credits_charged=charged)
         if row.after_cdn_404 and url == row.video_url:
             return Decision(Step.LEAVE, {**base, "status": COMPLETED, "video_url": url},
                             "the CDN answered 404 for a result the API still lists; "
-                            "run again to download it", charged=charged)
-        return Decision(Step.DOWNLOAD, {**base, "status": COMPLETED, "video_url": url, "error": None},
-                        charged=charged)
+                            "run again to download it")
+        return Decision(Step.DOWNLOAD, {**base, "status": COMPLETED, "video_url": url, "error": None})
     if status in (ApiStatus.FAILED, ApiStatus.CANCELLED):
         reason = str(job.get("error") or status.lower())
         fields = {"status": FAILED, "credits_charged": charged, "error": reason}
         if row.attempts < 1 + limits.retries and row.may_spend:
-            return Decision(Step.RESUBMIT, fields, reason, charged=charged)
-        return Decision(Step.FAIL, fields, reason, charged=charged)
+            return Decision(Step.RESUBMIT, fields, reason)
+        return Decision(Step.FAIL, fields, reason)
     return _uncertain(row, limits.rereads, Step.REREAD, f"the job's status {status!r} is not one we know")
 
 
@@ -220,6 +216,17 @@ def job_timed_out(row: Row, waited_s: float, job_timeout_s: float | None) -> Dec
         return None
     return Decision(Step.LEAVE, {}, f"still generating {int(waited_s)} s after its submit "
                                     f"(--job-timeout {int(job_timeout_s)}); the next run follows it")
+
+
+def after_last_read(row: Row, job: Any, error: ReadError | None, limits: Limits, timed_out: Decision) -> Decision:
+    """The one read a job gets when --job-timeout leaves it: it may have ended meanwhile, and a
+    job still generating is left with what it has cost so far on the row."""
+    if error is not None:
+        return timed_out
+    decision = after_read(row, job, None, limits)
+    if decision.step is Step.TRACK:
+        return Decision(Step.LEAVE, decision.fields, timed_out.reason)
+    return decision
 
 
 # -- downloads --

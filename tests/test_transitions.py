@@ -94,7 +94,8 @@ READS = [
 @pytest.mark.parametrize("name, answer, error, row, step, status, charged", READS, ids=[c[0] for c in READS])
 def test_after_read(name, answer, error, row, step, status, charged):
     decision = t.after_read(row, answer, error, LIMITS)
-    assert (decision.step, decision.fields.get("status"), decision.charged) == (step, status, charged)
+    assert (decision.step, decision.fields.get("status"), decision.fields.get("credits_charged")) == \
+        (step, status, charged)
     if step is t.Step.DOWNLOAD:
         assert decision.fields["video_url"].startswith(URL)
     if error is t.ReadError.AUTH:
@@ -160,3 +161,18 @@ def test_after_search(name, search, row, step):
     assert decision.step is step
     if step is t.Step.READ_NOW:
         assert decision.fields == {"status": SUBMITTED, "job_id": JOB, "error": None}
+
+
+@pytest.mark.parametrize("answer, error, step, status", [
+    (job("PROCESSING"), None, t.Step.LEAVE, PROCESSING),  # still generating: left, its state recorded
+    (job("COMPLETED", result=URL), None, t.Step.DOWNLOAD, COMPLETED),  # it ended meanwhile
+    (job("FAILED", creditCost=0), None, t.Step.RESUBMIT, FAILED),  # a definite FAILED, as in any read
+    (None, t.ReadError.NOT_FOUND, t.Step.LEAVE, None),  # no readable answer: the timeout stands
+    (None, t.ReadError.AUTH, t.Step.LEAVE, None),
+])
+def test_the_last_read_at_the_job_timeout(answer, error, step, status):
+    timed_out = t.job_timed_out(ROW, 1900, 1800)
+    decision = t.after_last_read(ROW, answer, error, LIMITS, timed_out)
+    assert (decision.step, decision.fields.get("status")) == (step, status)
+    if step is t.Step.LEAVE:
+        assert decision.reason == timed_out.reason
