@@ -15,9 +15,19 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import polars as pl
+
+from pipeline.api.client import ApiError, AuthError
+from pipeline.redact import redact
 from pipeline.store.atomic import write_text_atomic
+from pipeline.store.schema import IN_FLIGHT, PENDING
+
+if TYPE_CHECKING:
+    from pipeline.api.client import ApiClient
+    from pipeline.runlog import RunLog
+    from pipeline.store.ledger import Ledger
 
 
 @dataclass(frozen=True)
@@ -82,3 +92,42 @@ def refusal(owner: Account | None, current: Account | None, in_flight: int) -> s
     return (f"this key belongs to {current}, but {in_flight} jobs of this ledger are in flight under "
             f"{owner}: their jobs are invisible to this key. Nothing was sent. Run with that account's "
             "key, or use another --ledger for this account")
+
+
+def in_flight_anywhere(ledger: Ledger) -> int:
+    """Rows of the whole ledger (every manifest) with a job or an intent that may have made one.
+    Read before the run writes anything, so a lazy scan is safe."""
+    rows = ledger.scan(["status", "idempotency_key"]).filter(
+        pl.col("status").is_in(list(IN_FLIGHT))
+        | ((pl.col("status") == PENDING) & pl.col("idempotency_key").is_not_null()))
+    return rows.select(pl.len()).collect().item()
+
+
+async def settle_account(client: ApiClient, ledger: Ledger, ledger_path: Path | None, in_flight: int,
+                         spends: bool, log: RunLog) -> tuple[Account | None, str | None]:
+    """GET /v2/me before any spending request: this key's account, and why the run may not start
+    (None: it may). A refusal names both accounts; the owner file is written before the run spends.
+    `in_flight`: the plan's rows with a job or intent to follow; `spends`: it has attempts to pay for."""
+    if not in_flight and not spends:
+        return None, None  # nothing to follow or pay for: a no-op rerun sends no request at all
+    account = None
+    try:
+        account = account_of(await client.me())
+    except AuthError as exc:
+        return None, exc.stop_reason
+    except (ApiError, OSError) as exc:
+        log.event("account_unknown", reason=redact(str(exc)))
+    if ledger_path is None:
+        return account, None
+    owner = read_owner(ledger_path)
+    if owner is not None and (account is None or not owner.same_owner(account)):
+        in_flight = in_flight_anywhere(ledger)  # other manifests' jobs in this ledger count too
+    reason = refusal(owner, account, in_flight)
+    if reason:
+        log.event("account_refused", reason=reason)
+        return account, reason
+    if account is not None and owner != account:
+        write_owner(ledger_path, account)  # durable before the first spending request
+        if owner is not None and not owner.same_owner(account):
+            log.event("account_changed", previous=str(owner), now=str(account))
+    return account, None

@@ -29,37 +29,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
-
 from pipeline import transitions as t
-from pipeline.account import Account, account_of, read_owner, refusal, write_owner
-from pipeline.api.client import (
-    ApiClient,
-    ApiError,
-    AuthError,
-    Conflict,
-    DownloadError,
-    InsufficientCredits,
-    NotFound,
-    RejectedRequest,
-    TransientError,
-)
+from pipeline.account import Account, settle_account
+from pipeline.api.client import ApiClient, ApiError, AuthError, DownloadError, NotFound, TransientError
+from pipeline.api.retry import RetryPolicy
+from pipeline.api.uploads import UploadCache
 from pipeline.deadline import Deadline
-from pipeline.spending import Spending
 from pipeline.download import download_video, video_path
-from pipeline.store.ledger import Ledger
 from pipeline.models import get_model
+from pipeline.owners import JobOwners
 from pipeline.plan import DOWNLOAD, LEAVE_FAILED, NEW_VERSION, REGENERATE, RESUME, RETRY, SKIP, SUBMIT, TRACK, Plan
 from pipeline.progress import Counters, Progress
 from pipeline.redact import redact
-from pipeline.api.retry import RetryPolicy
 from pipeline.runlog import RunLog
-from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, IN_FLIGHT, PENDING, REJECTED, RUNS_SCHEMA
+from pipeline.spending import Spending
+from pipeline.store.ledger import Ledger
+from pipeline.store.schema import COMPLETED, FAILED, PENDING, RUNS_SCHEMA
 from pipeline.summary import ExitCode
-from pipeline.owners import JobOwners
 from pipeline.tracker import Observation, Tracker, find_in_job_list, read_job
-from pipeline.api.uploads import UploadCache
 
 # Manifest columns copied into the ledger with every new attempt.
 ROW_FIELDS = ("manifest", "row", "variation", "prompt", "duration", "aspect_ratio",
@@ -209,16 +196,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _request_id(exc: ApiError) -> str:
-    """For Apiframe's support, in messages we build ourselves (ApiError's own text has it)."""
-    return f" [x-request-id {exc.request_id}]" if exc.request_id else ""
-
-
-def _auth_failed(exc: ApiError) -> str:
-    """Why the run stops on a 401/403, with the request id for Apiframe's support."""
-    return f"authentication failed ({exc.status}): check APIFRAME_API_KEY{_request_id(exc)}"
-
-
 class Runner:
     def __init__(self, ledger: Ledger, client: ApiClient, plan: Plan, options: RunOptions,
                  log: RunLog, *, progress_interval: float = 10.0, progress_bars: bool | None = None):
@@ -303,40 +280,11 @@ class Runner:
         return self._result(started)
 
     async def _check_account(self) -> str | None:
-        """Which account this key belongs to, and whether it may follow this ledger's in-flight jobs.
-        Runs before any spending request; a refusal names both accounts."""
+        """Which account this key belongs to, and whether it may follow this ledger's jobs."""
         in_flight = sum(self.plan.counts.get(action, 0) for action in (TRACK, DOWNLOAD, RESUME))
-        if not in_flight and not self.plan.credits_to_spend:
-            return None  # nothing to follow or pay for: a no-op rerun sends no request at all
-        try:
-            self.account = account_of(await self.client.me())
-        except AuthError as exc:
-            return _auth_failed(exc)
-        except (ApiError, OSError) as exc:
-            self.log.event("account_unknown", reason=redact(str(exc)))
-        path = self.options.ledger_path
-        if path is None:
-            return None
-        owner = read_owner(path)
-        if owner is not None and (self.account is None or not owner.same_owner(self.account)):
-            in_flight = self._in_flight_anywhere()  # other manifests' jobs in this ledger count too
-        reason = refusal(owner, self.account, in_flight)
-        if reason:
-            self.log.event("account_refused", reason=reason)
-            return reason
-        if self.account is not None and owner != self.account:
-            write_owner(path, self.account)  # durable before the first spending request
-            if owner is not None and not owner.same_owner(self.account):
-                self.log.event("account_changed", previous=str(owner), now=str(self.account))
-        return None
-
-    def _in_flight_anywhere(self) -> int:
-        """Rows of this whole ledger with a job or an intent that may have made one (read before
-        anything is written, so a lazy scan is safe)."""
-        rows = self.ledger.scan(["status", "idempotency_key"]).filter(
-            pl.col("status").is_in(list(IN_FLIGHT))
-            | ((pl.col("status") == PENDING) & pl.col("idempotency_key").is_not_null()))
-        return rows.select(pl.len()).collect().item()
+        self.account, refused = await settle_account(self.client, self.ledger, self.options.ledger_path,
+                                                     in_flight, bool(self.plan.credits_to_spend), self.log)
+        return refused
 
     async def _start_webhooks(self):
         if not self.options.webhook_listen:
@@ -622,19 +570,9 @@ class Runner:
         answer, error, detail, stop_message = None, None, "", None
         try:
             answer = await self.client.submit(body, key)
-        except RejectedRequest as exc:
-            error, detail = t.SubmitError.REFUSED, str(exc)
-        except InsufficientCredits as exc:
-            error = t.SubmitError.NO_CREDITS
-            stop_message = (f"insufficient credits: a job needs {exc.required}, the account has "
-                            f"{exc.available}; top up and run again to continue{_request_id(exc)}")
-        except AuthError as exc:
-            error = t.SubmitError.AUTH
-            stop_message = _auth_failed(exc)
-        except Conflict as exc:
-            error, detail = t.SubmitError.CONFLICT, str(exc)
         except (ApiError, OSError) as exc:
-            error, detail = t.SubmitError.UNCERTAIN, redact(str(exc))
+            error, detail = t.submit_error(exc), redact(str(exc))
+            stop_message = getattr(exc, "stop_reason", None)  # 401/403 and 402 say what to do
         decision = t.after_submit(self._row(work), answer, error, self.limits, detail)
         if "job_id" in decision.fields:
             await self._accept(work, decision.fields["job_id"], decision)
@@ -694,7 +632,7 @@ class Runner:
             seen = await read_job(self.client, work.job_id)
         except AuthError as exc:
             await self._apply(work, t.after_read(self._row(work), None, t.ReadError.AUTH, self.limits, str(exc)),
-                              stop_message=_auth_failed(exc))
+                              stop_message=exc.stop_reason)
             return
         await self._apply(work, t.after_read(self._row(work), seen.job, seen.error, self.limits, seen.detail))
 
@@ -705,10 +643,8 @@ class Runner:
                 self._tracker_wake.clear()
                 await self._tracker_wake.wait()
                 continue
-            delay = self.tracker.next_delay(submits_waiting=bool(self.submit_queue) and not self.submits_stopped)
-            if self.options.job_timeout is not None:  # wake for the next job to time out
-                soonest = min(self.tracker.waited(j) for j in self.tracker.pending)
-                delay = min(delay, max(0.0, self.options.job_timeout - soonest) + 0.01)
+            delay = self.tracker.next_delay(bool(self.submit_queue) and not self.submits_stopped,
+                                            self.options.job_timeout)
             if delay > 0:
                 self._tracker_wake.clear()
                 try:  # a new submit may make an earlier poll worth it
@@ -719,7 +655,7 @@ class Runner:
             try:
                 observations = await self.tracker.poll()
             except AuthError as exc:
-                self.hard_stop(_auth_failed(exc))
+                self.hard_stop(exc.stop_reason)
                 return
             except (ApiError, OSError) as exc:
                 self.log.event("retry", what="track", reason=redact(str(exc)))
@@ -837,29 +773,24 @@ class Runner:
                 last = time.monotonic()
 
     def _result(self, started: datetime) -> RunResult:
-        keys = list(self.work)
-        mine = self.ledger.rows(keys, ["status"])
-        statuses = dict(zip(mine["job_key"].to_list(), mine["status"].to_list()))
-        planned_failed = self.plan.rows.filter(self.plan.rows["action"] == LEAVE_FAILED)
-        failed_keys = {k for k, s in statuses.items() if s in (FAILED, REJECTED)}
-        failed_keys |= set(planned_failed["job_key"].to_list())
-        unfinished = {k for k in keys if statuses.get(k) not in (DOWNLOADED, FAILED, REJECTED)}
-        finished_now = sum(1 for s in statuses.values() if s == DOWNLOADED)
-        stop_reason = self.stop_reason or self.internal_error
-        code = t.exit_code(stopped=self.hard_stopped or self.submits_stopped or bool(self.internal_error),
-                           unfinished=bool(unfinished), failed=bool(failed_keys))
+        mine = self.ledger.rows(list(self.work), ["status"])
+        statuses = dict.fromkeys(self.work) | dict(zip(mine["job_key"].to_list(), mine["status"].to_list()))
+        left_failed = self.plan.rows.filter(self.plan.rows["action"] == LEAVE_FAILED)["job_key"].to_list()
+        outcome = t.run_outcome(statuses, left_failed, stopped=self.hard_stopped or self.submits_stopped
+                                or bool(self.internal_error))
         # Rows that failed in an earlier run keep the reason the ledger has for them.
-        failed_rows = self.ledger.rows(list(failed_keys), ["error"])
+        failed_rows = self.ledger.rows(sorted(outcome.failed), ["error"])
         errors = dict(zip(failed_rows["job_key"].to_list(), failed_rows["error"].to_list()))
-        failures = [(k, self.failures.get(k) or errors.get(k) or "") for k in sorted(failed_keys)]
-        left = [(k, self.unfinished[k]) for k in sorted(unfinished) if k in self.unfinished]
+        failures = [(k, self.failures.get(k) or errors.get(k) or "") for k in sorted(outcome.failed)]
+        left = [(k, self.unfinished[k]) for k in sorted(outcome.unfinished) if k in self.unfinished]
+        unfinished = len(outcome.unfinished)
         return RunResult(
-            run_id=self.run_id, exit_code=code,
-            stop_reason=stop_reason or (f"{len(unfinished)} rows unfinished" if unfinished else None),
+            run_id=self.run_id, exit_code=outcome.exit_code,
+            stop_reason=self.stop_reason or self.internal_error
+            or (f"{unfinished} rows unfinished" if unfinished else None),
             counters=self.counters, credits_estimated=self.spending.started,
-            credits_charged=self.counters.credits_charged,
-            rows_finished=finished_now, rows_failed=len(failed_keys), rows_expired=self.rows_expired,
-            rows_unfinished=len(unfinished), requests=self.client.gate.requests,
-            rate_limited=self.client.rate_limited, started_at=started, ended_at=_now(),
-            failures=failures, unfinished=left, account=self.account,
+            credits_charged=self.counters.credits_charged, rows_finished=outcome.downloaded,
+            rows_failed=len(outcome.failed), rows_expired=self.rows_expired, rows_unfinished=unfinished,
+            requests=self.client.gate.requests, rate_limited=self.client.rate_limited,
+            started_at=started, ended_at=_now(), failures=failures, unfinished=left, account=self.account,
         )

@@ -199,10 +199,14 @@ class Tracker:
             return max(0.0, time.time() + self.client.clock_offset - p.created)
         return max(0.0, time.time() - p.sent) if p.timed else time.monotonic() - p.since
 
-    def next_delay(self, submits_waiting: bool) -> float:
-        """Seconds until the next poll is worth its requests."""
+    def next_delay(self, submits_waiting: bool, job_timeout: float | None = None) -> float:
+        """Seconds until the next poll is worth its requests, or until the next job reaches
+        `job_timeout` and is due its last read."""
         if not self.pending:
             return self.max_interval
+        if job_timeout is not None:
+            soonest = max(0.0, job_timeout - max(self.waited(j) for j in self.pending)) + 0.01
+            return min(self.next_delay(submits_waiting), soonest)
         now = time.monotonic()
         ready = now if self.hinted else min(
             max(p.read_after, p.since + self._earliest_done(p.duration)) for p in self.pending.values())

@@ -42,8 +42,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Any, Iterable
 
+from pipeline.api.client import AuthError, Conflict, InsufficientCredits, RejectedRequest
 from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, PROCESSING, REJECTED, SUBMITTED
 from pipeline.summary import ExitCode
 from pipeline.api.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time, result_url
@@ -130,6 +131,16 @@ def _uncertain(row: Row, budget: int, again: Step, reason: str, **fields: Any) -
 
 
 # -- submit --
+
+
+def submit_error(exc: Exception) -> SubmitError:
+    """What a submit's exception means (the table's left column); anything we cannot place,
+    our own exceptions included, is uncertain."""
+    for kind, error in ((RejectedRequest, SubmitError.REFUSED), (InsufficientCredits, SubmitError.NO_CREDITS),
+                        (AuthError, SubmitError.AUTH), (Conflict, SubmitError.CONFLICT)):
+        if isinstance(exc, kind):
+            return error
+    return SubmitError.UNCERTAIN
 
 
 def after_submit(row: Row, answer: dict[str, Any] | None, error: SubmitError | None, limits: Limits,
@@ -274,6 +285,25 @@ def after_search(row: Row, search: Search | None) -> Decision:
 
 
 # -- the run as a whole --
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where a run's rows ended."""
+
+    downloaded: int
+    failed: frozenset[str]  # FAILED or REJECTED, including rows the plan left failed
+    unfinished: frozenset[str]  # still in flight or never sent: the next run goes on with them
+    exit_code: ExitCode
+
+
+def run_outcome(statuses: dict[str, str | None], left_failed: Iterable[str], *, stopped: bool) -> Outcome:
+    """`statuses`: each row the run took on, with its ledger status at the end (None: no row)."""
+    ended = (DOWNLOADED, FAILED, REJECTED)
+    failed = frozenset(k for k, s in statuses.items() if s in (FAILED, REJECTED)) | frozenset(left_failed)
+    unfinished = frozenset(k for k, s in statuses.items() if s not in ended)
+    return Outcome(sum(1 for s in statuses.values() if s == DOWNLOADED), failed, unfinished,
+                   exit_code(stopped=stopped, unfinished=bool(unfinished), failed=bool(failed)))
 
 
 def exit_code(*, stopped: bool, unfinished: bool, failed: bool) -> ExitCode:

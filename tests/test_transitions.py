@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline import transitions as t
+from pipeline.api.client import AuthError, Conflict, InsufficientCredits, NotFound, RejectedRequest, TransientError
 from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, PROCESSING, REJECTED, SUBMITTED
 
 LIMITS = t.Limits(retries=2, rereads=3, replays=4)
@@ -176,3 +177,31 @@ def test_the_last_read_at_the_job_timeout(answer, error, step, status):
     assert (decision.step, decision.fields.get("status")) == (step, status)
     if step is t.Step.LEAVE:
         assert decision.reason == timed_out.reason
+
+
+@pytest.mark.parametrize("exc, error", [
+    (RejectedRequest("bad prompt", 400), t.SubmitError.REFUSED),
+    (InsufficientCredits("no credits", 402), t.SubmitError.NO_CREDITS),
+    (AuthError("bad key", 401), t.SubmitError.AUTH),
+    (Conflict("in progress", 409), t.SubmitError.CONFLICT),
+    (NotFound("what", 404), t.SubmitError.UNCERTAIN),  # a 404 to a submit proves nothing
+    (TransientError("timeout"), t.SubmitError.UNCERTAIN),
+    (ConnectionResetError(), t.SubmitError.UNCERTAIN),
+    (KeyError("our own bug"), t.SubmitError.UNCERTAIN),
+])
+def test_a_submits_exception_is_placed_in_the_table(exc, error):
+    assert t.submit_error(exc) is error
+
+
+@pytest.mark.parametrize("statuses, left_failed, stopped, code, failed, unfinished", [
+    ({"a": DOWNLOADED, "b": DOWNLOADED}, [], False, 0, set(), set()),
+    ({"a": DOWNLOADED, "b": REJECTED}, [], False, 1, {"b"}, set()),
+    ({"a": DOWNLOADED}, ["old"], False, 1, {"old"}, set()),  # left FAILED by the plan still counts
+    ({"a": DOWNLOADED, "b": PROCESSING, "c": None}, [], False, 3, set(), {"b", "c"}),  # c: never sent
+    ({"a": FAILED, "b": SUBMITTED}, [], False, 3, {"a"}, {"b"}),  # left rows outrank failed ones
+    ({"a": DOWNLOADED}, [], True, 3, set(), set()),  # stopped early (402, deadline, Ctrl-C)
+])
+def test_where_a_runs_rows_ended_decides_its_exit_code(statuses, left_failed, stopped, code, failed, unfinished):
+    outcome = t.run_outcome(statuses, left_failed, stopped=stopped)
+    assert (int(outcome.exit_code), set(outcome.failed), set(outcome.unfinished)) == (code, failed, unfinished)
+    assert outcome.downloaded == sum(1 for s in statuses.values() if s == DOWNLOADED)

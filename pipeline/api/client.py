@@ -56,9 +56,18 @@ class ApiError(Exception):
         self.body = body
         self.request_id = request_id
 
+    @property
+    def for_support(self) -> str:
+        """The request id for Apiframe's support, for messages built around this error."""
+        return f" [x-request-id {self.request_id}]" if self.request_id else ""
+
 
 class AuthError(ApiError):
     """401/403: the key is missing, wrong, inactive or lacks permission. Stop at once."""
+
+    @property
+    def stop_reason(self) -> str:
+        return f"authentication failed ({self.status}): check APIFRAME_API_KEY{self.for_support}"
 
 
 class RejectedRequest(ApiError):
@@ -79,6 +88,11 @@ class InsufficientCredits(ApiError):
     @property
     def available(self) -> int | None:
         return (self.body or {}).get("creditsAvailable") if isinstance(self.body, dict) else None
+
+    @property
+    def stop_reason(self) -> str:
+        return (f"insufficient credits: a job needs {self.required}, the account has {self.available}; "
+                f"top up and run again to continue{self.for_support}")
 
 
 class Conflict(ApiError):
