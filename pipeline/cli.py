@@ -244,6 +244,12 @@ class Interrupts:
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def install(self) -> None:
+        # Polars, on import, hooks SIGINT below Python and then turns a Ctrl-C that lands during
+        # any of its queries into a KeyboardInterrupt (pola-rs/polars#20961): a first Ctrl-C
+        # during a checkpoint would crash the run instead of stopping it. Installed after the
+        # import, our handler replaces that hook.
+        import polars  # noqa: F401
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self)
 
