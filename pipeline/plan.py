@@ -61,6 +61,13 @@ class Plan:
     def credits_total(self) -> int:
         return int(self.rows["credits_estimated"].sum() or 0)
 
+    def to_run(self, *, longest_first: bool) -> pl.DataFrame:
+        """The rows a run works on, in the order it takes them up. Longest clips first when
+        nothing caps the spend: they take longest to generate, so the batch ends sooner. Under a
+        budget the manifest's order decides what gets made, so it is kept."""
+        wanted = self.rows.filter(~pl.col("action").is_in([SKIP, LEAVE_FAILED]))
+        return wanted.sort("duration", descending=True, maintain_order=True) if longest_first else wanted
+
 
 def _same_size(path: str, size: int | None) -> bool:
     try:

@@ -302,13 +302,8 @@ class Runner:
         return receiver
 
     def _load_plan(self) -> None:
-        rows = self.plan.rows
-        self.counters.planned = rows.height - self.plan.counts.get(SKIP, 0) - self.plan.counts.get(LEAVE_FAILED, 0)
-        wanted = rows.filter(~rows["action"].is_in([SKIP, LEAVE_FAILED]))
-        if self.options.max_credits is None:
-            # Longest clips first: they take longest to generate, so the batch ends sooner. Under
-            # a budget the manifest's order decides what gets made, so it is kept.
-            wanted = wanted.sort("duration", descending=True, maintain_order=True)
+        wanted = self.plan.to_run(longest_first=self.options.max_credits is None)
+        self.counters.planned = wanted.height
         for record in wanted.iter_rows(named=True):
             work = Work(record["job_key"], {name: record[name] for name in ROW_FIELDS},
                         Recorded.of(record, prefix="ledger_"))
@@ -482,7 +477,7 @@ class Runner:
         elif step is t.Step.DONE:
             self._release(work)
         elif step is t.Step.FAIL:
-            if decision.reason == "result expired":
+            if decision.fields.get("expired"):
                 self.rows_expired += 1
             self._final(work, decision.reason or "failed")
 
