@@ -17,13 +17,13 @@ in pipeline/transitions.py, and `_apply` carries the decision out. Invariants:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
 import time
 import traceback
 from collections import deque
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -683,6 +683,7 @@ class Runner:
                 self._spawn(self._guarded(work, self._last_read(work, decision)))
 
     async def _last_read(self, work: Work, timed_out: t.Decision) -> None:
+        """One more read before a job is left at --job-timeout (transitions.after_last_read)."""
         try:
             seen = await read_job(self.client, work.job_id)
             job, error = seen.job, seen.error
