@@ -68,12 +68,13 @@ def _now() -> datetime:
 # --- plan -----------------------------------------------------------------------------------
 
 
-async def _balance(config) -> int:
+async def _balance(config) -> int | None:
+    """The team's credits from GET /v2/me; None when the answer does not say (never a guessed 0)."""
+    from pipeline.account import balance_of
     from pipeline.api.client import ApiClient
 
     async with ApiClient(config.base_url, config.api_key) as client:
-        me = await client.me()
-    return int((me.get("team") or {}).get("credits") or 0)
+        return balance_of(await client.me())
 
 
 def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_failed: bool = False,

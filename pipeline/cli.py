@@ -226,7 +226,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
             f"SHORT by {plan.credits_to_spend - balance}: top up, or run with --max-credits {balance}")
         print(f"  balance: {balance} credits ({verdict})")
     elif not args.emulate:
-        print("  balance: unknown (no APIFRAME_API_KEY set)")
+        from pipeline.config import load_api_config
+
+        why = "GET /v2/me did not say; see the account's dashboard" if load_api_config().api_key \
+            else "no APIFRAME_API_KEY set"
+        print(f"  balance: unknown ({why})")
     return summary.exit_code
 
 

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from pipeline.account import Account, account_of, balance_of
 from pipeline.api.wire import job_id_of, parse_api_time, parse_retry_after, result_url, same_request
 
 URL = "https://cdn.apiframe.ai/v/1.mp4"
@@ -69,3 +70,16 @@ def test_same_request_compares_what_makes_the_video():
     assert not same_request({"model": "grok-imagine-video", "prompt": "a carp",
                              "grokImagineVideoParams": {"duration": 6}}, body)
     assert not same_request(None, body) and not same_request({}, body)
+
+
+@pytest.mark.parametrize("me, account, balance", [
+    ({"user": {"id": "u1"}, "team": {"id": "t1", "credits": 30}, "apiKey": {"id": "k1"}},
+     Account("u1", "t1", "k1"), 30),
+    ({"user": {"id": "u1"}, "team": {"id": "t1", "credits": "30"}}, Account("u1", "t1"), None),  # not a number
+    ({"team": {"credits": True}}, None, None),  # a bool is not a credit count; no ids, no account
+    ({}, None, None),
+    ("garbage", None, None),
+])
+def test_the_account_and_balance_are_read_from_v2_me_or_not_at_all(me, account, balance):
+    # An unreadable balance is None, never 0: `plan` then says it does not know, not that it is short.
+    assert (account_of(me), balance_of(me)) == (account, balance)
