@@ -236,7 +236,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 class Interrupts:
     """SIGINT/SIGTERM for the life of a run: the first asks the runner to stop cleanly, a second
     (or one outside the async part) quits at once. Quitting at once is safe: every submit's intent
-    and job_id are already in the journal, and the Parquet rewrite is atomic."""
+    and job_id are already in the journal (the write-ahead log), and a checkpoint's Parquet part is
+    renamed into the ledger folder whole or not at all; the next open replays the journal."""
 
     def __init__(self) -> None:
         self.count = 0
