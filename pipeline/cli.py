@@ -364,6 +364,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     import getpass
 
+    from pipeline.http_server import stop_on_signals
     from pipeline.review_server import ReviewConfig, ReviewServer, new_token, serve
     from pipeline.scope import ScopeError
 
@@ -379,11 +380,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
 
     async def main_loop() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(config, stop)
+        await serve(config, stop_on_signals())
 
     try:
         asyncio.run(main_loop())

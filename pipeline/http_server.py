@@ -2,10 +2,14 @@
 
 Three servers of ours do it: the webhook receiver (api/webhooks.py), the emulator
 (emulator/server.py) and the review page (review_server.py). Their apps differ; starting and
-stopping one does not, so that lives here. The client side of HTTP is api/client.py.
+stopping one, and serving from the command line until Ctrl-C, do not, so those live here. The
+client side of HTTP is api/client.py.
 """
 
 from __future__ import annotations
+
+import asyncio
+import signal
 
 from aiohttp import web
 
@@ -29,3 +33,13 @@ class Site:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event that SIGINT or SIGTERM sets, in the running loop: `videobatch review` and
+    `videobatch emulator` serve until it is set, then stop their site cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
