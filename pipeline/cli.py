@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -157,23 +158,26 @@ def _error(message: str) -> None:
     print(f"videobatch: {message}", file=sys.stderr, flush=True)
 
 
-def _no_ledger(path: Path) -> bool:
-    """True, having said what to do, when there is no ledger at `path`."""
-    if path.exists():
-        return False
-    _error(f"no ledger at {path}: run a batch first, or pass --ledger PATH")
-    return True
+def _reads_ledger(command):
+    """For the commands that read an existing ledger (status, report, review, export): no ledger at
+    --ledger, a --run it has no run of (ScopeError), or a damaged decisions file is bad input,
+    said in one line, with exit code 2."""
 
+    @functools.wraps(command)
+    def checked(args: argparse.Namespace) -> int:
+        from pipeline.decisions import DecisionsCorrupt
+        from pipeline.scope import ScopeError
 
-def _read_decisions(ledger_path: Path):
-    """The review decisions beside the ledger, or None after an error (printed)."""
-    from pipeline.decisions import DecisionsCorrupt, read_decisions
+        if not args.ledger.exists():
+            _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
+            return EXIT_BAD_INPUT
+        try:
+            return command(args)
+        except (ScopeError, DecisionsCorrupt) as exc:
+            _error(str(exc))
+            return EXIT_BAD_INPUT
 
-    try:
-        return read_decisions(ledger_path)
-    except DecisionsCorrupt as exc:
-        _error(str(exc))
-        return None
+    return checked
 
 
 # --- plan -----------------------------------------------------------------------------------
@@ -240,7 +244,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 class Interrupts:
     """SIGINT/SIGTERM for the life of a run: the first asks the runner to stop cleanly, a second
     (or one outside the async part) quits at once. Quitting at once is safe: every submit's intent
-    and job_id are already in the journal, and the Parquet rewrite is atomic."""
+    and job_id are already in the journal (the write-ahead log), and a checkpoint's Parquet part is
+    renamed into the ledger folder whole or not at all; the next open replays the journal."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -329,17 +334,14 @@ def print_summary(summary) -> None:
 # --- status and report ----------------------------------------------------------------------
 
 
+@_reads_ledger
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.decisions import with_review
+    from pipeline.decisions import read_decisions, with_review
     from pipeline.store.ledger import Ledger
     from pipeline.store.runs import read_runs
     from pipeline.status import STATUS_COLUMNS, format_status, summarize
 
-    if _no_ledger(args.ledger):
-        return EXIT_BAD_INPUT
-    decisions = _read_decisions(args.ledger)
-    if decisions is None:
-        return EXIT_BAD_INPUT
+    decisions = read_decisions(args.ledger)
     ledger = Ledger.open(args.ledger, readonly=True)
     scan = ledger.scan([*STATUS_COLUMNS, "idempotency_key", "request_hash"])
     summary = summarize(with_review(scan, decisions) if decisions.height else scan, read_runs(args.ledger))
@@ -350,17 +352,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@_reads_ledger
 def cmd_report(args: argparse.Namespace) -> int:
     from pipeline.report import write_report
-    from pipeline.scope import ScopeError
 
-    if _no_ledger(args.ledger):
-        return EXIT_BAD_INPUT
-    try:
-        pages = write_report(args.ledger, args.html, run=args.run, manifest=args.manifest, max_pages=args.pages)
-    except ScopeError as exc:
-        _error(str(exc))
-        return EXIT_BAD_INPUT
+    pages = write_report(args.ledger, args.html, run=args.run, manifest=args.manifest, max_pages=args.pages)
     print(f"report: {pages[0]}")
     if len(pages) > 1:
         print(f"  and {len(pages) - 1} more pages: {pages[1].name} ... {pages[-1].name}")
@@ -370,29 +366,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 # --- review and export ----------------------------------------------------------------------
 
 
+@_reads_ledger
 def cmd_review(args: argparse.Namespace) -> int:
     import getpass
 
+    from pipeline.http_server import stop_on_signals
     from pipeline.review_server import ReviewConfig, ReviewServer, new_token, serve
-    from pipeline.scope import ScopeError
 
-    if _no_ledger(args.ledger):
-        return EXIT_BAD_INPUT
     config = ReviewConfig(ledger=args.ledger, run=args.run, manifest=args.manifest, out_dir=args.out,
                           host=args.host, port=args.port, reviewer=args.reviewer or getpass.getuser(),
                           token=new_token() if args.host else None)
-    try:
-        ReviewServer(config)  # checks --run before anything is served
-    except ScopeError as exc:
-        _error(str(exc))
-        return EXIT_BAD_INPUT
+    ReviewServer(config)  # checks --run (ScopeError) before anything is served
 
     async def main_loop() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(config, stop)
+        await serve(config, stop_on_signals())
 
     try:
         asyncio.run(main_loop())
@@ -402,18 +389,11 @@ def cmd_review(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@_reads_ledger
 def cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.decisions import DecisionsCorrupt
     from pipeline.export import export_approved
-    from pipeline.scope import ScopeError
 
-    if _no_ledger(args.ledger):
-        return EXIT_BAD_INPUT
-    try:
-        done = export_approved(args.ledger, args.approved, run=args.run, manifest=args.manifest)
-    except (ScopeError, DecisionsCorrupt) as exc:
-        _error(str(exc))
-        return EXIT_BAD_INPUT
+    done = export_approved(args.ledger, args.approved, run=args.run, manifest=args.manifest)
     print(f"exported {done.clips} approved clips to {done.dest} ({done.linked} hard-linked, {done.copied} copied)")
     print(f"  sidecar: {done.dest / 'approved.csv'} and {done.dest / 'approved.json'}")
     if done.missing:

@@ -40,6 +40,21 @@ _MEMO_LIMIT = 10_000  # request shapes (and metadata texts) remembered per manif
 _MISSING = object()
 
 
+def _typed(value: Any) -> tuple[type, Any] | None:
+    """(type, value) of a plain YAML value, hashable: text, a whole number, a truth value, null, a
+    list of texts (as a tuple), or _MISSING. The type is part of it because True == 1 == 1.0 as
+    keys. None for any other value (floats too: -0.0 == 0.0 but they are stored differently): the
+    fast path leaves it to the full check."""
+    kind = type(value)
+    if kind is list:
+        if not all(type(item) is str for item in value):
+            return None
+        return kind, tuple(value)
+    if kind is str or kind is int or kind is bool or value is None or value is _MISSING:
+        return kind, value
+    return None
+
+
 class Template:
     """What a checked row's request fields (every known field but prompt and id) came to.
 
@@ -147,41 +162,29 @@ class Rows:
 
     @staticmethod
     def yaml_key(job: Any) -> tuple | None:
-        """The job's request fields with their types (True, 1 and 1.0 are different values here),
-        or None for a value type the fast path leaves to the full check."""
+        """The job's request fields, each _typed, or None when one is not a plain value."""
         if type(job) is not dict:
             return None
         key = []
         for name in _REQUEST_FIELDS:
-            value = job.get(name, _MISSING)
-            kind = type(value)
-            if kind is list:
-                if not all(type(item) is str for item in value):
-                    return None
-                value = tuple(value)
-            elif not (kind is str or kind is int or kind is bool or value is None or value is _MISSING):
+            typed = _typed(job.get(name, _MISSING))
+            if typed is None:
                 return None
-            key.append((kind, value))
+            key.append(typed)
         return tuple(key)
 
     @staticmethod
     def yaml_rest_key(job: dict) -> tuple | None:
-        """Every field but prompt and id, with its type, when all are text-named plain values (not
-        floats: -0.0 == 0.0 but they are stored differently), else None."""
+        """Every field but prompt and id, by name and _typed, when all are text-named plain values,
+        else None."""
         key = []
         for name, value in job.items():
             if name == "prompt" or name == "id":
                 continue
-            kind = type(value)
-            if type(name) is not str:
+            typed = _typed(value)
+            if typed is None or type(name) is not str:
                 return None
-            if kind is list:
-                if not all(type(item) is str for item in value):
-                    return None
-                value = tuple(value)
-            elif not (kind is str or kind is int or kind is bool or value is None):
-                return None
-            key.append((name, kind, value))
+            key.append((name, typed))
         return tuple(key)
 
     def yaml_rest(self, job: dict) -> tuple[Template, str] | None:

@@ -258,23 +258,23 @@ function counts(key) {
   return n;
 }
 
+// One row of filter buttons, each with its clip count; `by` is a key of `filter` and the
+// data attribute each button carries (data-decision, data-status).
+function filterButtons(boxId, by, options, count) {
+  document.getElementById(boxId).replaceChildren(...options.map(([value, label]) => {
+    const n = value === "ALL" ? clips.length : (count[value] || 0);
+    const b = el("button", filter[by] === value ? "on" : "", label + " (" + n + ")");
+    b.dataset[by] = value;
+    b.addEventListener("click", () => { filter[by] = value; buildFilters(); applyFilter(); });
+    return b;
+  }));
+}
+
 function buildFilters() {
-  const byDecision = counts(decisionOf), byStatus = counts(c => c.status || "PENDING");
-  const dBox = document.getElementById("decision-filters"), sBox = document.getElementById("status-filters");
-  dBox.replaceChildren(...DECISIONS.map(([value, label]) => {
-    const n = value === "ALL" ? clips.length : (byDecision[value] || 0);
-    const b = el("button", filter.decision === value ? "on" : "", label + " (" + n + ")");
-    b.dataset.decision = value;
-    b.addEventListener("click", () => { filter.decision = value; buildFilters(); applyFilter(); });
-    return b;
-  }));
-  sBox.replaceChildren(...[["ALL", "any status"], ...Object.keys(byStatus).sort().map(s => [s, s.toLowerCase()])].map(([value, label]) => {
-    const n = value === "ALL" ? clips.length : byStatus[value];
-    const b = el("button", filter.status === value ? "on" : "", label + " (" + n + ")");
-    b.dataset.status = value;
-    b.addEventListener("click", () => { filter.status = value; buildFilters(); applyFilter(); });
-    return b;
-  }));
+  const byStatus = counts(c => c.status || "PENDING");
+  filterButtons("decision-filters", "decision", DECISIONS, counts(decisionOf));
+  filterButtons("status-filters", "status",
+                [["ALL", "any status"], ...Object.keys(byStatus).sort().map(s => [s, s.toLowerCase()])], byStatus);
 }
 
 function visibleCards() { return [...grid.querySelectorAll(".card:not(.hidden)")]; }

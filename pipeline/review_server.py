@@ -34,6 +34,7 @@ from pipeline.decisions import (
     ARCHIVED_MARK, DecisionError, DecisionsLog, decisions_path, make_decision, read_decisions, review_counts,
     with_review,
 )
+from pipeline.http_server import Site
 from pipeline.store.ledger import read_ledger
 from pipeline.store.runs import read_runs
 from pipeline.redact import register_secret
@@ -79,8 +80,8 @@ class ReviewServer:
         register_secret(self.token)
         self.log = DecisionsLog(config.ledger)
         self._deciding = asyncio.Lock()  # read, check and append one decision at a time
-        self._runner: web.AppRunner | None = None
-        self.port = config.port
+        self._site = Site()
+        self.port = config.port  # after start(), the port it got (0 picks a free one)
 
     # -- data --
 
@@ -276,17 +277,12 @@ class ReviewServer:
     # -- serving --
 
     async def start(self) -> str:
-        self._runner = web.AppRunner(self.app(), access_log=None)  # no access log: URLs may carry the token
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host or "127.0.0.1", self.config.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
-        return f"http://{_url_host(self.config.host or '127.0.0.1')}:{self.port}/"
+        host = self.config.host or "127.0.0.1"
+        _, self.port = await self._site.start(self.app(), host, self.config.port)
+        return f"http://{_url_host(host)}:{self.port}/"
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._site.stop()
 
 
 def _url_host(host: str) -> str:

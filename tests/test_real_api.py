@@ -265,7 +265,7 @@ async def test_webhook_signatures_in_either_form_and_case_and_either_event_field
     hints: list[str] = []
     receiver = WebhookReceiver(TEST_KEY, hints.append, "127.0.0.1", 0)
     await receiver.start()
-    port = receiver._runner.addresses[0][1]
+    port = receiver.port  # the port it got
     bodies = [json.dumps({"jobId": f"job-{n}", **field}).encode()
               for n, field in enumerate([{"type": "completed"}, {"event": "failed"}, {"type": "progress"},
                                          {"event": "completed"}, {"type": "completed"}])]

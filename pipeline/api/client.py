@@ -11,11 +11,12 @@ download URL, never into an exception, a log line or a repr.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -319,7 +320,7 @@ class ApiClient:
         all_headers = dict(self._headers)
         if headers:
             all_headers.update(headers)
-        try:
+        with _transient_transport(f"{method} {path}: no answer in time", f"{method} {path}: connection failed"):
             async with self.session.request(
                 method,
                 self.base_url + path,
@@ -333,10 +334,6 @@ class ApiClient:
                 retry_after = response.headers.get("Retry-After")
                 request_id = response.headers.get("x-request-id")
                 status = response.status
-        except asyncio.TimeoutError:
-            raise TransientError(f"{method} {path}: no answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise TransientError(f"{method} {path}: connection failed ({type(exc).__name__})") from None
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -374,7 +371,7 @@ class ApiClient:
         """
         digest = hashlib.sha256()
         size = 0
-        try:
+        with _transient_transport("download timed out", "download failed"):
             for _hop in range(MAX_REDIRECTS + 1):
                 scheme = urlsplit(url).scheme.lower()
                 if scheme not in ("http", "https"):
@@ -395,22 +392,31 @@ class ApiClient:
                     expected = response.content_length
                     if expected is not None and expected > max_bytes:
                         raise DownloadError(f"video is {expected} bytes, over the {max_bytes}-byte cap")
-                    async for chunk in response.content.iter_chunked(1 << 16):
-                        size += len(chunk)
-                        if size > max_bytes:
-                            raise DownloadError(f"video passed the {max_bytes}-byte cap: stopped")
-                        digest.update(chunk)
-                        sink.write(chunk)
+                    try:
+                        async for chunk in response.content.iter_chunked(1 << 16):
+                            size += len(chunk)
+                            if size > max_bytes:
+                                raise DownloadError(f"video passed the {max_bytes}-byte cap: stopped")
+                            digest.update(chunk)
+                            sink.write(chunk)
+                    except aiohttp.ClientPayloadError:  # the body broke off: say how far it got
+                        raise TransientError(f"download cut short after {size} bytes") from None
                     if expected is not None and size != expected:
                         raise TransientError(f"download cut short: {size} of {expected} bytes")
                     return size, digest.hexdigest()
             raise DownloadError(f"more than {MAX_REDIRECTS} redirects")
-        except asyncio.TimeoutError:
-            raise TransientError("download timed out") from None
-        except aiohttp.ClientPayloadError:
-            raise TransientError(f"download cut short after {size} bytes") from None
-        except aiohttp.ClientError as exc:
-            raise TransientError(f"download failed ({type(exc).__name__})") from None
+
+
+@contextlib.contextmanager
+def _transient_transport(timed_out: str, failed: str) -> Iterator[None]:
+    """No answer in time, or a connection that failed: worth another try, as a TransientError
+    saying `timed_out`, or `failed` with the aiohttp error's class name (its text can carry the URL)."""
+    try:
+        yield
+    except asyncio.TimeoutError:
+        raise TransientError(timed_out) from None
+    except aiohttp.ClientError as exc:
+        raise TransientError(f"{failed} ({type(exc).__name__})") from None
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

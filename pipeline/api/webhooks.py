@@ -16,6 +16,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from pipeline.api.wire import job_id_of
+from pipeline.http_server import Site
 
 MAX_BODY = 64 * 1024
 
@@ -50,11 +51,11 @@ class WebhookReceiver:
     def __init__(self, api_key: str, on_hint: Callable[[str], None], host: str, port: int):
         self._key = api_key
         self.on_hint = on_hint
-        self.host, self.port = host, port
+        self.host, self.port = host, port  # after start(), the port it got (0 picks a free one)
         self.received = 0
         self.rejected = 0
         self.kinds: Counter[str] = Counter()
-        self._runner: web.AppRunner | None = None
+        self._site = Site()
 
     async def _handle(self, request: web.Request) -> web.Response:
         try:
@@ -81,11 +82,7 @@ class WebhookReceiver:
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        _, self.port = await self._site.start(app, self.host, self.port)
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._site.stop()

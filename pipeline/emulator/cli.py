@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-
 from pathlib import Path
 
 from pipeline.emulator.config import DEMO_KEY, EmulatorConfig, Faults
@@ -58,11 +56,9 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 async def _serve(config: EmulatorConfig) -> None:
     from pipeline.emulator.server import Emulator
+    from pipeline.http_server import stop_on_signals
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with Emulator(config) as emu:
         print(emu.base_url, flush=True)
         await stop.wait()

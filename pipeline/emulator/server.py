@@ -27,6 +27,7 @@ from pipeline.emulator.state import EmulatorState, canonical, iso
 from pipeline.emulator.validation import validate_generate
 from pipeline.emulator.video import ClipCache
 from pipeline.emulator.webhooks import WebhookSender
+from pipeline.http_server import Site
 from pipeline.models import get_model
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -357,23 +358,17 @@ class Emulator:
     def __init__(self, config: EmulatorConfig | None = None):
         self.config = config or EmulatorConfig()
         self.server = EmulatorServer(self.config)
-        self._runner: web.AppRunner | None = None
+        self._site = Site()
         self.base_url = ""
 
     async def start(self) -> Emulator:
-        self._runner = web.AppRunner(self.server.app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
+        host, port = await self._site.start(self.server.app(), self.config.host, self.config.port)
         self.base_url = f"http://{host}:{port}"
         self.server.set_base_url(self.base_url)
         return self
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._site.stop()
         self.server.state.close()
 
     async def __aenter__(self) -> Emulator:
