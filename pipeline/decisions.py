@@ -149,7 +149,7 @@ def with_review(ledger: pl.DataFrame | pl.LazyFrame, decisions: pl.DataFrame) ->
         review_prompt=pl.when(current & (pl.col("review_decision") == REGENERATE))
         .then(pl.col("pending_prompt")).otherwise(None),
         review_edited=(pl.col("edit_hash") == pl.col("request_hash")).fill_null(False),
-    ).drop("reviewed", "pending_prompt", "edit_hash")
+    ).drop("reviewed", "pending_prompt", "edit_hash").cast(REVIEW_COLUMNS)  # the columns it promises, typed
 
 
 def review_counts(frame: pl.DataFrame | pl.LazyFrame) -> dict[str, int]:

@@ -36,7 +36,6 @@ MAX_UPLOAD_IMAGE = 25 * 1024 * 1024
 IMAGE_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
                (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
 STATE_KEY = web.AppKey("state", EmulatorState)
-SERVER_KEY = web.AppKey("server", object)
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
