@@ -160,8 +160,8 @@ def _error(message: str) -> None:
 
 def _reads_ledger(command):
     """For the commands that read an existing ledger (status, report, review, export): no ledger at
-    --ledger, a --run it has no run of (ScopeError), or a damaged decisions file is bad input,
-    said in one line, with exit code 2."""
+    --ledger, a --run or --manifest it has no run of (ScopeError), or a damaged decisions file is
+    bad input, said in one line, with exit code 2."""
 
     @functools.wraps(command)
     def checked(args: argparse.Namespace) -> int:
@@ -376,7 +376,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     config = ReviewConfig(ledger=args.ledger, run=args.run, manifest=args.manifest, out_dir=args.out,
                           host=args.host, port=args.port, reviewer=args.reviewer or getpass.getuser(),
                           token=new_token() if args.host else None)
-    ReviewServer(config)  # checks --run (ScopeError) before anything is served
+    ReviewServer(config)  # checks --run and --manifest (ScopeError) before anything is served
 
     async def main_loop() -> None:
         await serve(config, stop_on_signals())

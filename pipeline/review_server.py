@@ -39,7 +39,7 @@ from pipeline.store.ledger import read_ledger
 from pipeline.store.runs import read_runs
 from pipeline.redact import register_secret
 from pipeline.store.schema import DOWNLOADED
-from pipeline.scope import ALL, resolve_run
+from pipeline.scope import ALL, resolve_manifest, resolve_run
 
 TOKEN_COOKIE = "vb_review_token"
 TOKEN_HEADER = "X-Review-Token"
@@ -72,8 +72,9 @@ class ReviewServer:
     def __init__(self, config: ReviewConfig):
         self.config = config
         self.ledger_path = config.ledger
-        self.run_id = resolve_run(read_runs(config.ledger), config.run)  # ScopeError for a bad --run
-        self.manifest = str(config.manifest.resolve()) if config.manifest else None
+        runs = read_runs(config.ledger)
+        self.run_id = resolve_run(runs, config.run)  # ScopeError for a bad --run or --manifest
+        self.manifest = resolve_manifest(runs, config.manifest)
         self.video_root = (config.out_dir or config.ledger.parent).resolve()
         self.csrf = secrets.token_urlsafe(32)
         self.token = config.token if config.host else None

@@ -35,6 +35,20 @@ def resolve_run(runs: pl.DataFrame, run: str) -> str | None:
     return run
 
 
+def resolve_manifest(runs: pl.DataFrame, manifest: Path | str | None) -> str | None:
+    """The manifest path as the ledger records it (None: every manifest); ScopeError when no run
+    recorded in this ledger ran it, so a mistyped path is said, not shown as an empty page.
+    A ledger without a runs table cannot tell, and is not refused."""
+    if manifest is None:
+        return None
+    path = str(Path(manifest).resolve())
+    if runs.height and path not in set(runs["manifest"].to_list()):
+        known = sorted(set(runs["manifest"].drop_nulls().to_list()))
+        raise ScopeError(f"no run of {path} in this ledger (its runs ran {', '.join(known)}): "
+                         "check the path, or leave --manifest out")
+    return path
+
+
 def last_run_id(runs: pl.DataFrame) -> str:
     """The latest run that had rows to work on (the latest run of all if none had)."""
     ordered = runs.sort("started_at")
@@ -48,6 +62,7 @@ def scope_filter(runs: pl.DataFrame, run: str = LAST, manifest: Path | str | Non
     run_id = resolve_run(runs, run)
     if run_id is not None:
         condition = condition & (pl.col("run_id") == run_id)
+    manifest = resolve_manifest(runs, manifest)
     if manifest is not None:
-        condition = condition & (pl.col("manifest") == str(Path(manifest).resolve()))
+        condition = condition & (pl.col("manifest") == manifest)
     return condition

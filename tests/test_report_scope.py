@@ -75,6 +75,9 @@ def test_pages_cap_run_and_manifest_choose_the_rows(two_nights, tmp_path):
 
     wrong = report(tmp_path, "--run", "r9")
     assert wrong.returncode == 2 and "no run 'r9' in this ledger" in wrong.stderr
+    typo = report(tmp_path, "--run", "all", "--manifest", str(tmp_path / "erly.yaml"))
+    assert typo.returncode == 2 and f"no run of {tmp_path / 'erly.yaml'} in this ledger" in typo.stderr
+    assert str(tmp_path / "early.yaml") in typo.stderr  # it names what the ledger did run
 
 
 def test_pages_link_to_each_other_in_chromium(chromium, two_nights, tmp_path):  # noqa: F811

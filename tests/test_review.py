@@ -470,3 +470,14 @@ def test_editing_the_manifest_row_after_a_review_edit_lets_the_manifest_win(made
     assert run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path).returncode == 0
     assert ledger(tmp_path).filter(pl.col("job_key") == "boat")["prompt"].to_list() == [jobs[2]["prompt"]]
     assert len(jobs_per_key(emu.stats())["boat"]) == 3
+
+
+def test_review_and_export_refuse_a_manifest_this_ledger_never_ran(made, tmp_path):
+    _, manifest, _ = made
+    typo = tmp_path / "n.yaml"
+    for command in (["review", "--port", "0"], ["export", "--approved", str(tmp_path / "approved")]):
+        done = run_cli(*command, "--ledger", str(tmp_path / "ledger.parquet"), "--manifest", str(typo),
+                       env=OFFLINE, cwd=tmp_path, timeout=30)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"no run of {typo} in this ledger" in done.stderr and str(manifest.resolve()) in done.stderr
+    assert not (tmp_path / "approved").exists()  # nothing was exported
