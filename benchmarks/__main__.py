@@ -27,7 +27,7 @@ SECTIONS = ["tracking", "overhead", "resume", "dialects", "history"]
 HISTORY_TIME_SCALE = 0.05  # the 10-job run: 30-150 s generations take 1.5-7.5 s, as in `make demo`
 # Goals on the history ledger: (wall seconds, peak MB), or a wall ratio to the empty ledger.
 HISTORY_GOALS = {"run": (None, 300.0), "noop": (2.0, 400.0), "plan": (1.0, 300.0), "status": (1.0, 300.0),
-                 "report": (None, None)}
+                 "report": (None, None), "export": (1.0, 300.0), "review": (2.0, 300.0)}
 
 
 def _machine() -> str:
@@ -119,7 +119,9 @@ def table(results: dict) -> str:
         rows.append((f"h. ledger with {h['rows']} rows of history / an empty one: wall, peak memory", "", ""))
         labels = {"run": f"{h['run_jobs']}-job emulated run", "noop": f"no-op rerun of {h['noop_rows']} finished rows",
                   "plan": f"plan of the {h['run_jobs']}-row manifest", "status": "status",
-                  "report": "report (default: the last run's rows)"}
+                  "report": "report (default: the last run's rows)",
+                  "export": "export --approved (the last run's rows)",
+                  "review": f"review: the clip list, then {history_section.REVIEW_LOOKUPS} video lookups"}
         for name, label in labels.items():
             ours, empty, ratio = h["history"][name], h["empty"][name], h["ratio"][name]
             wall_goal, rss_goal = HISTORY_GOALS[name]
@@ -187,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     only=("stuck", "all") if args.quick else None)
         if "history" in wanted:
             print(f"h: a {history_section.RUN_JOBS}-job run, a no-op rerun of {sizes['resume_rows']} rows, plan, "
-                  f"status and report, on {sizes['history_rows']} rows of history then on an empty ledger ...",
+                  f"status, report, export and review, on {sizes['history_rows']} rows of history, then on an "
+                  "empty ledger ...",
                   flush=True)
             results["history"] = history_section.history(
                 work, rows_in_history=sizes["history_rows"], noop_rows=sizes["resume_rows"],

@@ -26,6 +26,7 @@ from benchmarks.workloads import part_frame, rows, write_csv, write_finished_led
 CACHE = Path("outputs/bench-history")
 LAYOUT = "parts-v2"  # bump when the generated rows or the ledger layout change
 RUN_JOBS = 10
+REVIEW_LOOKUPS = 10  # video requests timed after the clip list: one per clip of the 10-job run
 
 
 def cached_history(n: int) -> Path:
@@ -49,6 +50,17 @@ def _generate(n: int, folder: Path) -> None:
 
 def _finished(n: int, manifest: Path, ledger: Path, videos: Path) -> None:
     write_finished_ledger(write_csv(manifest, rows(n, "finished")), ledger, videos)
+
+
+def _review(ledger: Path) -> None:
+    """What `videobatch review` reads for a page: the clip list, then each clip's video lookup."""
+    from pipeline.review_server import ReviewConfig, ReviewServer
+
+    server = ReviewServer(ReviewConfig(ledger=ledger))
+    clips = server.clips()["clips"]
+    for clip in clips[:REVIEW_LOOKUPS]:
+        server._row(clip["job_key"])
+    print(f"{len(clips)} clips, {min(len(clips), REVIEW_LOOKUPS)} lookups")
 
 
 def _in_child(*args: str) -> None:
@@ -109,6 +121,15 @@ def one_side(work: Path, history: Path | None, *, noop_rows: int, time_scale: fl
                        ("report", ("report", "--ledger", str(ledger)))):
         usage, text = run_command(_videobatch(*args), _env(None), folder)
         out[name] = _figures(usage)
+    # The morning: export (nothing approved yet, so this is its read of the scope) and the review
+    # server's data path: the clip list, then one video lookup per clip for REVIEW_LOOKUPS clips.
+    usage, text = run_command(_videobatch("export", "--approved", str(folder / "approved"), "--ledger", str(ledger)),
+                              _env(None), folder)
+    out["export"] = _figures(usage)
+    here = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # it runs in the work folder
+    usage, text = run_command([sys.executable, "-m", "benchmarks.history_section", "review", str(ledger)],
+                              _env(None) | here, folder)
+    out["review"] = _figures(usage) | {"clips": int(text.split()[0])}  # the run's clips, all read
     # The no-op rerun: a manifest whose every row is DOWNLOADED, beside the history.
     folder = work / "noop"
     ledger = _fresh_copy(history, folder)
@@ -128,7 +149,7 @@ def history(work: Path, *, rows_in_history: int, noop_rows: int, time_scale: flo
     result = {"rows": rows_in_history, "noop_rows": noop_rows, "run_jobs": RUN_JOBS,
               "history": one_side(work / "history", source, noop_rows=noop_rows, time_scale=time_scale),
               "empty": one_side(work / "empty", None, noop_rows=noop_rows, time_scale=time_scale)}
-    for name in ("run", "noop", "plan", "status", "report"):
+    for name in ("run", "noop", "plan", "status", "report", "export", "review"):
         h, e = result["history"][name], result["empty"][name]
         result.setdefault("ratio", {})[name] = {"wall": h["wall_s"] / e["wall_s"],
                                                "peak": h["peak_rss_mb"] / e["peak_rss_mb"]}
@@ -140,3 +161,5 @@ if __name__ == "__main__":  # the builders, run as children (see the module's do
         _generate(int(sys.argv[2]), Path(sys.argv[3]))
     elif sys.argv[1] == "finished":
         _finished(int(sys.argv[2]), *map(Path, sys.argv[3:6]))
+    elif sys.argv[1] == "review":
+        _review(Path(sys.argv[2]))
