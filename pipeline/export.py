@@ -21,10 +21,10 @@ import polars as pl
 
 from pipeline.store.atomic import write_text_atomic
 from pipeline.decisions import APPROVE, ARCHIVED_MARK, read_decisions, with_review
-from pipeline.store.ledger import read_ledger
+from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs
 from pipeline.store.schema import DOWNLOADED
-from pipeline.scope import scope_filter
+from pipeline.scope import rows_in_scope, scope_filter
 
 SIDECAR_FIELDS = ("job_key", "file", "prompt", "duration", "aspect_ratio", "model", "metadata", "credits_charged",
                   "credits_estimated", "sha256", "reviewer", "note", "approved_at", "manifest", "row", "run_id")
@@ -40,8 +40,8 @@ class Exported:
 
 
 def approved_rows(ledger_path: Path, run: str, manifest: Path | None) -> pl.DataFrame:
-    ledger = read_ledger(ledger_path)
-    rows = ledger.filter(scope_filter(read_runs(ledger_path), run, manifest)
+    rows = rows_in_scope(Ledger.open(ledger_path, readonly=True),
+                         scope_filter(read_runs(ledger_path), run, manifest)
                          & ~pl.col("job_key").str.contains(ARCHIVED_MARK, literal=True))
     reviewed = with_review(rows, read_decisions(ledger_path))
     return reviewed.filter((pl.col("review_decision") == APPROVE) & (pl.col("status") == DOWNLOADED)).sort(

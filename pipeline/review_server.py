@@ -35,11 +35,11 @@ from pipeline.decisions import (
     with_review,
 )
 from pipeline.http_server import Site
-from pipeline.store.ledger import read_ledger
+from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs
 from pipeline.redact import register_secret
 from pipeline.store.schema import DOWNLOADED
-from pipeline.scope import ALL, resolve_manifest, resolve_run
+from pipeline.scope import ALL, resolve_manifest, resolve_run, rows_in_scope
 
 TOKEN_COOKIE = "vb_review_token"
 TOKEN_HEADER = "X-Review-Token"
@@ -94,9 +94,14 @@ class ReviewServer:
             condition = condition & (pl.col("manifest") == self.manifest)
         return condition
 
-    def _frames(self) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """(whole ledger, decisions log), read afresh: the run may have moved on since the last request."""
-        return read_ledger(self.ledger_path), read_decisions(self.ledger_path)
+    def _ledger(self) -> Ledger:
+        """Opened afresh for each request: the run may have moved on since the last one. Only the
+        rows a request needs are read, never the whole history."""
+        return Ledger.open(self.ledger_path, readonly=True)
+
+    def _one(self, job_key: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(the ledger's row of job_key, 0 or 1 of it; the decisions log), read afresh."""
+        return self._ledger().rows([job_key]), read_decisions(self.ledger_path)
 
     def _video_file(self, row: dict[str, Any]) -> Path | None:
         """The row's video if it resolves inside the output folder, else None."""
@@ -141,9 +146,8 @@ class ReviewServer:
         }
 
     def clips(self) -> dict[str, Any]:
-        ledger, decisions = self._frames()
-        rows = with_review(ledger.filter(self._scope()), decisions).sort("manifest", "row", "variation",
-                                                                           nulls_last=True)
+        rows = with_review(rows_in_scope(self._ledger(), self._scope()), read_decisions(self.ledger_path)).sort(
+            "manifest", "row", "variation", nulls_last=True)
         return {"clips": [self._clip(row) for row in rows.iter_rows(named=True)],
                 "counts": review_counts(rows),
                 "scope": {"run": self.run_id or ALL, "manifest": self.manifest}}
@@ -157,8 +161,7 @@ class ReviewServer:
         if not isinstance(job_key, str) or not job_key:
             raise DecisionError("job_key is missing")
         async with self._deciding:
-            ledger, decisions = await asyncio.to_thread(self._frames)
-            found = ledger.filter(pl.col("job_key") == job_key)
+            found, decisions = await asyncio.to_thread(self._one, job_key)
             row = found.row(0, named=True) if found.height else None
             if row is not None and not found.filter(self._scope()).height:
                 raise DecisionError(
@@ -169,8 +172,7 @@ class ReviewServer:
                                    prompt=body.get("prompt"),
                                    reviewer=body.get("reviewer") or self.config.reviewer, decisions=decisions)
             await asyncio.to_thread(self.log.append, record)  # durable before we answer
-        ledger, decisions = await asyncio.to_thread(self._frames)
-        fresh = with_review(ledger.filter(pl.col("job_key") == job_key), decisions)
+        fresh = with_review(*await asyncio.to_thread(self._one, job_key))
         return {"saved": True, "clip": self._clip(fresh.row(0, named=True))}
 
     # -- http --
@@ -254,8 +256,8 @@ class ReviewServer:
             return _json(exc.status, {"error": str(exc)})
 
     def _row(self, job_key: str) -> dict[str, Any] | None:
-        ledger = read_ledger(self.ledger_path).filter((pl.col("job_key") == job_key) & self._scope())
-        return ledger.row(0, named=True) if ledger.height else None
+        found = self._ledger().rows([job_key]).filter(self._scope())
+        return found.row(0, named=True) if found.height else None
 
     async def video(self, request: web.Request) -> web.StreamResponse:
         row = await asyncio.to_thread(self._row, request.match_info["job_key"])

@@ -56,6 +56,14 @@ def last_run_id(runs: pl.DataFrame) -> str:
     return (worked if worked.height else ordered)["run_id"][-1]
 
 
+def rows_in_scope(ledger, condition: pl.Expr) -> pl.DataFrame:
+    """The whole current rows `condition` keeps, from a `store.ledger.Ledger`. The condition is
+    judged on a scan of the columns it names (job_key, run_id, manifest) and only the rows it
+    keeps are read whole, so a year of history is never held for one night's clips."""
+    keys = ledger.scan(["run_id", "manifest"]).filter(condition).select("job_key").collect()
+    return ledger.rows(keys["job_key"])
+
+
 def scope_filter(runs: pl.DataFrame, run: str = LAST, manifest: Path | str | None = None) -> pl.Expr:
     """A filter over ledger rows for `--run` (an id, `last` or `all`) and an optional `--manifest`."""
     condition = pl.lit(True)
