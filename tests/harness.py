@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -86,6 +87,33 @@ def jobs_per_key(stats: dict) -> dict[str, list[dict]]:
         match = IDEMPOTENCY_KEY.match(key)
         grouped.setdefault(match.group(1) if match else key, []).append(job)
     return grouped
+
+
+def check_books(stats: dict, rows: pl.DataFrame, *, in_flight_ok: bool, retried: bool = False) -> None:
+    """The invariants that keep credits safe, judged by the emulator's own records: every row's jobs
+    are the emulator's; one job per row (with `retried`, failed generations made again: exactly one
+    job per row that did not fail); ledger credits equal the net charge; the key never went to the
+    CDN; every list named the model; every downloaded file is the bytes served; and only a job that
+    never finished may be left in flight (`in_flight_ok`), none otherwise."""
+    per_key = jobs_per_key(stats)
+    served = {job["id"]: job for job in stats["jobs"]}
+    assert set(per_key) == set(rows["job_key"])
+    if retried:
+        assert {k: [j["status"] for j in jobs] for k, jobs in per_key.items()
+                if sum(j["status"] != "FAILED" for j in jobs) != 1} == {}
+    else:
+        assert {k: len(jobs) for k, jobs in per_key.items() if len(jobs) != 1} == {}
+    assert rows["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"]
+    assert stats["cdn_key_leaks"] == 0
+    assert set(stats["list_models"]) <= {"grok-imagine-video"}  # every list names the model
+    assert set(rows["status"]) <= ({"DOWNLOADED", "SUBMITTED", "PROCESSING"} if in_flight_ok else {"DOWNLOADED"})
+    for row in rows.iter_rows(named=True):
+        job = served[row["job_id"]]
+        if row["status"] == "DOWNLOADED":
+            assert hashlib.sha256(Path(row["output_path"]).read_bytes()).hexdigest() == row["sha256"] \
+                == job["video_sha256"]
+        else:  # left in flight: only a job that never finished may be
+            assert job["status"] in ("QUEUED", "PROCESSING"), (row["job_key"], job["status"])
 
 
 def failed_then_finished(emu, tmp: Path, fail: int = 2, finish: int = 4) -> list[subprocess.CompletedProcess]:

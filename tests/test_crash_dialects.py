@@ -8,17 +8,15 @@ in flight with their job_id.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
-from pathlib import Path
 
 import pytest
 
 from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
 from pipeline.emulator.dialects import DIALECTS
 from pipeline.store.ledger import Ledger, read_ledger
-from tests.harness import TEST_KEY, cli_env, jobs_per_key, kill_repeatedly, prompts, run_args, run_cli, write_manifest
+from tests.harness import TEST_KEY, check_books, cli_env, kill_repeatedly, prompts, run_args, run_cli, write_manifest
 
 ROWS = 200
 KILLS = 12
@@ -50,24 +48,14 @@ def test_sigkill_storm_under_every_dialect_pays_once(tmp_path):
     with Ledger.open(tmp_path / "ledger.parquet", run_id="check"):  # opens with no manual repair
         pass
     served = {job["id"]: job for job in stats["jobs"]}
-    per_key = jobs_per_key(stats)
-    live = {k: [j["status"] for j in jobs] for k, jobs in per_key.items()
-            if sum(j["status"] != "FAILED" for j in jobs) != 1}
     net = stats["credits"]["charged"] - stats["credits"]["refunded"]
     print(f"\ndialect crash test: {kills} SIGKILLs, {ROWS} rows, {len(served)} jobs, {left.height} left in flight, "
           f"ledger credits {rows['credits_charged'].sum()} vs emulator {net}, faults {stats['faults']}")
     assert kills >= 6
-    assert rows.height == ROWS and set(per_key) == set(rows["job_key"])
-    assert live == {}  # exactly one job per row that did not fail
-    assert rows["credits_charged"].sum() == net
-    assert stats["cdn_key_leaks"] == 0
-    for row in rows.iter_rows(named=True):
-        job = served[row["job_id"]]
-        if row["status"] == "DOWNLOADED":
-            data = Path(row["output_path"]).read_bytes()
-            assert hashlib.sha256(data).hexdigest() == row["sha256"] == job["video_sha256"]
-        else:
-            assert row["status"] in ("SUBMITTED", "PROCESSING") and job["status"] == "PROCESSING", row
+    assert rows.height == ROWS
+    check_books(stats, rows, in_flight_ok=True, retried=True)  # one live job per row, every credit, every byte
+    # Left in flight: only the stuck jobs, which the emulator still has generating.
+    assert {served[job_id]["status"] for job_id in left["job_id"]} <= {"PROCESSING"}
     finished_paid = {j["id"] for j in stats["jobs"] if j["status"] == "COMPLETED"}
     assert not rows.filter((rows["status"] == "FAILED") & rows["job_id"].is_in(list(finished_paid))).height
     assert 0 < left.height <= len(served) // 7 + 1  # the stuck ones (every 7th job made), no more
