@@ -12,6 +12,7 @@ from aiohttp import web
 from pipeline.api.client import ApiClient, DownloadError, NotFound, TransientError
 from pipeline import download
 from pipeline.download import download_video, video_path
+from pipeline.http_server import Site
 
 KEY = "afk_download_test_secret_000"
 
@@ -59,13 +60,10 @@ async def cdn(tmp_path):
 
     app = web.Application()
     app.router.add_get("/{name}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    site = Site()
+    _, port = await site.start(app, "127.0.0.1", 0)
     yield f"http://127.0.0.1:{port}", video, seen_headers
-    await runner.cleanup()
+    await site.stop()
 
 
 async def test_a_good_video_lands_verified_under_its_key(cdn, tmp_path):

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from pipeline.emulator import Faults
+from pipeline.http_server import Site
 from pipeline.models import GROK_IMAGINE_VIDEO
 from pipeline.video_check import probe_video
 from tests.conftest import assert_valid
@@ -304,11 +305,9 @@ async def test_signed_webhooks_reach_the_url_given(emulator):
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    site = Site()
+    _, port = await site.start(app, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{port}/hook"
     emu = await emulator(time_scale=0.01)
     try:
         async with aiohttp.ClientSession() as s:
@@ -319,7 +318,7 @@ async def test_signed_webhooks_reach_the_url_given(emulator):
                 if received:
                     break
     finally:
-        await runner.cleanup()
+        await site.stop()
     raw, header = received[0]
     key = hashlib.sha256(TEST_KEY.encode()).digest()
     assert header == "sha256=" + hmac.new(key, raw, hashlib.sha256).hexdigest()

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from pipeline.api.client import ApiClient, ApiError, RejectedRequest, RetryPolicy, USER_AGENT
 from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
+from pipeline.http_server import Site
 from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs
 from pipeline.manifest import load_manifest
@@ -189,14 +190,12 @@ def test_a_run_logs_the_request_id_of_an_error(tmp_path):
     assert done.returncode == 3 and "x-request-id req_" in log
 
 
-async def _serve(handler) -> tuple[web.AppRunner, str]:
+async def _serve(handler) -> tuple[Site, str]:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    site = Site()
+    _, port = await site.start(app, "127.0.0.1", 0)
+    return site, f"http://127.0.0.1:{port}"
 
 
 @pytest.mark.parametrize("status, tries", [(501, 1), (503, 3)])
@@ -207,13 +206,13 @@ async def test_501_is_not_retried_and_503_is(status, tries):
         seen.append(request.path)
         return web.json_response({"error": "nope"}, status=status)
 
-    runner, url = await _serve(handler)
+    site, url = await _serve(handler)
     try:
         async with ApiClient(url, TEST_KEY, retry=RetryPolicy(attempts=3, base=0.01)) as client:
             with pytest.raises(ApiError):
                 await client.get_job("7f1c1e49-5f36-4b0e-9d4e-0c2f7a9d3b11")
     finally:
-        await runner.cleanup()
+        await site.stop()
     assert len(seen) == tries
 
 
