@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -55,6 +57,21 @@ def chromium() -> str:
                         f"could not install it: {why or 'installed, yet the binary is missing'}")
         found = CHROMIUM
     return str(found)
+
+
+@contextlib.contextmanager
+def chromium_page(chromium: str, width: int, height: int) -> Iterator:
+    """A playwright page in headless Chromium (the `chromium` fixture's binary), closed after."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="needs the playwright package: pip install -e '.[test]'")
+    with sync_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(20_000)  # a hang fails the test instead of stalling the suite
+            yield page
+        finally:
+            browser.close()
 
 
 class Page(HTMLParser):
@@ -188,47 +205,39 @@ MEDIA_CHECK = """async () => {
 
 
 def test_report_works_in_headless_chromium(chromium, batch, tmp_path):
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="needs the playwright package: pip install -e '.[test]'")
     path = write_report(tmp_path, "--run", "all")
     problems: list[str] = []
     requests: list[str] = []
-    with sync_api.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(20_000)  # a hang fails the test instead of stalling the suite
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-            # A <video> drops its file request once it has the metadata: that abort is not a failure.
-            page.on("requestfailed", lambda r: None if (r.resource_type, r.failure) == ("media", "net::ERR_ABORTED")
-                    else problems.append(f"request failed: {r.url} {r.failure}"))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(path.as_uri(), wait_until="load")
+    with chromium_page(chromium, 1280, 900) as page:
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        # A <video> drops its file request once it has the metadata: that abort is not a failure.
+        page.on("requestfailed", lambda r: None if (r.resource_type, r.failure) == ("media", "net::ERR_ABORTED")
+                else problems.append(f"request failed: {r.url} {r.failure}"))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(path.as_uri(), wait_until="load")
 
-            cards = page.locator("article.card")
-            assert cards.count() == batch.height
-            shown = {card.get_attribute("data-job-key"): card.get_attribute("data-status") for card in cards.all()}
-            assert shown == dict(batch.select("job_key", "status").iter_rows())
+        cards = page.locator("article.card")
+        assert cards.count() == batch.height
+        shown = {card.get_attribute("data-job-key"): card.get_attribute("data-status") for card in cards.all()}
+        assert shown == dict(batch.select("job_key", "status").iter_rows())
 
-            media = {m["key"]: m for m in page.evaluate(MEDIA_CHECK)}
-            downloaded = batch.filter(pl.col("status") == "DOWNLOADED")
-            assert set(media) == set(downloaded["job_key"])
-            for row in downloaded.iter_rows(named=True):
-                seen = media[row["job_key"]]
-                assert seen["poster"] == 320 and seen["duration"] == pytest.approx(row["duration"], abs=0.5), seen
+        media = {m["key"]: m for m in page.evaluate(MEDIA_CHECK)}
+        downloaded = batch.filter(pl.col("status") == "DOWNLOADED")
+        assert set(media) == set(downloaded["job_key"])
+        for row in downloaded.iter_rows(named=True):
+            seen = media[row["job_key"]]
+            assert seen["poster"] == 320 and seen["duration"] == pytest.approx(row["duration"], abs=0.5), seen
 
-            page.click('#filters button[data-filter="FAILED"]')
-            visible = [card.get_attribute("data-status") for card in cards.all() if card.is_visible()]
-            assert visible == ["FAILED"] * int((batch["status"] == "FAILED").sum())
-            page.screenshot(path=str(tmp_path / "report-failed.png"), full_page=True)
+        page.click('#filters button[data-filter="FAILED"]')
+        visible = [card.get_attribute("data-status") for card in cards.all() if card.is_visible()]
+        assert visible == ["FAILED"] * int((batch["status"] == "FAILED").sum())
+        page.screenshot(path=str(tmp_path / "report-failed.png"), full_page=True)
 
-            page.click('#filters button[data-filter="ALL"]')
-            assert all(card.is_visible() for card in cards.all())
-            shot = tmp_path / "report.png"
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+        page.click('#filters button[data-filter="ALL"]')
+        assert all(card.is_visible() for card in cards.all())
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
     assert shot.read_bytes().startswith(PNG_SIGNATURE)
     assert not problems, problems

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.store.ledger import Ledger
 from tests.harness import cli_env, run_cli
-from tests.test_report import CHROMIUM_ARGS, PNG_SIGNATURE, Page, chromium  # noqa: F401 (a fixture)
+from tests.test_report import PNG_SIGNATURE, Page, chromium, chromium_page  # noqa: F401 (a fixture)
 
 NIGHT = datetime(2026, 11, 24, 1, 0, tzinfo=timezone.utc)
 LATE_ROWS = 1203  # three pages: 500, 500, 203
@@ -81,24 +81,17 @@ def test_pages_cap_run_and_manifest_choose_the_rows(two_nights, tmp_path):
 
 
 def test_pages_link_to_each_other_in_chromium(chromium, two_nights, tmp_path):  # noqa: F811
-    sync_api = pytest.importorskip("playwright.sync_api")
     assert report(tmp_path).returncode == 0
     shot = tmp_path / "report-page-2.png"
-    with sync_api.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(20_000)
-            page.goto((tmp_path / "report.html").as_uri(), wait_until="load")
-            assert page.locator("article.card").count() == 500
-            page.click("p.scope a:text-is('2')")
-            page.wait_for_url("**/report-2.html")
-            assert page.locator("article.card").count() == 500
-            assert page.locator("article.card").first.get_attribute("data-job-key") == "r2-0500"
-            assert "Showing cards 501–1000 of 1203" in page.locator("p.scope").inner_text()
-            page.screenshot(path=str(shot))
-        finally:
-            browser.close()
+    with chromium_page(chromium, 1280, 900) as page:
+        page.goto((tmp_path / "report.html").as_uri(), wait_until="load")
+        assert page.locator("article.card").count() == 500
+        page.click("p.scope a:text-is('2')")
+        page.wait_for_url("**/report-2.html")
+        assert page.locator("article.card").count() == 500
+        assert page.locator("article.card").first.get_attribute("data-job-key") == "r2-0500"
+        assert "Showing cards 501–1000 of 1203" in page.locator("p.scope").inner_text()
+        page.screenshot(path=str(shot))
     print(f"screenshot: {shot}")
     assert shot.read_bytes().startswith(PNG_SIGNATURE)
 

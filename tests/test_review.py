@@ -21,7 +21,7 @@ from pipeline.store.runs import read_runs
 from tests.harness import (
     REPO, cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, start_cli, wait_for, write_manifest,
 )
-from tests.test_report import CHROMIUM_ARGS, PNG_SIGNATURE, chromium  # noqa: F401  (the fixture)
+from tests.test_report import PNG_SIGNATURE, chromium, chromium_page  # noqa: F401  (the fixture)
 
 OFFLINE = cli_env("http://127.0.0.1:9")  # review and export read files only
 NO_KEY = cli_env("http://127.0.0.1:9", key=None)  # plan without a key prices from files, asks no balance
@@ -125,107 +125,100 @@ def log_lines(tmp: Path) -> list[dict]:
 
 
 def test_review_page_decisions_last_and_the_next_runs_act_on_them(chromium, made, review_server, tmp_path):  # noqa: F811
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
     emu, manifest, before = made
     server = review_server(tmp_path)
     problems: list[str] = []
-    with sync_api.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(20_000)
-            failed: list[tuple[int, str]] = []
-            page.on("response", lambda r: failed.append((r.status, urlsplit(r.url).path)) if r.status >= 400 else None)
-            # A refused resource is listed by the response handler above; any other console error is a problem.
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-                    if m.type == "error" and not m.text.startswith("Failed to load resource") else None)
-            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-            page.goto(server.url, wait_until="load")
-            page.wait_for_selector("body[data-ready]")
-            cards = page.locator("article.card")
-            assert cards.count() == 4
-            assert [c.get_attribute("data-job-key") for c in cards.all()] == ["hero", "koi", "boat", "extra"]
-            hero = page.locator('.card[data-job-key="hero"]')
-            assert hero.locator(".prompt").inner_text() == before["hero"]["prompt"]  # markup shown as text
-            assert hero.locator(".credits").inner_text() == "10 / 10 cr"
-            assert "campaign" in hero.locator("dl.metadata").inner_text()
-            # The reference image and the videos load from the server.
-            page.wait_for_function("""() => { const i = document.querySelector('.card[data-job-key="koi"] .refs img');
-                                              return i && i.complete && i.naturalWidth > 0; }""")
-            durations = page.evaluate("""() => Promise.all([...document.querySelectorAll('video')].map(v =>
-                v.readyState >= 1 ? v.duration : new Promise(done => v.addEventListener('loadedmetadata', () => done(v.duration)))))""")
-            assert durations == [pytest.approx(before[k]["duration"], abs=0.5) for k in ("hero", "koi", "boat", "extra")]
+    with chromium_page(chromium, 1400, 1000) as page:
+        failed: list[tuple[int, str]] = []
+        page.on("response", lambda r: failed.append((r.status, urlsplit(r.url).path)) if r.status >= 400 else None)
+        # A refused resource is listed by the response handler above; any other console error is a problem.
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                if m.type == "error" and not m.text.startswith("Failed to load resource") else None)
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        page.goto(server.url, wait_until="load")
+        page.wait_for_selector("body[data-ready]")
+        cards = page.locator("article.card")
+        assert cards.count() == 4
+        assert [c.get_attribute("data-job-key") for c in cards.all()] == ["hero", "koi", "boat", "extra"]
+        hero = page.locator('.card[data-job-key="hero"]')
+        assert hero.locator(".prompt").inner_text() == before["hero"]["prompt"]  # markup shown as text
+        assert hero.locator(".credits").inner_text() == "10 / 10 cr"
+        assert "campaign" in hero.locator("dl.metadata").inner_text()
+        # The reference image and the videos load from the server.
+        page.wait_for_function("""() => { const i = document.querySelector('.card[data-job-key="koi"] .refs img');
+                                          return i && i.complete && i.naturalWidth > 0; }""")
+        durations = page.evaluate("""() => Promise.all([...document.querySelectorAll('video')].map(v =>
+            v.readyState >= 1 ? v.duration : new Promise(done => v.addEventListener('loadedmetadata', () => done(v.duration)))))""")
+        assert durations == [pytest.approx(before[k]["duration"], abs=0.5) for k in ("hero", "koi", "boat", "extra")]
 
-            # Keyboard: the first card is selected; space plays and pauses it; `a` approves it.
-            assert page.locator(".card.selected").get_attribute("data-job-key") == "hero"
-            page.keyboard.press("Space")
-            assert page.evaluate("() => !document.querySelector('.card.selected video').paused")
-            page.keyboard.press("Space")
-            assert page.evaluate("() => document.querySelector('.card.selected video').paused")
-            page.keyboard.press("a")
-            page.wait_for_selector('.card[data-job-key="hero"] .state.saved')
-            assert [(d["job_key"], d["decision"]) for d in log_lines(tmp_path)] == [("hero", "approve")]
+        # Keyboard: the first card is selected; space plays and pauses it; `a` approves it.
+        assert page.locator(".card.selected").get_attribute("data-job-key") == "hero"
+        page.keyboard.press("Space")
+        assert page.evaluate("() => !document.querySelector('.card.selected video').paused")
+        page.keyboard.press("Space")
+        assert page.evaluate("() => document.querySelector('.card.selected video').paused")
+        page.keyboard.press("a")
+        page.wait_for_selector('.card[data-job-key="hero"] .state.saved')
+        assert [(d["job_key"], d["decision"]) for d in log_lines(tmp_path)] == [("hero", "approve")]
 
-            # Mouse: reject koi with a note.
-            koi = page.locator('.card[data-job-key="koi"]')
-            koi.locator(".actions .reject").click()
-            koi.locator(".form.reject textarea").fill("fish look plastic; keep the colours")
-            koi.locator(".form.reject .save").click()
-            page.wait_for_selector('.card[data-job-key="koi"] .state.saved')
+        # Mouse: reject koi with a note.
+        koi = page.locator('.card[data-job-key="koi"]')
+        koi.locator(".actions .reject").click()
+        koi.locator(".form.reject textarea").fill("fish look plastic; keep the colours")
+        koi.locator(".form.reject .save").click()
+        page.wait_for_selector('.card[data-job-key="koi"] .state.saved')
 
-            # Keyboard again: j to boat, g, edit the prompt, Ctrl+Enter.
-            page.keyboard.press("j")
-            assert page.locator(".card.selected").get_attribute("data-job-key") == "boat"
-            page.keyboard.press("g")
-            box = page.locator('.card[data-job-key="boat"] .form.regenerate textarea')
-            assert box.evaluate("el => el === document.activeElement")
-            box.fill(EDITED)
-            box.press("Control+Enter")
-            page.wait_for_selector('.card[data-job-key="boat"] .state.saved')
-            assert "next run: " + EDITED in page.locator('.card[data-job-key="boat"] .pending').inner_text()
+        # Keyboard again: j to boat, g, edit the prompt, Ctrl+Enter.
+        page.keyboard.press("j")
+        assert page.locator(".card.selected").get_attribute("data-job-key") == "boat"
+        page.keyboard.press("g")
+        box = page.locator('.card[data-job-key="boat"] .form.regenerate textarea')
+        assert box.evaluate("el => el === document.activeElement")
+        box.fill(EDITED)
+        box.press("Control+Enter")
+        page.wait_for_selector('.card[data-job-key="boat"] .state.saved')
+        assert "next run: " + EDITED in page.locator('.card[data-job-key="boat"] .pending').inner_text()
 
-            # An edited prompt the model refuses: the page says why, nothing is written.
-            page.keyboard.press("Escape")
-            page.keyboard.press("j")
-            assert page.locator(".card.selected").get_attribute("data-job-key") == "extra"
-            page.keyboard.press("g")
-            extra_box = page.locator('.card[data-job-key="extra"] .form.regenerate textarea')
-            extra_box.fill("x" * 5001)
-            extra_box.press("Control+Enter")
-            page.wait_for_selector('.card[data-job-key="extra"] .state.error')
-            error = page.locator('.card[data-job-key="extra"] .state.error').inner_text()
-            assert "prompt: 5001 characters, at most 5000" in error, error
-            assert len(log_lines(tmp_path)) == 3
-            page.keyboard.press("Escape")
+        # An edited prompt the model refuses: the page says why, nothing is written.
+        page.keyboard.press("Escape")
+        page.keyboard.press("j")
+        assert page.locator(".card.selected").get_attribute("data-job-key") == "extra"
+        page.keyboard.press("g")
+        extra_box = page.locator('.card[data-job-key="extra"] .form.regenerate textarea')
+        extra_box.fill("x" * 5001)
+        extra_box.press("Control+Enter")
+        page.wait_for_selector('.card[data-job-key="extra"] .state.error')
+        error = page.locator('.card[data-job-key="extra"] .state.error').inner_text()
+        assert "prompt: 5001 characters, at most 5000" in error, error
+        assert len(log_lines(tmp_path)) == 3
+        page.keyboard.press("Escape")
 
-            # Filters by decision and by status.
-            page.click('#decision-filters button[data-decision="approve"]')
-            assert [c.get_attribute("data-job-key") for c in cards.all() if c.is_visible()] == ["hero"]
-            page.click('#decision-filters button[data-decision="undecided"]')
-            assert [c.get_attribute("data-job-key") for c in cards.all() if c.is_visible()] == ["extra"]
-            page.click('#decision-filters button[data-decision="ALL"]')
-            page.click('#status-filters button[data-status="DOWNLOADED"]')
-            assert sum(c.is_visible() for c in cards.all()) == 4
-            page.click('#status-filters button[data-status="ALL"]')
-            page.locator('.card[data-job-key="hero"]').click()
-            page.evaluate("() => window.scrollTo(0, 0)")
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        # Filters by decision and by status.
+        page.click('#decision-filters button[data-decision="approve"]')
+        assert [c.get_attribute("data-job-key") for c in cards.all() if c.is_visible()] == ["hero"]
+        page.click('#decision-filters button[data-decision="undecided"]')
+        assert [c.get_attribute("data-job-key") for c in cards.all() if c.is_visible()] == ["extra"]
+        page.click('#decision-filters button[data-decision="ALL"]')
+        page.click('#status-filters button[data-status="DOWNLOADED"]')
+        assert sum(c.is_visible() for c in cards.all()) == 4
+        page.click('#status-filters button[data-status="ALL"]')
+        page.locator('.card[data-job-key="hero"]').click()
+        page.evaluate("() => window.scrollTo(0, 0)")
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
 
-            wanted = {"hero": "approve", "koi": "reject", "boat": "regenerate", "extra": "undecided"}
-            page.reload(wait_until="load")
-            page.wait_for_selector("body[data-ready]")
-            assert {c.get_attribute("data-job-key"): c.get_attribute("data-decision") for c in cards.all()} == wanted
-            assert "fish look plastic" in page.locator('.card[data-job-key="koi"] .said').inner_text()
+        wanted = {"hero": "approve", "koi": "reject", "boat": "regenerate", "extra": "undecided"}
+        page.reload(wait_until="load")
+        page.wait_for_selector("body[data-ready]")
+        assert {c.get_attribute("data-job-key"): c.get_attribute("data-decision") for c in cards.all()} == wanted
+        assert "fish look plastic" in page.locator('.card[data-job-key="koi"] .said').inner_text()
 
-            server.stop()
-            server = review_server(tmp_path)
-            page.goto(server.url, wait_until="load")
-            page.wait_for_selector("body[data-ready]")
-            assert {c.get_attribute("data-job-key"): c.get_attribute("data-decision") for c in cards.all()} == wanted
-            assert "by ana" in page.locator('.card[data-job-key="boat"] .said').inner_text()
-        finally:
-            browser.close()
+        server.stop()
+        server = review_server(tmp_path)
+        page.goto(server.url, wait_until="load")
+        page.wait_for_selector("body[data-ready]")
+        assert {c.get_attribute("data-job-key"): c.get_attribute("data-decision") for c in cards.all()} == wanted
+        assert "by ana" in page.locator('.card[data-job-key="boat"] .said').inner_text()
     assert not problems, problems
     assert failed == [(400, "/api/decisions")]  # the refused prompt, and nothing else
     assert SCREENSHOT.read_bytes().startswith(PNG_SIGNATURE)
