@@ -98,29 +98,24 @@ def run_pipeline(manifest: Path, work: Path, base_url: str, *options: str,
     work.mkdir(parents=True, exist_ok=True)
     ledger = work / "ledger.parquet"
     logs_before = set((work / "logs").glob("*.jsonl")) if (work / "logs").exists() else set()
-    output = work / "run-output.txt"
     command = [sys.executable, "-m", "pipeline", "run", str(manifest), "--ledger", str(ledger),
                "--out", str(work), "--progress-interval", "5", *options]
-    with open(output, "w") as out:
-        started = time.perf_counter()
-        proc = subprocess.Popen(command, env=env, cwd=work, stdout=out, stderr=subprocess.STDOUT)
-        usage = _wait(proc, started)
-    text = output.read_text()
-    if usage.exit_code not in exit_codes:
-        raise RuntimeError(f"videobatch run exited {usage.exit_code}; its output:\n{text[-3000:]}")
+    usage, _ = run_command(command, env, work, exit_codes)
     new_logs = sorted(set((work / "logs").glob("*.jsonl")) - logs_before)
     events = [json.loads(line) for line in new_logs[-1].read_text().splitlines()] if new_logs else []
     return PipelineRun(usage, events)
 
 
-def run_command(command: list[str], env: dict[str, str], cwd: Path) -> tuple[Usage, str]:
-    """Any `videobatch` command as a child process: what it cost, and what it printed."""
+def run_command(command: list[str], env: dict[str, str], cwd: Path,
+                exit_codes: tuple[int, ...] = (0,)) -> tuple[Usage, str]:
+    """Any `videobatch` command as a child process: what it cost, and what it printed. An exit code
+    outside `exit_codes` is an error."""
     output = cwd / "command-output.txt"
     with open(output, "w") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         usage = _wait(proc, started)
     text = output.read_text()
-    if usage.exit_code != 0:
+    if usage.exit_code not in exit_codes:
         raise RuntimeError(f"{' '.join(command[2:4])} exited {usage.exit_code}; its output:\n{text[-3000:]}")
     return usage, text
