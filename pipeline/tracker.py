@@ -346,13 +346,16 @@ class Tracker:
 SEARCH_PAGES = 50  # job-list pages read looking for an intent past the replay window (5,000 jobs)
 
 
-async def find_in_job_list(client: ApiClient, *, model: str, body: dict[str, Any], first_sent: float | None,
-                           taken: Callable[[str | None], bool]) -> Search:
-    """Look for the job a journaled intent (`body`, first sent at `first_sent`) made, newest
-    first. `taken(job_id)`: the job already belongs to another row. The search is complete only
-    when every job it read could be compared and it read back past the first send (an hour of
-    margin) or to the end of the list; what that means for money is transitions.after_search's."""
+async def find_in_job_list(client: ApiClient, *, model: str, body: dict[str, Any], bound: float | None,
+                           taken: Callable[[str | None], bool], why_unbounded: str = "") -> Search:
+    """Look for the job a journaled intent (`body`) made, newest first. `bound`: the API's time
+    (transitions.search_bound) the list must be read back past; None when our clock and the
+    API's cannot be compared (`why_unbounded` says why): a match is still adopted, but no read
+    proves absence. `taken(job_id)`: the job already belongs to another row. Complete only when
+    every job it read could be compared and it read back past `bound` or to the end of the list;
+    what that means for money is transitions.after_search's."""
     cursor = None
+    incomplete = Search(None, complete=False, why=why_unbounded if bound is None else "")
     for _ in range(SEARCH_PAGES):
         try:
             page = await client.list_jobs(model=model, limit=100, cursor=cursor)
@@ -367,11 +370,11 @@ async def find_in_job_list(client: ApiClient, *, model: str, body: dict[str, Any
             if same_request(job["input"], body) and not taken(job.get("id")):
                 return Search(job, complete=True)
         if not page.get("hasMore") or not jobs:
-            return Search(None, complete=True)
+            return Search(None, complete=True) if bound is not None else incomplete
         last = parse_api_time(jobs[-1].get("createdAt"))
-        if last is not None and first_sent is not None and last < first_sent - 3600:
-            return Search(None, complete=True)  # read back past the first send
+        if last is not None and bound is not None and last < bound:
+            return Search(None, complete=True)  # read back past the first send (API's clock)
         cursor = page.get("nextCursor")
         if not cursor:
             return Search(None, complete=False)
-    return Search(None, complete=False)
+    return incomplete
