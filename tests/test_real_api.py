@@ -25,7 +25,7 @@ from pipeline.store.runs import read_runs
 from pipeline.manifest import load_manifest
 from pipeline.models import get_model
 from pipeline.runner import body_bytes, idempotency_key
-from pipeline.api.uploads import UploadCache
+from pipeline.api.uploads import LocalImage, UploadCache
 from pipeline.api.webhooks import WebhookReceiver, signature
 from tests.harness import TEST_KEY, cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, write_manifest
 
@@ -252,7 +252,7 @@ async def test_an_upload_is_reused_only_while_it_has_ten_minutes_left(emulator, 
     image = REPO / "manifests" / "refs" / "koi.png"
     async with ApiClient(emu.base_url, TEST_KEY) as client:
         cache = UploadCache(client)
-        urls = [await cache.url_for(image) for _ in range(3)]
+        urls = [await cache.url_for(LocalImage.read(image)) for _ in range(3)]
     assert cache.uploads == uploads == emu.stats()["uploads"]
     assert all(url.startswith(emu.base_url) for url in urls)
 
