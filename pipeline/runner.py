@@ -47,7 +47,7 @@ from pipeline.spending import Spending
 from pipeline.store.ledger import Ledger
 from pipeline.store.schema import COMPLETED, FAILED, PENDING, RUNS_SCHEMA
 from pipeline.summary import ExitCode
-from pipeline.tracker import Observation, Tracker, find_in_job_list, read_job
+from pipeline.tracker import Observation, Tracker, find_by_content, find_in_job_list, read_job
 
 # Manifest columns copied into the ledger with every new attempt.
 ROW_FIELDS = ("manifest", "row", "variation", "prompt", "duration", "aspect_ratio",
@@ -584,6 +584,8 @@ class Runner:
             error, detail = t.submit_error(exc), redact(str(exc))
             stop_message = getattr(exc, "stop_reason", None)  # 401/403 and 402 say what to do
         decision = t.after_submit(self._row(work), answer, error, self.limits, detail)
+        if error is t.SubmitError.CONFLICT and work.uncertain == 0 and await self._adopt_by_content(work):
+            return
         if "job_id" in decision.fields:
             await self._accept(work, decision.fields["job_id"], decision)
             decision = t.Decision(decision.step, {}, decision.reason)  # recorded by _accept
@@ -614,6 +616,30 @@ class Runner:
         finally:
             self._submitting -= 1
             self._check_finished()
+
+    async def _adopt_by_content(self, work: Work) -> bool:
+        """A first 409 for an intent with local reference images: the key (named by their content)
+        may have made a job with an earlier upload's URL (a rerun that lost its journal). Adopt
+        that job if the list shows it and its image URLs still serve our bytes; else False, and
+        the 409 is replayed as any other (CONTRACT.md: a 409 is never a reason for a new key)."""
+        try:
+            refs = await asyncio.to_thread(read_references, work.row)
+        except (OSError, ReferenceChanged):
+            return False
+        local = {i: ref.sha256 for i, ref in enumerate(refs) if isinstance(ref, LocalImage)}
+        if not local:
+            return False
+        job = await find_by_content(
+            self.client, body=json.loads(work.recorded.request_body or "{}"),
+            params_field=get_model(work.row["model"]).params_field, local=local,
+            taken=lambda job_id: self.owners.taken_by_other(job_id, work.job_key))
+        if job is None:
+            return False
+        decision = t.after_search(self._row(work), t.Search(job, complete=True))
+        self.log.event("adopted_by_content", job_key=work.job_key, job_id=decision.fields.get("job_id"))
+        await self._accept(work, decision.fields["job_id"], decision)
+        await self._apply(work, t.Decision(t.Step.READ_NOW))
+        return True
 
     async def _settle_old_intent(self, work: Work) -> None:
         """An intent without a job_id first sent over 23 h ago: its key may no longer settle a
