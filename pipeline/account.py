@@ -84,7 +84,7 @@ def read_owner(ledger_path: Path) -> Account | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        raise OwnerFileError(f"{path} cannot be read ({exc.strerror if isinstance(exc, OSError) else exc})") from None
+        raise OwnerFileError(f"{path} cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
     try:
         data = json.loads(text)
         owner = Account(data.get("user_id"), data.get("team_id"), data.get("key_id"))
@@ -194,7 +194,7 @@ async def settle_account(client: ApiClient, ledger: Ledger, ledger_path: Path | 
                 return account, reason
             owner = named
             log.event("account_restored", owner=str(named), reason=problem)
-        elif owner is None and Path(owner_path(ledger_path)).exists():
+        elif owner_path(ledger_path).exists():
             log.event("account_file_replaced", reason=problem)  # nothing in flight: it ties nothing
     if owner is not None and (account is None or not owner.same_owner(account)):
         in_flight = in_flight_anywhere(ledger)  # other manifests' jobs in this ledger count too

@@ -192,8 +192,9 @@ def idempotency_key(job_key: str, attempt: int, request: bytes) -> str:
     """Derived from what the row asks for: `request` is the body with each local reference image
     named by its content's sha256 and no webhook (`key_request`), never a URL the API handed back.
     So a rerun that lost its journal and uploads again reaches the same key: within 24 h the API
-    answers with the original job, or a 409 for the new body, which leaves the row in flight
-    (CONTRACT.md, Idempotency-Key; the SDK's ConflictError), never a second paid job."""
+    answers with the original job, or a 409 for the new body (CONTRACT.md, Idempotency-Key; the
+    SDK's ConflictError), after which the job is found by content (`_adopt_by_content`) or the
+    row stays in flight: never a second paid job."""
     return f"vb-{job_key}-a{attempt}-{hashlib.sha256(request).hexdigest()[:16]}"
 
 

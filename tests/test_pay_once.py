@@ -138,6 +138,31 @@ def test_a_lost_owner_file_refuses_another_account_and_the_runs_table_names_the_
     check_books(stats, ledger(tmp_path), in_flight_ok=False)
 
 
+def test_a_lost_owner_file_after_a_killed_run_refuses_even_the_right_key_until_it_is_restored(tmp_path):
+    """The killed run left no row in the runs table: nothing there names the owner of its jobs."""
+    manifest = write_manifest(tmp_path / "m.yaml", _scenes(3, "killed owner"))
+    args = run_args(manifest, tmp_path)
+    with EmulatorThread(EmulatorConfig(api_key=TEST_KEY, time_scale=0.05, rpm=0)) as emu:
+        killed = start_cli(*args, env=cli_env(emu.base_url), cwd=tmp_path)
+        assert wait_for(lambda: len(emu.emulator.state.order) == 3, timeout=60)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=10)
+        owner_file = owner_path(tmp_path / "ledger.parquet")
+        backup = owner_file.read_text()
+        owner_file.unlink()
+
+        refused = run_cli(*args, env=cli_env(emu.base_url), cwd=tmp_path)
+        assert refused.returncode == 3 and len(emu.emulator.state.order) == 3  # nothing sent
+        message = refused.stdout + refused.stderr
+        assert str(owner_file) in message and "missing" in message and "restore the file" in message.lower()
+
+        owner_file.write_text(backup)  # restored from a backup
+        done = run_cli(*args, env=cli_env(emu.base_url), cwd=tmp_path)
+        stats = emu.stats()
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_books(stats, ledger(tmp_path), in_flight_ok=False)
+
+
 # -- 4. the API's clock ----------------------------------------------------------------------
 
 

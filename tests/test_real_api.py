@@ -18,7 +18,9 @@ import pytest
 from aiohttp import web
 
 from pipeline.api.client import ApiClient, ApiError, RejectedRequest, RetryPolicy, USER_AGENT
+from pipeline.account import Account, write_owner
 from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
+from pipeline.emulator.state import EmulatorState
 from pipeline.http_server import Site
 from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs
@@ -86,6 +88,9 @@ def _old_intent(tmp_path: Path, manifest: Path, hours: float) -> tuple[str, byte
                     credits_prior=0, credits_charged=0,
                     first_sent_at=datetime.now(timezone.utc) - timedelta(hours=hours))
         book.commit_sync()
+    # ...and the owner file it wrote before its first spending request (the emulator's account, seed 0)
+    state = EmulatorState(EmulatorConfig(api_key=TEST_KEY))
+    write_owner(tmp_path / "ledger.parquet", Account(state.user_id, state.team_id, state.key_id))
     return row["job_key"], body
 
 
