@@ -33,7 +33,7 @@ from pipeline import transitions as t
 from pipeline.account import Account, settle_account
 from pipeline.api.client import ApiClient, ApiError, AuthError, DownloadError, NotFound, TransientError
 from pipeline.api.retry import RetryPolicy
-from pipeline.api.uploads import UploadCache
+from pipeline.api.uploads import LocalImage, UploadCache
 from pipeline.deadline import Deadline
 from pipeline.download import download_video, video_path
 from pipeline.models import get_model
@@ -41,12 +41,13 @@ from pipeline.owners import JobOwners
 from pipeline.plan import DOWNLOAD, LEAVE_FAILED, NEW_VERSION, REGENERATE, RESUME, RETRY, SKIP, SUBMIT, TRACK, Plan
 from pipeline.progress import Counters, Progress
 from pipeline.redact import redact
+from pipeline.references import ReferenceChanged, named, read_references
 from pipeline.runlog import RunLog
 from pipeline.spending import Spending
 from pipeline.store.ledger import Ledger
 from pipeline.store.schema import COMPLETED, FAILED, PENDING, RUNS_SCHEMA
 from pipeline.summary import ExitCode
-from pipeline.tracker import Observation, Tracker, find_in_job_list, read_job
+from pipeline.tracker import Observation, Tracker, find_by_content, find_in_job_list, read_job
 
 # Manifest columns copied into the ledger with every new attempt.
 ROW_FIELDS = ("manifest", "row", "variation", "prompt", "duration", "aspect_ratio",
@@ -187,9 +188,22 @@ def body_bytes(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()
 
 
-def idempotency_key(job_key: str, attempt: int, body: bytes) -> str:
-    """Derived from the body it guards: a different body can never reuse a key (the API says 409)."""
-    return f"vb-{job_key}-a{attempt}-{hashlib.sha256(body).hexdigest()[:16]}"
+def idempotency_key(job_key: str, attempt: int, request: bytes) -> str:
+    """Derived from what the row asks for: `request` is the body with each local reference image
+    named by its content's sha256 and no webhook (`key_request`), never a URL the API handed back.
+    So a rerun that lost its journal and uploads again reaches the same key: within 24 h the API
+    answers with the original job, or a 409 for the new body (CONTRACT.md, Idempotency-Key; the
+    SDK's ConflictError), after which the job is found by content (`_adopt_by_content`) or the
+    row stays in flight: never a second paid job."""
+    return f"vb-{job_key}-a{attempt}-{hashlib.sha256(request).hexdigest()[:16]}"
+
+
+def key_request(row: dict[str, Any], refs: list[str | LocalImage]) -> bytes:
+    """The request a key is derived from. The webhook is left out: where events go is not what
+    the row asks for, and a tunnel's URL that changed since must not make a new key."""
+    body = get_model(row["model"]).request_body(row["prompt"], int(row["duration"]), row["aspect_ratio"],
+                                              [named(ref) for ref in refs])
+    return body_bytes(body)
 
 
 def _now() -> datetime:
@@ -511,13 +525,17 @@ class Runner:
             self.stop_submitting(refused)
         return refused is None
 
-    async def _prepare_attempt(self, work: Work) -> bytes:
-        """New attempt: upload local images, build the body, journal the intent (not yet durable)."""
+    async def _prepare_attempt(self, work: Work) -> bytes | None:
+        """New attempt: read and check local images once, upload those bytes, build the body,
+        journal the intent (not yet durable). None: the row is left unsent, with the reason."""
         row = work.row
         model = get_model(row["model"])
-        references = []
-        for ref in row["reference_images"] or []:
-            references.append(await self.uploads.url_for(Path(ref)) if not ref.startswith(("http://", "https://")) else ref)
+        try:
+            refs = await asyncio.to_thread(read_references, row)
+            references = [ref if isinstance(ref, str) else await self.uploads.url_for(ref) for ref in refs]
+        except (ApiError, OSError, ReferenceChanged) as exc:  # nothing was sent
+            self._leave(work, f"not submitted: {redact(str(exc))}")
+            return None
         body = body_bytes(model.request_body(row["prompt"], int(row["duration"]), row["aspect_ratio"],
                                              references, webhook_url=self.options.webhook_url))
         attempt = work.recorded.attempts + 1
@@ -525,8 +543,8 @@ class Runner:
         work.uncertain = 0
         self._record(
             work, **row, status=PENDING, attempts=attempt,
-            idempotency_key=idempotency_key(work.job_key, attempt, body), request_body=body.decode(),
-            credits_prior=charged, credits_charged=charged, job_id=None,
+            idempotency_key=idempotency_key(work.job_key, attempt, key_request(row, refs)),
+            request_body=body.decode(), credits_prior=charged, credits_charged=charged, job_id=None,
             video_url=None, expired=False, error=None, completed_at=None, first_sent_at=_now(),
         )
         return body
@@ -543,15 +561,13 @@ class Runner:
     async def _submit_attempt(self, work: Work, resume: bool) -> None:
         intent = work.recorded
         if resume and intent.request_body and intent.idempotency_key:
-            if not t.replay_allowed(intent.first_sent, time.time()):
+            if not t.replay_allowed(intent.first_sent, time.time(), self.client.measured_offset):
                 await self._settle_old_intent(work)
                 return
             body = intent.request_body.encode()  # the journaled bytes, never rebuilt
         else:
-            try:
-                body = await self._prepare_attempt(work)
-            except (ApiError, OSError) as exc:  # a reference image could not be uploaded: nothing sent
-                self._leave(work, f"not submitted: {redact(str(exc))}")
+            body = await self._prepare_attempt(work)
+            if body is None:
                 return
         await self.ledger.commit()  # the intent is on disk before the request leaves
         await self._send(work, body, resume)
@@ -569,6 +585,8 @@ class Runner:
             error, detail = t.submit_error(exc), redact(str(exc))
             stop_message = getattr(exc, "stop_reason", None)  # 401/403 and 402 say what to do
         decision = t.after_submit(self._row(work), answer, error, self.limits, detail)
+        if error is t.SubmitError.CONFLICT and work.uncertain == 0 and await self._adopt_by_content(work):
+            return
         if "job_id" in decision.fields:
             await self._accept(work, decision.fields["job_id"], decision)
             decision = t.Decision(decision.step, {}, decision.reason)  # recorded by _accept
@@ -600,13 +618,39 @@ class Runner:
             self._submitting -= 1
             self._check_finished()
 
+    async def _adopt_by_content(self, work: Work) -> bool:
+        """A first 409 for an intent with local reference images: the key (named by their content)
+        may have made a job with an earlier upload's URL (a rerun that lost its journal). Adopt
+        that job if the list shows it and its image URLs still serve our bytes; else False, and
+        the 409 is replayed as any other (CONTRACT.md: a 409 is never a reason for a new key)."""
+        try:
+            refs = await asyncio.to_thread(read_references, work.row)
+        except (OSError, ReferenceChanged):
+            return False
+        local = {i: ref.sha256 for i, ref in enumerate(refs) if isinstance(ref, LocalImage)}
+        if not local:
+            return False
+        job = await find_by_content(
+            self.client, body=json.loads(work.recorded.request_body or "{}"),
+            params_field=get_model(work.row["model"]).params_field, local=local,
+            taken=lambda job_id: self.owners.taken_by_other(job_id, work.job_key))
+        if job is None:
+            return False
+        decision = t.after_search(self._row(work), t.Search(job, complete=True))
+        self.log.event("adopted_by_content", job_key=work.job_key, job_id=decision.fields.get("job_id"))
+        await self._accept(work, decision.fields["job_id"], decision)
+        await self._apply(work, t.Decision(t.Step.READ_NOW))
+        return True
+
     async def _settle_old_intent(self, work: Work) -> None:
         """An intent without a job_id first sent over 23 h ago: its key may no longer settle a
         replay. Find its job in the list; only a list read back past the first send with no match
         makes a new key safe."""
+        offset = self.client.measured_offset  # every comparison with the API's clock goes through it
         search = await find_in_job_list(
             self.client, model=work.row["model"], body=json.loads(work.recorded.request_body or "{}"),
-            first_sent=work.recorded.first_sent, taken=lambda job_id: self.owners.taken_by_other(job_id, work.job_key))
+            bound=t.search_bound(work.recorded.first_sent, offset), why_unbounded=t.clock_disagreement(offset),
+            taken=lambda job_id: self.owners.taken_by_other(job_id, work.job_key))
         decision = t.after_search(self._row(work), search)
         self.log.event("old_intent", job_key=work.job_key, step=decision.step.value, reason=decision.reason)
         if decision.step is t.Step.READ_NOW:
@@ -614,8 +658,9 @@ class Runner:
             await self._apply(work, t.Decision(t.Step.READ_NOW))
         elif decision.step is t.Step.RESUBMIT:  # its budget was reserved when it was queued
             body = await self._prepare_attempt(work)
-            await self.ledger.commit()
-            await self._send(work, body, resume=False)
+            if body is not None:
+                await self.ledger.commit()
+                await self._send(work, body, resume=False)
         else:
             await self._apply(work, decision)
 

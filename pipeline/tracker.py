@@ -33,11 +33,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pipeline.api.client import ApiClient, ApiError, AuthError, NotFound
+from pipeline.api.client import ApiClient, ApiError, AuthError, NotFound, TransientError
 from pipeline.api.retry import RetryPolicy
 from pipeline.models import DEFAULT_MODEL
 from pipeline.redact import redact
-from pipeline.transitions import ReadError, Search
+from pipeline.transitions import CLOCK_MARGIN_S, KEY_LIFETIME_S, ReadError, Search
 from pipeline.api.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time, same_request
 
 LIST_STATUSES = (ApiStatus.COMPLETED, ApiStatus.FAILED)
@@ -346,13 +346,16 @@ class Tracker:
 SEARCH_PAGES = 50  # job-list pages read looking for an intent past the replay window (5,000 jobs)
 
 
-async def find_in_job_list(client: ApiClient, *, model: str, body: dict[str, Any], first_sent: float | None,
-                           taken: Callable[[str | None], bool]) -> Search:
-    """Look for the job a journaled intent (`body`, first sent at `first_sent`) made, newest
-    first. `taken(job_id)`: the job already belongs to another row. The search is complete only
-    when every job it read could be compared and it read back past the first send (an hour of
-    margin) or to the end of the list; what that means for money is transitions.after_search's."""
+async def find_in_job_list(client: ApiClient, *, model: str, body: dict[str, Any], bound: float | None,
+                           taken: Callable[[str | None], bool], why_unbounded: str = "") -> Search:
+    """Look for the job a journaled intent (`body`) made, newest first. `bound`: the API's time
+    (transitions.search_bound) the list must be read back past; None when our clock and the
+    API's cannot be compared (`why_unbounded` says why): a match is still adopted, but no read
+    proves absence. `taken(job_id)`: the job already belongs to another row. Complete only when
+    every job it read could be compared and it read back past `bound` or to the end of the list;
+    what that means for money is transitions.after_search's."""
     cursor = None
+    incomplete = Search(None, complete=False, why=why_unbounded if bound is None else "")
     for _ in range(SEARCH_PAGES):
         try:
             page = await client.list_jobs(model=model, limit=100, cursor=cursor)
@@ -367,11 +370,74 @@ async def find_in_job_list(client: ApiClient, *, model: str, body: dict[str, Any
             if same_request(job["input"], body) and not taken(job.get("id")):
                 return Search(job, complete=True)
         if not page.get("hasMore") or not jobs:
-            return Search(None, complete=True)
+            return Search(None, complete=True) if bound is not None else incomplete
         last = parse_api_time(jobs[-1].get("createdAt"))
-        if last is not None and first_sent is not None and last < first_sent - 3600:
-            return Search(None, complete=True)  # read back past the first send
+        if last is not None and bound is not None and last < bound:
+            return Search(None, complete=True)  # read back past the first send (API's clock)
         cursor = page.get("nextCursor")
         if not cursor:
             return Search(None, complete=False)
-    return Search(None, complete=False)
+    return incomplete
+
+
+MAX_REFERENCE_BYTES = 25 * 1024 * 1024  # the API's upload limit for images (CONTRACT.md, Uploads)
+
+
+class _Discard:
+    def write(self, data: bytes) -> None:
+        pass
+
+
+async def _serves(client: ApiClient, url: Any, sha256: str) -> bool:
+    """Does `url` still serve bytes with this sha256? Uploads live about 1-2 hours (CONTRACT.md)."""
+    if not isinstance(url, str):
+        return False
+    try:
+        _size, digest = await client.download(url, _Discard(), max_bytes=MAX_REFERENCE_BYTES)
+    except (ApiError, TransientError, OSError):
+        return False
+    return digest == sha256
+
+
+async def _all_serve(client: ApiClient, refs: list[Any], local: dict[int, str]) -> bool:
+    for i, sha256 in local.items():
+        if not await _serves(client, refs[i], sha256):
+            return False
+    return True
+
+
+async def find_by_content(client: ApiClient, *, body: dict[str, Any], params_field: str, local: dict[int, str],
+                          taken: Callable[[str | None], bool]) -> dict[str, Any] | None:
+    """The job a 409 says our key already made with another body: after a lost journal, a local
+    reference image uploaded again has a new URL, so the body differs while the key (named by
+    content) is the same. A job is that one only when its `input` is our body but for the URLs
+    of the local images (`local`: position -> sha256), and each of those URLs still serves bytes
+    with that sha256: then it was made from this very request. Anything less (the upload expired,
+    a list we cannot read) proves nothing: None, and the row stays uncertain.
+    Read back over the key's 24 h on the API's clock, with the margin."""
+    ours = (body.get(params_field) or {}).get("reference_images") or []
+    oldest = time.time() + client.clock_offset - KEY_LIFETIME_S - CLOCK_MARGIN_S
+    cursor = None
+    for _ in range(SEARCH_PAGES):
+        try:
+            page = await client.list_jobs(model=body.get("model"), limit=100, cursor=cursor)
+        except (ApiError, OSError):
+            return None
+        jobs = page.get("jobs") if isinstance(page, dict) else None
+        if not isinstance(jobs, list) or not jobs:
+            return None
+        for job in jobs:
+            listed = job.get("input") if isinstance(job, dict) else None
+            params = listed.get(params_field) if isinstance(listed, dict) else None
+            refs = params.get("reference_images") if isinstance(params, dict) else None
+            if not isinstance(refs, list) or len(refs) != len(ours) or taken(job.get("id")):
+                continue
+            swapped = {**listed, params_field: {**params, "reference_images": [
+                ours[i] if i in local else ref for i, ref in enumerate(refs)]}}
+            if same_request(swapped, body) and await _all_serve(client, refs, local):
+                return job  # the same request to the byte: any such job, no other row's, serves this row
+        last = parse_api_time(jobs[-1].get("createdAt")) if isinstance(jobs[-1], dict) else None
+        cursor = page.get("nextCursor")
+        if not page.get("hasMore") or not cursor or (last is not None and last < oldest):
+            return None
+    return None

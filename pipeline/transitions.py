@@ -35,6 +35,8 @@ and nothing is submitted under a new key while an earlier key may have made a jo
 | intent older than 23 h, no job_id              | FIND it in the job list: found -> ADOPT;       |
 |                                                | list read past the first send, no match ->     |
 |                                                | RESUBMIT (new key); list incomplete -> LEAVE   |
+|                                                | (incomplete too while the clocks disagree by   |
+|                                                | more than CLOCK_MARGIN_S, or none was read)    |
 """
 
 from __future__ import annotations
@@ -49,7 +51,11 @@ from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, PROCESSING, REJ
 from pipeline.summary import ExitCode
 from pipeline.api.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time, result_url
 
-REPLAY_WINDOW_S = 23 * 3600  # the API settles replays for 24 h; an hour of margin for clocks
+KEY_LIFETIME_S = 24 * 3600  # "Replaying the same key within 24 hours returns the original job" (spec)
+# How far our clock and the API's may disagree (or their disagreement drift between an intent's
+# first send and now) before no comparison between them is trusted to make a new key.
+CLOCK_MARGIN_S = 3600.0
+REPLAY_WINDOW_S = KEY_LIFETIME_S - CLOCK_MARGIN_S  # 23 h
 
 
 class Step(StrEnum):
@@ -261,11 +267,44 @@ class Search:
 
     match: dict[str, Any] | None  # the API's job whose `input` is the journaled body
     complete: bool  # the list was read back past the intent's first send
+    why: str = ""  # when incomplete, what kept it so (for the reason the row is left)
 
 
-def replay_allowed(first_sent: float | None, now: float) -> bool:
-    """Within 23 h of its first send, a replay under the same key is settled by the API."""
-    return first_sent is None or now - first_sent <= REPLAY_WINDOW_S
+def clocks_agree(offset: float | None) -> bool:
+    """Whether our clock and the API's (offset: theirs minus ours, from the Date header; None:
+    not measured) agree within the margin: only then may they be compared to make a new key."""
+    return offset is not None and abs(offset) <= CLOCK_MARGIN_S
+
+
+def replay_allowed(first_sent: float | None, now: float, offset: float | None) -> bool:
+    """Within 23 h of its first send, a replay under the same key is settled by the API.
+
+    `first_sent` and `now` are on our clock; the API ages the key on its own. The hour of margin
+    covers the offset moving by up to an hour since the send; an offset over the margin now (or
+    none measured) may not have been there at the send, so it is counted against the window."""
+    if first_sent is None:
+        return True
+    skew = 0.0 if clocks_agree(offset) else abs(offset) if offset is not None else CLOCK_MARGIN_S
+    return now - first_sent + skew <= REPLAY_WINDOW_S
+
+
+def search_bound(first_sent: float | None, offset: float | None) -> float | None:
+    """How far back, on the API's clock, the job list must be read before a missing job proves
+    the intent made none: its first send, moved onto the API's clock by the measured offset, less
+    the margin. None while the clocks are not known to agree within the margin: then no list
+    read proves absence, and no new key is made."""
+    if first_sent is None or not clocks_agree(offset):
+        return None
+    return first_sent + offset - CLOCK_MARGIN_S
+
+
+def clock_disagreement(offset: float | None) -> str:
+    """Why a search cannot be complete under `offset` (clocks_agree is False)."""
+    if offset is None:
+        return "no answer of the API has said its time yet (Date header)"
+    side = "ahead of" if offset > 0 else "behind"
+    return (f"the API's clock is {abs(offset) / 3600:.1f} h {side} this machine's (Date header), over the "
+            f"{CLOCK_MARGIN_S / 3600:.0f} h margin: set this machine's clock right (NTP) and run again")
 
 
 def after_search(row: Row, search: Search | None) -> Decision:
@@ -279,6 +318,9 @@ def after_search(row: Row, search: Search | None) -> Decision:
                                           "send: a new attempt under a new key")
     if search is not None and search.complete:
         return Decision(Step.LEAVE, {}, "no job for this request in the list, and no spending allowed now")
+    if search is not None and search.why:
+        return Decision(Step.LEAVE, {}, f"its first send is over 23 h old and no job for it was found, "
+                                        f"but {search.why}; left unsent, no new key")
     return Decision(Step.LEAVE, {}, "its first send is over 23 h old and the job list could not be "
                                     "read back that far: left unsent; run again, or check the "
                                     "account's jobs by hand before --retry-failed")

@@ -18,14 +18,16 @@ import pytest
 from aiohttp import web
 
 from pipeline.api.client import ApiClient, ApiError, RejectedRequest, RetryPolicy, USER_AGENT
+from pipeline.account import Account, write_owner
 from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
+from pipeline.emulator.state import EmulatorState
 from pipeline.http_server import Site
 from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs
 from pipeline.manifest import load_manifest
 from pipeline.models import get_model
 from pipeline.runner import body_bytes, idempotency_key
-from pipeline.api.uploads import UploadCache
+from pipeline.api.uploads import LocalImage, UploadCache
 from pipeline.api.webhooks import WebhookReceiver, signature
 from tests.harness import TEST_KEY, cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, write_manifest
 
@@ -86,6 +88,9 @@ def _old_intent(tmp_path: Path, manifest: Path, hours: float) -> tuple[str, byte
                     credits_prior=0, credits_charged=0,
                     first_sent_at=datetime.now(timezone.utc) - timedelta(hours=hours))
         book.commit_sync()
+    # ...and the owner file it wrote before its first spending request (the emulator's account, seed 0)
+    state = EmulatorState(EmulatorConfig(api_key=TEST_KEY))
+    write_owner(tmp_path / "ledger.parquet", Account(state.user_id, state.team_id, state.key_id))
     return row["job_key"], body
 
 
@@ -252,7 +257,7 @@ async def test_an_upload_is_reused_only_while_it_has_ten_minutes_left(emulator, 
     image = REPO / "manifests" / "refs" / "koi.png"
     async with ApiClient(emu.base_url, TEST_KEY) as client:
         cache = UploadCache(client)
-        urls = [await cache.url_for(image) for _ in range(3)]
+        urls = [await cache.url_for(LocalImage.read(image)) for _ in range(3)]
     assert cache.uploads == uploads == emu.stats()["uploads"]
     assert all(url.startswith(emu.base_url) for url in urls)
 

@@ -141,10 +141,22 @@ def test_after_download(outcome, row, step, status):
 DAY = 24 * 3600
 
 
-@pytest.mark.parametrize("first_sent, now, allowed", [
-    (None, 1e9, True), (1e9, 1e9 + 3600, True), (1e9, 1e9 + 23 * 3600, True), (1e9, 1e9 + DAY, False)])
-def test_replay_window(first_sent, now, allowed):
-    assert t.replay_allowed(first_sent, now) is allowed
+@pytest.mark.parametrize("first_sent, now, offset, allowed", [
+    (None, 1e9, None, True), (1e9, 1e9 + 3600, 0.4, True), (1e9, 1e9 + 23 * 3600, -0.4, True),
+    (1e9, 1e9 + DAY, 0.0, False),
+    (1e9, 1e9 + 21 * 3600, 2 * 3600.0, True), (1e9, 1e9 + 22 * 3600, -2 * 3600.0, False),  # skew counted
+    (1e9, 1e9 + 22 * 3600, None, True), (1e9, 1e9 + 22.5 * 3600, None, False),  # none measured: the margin
+])
+def test_replay_window(first_sent, now, offset, allowed):
+    assert t.replay_allowed(first_sent, now, offset) is allowed
+
+
+@pytest.mark.parametrize("offset, bound", [
+    (0.0, 1e9 - 3600), (-1800.0, 1e9 - 1800 - 3600), (1800.0, 1e9 + 1800 - 3600),  # on the API's clock
+    (2 * 3600.0, None), (-2 * 3600.0, None), (None, None),  # clocks apart, or unknown: nothing proves absence
+])
+def test_the_search_bound_is_on_the_apis_clock_with_a_margin(offset, bound):
+    assert t.search_bound(1e9, offset) == bound
 
 
 SEARCHES = [

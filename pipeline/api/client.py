@@ -18,7 +18,6 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from importlib import metadata
-from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
@@ -198,12 +197,18 @@ class ApiClient:
         self.download_timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=timeout)
         self.on_retry = on_retry or (lambda what, reason, delay: None)
         self.should_stop = should_stop or (lambda: False)
-        self.clock_offset = 0.0  # server time minus local time, from the Date header
+        # Server time minus local time, from the last Date header; None until an answer had one.
+        self.measured_offset: float | None = None
         self.rate_limited = 0
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
         return f"ApiClient({self.base_url!r})"
+
+    @property
+    def clock_offset(self) -> float:
+        """The measured offset, or 0 before any answer carried a Date header."""
+        return self.measured_offset or 0.0
 
     def api_key_for_webhooks(self) -> str:
         """The key, for verifying webhook signatures (they are keyed by its sha256)."""
@@ -257,14 +262,14 @@ class ApiClient:
     async def me(self) -> Any:
         return await self._call("GET", "/v2/me")
 
-    async def upload(self, path: Path) -> Any:
-        """POST /v2/uploads (multipart). Uploads are not idempotent, but a duplicate only costs
+    async def upload(self, data: bytes, filename: str) -> Any:
+        """POST /v2/uploads (multipart) of exactly `data`: the caller read and checked them, and
+        no path is read here again. Uploads are not idempotent, but a duplicate only costs
         storage that expires within hours, so transient failures are retried."""
-        data = path.read_bytes()
 
         def form() -> aiohttp.FormData:  # a FormData can be sent only once
             fd = aiohttp.FormData()
-            fd.add_field("file", data, filename=path.name, content_type="application/octet-stream")
+            fd.add_field("file", data, filename=filename, content_type="application/octet-stream")
             return fd
 
         return await self._call("POST", "/v2/uploads", form=form)
@@ -356,7 +361,7 @@ class ApiClient:
             server = email.utils.parsedate_to_datetime(date_header).timestamp()
         except (TypeError, ValueError):
             return
-        self.clock_offset = server - time.time()
+        self.measured_offset = server - time.time()
 
     # -- downloads (CDN: no key, no rate limit) --
 

@@ -1,10 +1,15 @@
-"""Local reference images -> short-lived upload URLs, uploaded just before the job that needs them."""
+"""Local reference images -> short-lived upload URLs, uploaded just before the job that needs them.
+
+What is uploaded is a LocalImage's bytes as read (and checked) once by pipeline/references.py:
+no path is read here, so a file edited or a symlink swapped after the check cannot change it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.api.client import ApiClient, ApiError
@@ -15,6 +20,26 @@ from pipeline.api.wire import parse_api_time
 REUSE_MARGIN_S = 10 * 60
 # When an answer carries no readable `expiresAt`: assume the contract's lower bound, one hour.
 ASSUMED_LIFETIME_S = 60 * 60
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """A local reference image as read once: its bytes and their sha256."""
+
+    path: Path
+    data: bytes
+    sha256: str
+
+    @classmethod
+    def read(cls, path: Path) -> LocalImage:
+        """The file's bytes, read once."""
+        data = path.read_bytes()
+        return cls(path, data, hashlib.sha256(data).hexdigest())
+
+    @property
+    def ref_id(self) -> str:
+        """How a request names it (manifest.request_hash, the Idempotency-Key): by content."""
+        return f"sha256:{self.sha256}"
 
 
 class UploadCache:
@@ -29,16 +54,17 @@ class UploadCache:
     def _server_now(self) -> float:
         return time.time() + self.client.clock_offset
 
-    async def url_for(self, path: Path) -> str:
-        digest = await asyncio.to_thread(lambda: hashlib.sha256(path.read_bytes()).hexdigest())
+    async def url_for(self, image: LocalImage) -> str:
+        """A URL the API can fetch `image.data` from: exactly those bytes, uploaded if need be."""
+        digest = image.sha256
         async with self._locks.setdefault(digest, asyncio.Lock()):
             cached = self._urls.get(digest)
             if cached and cached[1] - self._server_now() > REUSE_MARGIN_S:
                 return cached[0]
-            answer = await self.client.upload(path)
+            answer = await self.client.upload(image.data, image.path.name)
             url = answer.get("url") if isinstance(answer, dict) else None
             if not isinstance(url, str) or not url:
-                raise ApiError(f"POST /v2/uploads answered without a URL for {path.name}")
+                raise ApiError(f"POST /v2/uploads answered without a URL for {image.path.name}")
             expires = parse_api_time(answer.get("expiresAt")) or self._server_now() + ASSUMED_LIFETIME_S
             self.uploads += 1
             self._urls[digest] = (url, expires)

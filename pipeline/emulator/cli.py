@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slow-seconds", type=float, default=2.0, help="delay of a slow response")
     parser.add_argument("--dialect", type=emulator_dialects, default=(), metavar="NAME[,NAME...]",
                         help=f"answer like a variant of the real API: {', '.join(DIALECTS)}, or all")
+    parser.add_argument("--clock-offset", type=float, default=0.0, metavar="SECONDS",
+                        help="run the API's clock this far ahead of the real one (negative: behind); "
+                             "its Date header and job times follow it")
     parser.add_argument("--state", type=Path, metavar="PATH",
                         help="remember jobs, keys, credits and uploads in this file across restarts")
 
@@ -51,7 +54,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         api_key=args.key or os.environ.get("APIFRAME_EMULATOR_KEY") or DEMO_KEY, credits=args.credits,
         time_scale=args.time_scale, rpm=args.rpm or None, rate_window_seconds=args.rate_window,
         faults=faults, host=args.host, port=args.port, seed=args.seed, dialects=args.dialect,
-        state_path=args.state)
+        state_path=args.state, clock_offset_s=args.clock_offset)
 
 
 async def _serve(config: EmulatorConfig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,13 @@ class EmulatorConfig:
     state_path: Path | None = None  # where jobs, keys, credits and uploads persist (None: memory only)
     idempotency_window_s: float = 24 * 3600  # a key older than this settles nothing (spec)
     upload_lifetime_s: float = 3600.0  # an upload's expiresAt, from its creation
+    # The API's clock minus the real one: its Date header, createdAt, key ages and expiries all
+    # read this clock, as a server whose clock is off would (negative: the API is behind).
+    clock_offset_s: float = 0.0
+
+    def now(self) -> float:
+        """The emulated API's clock, epoch seconds."""
+        return time.time() + self.clock_offset_s
 
     def speaks(self, dialect: str) -> bool:
         return dialect in self.dialects

@@ -15,7 +15,6 @@ import json
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
@@ -100,6 +99,9 @@ class EmulatorServer:
         state.user_agents[request.headers.get("User-Agent", "")] += 1
         self._settle()
         response = await self._api(request, handler, state)
+        # On the emulated clock (aiohttp only sets Date when none is set): what a client measures
+        # its clock offset from.
+        response.headers["Date"] = email.utils.formatdate(self.config.now(), usegmt=True)
         response.headers["x-request-id"] = f"req_{uuid.uuid4().hex[:20]}"  # as the SDK reads it
         return response
 
@@ -124,7 +126,7 @@ class EmulatorServer:
                 state.not_before[key] = (now, now + retry_after - IN_FLIGHT_GRACE_S)
             header = str(retry_after)
             if self.config.speaks("retry-after-date"):  # RFC 7231's other form: whole seconds, rounded up
-                header = email.utils.formatdate(time.time() + retry_after + 1, usegmt=True)
+                header = email.utils.formatdate(self.config.now() + retry_after + 1, usegmt=True)
             return web.json_response({"error": "Rate limit exceeded"}, status=429,
                                      headers={"Retry-After": header})
         if state.roll("error_503"):
@@ -136,7 +138,7 @@ class EmulatorServer:
             if job.webhook_url:
                 event = "completed" if job.final == "COMPLETED" else "failed"
                 if event in job.webhook_events:
-                    self.webhooks.send(job, event, self.state.job_json(job, self.cdn_url, time.time()))
+                    self.webhooks.send(job, event, self.state.job_json(job, self.cdn_url, self.config.now()))
 
     # -- API routes --
 
@@ -153,7 +155,7 @@ class EmulatorServer:
         details = validate_generate(body)
         if details:
             return _error(400, "Validation failed", details=details)
-        now = time.time()
+        now = self.config.now()
         job = state.job_for_key(idem, now) if idem is not None else None
         if job is not None:
             if job.body_canonical != canonical(body):
@@ -184,7 +186,7 @@ class EmulatorServer:
         except ValueError:
             return None, _error(400, "Invalid job id: expected a UUID")
         job = self.state.jobs.get(job_id)
-        if job is None or self._lagging(job, time.time()):
+        if job is None or self._lagging(job, self.config.now()):
             return None, _error(404, "Job not found, or owned by a different user")
         return job, None
 
@@ -192,7 +194,7 @@ class EmulatorServer:
         job, error = self._job_or_error(request.match_info["id"])
         if error:
             return error
-        return web.json_response(self.state.job_json(job, self.cdn_url, time.time()))
+        return web.json_response(self.state.job_json(job, self.cdn_url, self.config.now()))
 
     async def list_jobs(self, request: web.Request) -> web.Response:
         q = request.query
@@ -222,7 +224,7 @@ class EmulatorServer:
             return _error(400, "Invalid query parameters", details=details)
         if self.config.speaks("ignore-status-filter"):
             status = None
-        now = time.time()
+        now = self.config.now()
         page, last_seq, seq = [], None, start
         order = self.state.order
         while seq >= 0 and len(page) < limit:
@@ -267,7 +269,7 @@ class EmulatorServer:
         upload_id = str(uuid.uuid4())
         safe_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100] or "upload"
         self.state.add_upload(upload_id, data, ctype, safe_name)
-        expires = datetime.now(timezone.utc).timestamp() + self.config.upload_lifetime_s
+        expires = self.config.now() + self.config.upload_lifetime_s
         return web.json_response({
             "id": upload_id, "url": f"{self.base_url}/cdn/uploads/{upload_id}/{safe_name}", "kind": "image",
             "contentType": ctype, "byteSize": len(data), "expiresAt": iso(expires)}, status=201)
@@ -337,7 +339,8 @@ class EmulatorServer:
         return web.json_response({"ok": True})
 
     def configure(self, *, faults: dict | None = None, credits: int | None = None, api_key: str | None = None,
-                  rpm: int | None = None, time_scale: float | None = None) -> None:
+                  rpm: int | None = None, time_scale: float | None = None,
+                  clock_offset_s: float | None = None) -> None:
         if faults:
             self.state.set_faults(self.state.faults.updated(faults))
         if credits is not None:
@@ -349,6 +352,8 @@ class EmulatorServer:
             self.window = SlidingWindow(rpm, self.config.rate_window_seconds)
         if time_scale is not None:
             self.config.time_scale = float(time_scale)
+        if clock_offset_s is not None:
+            self.config.clock_offset_s = float(clock_offset_s)
 
 
 class Emulator:

@@ -17,7 +17,6 @@ import heapq
 import json
 import math
 import random
-import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
@@ -196,7 +195,7 @@ class EmulatorState:
         model = get_model(body["model"])
         params = body.get(model.params_field) or {}
         duration = int(params.get("duration", model.default_duration))
-        now = time.time()
+        now = self.config.now()
         lo, hi = self.config.generation_seconds.get(duration, (30.0, 60.0))
         generation = self._gen_rng.uniform(lo, hi) * self.config.time_scale
         stuck = self.config.speaks("stuck") and len(self.order) % STUCK_EVERY == STUCK_EVERY - 1
@@ -232,7 +231,7 @@ class EmulatorState:
 
     def advance(self, now: float | None = None) -> list[EmuJob]:
         """Settle every job whose time has come; returns them (for webhooks)."""
-        now = time.time() if now is None else now
+        now = self.config.now() if now is None else now
         settled = []
         while self._heap and self._heap[0][0] <= now:
             _, _, job_id = heapq.heappop(self._heap)
@@ -271,7 +270,7 @@ class EmulatorState:
     # -- the truth, for tests --
 
     def stats(self) -> dict[str, Any]:
-        now = time.time()
+        now = self.config.now()
         return {
             "jobs": [{
                 "id": j.id, "idempotency_key": j.idempotency_key, "status": j.status(now)[0],
