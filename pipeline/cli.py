@@ -154,6 +154,40 @@ def _scope_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", type=Path, help="only the rows of this manifest")
 
 
+class ReaderGone:
+    """A standard stream whose reader may leave early (`videobatch run ... | head -1`): the run
+    must still finish and be recorded, so a broken pipe (EPIPE) never raises. Once the reader is
+    gone the descriptor is pointed at /dev/null, and what is printed after goes nowhere."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._discard()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._discard()
+
+    def _discard(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+        with contextlib.suppress(BrokenPipeError):
+            self._stream.flush()  # what the buffer still holds goes to /dev/null, not to a second EPIPE at exit
+
+    def __getattr__(self, name: str):  # isatty, fileno, encoding ...: the stream's own
+        return getattr(self._stream, name)
+
+
 def _error(message: str) -> None:
     print(f"videobatch: {message}", file=sys.stderr, flush=True)
 
@@ -252,12 +286,14 @@ class Interrupts:
         self.runner = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def install(self) -> None:
+    def install(self, *, after_polars: bool = True) -> None:
         # Polars, on import, hooks SIGINT below Python and then turns a Ctrl-C that lands during
         # any of its queries into a KeyboardInterrupt (pola-rs/polars#20961): a first Ctrl-C
         # during a checkpoint would crash the run instead of stopping it. Installed after the
-        # import, our handler replaces that hook.
-        import polars  # noqa: F401
+        # import, our handler replaces that hook. `after_polars=False` is the first install, at
+        # start-up, before anything is imported: the run installs again once polars is in.
+        if after_polars:
+            import polars  # noqa: F401
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self)
@@ -271,12 +307,12 @@ class Interrupts:
         self.loop.call_soon_threadsafe(self.runner.interrupt, name)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
     from pipeline.store.atomic import write_text_atomic
     from pipeline.batch import BatchSettings, run_batch
 
     to_stdout = args.summary_json == "-"
-    interrupts = Interrupts()
+    interrupts = interrupts or Interrupts()
     interrupts.install()
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(BatchSettings)}
     # With --summary-json -, standard output carries the JSON alone; the usual text goes to stderr.
@@ -404,12 +440,32 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    interrupts = None
+    if argv[:1] == ["run"]:
+        # Before the imports, the manifest, the ledger and the emulator: a signal during start-up
+        # ends the run as one during the run does (exit 3, one line), never in a traceback.
+        interrupts = Interrupts()
+        interrupts.install(after_polars=False)
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = ReaderGone(sys.stdout), ReaderGone(sys.stderr)
+    try:
+        return _command(argv, interrupts)
+    finally:
+        sys.stdout.flush()  # here, not at exit, where a reader gone would turn exit 0 into 120
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = streams
+
+
+def _command(argv: list[str], interrupts: Interrupts | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "emulator":
         from pipeline.emulator import cli as emulator_cli
 
         return emulator_cli.run(args)
-    handler = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "report": cmd_report,
+    if args.command == "run":
+        return cmd_run(args, interrupts)
+    handler = {"plan": cmd_plan, "status": cmd_status, "report": cmd_report,
                "review": cmd_review, "export": cmd_export}[args.command]
     return handler(args)
 
