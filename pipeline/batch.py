@@ -251,8 +251,9 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
 
 def _arm_deadline(runner, deadline) -> list[asyncio.TimerHandle]:
     """At the deadline the run stops (rows still generating stay in flight for the next run).
-    Submits stop a moment before, so those already sent bring back their job_id first."""
-    if deadline is None:
+    Submits stop a moment before, so those already sent bring back their job_id first. A run with
+    nothing to do has nothing a deadline could cut: it is not armed, and the run ends with exit 0."""
+    if deadline is None or runner.plan.to_run(longest_first=False).is_empty():
         return []
     from pipeline.runner import STOP_GRACE_S
 
