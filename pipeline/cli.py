@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--retry-failed", action="store_true", help="count FAILED rows as new attempts")
     plan.add_argument("--emulate", action="store_true", help=f"use the emulator's ledger ({EMULATED_OUT})")
     plan.add_argument("--all", action="store_true", help="list every row, not just the first 40")
+    _refs_root_argument(plan)
 
     run = sub.add_parser("run", help="submit, track and download every row the ledger has not finished")
     run.add_argument("manifest", type=Path)
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-file", type=Path, metavar="PATH",
                      help="write Prometheus metrics of the run to PATH (atomically) for node_exporter's "
                           "textfile collector: last run, last success, credits, rows, requests")
+    _refs_root_argument(run)
     run.add_argument("--notify-retry-delay", type=float, default=1.0, help=argparse.SUPPRESS)
     run.add_argument("--poll-interval", type=float, default=1.0, help=argparse.SUPPRESS)
     run.add_argument("--rate-period", type=float, default=60.0, help=argparse.SUPPRESS)
@@ -145,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     emulator_cli.add_arguments(sub.add_parser("emulator", help="serve the local Apiframe emulator"))
     return parser
+
+
+def _refs_root_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--refs-root", type=Path, metavar="DIR",
+                        help="local reference images may also lie under DIR (else only under the manifest's folder)")
 
 
 def _scope_arguments(parser: argparse.ArgumentParser) -> None:
@@ -249,7 +256,8 @@ def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     from pipeline.batch import plan_batch
 
-    summary = plan_batch(args.manifest, ledger=args.ledger, retry_failed=args.retry_failed, emulate=args.emulate)
+    summary = plan_batch(args.manifest, ledger=args.ledger, retry_failed=args.retry_failed, emulate=args.emulate,
+                         refs_root=args.refs_root)
     if summary.plan is None:
         _error(summary.error)
         return summary.exit_code

@@ -282,10 +282,14 @@ def _csv_job(header: list[str], cells: list[str] | str) -> dict[str, str] | str:
 class _Checker:
     """Validates and normalizes rows; caches what repeats (field-name sets, local image files)."""
 
-    def __init__(self, file: str, folder: Path, from_csv: bool):
+    def __init__(self, file: str, folder: Path, from_csv: bool, image_folders: tuple[Path, ...] | None = None):
         self.file = file
         self.folder = folder
         self.from_csv = from_csv
+        # Local images must resolve (symlinks followed) under one of these folders, the manifest's
+        # and --refs-root: a manifest someone else wrote cannot make a run upload ~/.ssh/id_rsa as
+        # a "reference image". None: not confined (a review edit re-checks images its ledger row holds).
+        self.image_folders = image_folders
         self.issues: list[ManifestIssue] = []
         self._field_sets: dict[frozenset, tuple[list[str], list[tuple[str, str]]]] = {}
         self._images: dict[str, tuple[str | None, str | None]] = {}  # path text -> (abs path, sha) or error
@@ -458,12 +462,24 @@ class _Checker:
             self._images[text] = self._inspect_image(text)
         path, digest = self._images[text]
         if digest is None:
-            self.issue(row_no, "reference_images", path, "fix the path (relative to the manifest's folder)")
+            self.issue(row_no, "reference_images", path, self._image_hint)
             return None
         return path, digest
 
+    @property
+    def _image_hint(self) -> str:
+        if self.image_folders is None:
+            return "fix the path (relative to the manifest's folder)"
+        return ("fix the path (relative to the manifest's folder); an image must lie under the manifest's "
+                "folder: move it there, or pass --refs-root DIR naming a folder that holds it")
+
     def _inspect_image(self, text: str) -> tuple[str, str | None]:
         path = (self.folder / text).resolve()
+        folders = self.image_folders
+        if folders is not None and not any(path.is_relative_to(folder) for folder in folders):
+            where = " or ".join(map(str, folders))
+            return f"{text}: resolves to {path}, outside the manifest's folder{' and --refs-root' * (len(folders) > 1)} " \
+                   f"({where})", None
         if not path.is_file():
             return f"{text}: no such file ({path})", None
         size = path.stat().st_size
@@ -554,21 +570,25 @@ def job_key_for(job_id: str | None, variation: int, digest: str, name: str) -> s
 FAST_PATH = True
 
 
-def load_manifest(path: str | Path) -> pl.DataFrame:
-    """Read, check and expand a manifest; raise ManifestError listing every problem."""
+def load_manifest(path: str | Path, *, refs_root: str | Path | None = None) -> pl.DataFrame:
+    """Read, check and expand a manifest; raise ManifestError listing every problem. Local
+    reference images must lie under the manifest's own folder, or under `refs_root`."""
     enabled = gc.isenabled()
     # A big manifest makes millions of objects and no reference cycles: cyclic collections would
     # only rescan them, over and over (a third of a 100,000-row CSV's load, most of a YAML's).
     gc.disable()
     try:
-        return _load_manifest(Path(path))
+        return _load_manifest(Path(path), Path(refs_root) if refs_root is not None else None)
     finally:
         if enabled:
             gc.enable()
 
 
-def _load_manifest(path: Path) -> pl.DataFrame:
+def _load_manifest(path: Path, refs_root: Path | None) -> pl.DataFrame:
     file = str(path)
+    if refs_root is not None and not refs_root.is_dir():
+        raise ManifestError(file, [ManifestIssue(file, None, None, f"--refs-root {refs_root} is not a folder",
+                                                 "name the folder that holds the reference images")])
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -589,7 +609,9 @@ def _load_manifest(path: Path) -> pl.DataFrame:
     else:
         raise ManifestError(file, [ManifestIssue(file, None, None, f"unknown manifest type {suffix!r}",
                                                  "name it .yaml, .yml or .csv")])
-    checker = _Checker(file, path.resolve().parent, from_csv=suffix == ".csv")
+    folder = path.resolve().parent
+    checker = _Checker(file, folder, from_csv=suffix == ".csv",
+                       image_folders=(folder,) if refs_root is None else (folder, refs_root.resolve()))
     if not jobs:
         checker.issue(None, "jobs", "no jobs", "list at least one job with a prompt")
     for name, value in defaults.items():

@@ -1,10 +1,12 @@
-"""Manifests that would exhaust the machine: YAML alias bombs ("billion laughs", merge keys, an
-alias inside itself) are refused before anything is built, in milliseconds and little memory; a
-row's metadata is at most 16 KiB of JSON. A plain anchor used once stays a convenience."""
+"""Manifests that would exhaust the machine or reach past their folder: YAML alias bombs ("billion
+laughs", an alias inside itself) are refused before anything is built, in milliseconds and little
+memory; a row's metadata is at most 16 KiB of JSON; a plain anchor stays a convenience; a local
+reference image must lie under the manifest's folder or an explicit --refs-root."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import tracemalloc
 from pathlib import Path
@@ -14,9 +16,10 @@ import pytest
 
 import pipeline.manifest as manifest
 from pipeline.manifest import MAX_METADATA_BYTES, ManifestError, load_manifest
-from tests.harness import cli_env, run_args, run_cli
+from tests.harness import REPO, check_books, cli_env, ledger, run_args, run_cli
 
 BROKEN = Path(__file__).parent / "manifests" / "broken"
+REFS = REPO / "manifests" / "refs"
 BOMBS = ["alias_bomb_defaults.yaml", "alias_bomb_row.yaml", "alias_loop.yaml"]
 
 
@@ -106,3 +109,57 @@ def test_metadata_is_at_most_16_kib_of_json_a_row(tmp_path, monkeypatch, kind, f
     assert (issue.row, issue.field) == (2, "notes")
     assert issue.problem == f"metadata is {MAX_METADATA_BYTES + 1} bytes of JSON, at most 16384 (16 KiB) a row"
     assert "put large data elsewhere" in issue.hint
+
+
+# --- reference images outside the manifest's folder ---------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path):
+    """proj/m.yaml names an image in its folder, one through a symlink that leads out of it, and
+    one up and out by path; imgs/ holds the two outside."""
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "imgs").mkdir()
+    shutil.copy(REFS / "paper-texture.png", tmp_path / "proj" / "paper.png")
+    shutil.copy(REFS / "koi.png", tmp_path / "imgs" / "koi.png")
+    (tmp_path / "proj" / "link.png").symlink_to(tmp_path / "imgs" / "koi.png")
+    manifest = tmp_path / "proj" / "m.yaml"
+    manifest.write_text("jobs:\n"
+                        "  - prompt: paper in the manifest's folder\n    reference_images: [paper.png]\n"
+                        "  - prompt: koi through a symlink\n    reference_images: [link.png]\n"
+                        "  - prompt: koi up and out\n    reference_images: [../imgs/koi.png]\n")
+    return manifest
+
+
+def test_an_image_that_resolves_outside_the_manifests_folder_needs_refs_root(project, tmp_path):
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(project)
+    issues = caught.value.issues
+    koi = tmp_path / "imgs" / "koi.png"
+    assert [(i.row, i.field) for i in issues] == [(2, "reference_images"), (3, "reference_images")]
+    assert issues[0].problem == f"link.png: resolves to {koi}, outside the manifest's folder ({tmp_path / 'proj'})"
+    assert issues[1].problem.startswith(f"../imgs/koi.png: resolves to {koi}, outside")
+    assert all("move it there, or pass --refs-root DIR" in i.hint for i in issues)
+    rows = load_manifest(project, refs_root=tmp_path / "imgs")  # the manifest's folder stays allowed
+    assert rows["reference_images"].to_list() == [[str(tmp_path / "proj" / "paper.png")], [str(koi)], [str(koi)]]
+    with pytest.raises(ManifestError, match="--refs-root .* is not a folder"):
+        load_manifest(project, refs_root=tmp_path / "nothere")
+
+
+def test_plan_and_run_take_refs_root(emulator_thread, project, tmp_path):
+    emu = emulator_thread()
+    env = cli_env(emu.base_url)
+    out = tmp_path / "run"
+    plan = ["plan", str(project), "--ledger", str(out / "ledger.parquet")]
+    for args in (plan, run_args(project, out)):
+        refused = run_cli(*args, env=env, cwd=tmp_path)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert f"{project}:2: reference_images: link.png: resolves to " in refused.stderr
+        assert "or pass --refs-root DIR" in refused.stderr and "Traceback" not in refused.stderr
+    assert emu.stats()["requests"] == {} and emu.stats()["uploads"] == 0
+    planned = run_cli(*plan, "--refs-root", str(tmp_path / "imgs"), env=env, cwd=tmp_path)
+    assert planned.returncode == 0 and "to submit: 3 new" in planned.stdout, planned.stdout + planned.stderr
+    done = run_cli(*run_args(project, out, "--refs-root", str(tmp_path / "imgs")), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert emu.stats()["uploads"] == 2  # paper and koi, each once
+    check_books(emu.stats(), ledger(out), in_flight_ok=False)
