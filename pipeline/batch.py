@@ -54,6 +54,7 @@ class BatchSettings:
     emulator_credits: int = 1_000_000
     job_timeout: float | None = 1800.0  # seconds a job may generate before it is left for the next run
     dialect: tuple[str, ...] = ()  # with emulate: the emulator answers like these variants of the API
+    refs_root: Path | str | None = None  # local reference images may also lie under it, not only in the manifest's folder
     notify_retry_delay: float = 1.0  # first wait before a notification is sent again
 
 
@@ -78,7 +79,7 @@ async def _balance(config) -> int | None:
 
 
 def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_failed: bool = False,
-               emulate: bool = False, check_balance: bool = True) -> BatchSummary:
+               emulate: bool = False, check_balance: bool = True, refs_root: Path | str | None = None) -> BatchSummary:
     """Price a manifest against its ledger and (with an API key) the account's balance; submits
     nothing. `summary.plan` holds the row-by-row Plan."""
     from pipeline.api.client import ApiError
@@ -93,7 +94,7 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
     manifest = Path(manifest)
     ledger_path = Path(ledger or (EMULATED_OUT if emulate else REAL_OUT) / LEDGER_NAME)
     try:
-        rows = load_manifest(manifest)
+        rows = load_manifest(manifest, refs_root=refs_root)
     except ManifestError as exc:
         return refused_summary("plan", manifest, EXIT_BAD_INPUT, f"the manifest has problems; nothing was submitted\n{exc}",
                                started_at=started, emulated=emulate, ledger_path=ledger_path, out_dir=None)
@@ -169,7 +170,7 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
         return refused(EXIT_BAD_INPUT, "no API key: set APIFRAME_API_KEY in the environment or in .env, "
                        "or add --emulate to try the batch on the built-in emulator (no credits spent)")
     try:
-        rows = load_manifest(manifest)
+        rows = load_manifest(manifest, refs_root=settings.refs_root)
     except ManifestError as exc:
         return refused(EXIT_BAD_INPUT, f"the manifest has problems; nothing was submitted\n{exc}")
     try:
@@ -251,8 +252,9 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
 
 def _arm_deadline(runner, deadline) -> list[asyncio.TimerHandle]:
     """At the deadline the run stops (rows still generating stay in flight for the next run).
-    Submits stop a moment before, so those already sent bring back their job_id first."""
-    if deadline is None:
+    Submits stop a moment before, so those already sent bring back their job_id first. A run with
+    nothing to do has nothing a deadline could cut: it is not armed, and the run ends with exit 0."""
+    if deadline is None or runner.plan.to_run(longest_first=False).is_empty():
         return []
     from pipeline.runner import STOP_GRACE_S
 

@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--retry-failed", action="store_true", help="count FAILED rows as new attempts")
     plan.add_argument("--emulate", action="store_true", help=f"use the emulator's ledger ({EMULATED_OUT})")
     plan.add_argument("--all", action="store_true", help="list every row, not just the first 40")
+    _refs_root_argument(plan)
 
     run = sub.add_parser("run", help="submit, track and download every row the ledger has not finished")
     run.add_argument("manifest", type=Path)
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-file", type=Path, metavar="PATH",
                      help="write Prometheus metrics of the run to PATH (atomically) for node_exporter's "
                           "textfile collector: last run, last success, credits, rows, requests")
+    _refs_root_argument(run)
     run.add_argument("--notify-retry-delay", type=float, default=1.0, help=argparse.SUPPRESS)
     run.add_argument("--poll-interval", type=float, default=1.0, help=argparse.SUPPRESS)
     run.add_argument("--rate-period", type=float, default=60.0, help=argparse.SUPPRESS)
@@ -147,11 +149,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refs_root_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--refs-root", type=Path, metavar="DIR",
+                        help="local reference images may also lie under DIR (else only under the manifest's folder)")
+
+
 def _scope_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ledger", type=Path, default=REAL_OUT / LEDGER_NAME)
     parser.add_argument("--run", default="last", metavar="ID|last|all",
                         help="the rows a run last changed: a run id, last (default) or all")
     parser.add_argument("--manifest", type=Path, help="only the rows of this manifest")
+
+
+class ReaderGone:
+    """A standard stream whose reader may leave early (`videobatch run ... | head -1`): the run
+    must still finish and be recorded, so a broken pipe (EPIPE) never raises. Once the reader is
+    gone the descriptor is pointed at /dev/null, and what is printed after goes nowhere."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._discard()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._discard()
+
+    def _discard(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+        with contextlib.suppress(BrokenPipeError):
+            self._stream.flush()  # what the buffer still holds goes to /dev/null, not to a second EPIPE at exit
+
+    def __getattr__(self, name: str):  # isatty, fileno, encoding ...: the stream's own
+        return getattr(self._stream, name)
 
 
 def _error(message: str) -> None:
@@ -215,7 +256,8 @@ def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     from pipeline.batch import plan_batch
 
-    summary = plan_batch(args.manifest, ledger=args.ledger, retry_failed=args.retry_failed, emulate=args.emulate)
+    summary = plan_batch(args.manifest, ledger=args.ledger, retry_failed=args.retry_failed, emulate=args.emulate,
+                         refs_root=args.refs_root)
     if summary.plan is None:
         _error(summary.error)
         return summary.exit_code
@@ -252,12 +294,14 @@ class Interrupts:
         self.runner = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def install(self) -> None:
+    def install(self, *, after_polars: bool = True) -> None:
         # Polars, on import, hooks SIGINT below Python and then turns a Ctrl-C that lands during
         # any of its queries into a KeyboardInterrupt (pola-rs/polars#20961): a first Ctrl-C
         # during a checkpoint would crash the run instead of stopping it. Installed after the
-        # import, our handler replaces that hook.
-        import polars  # noqa: F401
+        # import, our handler replaces that hook. `after_polars=False` is the first install, at
+        # start-up, before anything is imported: the run installs again once polars is in.
+        if after_polars:
+            import polars  # noqa: F401
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self)
@@ -271,12 +315,12 @@ class Interrupts:
         self.loop.call_soon_threadsafe(self.runner.interrupt, name)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
     from pipeline.store.atomic import write_text_atomic
     from pipeline.batch import BatchSettings, run_batch
 
     to_stdout = args.summary_json == "-"
-    interrupts = Interrupts()
+    interrupts = interrupts or Interrupts()
     interrupts.install()
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(BatchSettings)}
     # With --summary-json -, standard output carries the JSON alone; the usual text goes to stderr.
@@ -404,12 +448,32 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    interrupts = None
+    if argv[:1] == ["run"]:
+        # Before the imports, the manifest, the ledger and the emulator: a signal during start-up
+        # ends the run as one during the run does (exit 3, one line), never in a traceback.
+        interrupts = Interrupts()
+        interrupts.install(after_polars=False)
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = ReaderGone(sys.stdout), ReaderGone(sys.stderr)
+    try:
+        return _command(argv, interrupts)
+    finally:
+        sys.stdout.flush()  # here, not at exit, where a reader gone would turn exit 0 into 120
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = streams
+
+
+def _command(argv: list[str], interrupts: Interrupts | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "emulator":
         from pipeline.emulator import cli as emulator_cli
 
         return emulator_cli.run(args)
-    handler = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "report": cmd_report,
+    if args.command == "run":
+        return cmd_run(args, interrupts)
+    handler = {"plan": cmd_plan, "status": cmd_status, "report": cmd_report,
                "review": cmd_review, "export": cmd_export}[args.command]
     return handler(args)
 

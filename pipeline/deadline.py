@@ -69,6 +69,16 @@ class Deadline:
 def parse_deadline(text: str, now: datetime | None = None) -> Deadline:
     """A Deadline from `07:00`, `6h`/`90m`, or an ISO timestamp. DeadlineError says what to write."""
     now = now or datetime.now().astimezone()
+    try:
+        return _parse(text, now)
+    except (OverflowError, ValueError) as exc:  # 99999999h, year 10000, year 0: past what datetime holds
+        if isinstance(exc, DeadlineError):
+            raise
+        raise DeadlineError(f"--deadline {text!r}: out of range (the latest moment is {datetime.max.year}-12-31); "
+                            f"use {HELP}") from None
+
+
+def _parse(text: str, now: datetime) -> Deadline:
     given = text.strip()
     clock = _CLOCK.match(given)
     if clock:

@@ -26,6 +26,10 @@ from pipeline.store.runs import read_runs
 from pipeline.store.schema import DOWNLOADED
 from pipeline.scope import rows_in_scope, scope_filter
 
+# A spreadsheet reads a cell that starts with one of these as a formula (CSV injection). OWASP's
+# advice: prefix such a cell with a single quote, so it shows as text. approved.json keeps the exact values.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
 SIDECAR_FIELDS = ("job_key", "file", "prompt", "duration", "aspect_ratio", "model", "metadata", "credits_charged",
                   "credits_estimated", "sha256", "reviewer", "note", "approved_at", "manifest", "row", "run_id")
 
@@ -46,6 +50,13 @@ def approved_rows(ledger_path: Path, run: str, manifest: Path | None) -> pl.Data
     reviewed = with_review(rows, read_decisions(ledger_path))
     return reviewed.filter((pl.col("review_decision") == APPROVE) & (pl.col("status") == DOWNLOADED)).sort(
         "manifest", "row", "variation", nulls_last=True)
+
+
+def spreadsheet_safe(value):
+    """A CSV cell a spreadsheet shows as text, never runs: see FORMULA_STARTS. Numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _place(source: Path, target: Path) -> bool:
@@ -96,7 +107,8 @@ def export_approved(ledger_path: Path, dest: Path, *, run: str = "last", manifes
     writer = csv.DictWriter(buffer, fieldnames=SIDECAR_FIELDS)
     writer.writeheader()
     for record in records:
-        writer.writerow({**record, "metadata": json.dumps(record["metadata"], ensure_ascii=False, sort_keys=True),
-                         "note": record["note"] or "", "reviewer": record["reviewer"] or ""})
+        cells = {**record, "metadata": json.dumps(record["metadata"], ensure_ascii=False, sort_keys=True),
+                 "note": record["note"] or "", "reviewer": record["reviewer"] or ""}
+        writer.writerow({name: spreadsheet_safe(value) for name, value in cells.items()})
     write_text_atomic(dest / "approved.csv", buffer.getvalue(), mode=0o666)
     return Exported(dest=dest, clips=len(records), linked=linked, copied=copied, missing=missing)

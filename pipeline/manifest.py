@@ -24,6 +24,7 @@ import gc
 import hashlib
 import io
 import json
+import math
 import re
 from dataclasses import dataclass
 from json.encoder import encode_basestring as _json_text  # json.dumps(ensure_ascii=False)'s own
@@ -40,10 +41,23 @@ KNOWN_FIELDS = ("prompt", "duration", "aspect_ratio", "reference_images", "model
 MAX_COUNT = 100
 MAX_IMAGE_BYTES = 25 * 1024 * 1024
 MAX_SHOWN_ISSUES = 50
+# Metadata labels a clip (campaign, owner, tags); it is copied into the ledger with every attempt
+# and into every export. 16 KiB of JSON a row holds any honest label set.
+MAX_METADATA_BYTES = 16 * 1024
+# YAML aliases (`*name`) repeat a node without repeating its text: nine aliases of nine aliases
+# ... ("billion laughs") make gigabytes of a 1 KB file. So a row may expand to at most this once
+# its aliases are written out, and the whole file to at most EXPANSION_FACTOR times its own size.
+MAX_ROW_EXPANDED = 64 * 1024
+EXPANSION_FACTOR = 16
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # \Z: "$" lets a trailing newline in
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
 _IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
                 (b"GIF89a", "GIF"))
+# What an anchor (`&name`) and an alias (`*name`) look like, to skip the alias check when a file
+# has none ("salt & pepper" has no anchor). A literal first keeps the search at memchr speed.
+_ANCHOR = re.compile(r"&[^\s\[\]{},]")
+_ALIAS = re.compile(r"\*[^\s\[\]{},]")
+_MERGE = "tag:yaml.org,2002:merge"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
 
 COLUMNS: dict[str, pl.DataType] = {
@@ -98,7 +112,17 @@ def _decode(data: bytes, file: str) -> str:
 
 def _read_yaml(text: str, file: str) -> tuple[dict[str, Any], list[tuple[int, Any]]]:
     try:
-        doc = yaml.load(text, Loader=_Loader)
+        loader = _Loader(text)  # yaml.load's own steps, with the aliases checked in between
+        try:
+            node = loader.get_single_node()
+            if node is not None and _ALIAS.search(text) and _ANCHOR.search(text):  # else nothing can expand
+                _check_expansion(node, len(text), file)
+            doc = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except RecursionError:
+        raise ManifestError(file, [ManifestIssue(file, None, None, "nested too deeply to read",
+                                                 "write jobs as flat `field: value` mappings")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
@@ -123,6 +147,81 @@ def _read_yaml(text: str, file: str) -> tuple[dict[str, Any], list[tuple[int, An
         raise ManifestError(file, [ManifestIssue(file, None, "defaults", "expected a mapping",
                                                  "write `defaults:` as field: value lines")])
     return defaults, list(enumerate(jobs, start=1))
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, float], open_nodes: set[int]) -> float:
+    """At most the characters `node` stands for once every alias in it is written out. Memoised
+    by node, so the walk is linear in the nodes however far they expand; a node that contains
+    itself is endless (inf). A merge key (`<<: [*a, *a]`) adds each mapping it merges once: the
+    merged keys are a union, which that bounds."""
+    if node.__class__ is yaml.ScalarNode:
+        return len(node.value) + 2
+    key = id(node)
+    size = sizes.get(key)
+    if size is not None:
+        return size
+    if key in open_nodes:
+        return math.inf
+    open_nodes.add(key)
+    if node.__class__ is yaml.MappingNode:
+        size = 2
+        for name, value in node.value:
+            size += _expanded_size(name, sizes, open_nodes)
+            if name.tag == _MERGE and value.__class__ is yaml.SequenceNode:
+                merged = {id(item): item for item in value.value}.values()
+                size += 2 + sum(_expanded_size(item, sizes, open_nodes) for item in merged)
+            else:
+                size += _expanded_size(value, sizes, open_nodes)
+    else:
+        size = 2 + sum(_expanded_size(item, sizes, open_nodes) for item in node.value)
+    open_nodes.discard(key)
+    sizes[key] = size
+    return size
+
+
+def _check_expansion(doc: yaml.Node, text_size: int, file: str) -> None:
+    """Refuse, before anything is built, a YAML file whose aliases expand past MAX_ROW_EXPANDED in
+    a row or past EXPANSION_FACTOR times the file in all; name the row and its largest field."""
+    sizes: dict[int, float] = {}
+    open_nodes: set[int] = set()
+    budget = EXPANSION_FACTOR * text_size + MAX_ROW_EXPANDED
+    sections = [(key.value if isinstance(key, yaml.ScalarNode) else str(key.tag), value)
+                for key, value in doc.value] if isinstance(doc, yaml.MappingNode) else [("jobs", doc)]
+    # (row, field, node): each job is a row; `defaults:` is one too; any other section is its own field.
+    places: list[tuple[int | str | None, str | None, yaml.Node]] = []
+    for name, section in sections:
+        if name == "jobs" and isinstance(section, yaml.SequenceNode):
+            places.extend((row, None, job) for row, job in enumerate(section.value, start=1))
+        else:
+            places.append(("defaults", None, section) if name == "defaults" else (None, name, section))
+    issues, total = [], 0.0
+    for row, field, node in places:
+        size = _expanded_size(node, sizes, open_nodes)
+        total += size
+        if size <= MAX_ROW_EXPANDED and total <= budget:
+            continue
+        if field is None and isinstance(node, yaml.MappingNode) and node.value:
+            key, _ = max(node.value, key=lambda pair: _expanded_size(pair[1], sizes, open_nodes))
+            field = key.value if isinstance(key, yaml.ScalarNode) else None
+        if size == math.inf:
+            problem = "a YAML alias (*name) in it refers to the value that holds it: it never ends"
+        else:
+            over = (f"over the {MAX_ROW_EXPANDED // 1024} KiB a row may take" if size > MAX_ROW_EXPANDED
+                    else f"and the file so far {int(total)}, over {EXPANSION_FACTOR} times its own size")
+            problem = f"{int(size)} characters once its YAML aliases (*name) are written out, {over}"
+        issues.append(ManifestIssue(
+            file, row, field, problem,
+            f"write the values out, or shorten them (metadata may be at most {MAX_METADATA_BYTES // 1024} KiB "
+            "of JSON a row); aliases are for repeating a small value"))
+        if total > budget or len(issues) >= MAX_SHOWN_ISSUES:
+            break
+    if issues:
+        raise ManifestError(file, issues)
+
+
+def metadata_too_big(text: str) -> bool:
+    """Whether a row's metadata JSON passes MAX_METADATA_BYTES (UTF-8 takes at most 4 bytes a character)."""
+    return len(text) * 4 > MAX_METADATA_BYTES and len(text.encode()) > MAX_METADATA_BYTES
 
 
 def _read_csv(text: str, file: str) -> tuple[list[str], list[tuple[int, list[str] | str]]]:
@@ -183,10 +282,14 @@ def _csv_job(header: list[str], cells: list[str] | str) -> dict[str, str] | str:
 class _Checker:
     """Validates and normalizes rows; caches what repeats (field-name sets, local image files)."""
 
-    def __init__(self, file: str, folder: Path, from_csv: bool):
+    def __init__(self, file: str, folder: Path, from_csv: bool, image_folders: tuple[Path, ...] | None = None):
         self.file = file
         self.folder = folder
         self.from_csv = from_csv
+        # Local images must resolve (symlinks followed) under one of these folders, the manifest's
+        # and --refs-root: a manifest someone else wrote cannot make a run upload ~/.ssh/id_rsa as
+        # a "reference image". None: not confined (a review edit re-checks images its ledger row holds).
+        self.image_folders = image_folders
         self.issues: list[ManifestIssue] = []
         self._field_sets: dict[frozenset, tuple[list[str], list[tuple[str, str]]]] = {}
         self._images: dict[str, tuple[str | None, str | None]] = {}  # path text -> (abs path, sha) or error
@@ -282,11 +385,17 @@ class _Checker:
             if name not in KNOWN_FIELDS and name not in job:
                 metadata.setdefault(str(name), value)
 
+        metadata_text = json.dumps(metadata, sort_keys=True, ensure_ascii=False, default=str)
+        if metadata_too_big(metadata_text):
+            biggest = max(metadata, key=lambda name: len(json.dumps(metadata[name], ensure_ascii=False, default=str)))
+            self.issue(row_no, biggest, f"metadata is {len(metadata_text.encode())} bytes of JSON, at most "
+                                        f"{MAX_METADATA_BYTES} ({MAX_METADATA_BYTES // 1024} KiB) a row",
+                       "keep metadata to short labels; put large data elsewhere and refer to it by id or URL")
         if len(self.issues) > start:
             return None
         return {"model": model.name, "prompt": prompt, "duration": duration, "aspect_ratio": aspect,
                 "reference_images": refs, "ref_ids": ref_ids, "id": job_id, "count": count,
-                "metadata": json.dumps(metadata, sort_keys=True, ensure_ascii=False, default=str),
+                "metadata": metadata_text,
                 "credits": model.credits_for(duration) if duration in model.credits else 0}
 
     def _duration(self, row_no: int, value: Any, model) -> int | None:
@@ -353,12 +462,24 @@ class _Checker:
             self._images[text] = self._inspect_image(text)
         path, digest = self._images[text]
         if digest is None:
-            self.issue(row_no, "reference_images", path, "fix the path (relative to the manifest's folder)")
+            self.issue(row_no, "reference_images", path, self._image_hint)
             return None
         return path, digest
 
+    @property
+    def _image_hint(self) -> str:
+        if self.image_folders is None:
+            return "fix the path (relative to the manifest's folder)"
+        return ("fix the path (relative to the manifest's folder); an image must lie under the manifest's "
+                "folder: move it there, or pass --refs-root DIR naming a folder that holds it")
+
     def _inspect_image(self, text: str) -> tuple[str, str | None]:
         path = (self.folder / text).resolve()
+        folders = self.image_folders
+        if folders is not None and not any(path.is_relative_to(folder) for folder in folders):
+            where = " or ".join(map(str, folders))
+            return f"{text}: resolves to {path}, outside the manifest's folder{' and --refs-root' * (len(folders) > 1)} " \
+                   f"({where})", None
         if not path.is_file():
             return f"{text}: no such file ({path})", None
         size = path.stat().st_size
@@ -449,21 +570,25 @@ def job_key_for(job_id: str | None, variation: int, digest: str, name: str) -> s
 FAST_PATH = True
 
 
-def load_manifest(path: str | Path) -> pl.DataFrame:
-    """Read, check and expand a manifest; raise ManifestError listing every problem."""
+def load_manifest(path: str | Path, *, refs_root: str | Path | None = None) -> pl.DataFrame:
+    """Read, check and expand a manifest; raise ManifestError listing every problem. Local
+    reference images must lie under the manifest's own folder, or under `refs_root`."""
     enabled = gc.isenabled()
     # A big manifest makes millions of objects and no reference cycles: cyclic collections would
     # only rescan them, over and over (a third of a 100,000-row CSV's load, most of a YAML's).
     gc.disable()
     try:
-        return _load_manifest(Path(path))
+        return _load_manifest(Path(path), Path(refs_root) if refs_root is not None else None)
     finally:
         if enabled:
             gc.enable()
 
 
-def _load_manifest(path: Path) -> pl.DataFrame:
+def _load_manifest(path: Path, refs_root: Path | None) -> pl.DataFrame:
     file = str(path)
+    if refs_root is not None and not refs_root.is_dir():
+        raise ManifestError(file, [ManifestIssue(file, None, None, f"--refs-root {refs_root} is not a folder",
+                                                 "name the folder that holds the reference images")])
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -484,7 +609,9 @@ def _load_manifest(path: Path) -> pl.DataFrame:
     else:
         raise ManifestError(file, [ManifestIssue(file, None, None, f"unknown manifest type {suffix!r}",
                                                  "name it .yaml, .yml or .csv")])
-    checker = _Checker(file, path.resolve().parent, from_csv=suffix == ".csv")
+    folder = path.resolve().parent
+    checker = _Checker(file, folder, from_csv=suffix == ".csv",
+                       image_folders=(folder,) if refs_root is None else (folder, refs_root.resolve()))
     if not jobs:
         checker.issue(None, "jobs", "no jobs", "list at least one job with a prompt")
     for name, value in defaults.items():

@@ -31,6 +31,7 @@ from pipeline.manifest import (
     _Checker,
     _json_text,
     _request_parts,
+    metadata_too_big,
     request_hash,
 )
 from pipeline.models import MODELS
@@ -154,6 +155,8 @@ class Rows:
         if metadata is None:
             metadata = json.dumps({name: cells[i] for name, i in self.csv_extra if cells[i].strip() != ""},
                                   sort_keys=True, ensure_ascii=False, default=str)
+            if metadata_too_big(metadata):
+                return None  # the full check says so, naming the field
             if len(self.metadata_texts) < _MEMO_LIMIT:
                 self.metadata_texts[values] = metadata
         return template, prompt, job_id, metadata
@@ -207,6 +210,8 @@ class Rows:
             text = json.dumps(metadata, sort_keys=True, ensure_ascii=False)
         except (TypeError, ValueError, RecursionError):
             return None
+        if metadata_too_big(text):
+            return None  # the full check says so, naming the field
         return template, text
 
     def yaml_row(self, job: Any) -> tuple[Template, str, str | None, str] | None:

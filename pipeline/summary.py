@@ -169,14 +169,18 @@ def paths_of(ledger_path: Path, out_dir: Path | None, log_path: Path | None) -> 
             "videos": str(Path(out_dir).absolute() / "videos") if out_dir else None}
 
 
-def _unfinished_reason(status: str | None, job_id: str | None, stop_reason: str | None) -> str:
-    from pipeline.store.schema import COMPLETED, PROCESSING, SUBMITTED
+def _unfinished_reason(status: str | None, job_id: str | None, intent: str | None, stop_reason: str | None) -> str:
+    from pipeline.store.schema import COMPLETED, PENDING, PROCESSING, SUBMITTED
+    from pipeline.transitions import SENT_NO_ANSWER
 
     if status in (SUBMITTED, PROCESSING):
         return f"still generating as job {job_id}: the next run follows it"
     if status == COMPLETED:
         return "generated, not downloaded yet: the next run downloads it"
-    return "not submitted" + (f": {stop_reason}" if stop_reason else "")
+    # A journaled intent (its Idempotency-Key) is durable before its request leaves: the run
+    # stopped while the request was out, or an earlier one did. Either way a job may exist.
+    said = SENT_NO_ANSWER if status == PENDING and intent else "not submitted"
+    return said + (f": {stop_reason}" if stop_reason else "")
 
 
 def run_summary(result, plan, ledger, *, manifest: Path, emulated: bool, deadline,
@@ -190,9 +194,9 @@ def run_summary(result, plan, ledger, *, manifest: Path, emulated: bool, deadlin
     from pipeline.plan import SKIP
     from pipeline.store.schema import FINAL, PENDING, STATUSES
 
-    now = ledger.rows(plan.rows["job_key"], ["status", "attempts", "job_id"]).select(
+    now = ledger.rows(plan.rows["job_key"], ["status", "attempts", "job_id", "idempotency_key"]).select(
         "job_key", pl.col("status").alias("now_status"), pl.col("attempts").alias("now_attempts"),
-        pl.col("job_id").alias("now_job_id"))
+        pl.col("job_id").alias("now_job_id"), pl.col("idempotency_key").alias("now_intent"))
     rows = (plan.rows.select("job_key", "manifest", "row", "action")
             .join(now, on="job_key", how="left")
             .with_columns(pl.col("now_status").fill_null(PENDING), pl.col("now_attempts").fill_null(0)))
@@ -208,9 +212,11 @@ def run_summary(result, plan, ledger, *, manifest: Path, emulated: bool, deadlin
     failed = [{**{k: v for k, v in r.items() if k != "job_id"}, "error": reasons[r["job_key"]] or None}
               for r in listed(rows.filter(pl.col("job_key").is_in(list(reasons))).sort("job_key"))]
     left_by_runner = dict(result.unfinished)
+    still_open = rows.filter((pl.col("action") != SKIP) & ~pl.col("now_status").is_in(FINAL))
+    intents = dict(zip(still_open["job_key"].to_list(), still_open["now_intent"].to_list()))
     unfinished = [{**r, "reason": left_by_runner.get(r["job_key"])
-                   or _unfinished_reason(r["status"], r["job_id"], result.stop_reason)}
-                  for r in listed(rows.filter((pl.col("action") != SKIP) & ~pl.col("now_status").is_in(FINAL)))]
+                   or _unfinished_reason(r["status"], r["job_id"], intents[r["job_key"]], result.stop_reason)}
+                  for r in listed(still_open)]
     skipped = plan.counts.get(SKIP, 0)
     stopped_by_deadline = bool(result.stop_reason and result.stop_reason.startswith("deadline"))
     return BatchSummary(

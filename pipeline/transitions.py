@@ -18,7 +18,9 @@ and nothing is submitted under a new key while an earlier key may have made a jo
 | submit 402                                     | LEAVE, stop submitting                         |
 | submit 401/403                                 | LEAVE, stop the run                            |
 | submit 409                                     | REPLAY same key after a pause, then LEAVE      |
-| submit timeout / 5xx / other / our exception   | LEAVE (intent kept)                            |
+| submit timeout / 5xx / other / our exception   | LEAVE (intent kept): "sent, answer not         |
+|                                                | received"                                      |
+| submit never connected (refused, unreachable)  | LEAVE (intent kept): "not submitted"           |
 | job QUEUED / PROCESSING                        | TRACK                                          |
 | job COMPLETED, result readable                 | DOWNLOAD                                       |
 | job COMPLETED, expired                         | FAIL (expired; --retry-failed makes it again)  |
@@ -46,7 +48,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, Iterable
 
-from pipeline.api.client import AuthError, Conflict, InsufficientCredits, RejectedRequest
+from pipeline.api.client import AuthError, Conflict, InsufficientCredits, RejectedRequest, TransientError
 from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, PROCESSING, REJECTED, SUBMITTED
 from pipeline.summary import ExitCode
 from pipeline.api.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time, result_url
@@ -56,6 +58,8 @@ KEY_LIFETIME_S = 24 * 3600  # "Replaying the same key within 24 hours returns th
 # first send and now) before no comparison between them is trusted to make a new key.
 CLOCK_MARGIN_S = 3600.0
 REPLAY_WINDOW_S = KEY_LIFETIME_S - CLOCK_MARGIN_S  # 23 h
+# What a summary says of a submit that left without an answer coming back: a job may exist.
+SENT_NO_ANSWER = "sent, answer not received (the next run asks again under the same Idempotency-Key)"
 
 
 class Step(StrEnum):
@@ -82,6 +86,7 @@ class SubmitError(StrEnum):
     AUTH = "auth"  # 401/403
     CONFLICT = "conflict"  # 409: a request under this key may still be in flight
     UNCERTAIN = "uncertain"  # timeout, 5xx after retries, any other answer, our own exception
+    UNSENT = "unsent"  # no try got a connection: the request never left this machine
 
 
 class ReadError(StrEnum):
@@ -146,6 +151,8 @@ def submit_error(exc: Exception) -> SubmitError:
                         (AuthError, SubmitError.AUTH), (Conflict, SubmitError.CONFLICT)):
         if isinstance(exc, kind):
             return error
+    if isinstance(exc, TransientError) and not exc.reached:
+        return SubmitError.UNSENT
     return SubmitError.UNCERTAIN
 
 
@@ -171,7 +178,10 @@ def after_submit(row: Row, answer: dict[str, Any] | None, error: SubmitError | N
     if error is SubmitError.CONFLICT:
         return _uncertain(row, limits.replays, Step.REPLAY,
                           "409: a request under this Idempotency-Key is still being processed")
-    return Decision(Step.LEAVE, {}, f"submit did not get through: {detail}")
+    if error is SubmitError.UNSENT:
+        return Decision(Step.LEAVE, {}, f"not submitted: {detail}")
+    # The request may have made a job: the intent stays, and the next run asks under its key.
+    return Decision(Step.LEAVE, {}, f"{SENT_NO_ANSWER}: {detail}")
 
 
 # -- job reads --

@@ -33,7 +33,10 @@ def test_deadline_spellings(given, expected):
 
 @pytest.mark.parametrize("given, says", [
     ("25:00", "not a clock time"), ("soon", "not understood"), ("0m", "longer than zero"),
-    ("2026-11-24T21:00", "already passed"),
+    ("2026-11-24T21:00", "already passed"), ("-5h", "not understood"),
+    # Past what a datetime holds: bad input said in one line, never an OverflowError.
+    ("99999999h", "out of range"), ("99999999999999999999999s", "out of range"),
+    ("+10000-01-01T00:00", "not understood"),
 ])
 def test_bad_deadlines_say_what_to_write(given, says):
     with pytest.raises(DeadlineError, match=says):

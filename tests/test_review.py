@@ -7,6 +7,7 @@ import csv
 import http.client
 import json
 import re
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -34,10 +35,16 @@ def batch_jobs() -> list[dict]:
     return [
         {"id": "hero", "prompt": "A red kite over a windy <b>beach</b>", "campaign": "spring", "owner": "ana"},
         {"id": "koi", "prompt": "Neon koi fish swimming through a night-time city street", "duration": 10,
-         "aspect_ratio": "9:16", "reference_images": [str(KOI_PNG)]},
+         "aspect_ratio": "9:16", "reference_images": ["koi.png"]},
         {"id": "boat", "prompt": "A paper boat in a puddle", "aspect_ratio": "1:1"},
         {"id": "extra", "prompt": "Fog rolling over a quiet harbour", "aspect_ratio": "4:3"},
     ]
+
+
+@pytest.fixture(autouse=True)
+def koi_beside_the_manifest(tmp_path):
+    """batch_jobs() names koi.png beside the manifest: images must lie under the manifest's folder."""
+    shutil.copy(KOI_PNG, tmp_path / "koi.png")
 
 
 @pytest.fixture

@@ -292,7 +292,8 @@ def test_local_reference_images_are_uploaded_once_and_sent_as_urls(emulator_thre
         {"prompt": "koi one", "reference_images": [str(refs / "koi.png"), str(refs / "paper-texture.png")]},
         {"prompt": "koi two", "reference_images": [str(refs / "koi.png")], "count": 2},
     ])
-    done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+    # The images lie outside the manifest's folder: --refs-root names where they may.
+    done = run_cli(*run_args(manifest, tmp_path, "--refs-root", str(refs)), env=cli_env(emu.base_url), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert emu.stats()["uploads"] == 2  # one per distinct image content within a run
     for row in ledger(tmp_path).iter_rows(named=True):

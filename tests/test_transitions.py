@@ -36,6 +36,7 @@ SUBMITS = [
     ("401", None, t.SubmitError.AUTH, t.Step.LEAVE, None, t.Stop.RUN),
     ("409", None, t.SubmitError.CONFLICT, t.Step.REPLAY, None, t.Stop.NONE),
     ("timeout or 5xx", None, t.SubmitError.UNCERTAIN, t.Step.LEAVE, None, t.Stop.NONE),
+    ("never connected", None, t.SubmitError.UNSENT, t.Step.LEAVE, None, t.Stop.NONE),
 ]
 
 
@@ -203,6 +204,23 @@ def test_the_last_read_at_the_job_timeout(answer, error, step, status):
 ])
 def test_a_submits_exception_is_placed_in_the_table(exc, error):
     assert t.submit_error(exc) is error
+
+
+def unsent(message: str) -> TransientError:
+    error = TransientError(message)
+    error.reached = False
+    return error
+
+
+@pytest.mark.parametrize("error, says", [
+    (t.SubmitError.UNCERTAIN, "sent, answer not received (the next run asks again under the same Idempotency-Key): "),
+    (t.SubmitError.UNSENT, "not submitted: "),
+])
+def test_a_submit_left_without_an_answer_is_said_to_be_sent_and_one_that_never_connected_is_not(error, says):
+    assert t.submit_error(unsent("connection failed")) is t.SubmitError.UNSENT
+    decision = t.after_submit(t.Row(attempts=1), None, error, LIMITS, "POST /v2/videos/generate: no answer in time")
+    assert decision.step is t.Step.LEAVE and decision.fields == {}
+    assert decision.reason == says + "POST /v2/videos/generate: no answer in time"
 
 
 @pytest.mark.parametrize("statuses, left_failed, stopped, code, failed, unfinished", [

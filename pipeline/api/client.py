@@ -110,6 +110,10 @@ class NotFound(ApiError):
 class TransientError(ApiError):
     """5xx, timeouts, dropped connections: worth another try after a pause."""
 
+    # Whether the request may have reached the API. Only a connection never made (refused,
+    # unreachable, timed out while connecting) proves it did not; `_call` folds this over every try.
+    reached: bool = True
+
 
 class DownloadError(ApiError):
     """A download that cannot be used: wrong type, too large, cut short, or not a valid video."""
@@ -288,11 +292,12 @@ class ApiClient:
     ) -> Any:
         what = f"{method} {path.split('?')[0]}"
         limited = 0  # 429s in this call, for the backoff when one comes without a readable Retry-After
+        reached = False  # whether any try may have reached the API (TransientError.reached)
 
         async def paced_try() -> Any:
             """One try: 429s are waited out here. Costs nothing to wait; a storm slows the run
             down but never fails a job, so pacing is not a failure the retry policy counts."""
-            nonlocal limited
+            nonlocal limited, reached
             while True:
                 await self.gate.wait_turn()
                 try:
@@ -308,9 +313,16 @@ class ApiClient:
                         wait = self.retry.delay(limited)
                     self.gate.pause_until(time.monotonic() + wait)
                     self.on_retry(what, "429 rate limited", wait)
+                except TransientError as failure:  # a 429 (above) made nothing; this may have
+                    reached = reached or failure.reached
+                    raise
 
-        return await self.retry.run(paced_try, retry_on=(TransientError,), should_stop=self.should_stop,
-                                    on_retry=lambda exc, _failures, delay: self.on_retry(what, str(exc), delay))
+        try:
+            return await self.retry.run(paced_try, retry_on=(TransientError,), should_stop=self.should_stop,
+                                        on_retry=lambda exc, _failures, delay: self.on_retry(what, str(exc), delay))
+        except TransientError as failure:
+            failure.reached = reached  # the last try alone does not say whether an earlier one got there
+            raise
 
     async def _send(
         self,
@@ -418,6 +430,10 @@ def _transient_transport(timed_out: str, failed: str) -> Iterator[None]:
     saying `timed_out`, or `failed` with the aiohttp error's class name (its text can carry the URL)."""
     try:
         yield
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        error = TransientError(f"{failed} ({type(exc).__name__})")
+        error.reached = False  # no connection, so no request: nothing can have been made
+        raise error from None
     except asyncio.TimeoutError:
         raise TransientError(timed_out) from None
     except aiohttp.ClientError as exc:
