@@ -161,12 +161,14 @@ def _error(message: str) -> None:
 def _reads_ledger(command):
     """For the commands that read an existing ledger (status, report, review, export): no ledger at
     --ledger, a --run or --manifest it has no run of (ScopeError), or a damaged decisions file is
-    bad input, said in one line, with exit code 2."""
+    bad input, said in one line, with exit code 2; a damaged or unreadable ledger (StorageFault)
+    is said in one line too, with exit code 3."""
 
     @functools.wraps(command)
     def checked(args: argparse.Namespace) -> int:
         from pipeline.decisions import DecisionsCorrupt
         from pipeline.scope import ScopeError
+        from pipeline.store.faults import StorageFault
 
         if not args.ledger.exists():
             _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
@@ -176,6 +178,9 @@ def _reads_ledger(command):
         except (ScopeError, DecisionsCorrupt) as exc:
             _error(str(exc))
             return EXIT_BAD_INPUT
+        except StorageFault as exc:
+            _error(str(exc))
+            return EXIT_STOPPED
 
     return checked
 
