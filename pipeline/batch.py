@@ -85,6 +85,7 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
     from pipeline.config import load_api_config
     from pipeline.store.faults import StorageFault
     from pipeline.store.ledger import Ledger
+    from pipeline.store.runs import read_runs
     from pipeline.manifest import ManifestError, load_manifest
     from pipeline.decisions import DecisionsCorrupt, read_decisions
     from pipeline.review_plan import make_reviewed_plan
@@ -105,6 +106,7 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
                                ledger_path=ledger_path, out_dir=None)
     try:
         ledger = Ledger.open(ledger_path, readonly=True)  # read as the plan needs it, never whole
+        read_runs(ledger_path)  # a run would refuse a damaged runs table: the plan says so first
         plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=retry_failed, manifest=manifest.resolve())
     except StorageFault as exc:  # a damaged or unreadable ledger: named, never planned as empty
         return refused_summary("plan", manifest, EXIT_STOPPED, str(exc), started_at=started, emulated=emulate,
@@ -317,7 +319,10 @@ def _notify(summary: BatchSummary, settings: BatchSettings) -> None:
                           on_attempt=lambda n, error: log and log.event("notify", attempt=n, error=error))
     finally:
         if log is not None:
-            log.close()
+            try:
+                log.close()
+            except OSError as exc:  # the run log's disk is full: the notification still counts
+                summary.warnings.append(f"could not log the notification's attempts in {log.path}: {exc.strerror}")
     summary.notification = delivery.as_dict()
     if not delivery.delivered:
         summary.warnings.append(f"the notification was not delivered after {delivery.attempts} attempts "

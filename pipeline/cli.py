@@ -377,7 +377,9 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     from pipeline.http_server import stop_on_signals
     from pipeline.review_server import ReviewConfig, ReviewServer, new_token, serve
+    from pipeline.store.ledger import Ledger
 
+    Ledger.open(args.ledger, readonly=True).close()  # a damaged ledger is said now, not as a page's error
     config = ReviewConfig(ledger=args.ledger, run=args.run, manifest=args.manifest, out_dir=args.out,
                           host=args.host, port=args.port, reviewer=args.reviewer or getpass.getuser(),
                           token=new_token() if args.host else None)

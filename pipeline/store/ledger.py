@@ -220,6 +220,8 @@ class Ledger:
             self._parts = self._pin(store.list_parts(self.path)) if self.readonly else store.list_parts(self.path)
         check_parts(self.path, self._parts)
         self._stored_seq = max((p.last for p in self._parts), default=0)
+        # Parts first: a lost part explains seqs missing from the journal, so it is what is named.
+        check_against(mark, self.path, self._parts, self.journal_path, max((int(e["s"]) for e in entries), default=None))
         self._seq = self._stored_seq
         for entry in entries:
             seq = int(entry["s"])
@@ -232,7 +234,6 @@ class Ledger:
             self._apply(entry)
             self._seq = seq
         self._durable_seq = self._seq
-        check_against(mark, self.path, self._parts, self.journal_path, self._seq if self._seq > self._stored_seq else None)
         if self.readonly:
             return
         store.migrate_file(self.path, 0)  # no-op, or removes the old file a finished migration left

@@ -16,6 +16,7 @@ logarithmic in the small sizes and each merge bounded.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -163,21 +164,19 @@ def write_part(folder: Path, frame: pl.DataFrame, first: int, last: int) -> Part
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / part_name(first, last, frame.height)
     stored = frame.select(list(PART_SCHEMA)).cast(PART_SCHEMA)
-    replace_atomic(final, lambda out: write_parquet(stored, out, final),
+    replace_atomic(final, lambda out: write_parquet(stored, out),
                    temporary=folder / f".tmp-{os.getpid()}-{final.stem}.partial")  # no reader globbing *.parquet sees it
     return Part(final, first, last, frame.height, size=final.stat().st_size)
 
 
-def write_parquet(frame: pl.DataFrame, out, path: Path) -> None:
-    """frame.write_parquet(out), its OS errors raised as OSError (Polars wraps them in a ComputeError
-    whose text ends "(os error N)"), so a full disk is told as one."""
-    try:
-        frame.write_parquet(out, row_group_size=65_536)
-    except pl.exceptions.ComputeError as exc:
-        code = re.search(r"\(os error (\d+)\)", str(exc))
-        if code is None:
-            raise
-        raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from exc
+def write_parquet(frame: pl.DataFrame, out) -> None:
+    """frame.write_parquet(out), encoded in memory first and then written by Python, so the disk's
+    own error (ENOSPC, EROFS) reaches the caller as an OSError: Polars writing to a file object
+    turns it into a ComputeError that may not name it ("Invalid thrift: transport error").
+    The encoded part is compressed: a fraction of the frame already in memory."""
+    encoded = io.BytesIO()
+    frame.write_parquet(encoded, row_group_size=65_536)
+    out.write(encoded.getbuffer())
 
 
 def merge_candidates(parts: list[Part]) -> list[Part]:

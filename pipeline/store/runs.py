@@ -42,6 +42,6 @@ def append_run(ledger_path: str | Path, run: dict[str, Any]) -> None:
     row = pl.DataFrame([{name: run.get(name) for name in RUNS_SCHEMA}], schema=RUNS_SCHEMA, orient="row")
     table = pl.concat([read_runs(ledger_path), row])
     try:
-        replace_atomic(path, lambda out: write_parquet(table, out, path))
+        replace_atomic(path, lambda out: write_parquet(table, out))
     except OSError as exc:
         raise disk_fault(exc, path) from None
