@@ -48,15 +48,21 @@ def disk(tmp_path):
 # -- 1. a full disk never costs the journal --
 
 
+def full_disk_after(disk: SmallDisk, rows: int) -> tuple[Ledger, bytes]:
+    """A ledger on `disk` with `rows` rows durable in its journal, then the disk filled; and the journal's bytes."""
+    ledger = Ledger.open(disk.path / "ledger.parquet", run_id="r")
+    fill(ledger, rows)
+    ledger.commit_sync()
+    journal = ledger.journal_path.read_bytes()
+    disk.fill()
+    return ledger, journal
+
+
 def test_failed_checkpoint_keeps_the_journal_and_the_rows(disk):
     """The issue's reproduction, on a disk that is really full: the part cannot be written, so
     neither checkpoint() nor close() may drop a journal line."""
     path = disk.path / "ledger.parquet"
-    ledger = Ledger.open(path, run_id="r")
-    fill(ledger, 1)
-    ledger.commit_sync()
-    journal = ledger.journal_path.read_bytes()
-    disk.fill()
+    ledger, journal = full_disk_after(disk, 1)
     with pytest.raises(StorageFault, match=r"disk full .*free space there and run the same command again"):
         ledger.checkpoint()
     assert ledger.journal_path.read_bytes() == journal
@@ -109,11 +115,7 @@ def test_failed_async_checkpoint_puts_its_rows_back_with_what_came_after(disk):
 
 def test_failed_journal_write_leaves_no_half_line_and_every_later_commit_fails(disk):
     path = disk.path / "ledger.parquet"
-    ledger = Ledger.open(path, run_id="r")
-    fill(ledger, 2)
-    ledger.commit_sync()
-    journal = ledger.journal_path.read_bytes()
-    disk.fill()
+    ledger, journal = full_disk_after(disk, 2)
     ledger.record("big", status="PENDING", prompt="p" * 20_000)  # more than the journal's last page holds
 
     async def commit() -> None:
