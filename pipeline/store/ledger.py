@@ -37,6 +37,7 @@ import json
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,6 +57,11 @@ _TIME_FIELDS = frozenset(name for name, dtype in LEDGER_SCHEMA.items() if dtype 
 _FIELDS = frozenset(LEDGER_SCHEMA)
 READ_TRIES = 10  # a read-only open racing a writer's checkpoints and merges lists again this often
 __all__ = ["Ledger", "LedgerCorrupt", "LedgerError", "LedgerLocked", "StorageFault", "read_ledger"]
+
+
+def _close_all(fds: list[int]) -> None:
+    while fds:
+        os.close(fds.pop())
 
 
 class LedgerLocked(LedgerError):
@@ -161,7 +167,8 @@ class Ledger:
         self._failed: StorageFault | None = None  # a journal write failed: every later commit fails so
         self.fault: StorageFault | None = None  # the first storage failure met: the line a stopped run ends with
         self._failed_fold: tuple[_Fold, BaseException] | None = None  # a worker's part write that failed
-        self._pins: list[Any] = []  # a read-only open's descriptors of its parts
+        self._pins: list[int] = []  # a read-only open's descriptors of its parts, closed with it or when it is dropped
+        weakref.finalize(self, _close_all, self._pins)
         self._io_lock = threading.Lock()
         self._flush_task: asyncio.Future | None = None
         self._owner_hashes: pl.Series | None = None
@@ -256,10 +263,9 @@ class Ledger:
             return parts
         pinned = []
         for part in parts:
-            handle = open(part.path, "rb")  # FileNotFoundError: merged away since listed, list again
-            self._pins.append(handle)
-            pinned.append(replace(part, size=os.fstat(handle.fileno()).st_size,
-                                  pinned=Path(f"/proc/self/fd/{handle.fileno()}")))
+            fd = os.open(part.path, os.O_RDONLY)  # FileNotFoundError: merged away since listed, list again
+            self._pins.append(fd)
+            pinned.append(replace(part, size=os.fstat(fd).st_size, pinned=Path(f"/proc/self/fd/{fd}")))
         return pinned
 
     def _write_highwater(self) -> None:
@@ -737,9 +743,7 @@ class Ledger:
                 self._journal.close()
                 self._journal = None
             self._release_lock()
-            for handle in self._pins:
-                handle.close()
-            self._pins.clear()
+            _close_all(self._pins)
 
     def _release_lock(self) -> None:
         if self._lock is not None:
