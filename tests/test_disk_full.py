@@ -158,3 +158,22 @@ def test_every_command_names_a_damaged_ledger_file_in_one_line(emulator_thread, 
                     "--poll-interval", "0.05", env=env, cwd=tmp_path)  # the undamaged books finish
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     check_books(emu.stats(), read_ledger(ledger_path), in_flight_ok=False)
+
+
+def test_a_lock_deleted_mid_run_stops_it_naming_the_lock(emulator_thread, tmp_path):
+    emu = emulator_thread(time_scale=0.03)
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(6, "lock"))
+    ledger_path = tmp_path / "ledger.parquet"
+    args = ["run", str(manifest), "--ledger", str(ledger_path), "--out", str(tmp_path / "out"), "--rpm", "0",
+            "--poll-interval", "0.05", "--checkpoint-every", "0.3"]
+    proc = start_cli(*args, env=cli_env(emu.base_url), cwd=tmp_path)
+    assert wait_for(lambda: len(emu.stats()["jobs"]) == 6, timeout=60)
+    lock = tmp_path / "ledger.lock"
+    lock.unlink()  # another run could now lock a new file of that name and write the same ledger
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 3 and "Traceback" not in out, out
+    stop = [line for line in out.splitlines() if "ended with exit code 3" in line]
+    assert len(stop) == 1 and f"the lock file {lock} was deleted or replaced" in stop[0], out
+    again = run_cli(*args, env=cli_env(emu.base_url), cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    check_books(emu.stats(), read_ledger(ledger_path), in_flight_ok=False)
