@@ -256,6 +256,15 @@ def test_a_ledger_from_before_the_mark_is_adopted(tmp_path):
     assert set(mark.parts) == {p.name for p in store.list_parts(path)} and mark.seq == 8
 
 
+def test_a_damaged_high_water_file_is_named_and_deleting_it_accepts_the_files(tmp_path):
+    path = tmp_path / "ledger.parquet"
+    ledger_with_parts(path)
+    highwater_path(path).write_text('{"seq": 6, "jour')
+    refused_both_ways(path, rf"{highwater_path(path)} is damaged .* or delete it to accept")
+    highwater_path(path).unlink()
+    assert read_ledger(path).height == 8
+
+
 def test_a_deleted_lock_stops_the_run_at_its_next_checkpoint(tmp_path):
     path = tmp_path / "ledger.parquet"
     ledger = Ledger.open(path, run_id="r")

@@ -50,7 +50,9 @@ def read_highwater(ledger_path: Path) -> HighWater | None:
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise LedgerCorrupt(f"{path} is damaged ({type(exc).__name__}); {_RESTORE}") from None
+        raise LedgerCorrupt(f"{path} is damaged ({type(exc).__name__}); nothing was changed and nothing will be "
+                            "spent: restore it from a backup, or delete it to accept the ledger's files as they are "
+                            "now, then run again") from None
 
 
 def write_highwater(ledger_path: Path, seq: int, journal_seq: int, parts: list[Part]) -> None:
