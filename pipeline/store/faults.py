@@ -24,6 +24,8 @@ class DiskFault(StorageFault):
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             what, step = "disk full", "free space there and run the same command again"
+        elif exc.errno in (errno.EACCES, errno.EPERM) and doing == "read":
+            what, step = "not readable", "make it readable and run the same command again"
         elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             what, step = "not writable", "make the folder writable and run the same command again"
         else:

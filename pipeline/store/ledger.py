@@ -9,8 +9,8 @@ Algorithm:
 - `checkpoint()` writes the rows changed since the last one as a new immutable part
   (parts.py: temp file, fsync, rename, fsync the folder), then drops the journal lines it
   folded in: a journal line is dropped only once a durable part holds it. A checkpoint that
-  fails (a full disk) leaves the journal and memory as they were, and raises. A part's name carries the last journal seq it contains, so if a crash comes between
-  the rename and the trim, opening skips the lines already folded in (and replaying one twice
+  fails (a full disk) leaves the journal and memory as they were, and raises. A part's name
+  carries the last journal seq it contains, so if a crash comes between the rename and the trim, opening skips the lines already folded in (and replaying one twice
   would be harmless anyway: every line sets values, none adds to them). `checkpoint_async()` does
   the reading and writing in a worker thread, so the event loop never waits on it.
 - Opening lists the parts and replays the journal; it reads no row. A last line cut mid-write
@@ -188,9 +188,11 @@ class Ledger:
                 try:
                     ledger._load()
                     return ledger
-                except (FileNotFoundError, LedgerCorrupt):  # maybe a checkpoint or merge between two reads
+                except (FileNotFoundError, LedgerCorrupt) as exc:  # maybe a checkpoint or merge between two reads
                     ledger.close()
                     if attempt == READ_TRIES - 1:
+                        if isinstance(exc, OSError):
+                            raise disk_fault(exc, ledger.path, "read") from None
                         raise
                     time.sleep(0.01 * (attempt + 1))
                 except OSError as exc:
