@@ -84,7 +84,9 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
     nothing. `summary.plan` holds the row-by-row Plan."""
     from pipeline.api.client import ApiError
     from pipeline.config import load_api_config
+    from pipeline.store.faults import StorageFault
     from pipeline.store.ledger import Ledger
+    from pipeline.store.runs import read_runs
     from pipeline.manifest import ManifestError, load_manifest
     from pipeline.decisions import DecisionsCorrupt, read_decisions
     from pipeline.review_plan import make_reviewed_plan
@@ -103,8 +105,13 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
     except DecisionsCorrupt as exc:
         return refused_summary("plan", manifest, EXIT_BAD_INPUT, str(exc), started_at=started, emulated=emulate,
                                ledger_path=ledger_path, out_dir=None)
-    ledger = Ledger.open(ledger_path, readonly=True)  # read as the plan needs it, never whole
-    plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=retry_failed, manifest=manifest.resolve())
+    try:
+        ledger = Ledger.open(ledger_path, readonly=True)  # read as the plan needs it, never whole
+        read_runs(ledger_path)  # a run would refuse a damaged runs table: the plan says so first
+        plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=retry_failed, manifest=manifest.resolve())
+    except StorageFault as exc:  # a damaged or unreadable ledger: named, never planned as empty
+        return refused_summary("plan", manifest, EXIT_STOPPED, str(exc), started_at=started, emulated=emulate,
+                               ledger_path=ledger_path, out_dir=None)
     balance, code, error = None, EXIT_OK, None
     config = load_api_config()
     if check_balance and config.api_key and not emulate:
@@ -137,7 +144,8 @@ def run_batch(manifest: Path | str, *, interrupts: Any = None,
 def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> BatchSummary:
     from pipeline.config import load_api_config
     from pipeline.deadline import Deadline, DeadlineError, parse_deadline
-    from pipeline.store.ledger import Ledger, LedgerError
+    from pipeline.store.faults import StorageFault
+    from pipeline.store.ledger import Ledger
     from pipeline.manifest import ManifestError, load_manifest
     from pipeline.decisions import DecisionsCorrupt, read_decisions
     from pipeline.notify import NotifyUrlError, check_url
@@ -180,9 +188,9 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
     run_id = new_run_id()
     try:
         ledger = Ledger.open(ledger_path, run_id=run_id)
-    except LedgerError as exc:  # in use by another run (LedgerLocked), or unreadable
+    except StorageFault as exc:  # in use by another run (LedgerLocked), damaged, or not writable
         return refused(EXIT_STOPPED, str(exc))
-    with ledger:
+    try:
         manifest = manifest.resolve()
         plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=settings.retry_failed,
                                   manifest=manifest)
@@ -190,9 +198,19 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
         if on_start is not None:
             on_start(run_id, plan, "emulator" if settings.emulate else config.base_url)
         result = asyncio.run(_run_async(settings, config, ledger, plan, out_dir, log_path, interrupts, deadline))
-        ledger.append_run(result.to_runs_row(plan, emulated=bool(settings.emulate), log_path=log_path))
+        try:
+            ledger.append_run(result.to_runs_row(plan, emulated=bool(settings.emulate), log_path=log_path))
+        except StorageFault:
+            pass  # ledger.fault says it below; the journal holds every row for the rerun
         summary = run_summary(result, plan, ledger, manifest=manifest, emulated=bool(settings.emulate),
                               deadline=deadline, ledger_path=ledger_path, out_dir=out_dir, log_path=log_path)
+    finally:
+        try:
+            ledger.close()
+        except StorageFault:
+            pass  # recorded in ledger.fault
+    if ledger.fault is not None:  # our own storage failed: a stop to resume, said in one line
+        summary.exit_code, summary.stop_reason = EXIT_STOPPED, str(ledger.fault)
     return summary
 
 
@@ -234,6 +252,7 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
         if interrupts is not None:
             interrupts.runner, interrupts.loop = runner, asyncio.get_running_loop()
         timers = _arm_deadline(runner, deadline)
+        log_fault = None
         try:
             result = await runner.run()
         finally:
@@ -246,7 +265,14 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
                       rate_limited=client.rate_limited, tracking_requests=runner.tracker.requests,
                       missed_by_lists=runner.tracker.missed_by_lists,
                       verify_cpu_seconds=round(runner.verify_cpu_s, 3), ledger=dict(ledger.stats))
-            log.close()
+            try:
+                log.close()
+            except OSError as exc:  # the run log shares the ledger's disk: its tail is lost, say so
+                from pipeline.store.faults import disk_fault
+
+                log_fault = disk_fault(exc, log_path)
+    if log_fault is not None:
+        result.exit_code, result.stop_reason = EXIT_STOPPED, result.stop_reason or str(log_fault)
     return result
 
 
@@ -295,7 +321,10 @@ def _notify(summary: BatchSummary, settings: BatchSettings) -> None:
                           on_attempt=lambda n, error: log and log.event("notify", attempt=n, error=error))
     finally:
         if log is not None:
-            log.close()
+            try:
+                log.close()
+            except OSError as exc:  # the run log's disk is full: the notification still counts
+                summary.warnings.append(f"could not log the notification's attempts in {log.path}: {exc.strerror}")
     summary.notification = delivery.as_dict()
     if not delivery.delivered:
         summary.warnings.append(f"the notification was not delivered after {delivery.attempts} attempts "

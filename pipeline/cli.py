@@ -202,12 +202,14 @@ def _error(message: str) -> None:
 def _reads_ledger(command):
     """For the commands that read an existing ledger (status, report, review, export): no ledger at
     --ledger, a --run or --manifest it has no run of (ScopeError), or a damaged decisions file is
-    bad input, said in one line, with exit code 2."""
+    bad input, said in one line, with exit code 2; a damaged or unreadable ledger (StorageFault)
+    is said in one line too, with exit code 3."""
 
     @functools.wraps(command)
     def checked(args: argparse.Namespace) -> int:
         from pipeline.decisions import DecisionsCorrupt
         from pipeline.scope import ScopeError
+        from pipeline.store.faults import StorageFault
 
         if not args.ledger.exists():
             _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
@@ -217,6 +219,9 @@ def _reads_ledger(command):
         except (ScopeError, DecisionsCorrupt) as exc:
             _error(str(exc))
             return EXIT_BAD_INPUT
+        except StorageFault as exc:
+            _error(str(exc))
+            return EXIT_STOPPED
 
     return checked
 
@@ -416,7 +421,9 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     from pipeline.http_server import stop_on_signals
     from pipeline.review_server import ReviewConfig, ReviewServer, new_token, serve
+    from pipeline.store.ledger import Ledger
 
+    Ledger.open(args.ledger, readonly=True).close()  # a damaged ledger is said now, not as a page's error
     config = ReviewConfig(ledger=args.ledger, run=args.run, manifest=args.manifest, out_dir=args.out,
                           host=args.host, port=args.port, reviewer=args.reviewer or getpass.getuser(),
                           token=new_token() if args.host else None)

@@ -44,6 +44,7 @@ from pipeline.redact import redact
 from pipeline.references import ReferenceChanged, named, read_references
 from pipeline.runlog import RunLog
 from pipeline.spending import Spending
+from pipeline.store.faults import StorageFault, disk_fault
 from pipeline.store.ledger import Ledger
 from pipeline.store.schema import COMPLETED, FAILED, PENDING, RUNS_SCHEMA
 from pipeline.summary import ExitCode
@@ -289,7 +290,10 @@ class Runner:
             await asyncio.gather(*tasks, *self._spawned, return_exceptions=True)
             if receiver is not None:
                 await receiver.stop()
-            self.ledger.checkpoint()
+            try:
+                self.ledger.checkpoint()
+            except StorageFault as exc:  # the journal still holds every line: the rerun replays it
+                self._note_internal_error(None, exc, "checkpoint")
             progress.close()
         return self._result(started)
 
@@ -391,6 +395,13 @@ class Runner:
                 self._leave(work, self.internal_error or "internal error")
 
     def _note_internal_error(self, work: Work | None, exc: BaseException, where: str) -> None:
+        if isinstance(exc, StorageFault):  # not a bug: our disk failed; one line says which file and what to do
+            line = str(exc)
+            self.log.event("storage_failed", where=where, error=line)
+            if self.internal_error is None:
+                self.internal_error = self.stop_reason = line
+            self.hard_stop(line)
+            return
         line = f"internal error in {where}: {type(exc).__name__}: {redact(str(exc))[:200]}; see the run log"
         self.internal_error = self.internal_error or line
         self.log.event("internal_error", job_key=work.job_key if work else None, where=where,
@@ -808,7 +819,10 @@ class Runner:
         while True:
             await asyncio.sleep(0.5)
             progress.update()
-            self.log.flush()
+            try:
+                self.log.flush()
+            except OSError as exc:
+                raise disk_fault(exc, self.log.path) from None
             if time.monotonic() - last >= self.options.checkpoint_every:
                 await self.ledger.checkpoint_async()
                 last = time.monotonic()

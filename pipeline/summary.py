@@ -262,12 +262,12 @@ def refused_summary(command: str, manifest: Path, exit_code: int, error: str, *,
     """A run that never started: bad input (exit 2) or a ledger in use (exit 3)."""
     from polars.exceptions import PolarsError
 
-    from pipeline.store.ledger import Ledger, LedgerError
+    from pipeline.store.ledger import Ledger, StorageFault
 
     try:
         ledger = Ledger.open(ledger_path, readonly=True) if ledger_path.exists() else None
         figures = ledger_figures(ledger)
-    except (LedgerError, PolarsError, OSError):  # a damaged ledger must not hide why the run was refused
+    except (StorageFault, PolarsError, OSError):  # a damaged ledger must not hide why the run was refused
         figures = ledger_figures(None)
     return BatchSummary(
         command=command, run_id=run_id, manifest=str(Path(manifest).resolve()), emulated=emulated,

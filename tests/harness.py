@@ -212,3 +212,36 @@ def kill_repeatedly(args: list[str], *, env: dict[str, str], cwd: Path, rng, kil
         done += 1
     return done
 
+
+
+class SmallDisk:
+    """A real tmpfs of `size` mounted at `path` (the tests run as root): a disk that really fills.
+    `fill()` takes every free byte with a filler file, `free()` gives them back."""
+
+    def __init__(self, path: Path, size: str = "1m"):
+        self.path = path
+        self.size = size
+        self.filler = path / "filler"
+
+    def __enter__(self) -> "SmallDisk":
+        self.path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size}", "tmpfs", str(self.path)], check=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], check=True)
+
+    def fill(self) -> None:
+        import errno
+
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self.filler.unlink()

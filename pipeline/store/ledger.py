@@ -8,13 +8,20 @@ Algorithm:
   which covers all their records at once.
 - `checkpoint()` writes the rows changed since the last one as a new immutable part
   (parts.py: temp file, fsync, rename, fsync the folder), then drops the journal lines it
-  folded in. A part's name carries the last journal seq it contains, so if a crash comes between
-  the rename and the trim, opening skips the lines already folded in (and replaying one twice
+  folded in: a journal line is dropped only once a durable part holds it. A checkpoint that
+  fails (a full disk) leaves the journal and memory as they were, and raises. A part's name
+  carries the last journal seq it contains, so if a crash comes between the rename and the trim, opening skips the lines already folded in (and replaying one twice
   would be harmless anyway: every line sets values, none adds to them). `checkpoint_async()` does
   the reading and writing in a worker thread, so the event loop never waits on it.
 - Opening lists the parts and replays the journal; it reads no row. A last line cut mid-write
-  was never acknowledged and is dropped; a damaged line with good lines after it is real
-  corruption and stops the open (LedgerCorrupt) rather than guessing.
+  (no newline) was never acknowledged and is dropped; a complete line that does not parse, or
+  seqs missing between the parts and the journal, is corruption and stops the open
+  (LedgerCorrupt) rather than guessing. The high-water file (highwater.py) names a part deleted
+  or cut and a journal cut at its end. A journal write that fails is cut back to its last whole
+  line, and every later commit fails the same way: no line ever follows a gap.
+- A read-only open (status, report, a reader in another process) holds each part it listed open,
+  so a merge deleting it meanwhile changes nothing it reads; an open that races a checkpoint or
+  merge lists again.
 - A ledger written by an earlier version (one `ledger.parquet` file) becomes a folder of the
   same name with one part on its first writable open (parts.migrate_file).
 
@@ -30,6 +37,8 @@ import json
 import os
 import threading
 import time
+import weakref
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,16 +47,21 @@ import polars as pl
 
 from pipeline.store import parts as store, runs
 from pipeline.store.atomic import replace_atomic
+from pipeline.store.faults import LedgerCorrupt, LedgerError, StorageFault, disk_fault
+from pipeline.store.highwater import check_against, check_parts, read_highwater, write_highwater
 from pipeline.store.lock import LockHeld, RunLock
 from pipeline.store.schema import LEDGER_SCHEMA, STATUSES, TIMESTAMP
 
 SEQ_METADATA = "videobatch_journal_seq"  # the journal seq a single-file ledger (before parts) holds
 _TIME_FIELDS = frozenset(name for name, dtype in LEDGER_SCHEMA.items() if dtype == TIMESTAMP)
 _FIELDS = frozenset(LEDGER_SCHEMA)
+READ_TRIES = 10  # a read-only open racing a writer's checkpoints and merges lists again this often
+__all__ = ["Ledger", "LedgerCorrupt", "LedgerError", "LedgerLocked", "StorageFault", "read_ledger"]
 
 
-class LedgerError(Exception):
-    """The ledger cannot be used as it is."""
+def _close_all(fds: list[int]) -> None:
+    while fds:
+        os.close(fds.pop())
 
 
 class LedgerLocked(LedgerError):
@@ -60,8 +74,15 @@ class LedgerLocked(LedgerError):
             "or if that process is gone, run again (a dead run's lock is taken over)")
 
 
-class LedgerCorrupt(LedgerError):
-    pass
+@dataclass(frozen=True)
+class _Fold:
+    """The rows changed since the last part, as the part to write, and what undoes the fold."""
+
+    frame: pl.DataFrame
+    first: int
+    last: int
+    keys: list[str]
+    known_before: dict[str, dict[str, Any] | None]  # what memory said the parts held of `keys`
 
 
 def _encode(value: Any) -> Any:
@@ -89,34 +110,35 @@ def _line_seq(line: bytes) -> int:
     return int(json.loads(line).get("s", 0))
 
 
+_DAMAGED = "nothing was changed and nothing will be spent: restore the journal from a backup, or move the " \
+           "ledger folder aside and tell us"
+
+
 def _read_journal(journal: Path) -> tuple[list[dict], int]:
-    """Parsed journal entries, and the byte length of its intact part."""
-    if not journal.exists():
+    """Parsed journal entries, and the byte length of its whole lines.
+
+    Only a last line without its newline is torn (a write cut short, never acknowledged); a
+    complete line that does not parse is damage, wherever it is.
+    """
+    try:
+        data = journal.read_bytes()
+    except FileNotFoundError:
         return [], 0
-    data = journal.read_bytes()
     entries: list[dict] = []
-    good_end = 0
-    bad_line: int | None = None
     position = 0
     for number, line in enumerate(data.split(b"\n"), start=1):
         end = position + len(line) + 1
-        if end > len(data):  # no newline after it: a write cut short, never acknowledged
+        if end > len(data):
             break
         if line.strip():
             try:
-                entries.append(json.loads(line))
-            except ValueError:
-                if bad_line is None:
-                    bad_line = number
-            else:
-                if bad_line is not None:
-                    raise LedgerCorrupt(
-                        f"{journal}: line {bad_line} is damaged but later lines are intact; "
-                        "nothing was changed. Move the ledger folder aside and tell us, or restore "
-                        "the journal from a backup")
-                good_end = end
+                entry = json.loads(line)
+                int(entry["s"])
+            except (ValueError, KeyError, TypeError):
+                raise LedgerCorrupt(f"{journal}: line {number} is complete but damaged; {_DAMAGED}") from None
+            entries.append(entry)
         position = end
-    return entries, good_end
+    return entries, position
 
 
 class Ledger:
@@ -141,6 +163,12 @@ class Ledger:
         self._durable_seq = 0
         self._buffer: list[str] = []
         self._journal = None
+        self._journal_size = 0  # bytes of whole, durable lines: a failed write is cut back to it
+        self._failed: StorageFault | None = None  # a journal write failed: every later commit fails so
+        self.fault: StorageFault | None = None  # the first storage failure met: the line a stopped run ends with
+        self._failed_fold: tuple[_Fold, BaseException] | None = None  # a worker's part write that failed
+        self._pins: list[int] = []  # a read-only open's descriptors of its parts, closed with it or when it is dropped
+        weakref.finalize(self, _close_all, self._pins)
         self._io_lock = threading.Lock()
         self._flush_task: asyncio.Future | None = None
         self._owner_hashes: pl.Series | None = None
@@ -154,22 +182,43 @@ class Ledger:
 
     @classmethod
     def open(cls, path: str | Path, *, run_id: str | None = None, readonly: bool = False) -> Ledger:
+        if readonly:
+            for attempt in range(READ_TRIES):
+                ledger = cls(Path(path), run_id, readonly)
+                try:
+                    ledger._load()
+                    return ledger
+                except (FileNotFoundError, LedgerCorrupt) as exc:  # maybe a checkpoint or merge between two reads
+                    ledger.close()
+                    if attempt == READ_TRIES - 1:
+                        if isinstance(exc, OSError):
+                            raise disk_fault(exc, ledger.path, "read") from None
+                        raise
+                    time.sleep(0.01 * (attempt + 1))
+                except OSError as exc:
+                    ledger.close()
+                    raise disk_fault(exc, ledger.path, "read") from None
         ledger = cls(Path(path), run_id, readonly)
-        if not readonly:
+        try:
             ledger.path.parent.mkdir(parents=True, exist_ok=True)
             ledger._lock = RunLock(ledger.lock_path)
             try:
                 ledger._lock.acquire(run_id)
             except LockHeld as held:
                 raise LedgerLocked(ledger.path, held.holder) from None
-        try:
             ledger._load()
-        except BaseException:
+        except BaseException as exc:
             ledger._release_lock()
+            if isinstance(exc, OSError):
+                raise disk_fault(exc, ledger.path, "open") from None
             raise
         return ledger
 
     def _load(self) -> None:
+        # The journal before the parts: a checkpoint between the two reads only moves lines into
+        # a part this open then lists, so no line read is missed (a reader retries if one is).
+        entries, good_end = _read_journal(self.journal_path)
+        mark = read_highwater(self.path)
         if store.pending_migration(self.path):
             seq = int(pl.read_parquet_metadata(self.path).get(SEQ_METADATA, "0")) if self.path.is_file() else 0
             if self.readonly:  # read today's file as it is; the first writable open migrates it
@@ -177,16 +226,22 @@ class Ledger:
             else:
                 store.migrate_file(self.path, seq)
         if not self._parts:
-            self._parts = store.list_parts(self.path)
+            self._parts = self._pin(store.list_parts(self.path)) if self.readonly else store.list_parts(self.path)
+        check_parts(self.path, self._parts)
         self._stored_seq = max((p.last for p in self._parts), default=0)
-        entries, good_end = _read_journal(self.journal_path)
+        # Parts first: a lost part explains seqs missing from the journal, so it is what is named.
+        check_against(mark, self.path, self._parts, self.journal_path, max((int(e["s"]) for e in entries), default=None))
         self._seq = self._stored_seq
         for entry in entries:
-            seq = int(entry.get("s", 0))
+            seq = int(entry["s"])
             if seq <= self._stored_seq:
                 continue  # already folded into a part
+            if seq != self._seq + 1:  # each record takes the next seq: lines are missing
+                raise LedgerCorrupt(
+                    f"{self.journal_path}: seq {self._seq + 1} to {seq - 1} are missing (the parts end at "
+                    f"{self._stored_seq}): the journal was cut, or a part lost; {_DAMAGED}")
             self._apply(entry)
-            self._seq = max(self._seq, seq)
+            self._seq = seq
         self._durable_seq = self._seq
         if self.readonly:
             return
@@ -195,10 +250,28 @@ class Ledger:
         for stale in [*self.path.parent.glob(f".{self.path.name}.tmp-*"), *self.path.glob(".tmp-*"),
                       *store.covered_parts(self.path)]:
             stale.unlink(missing_ok=True)  # a checkpoint or merge that died half way
-        self._journal = open(self.journal_path, "ab")
+        self._journal = open(self.journal_path, "ab", buffering=0)  # written whole by os.write, or cut back
         if self._journal.tell() != good_end:
             self._journal.truncate(good_end)  # drop a torn tail so new lines start clean
             os.fsync(self._journal.fileno())
+        self._journal_size = good_end
+        runs.read_runs(self.path)  # a damaged runs table is named now, not after the run has spent
+        self._write_highwater()  # adopts a ledger from before the mark
+
+    def _pin(self, parts: list[store.Part]) -> list[store.Part]:
+        """Hold each part open: its rows stay readable through /proc/self/fd even once a merge
+        deletes the file (Linux; elsewhere the path is read, and a race means listing again)."""
+        if not os.path.isdir("/proc/self/fd"):
+            return parts
+        pinned = []
+        for part in parts:
+            fd = os.open(part.path, os.O_RDONLY)  # FileNotFoundError: merged away since listed, list again
+            self._pins.append(fd)
+            pinned.append(replace(part, size=os.fstat(fd).st_size, pinned=Path(f"/proc/self/fd/{fd}")))
+        return pinned
+
+    def _write_highwater(self) -> None:
+        write_highwater(self.path, self._stored_seq, max(self._stored_seq, self._durable_seq), self._parts)
 
     def _legacy_parts(self, seq: int) -> list[store.Part]:
         if self.path.is_file():
@@ -377,10 +450,24 @@ class Ledger:
 
     def _write_and_fsync(self, data: bytes) -> None:
         with self._io_lock:
+            if self._failed is not None:
+                raise self._failed
             started = time.perf_counter()
-            self._journal.write(data)
-            self._journal.flush()
-            os.fsync(self._journal.fileno())
+            fd = self._journal.fileno()
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError as exc:
+                self._failed = self._met(disk_fault(exc, self.journal_path))
+                try:  # no half line for later good lines to follow: cut back to the last whole one
+                    os.ftruncate(fd, self._journal_size)
+                    os.fsync(fd)
+                except OSError:
+                    pass  # left as an unterminated tail, which the next open drops as torn
+                raise self._failed from None
+            self._journal_size += len(data)
             self.stats["fsyncs"] += 1
             self.stats["fsync_seconds"] += time.perf_counter() - started
 
@@ -389,15 +476,28 @@ class Ledger:
         self._buffer.clear()
         return data, self._seq
 
+    def _journal_lines(self, data: bytes) -> None:
+        """_write_and_fsync; if the journal cannot take them, the lines stay buffered in memory."""
+        try:
+            self._write_and_fsync(data)
+        except StorageFault:
+            self._buffer.insert(0, data.decode())
+            raise
+
     def commit_sync(self) -> None:
+        if self._failed is not None:
+            raise self._failed
         if self._journal is None or self._durable_seq >= self._seq:
             return
         data, upto = self._take_buffer()
-        self._write_and_fsync(data)
+        self._journal_lines(data)
         self._durable_seq = max(self._durable_seq, upto)
 
     async def commit(self) -> None:
-        """Make every record so far durable; callers that arrive together share one fsync."""
+        """Make every record so far durable; callers that arrive together share one fsync.
+        Raises StorageFault if the journal cannot be written: nothing recorded since may be sent."""
+        if self._failed is not None:
+            raise self._failed
         if self._journal is None:
             return
         target = self._seq
@@ -408,22 +508,24 @@ class Ledger:
 
     async def _flush(self) -> None:
         try:
-            data, upto = self._take_buffer()
+            data, upto = self._take_buffer()  # on the loop: no record lands between the join and the clear
             if data:
-                await asyncio.to_thread(self._write_and_fsync, data)
+                await asyncio.to_thread(self._journal_lines, data)
             self._durable_seq = max(self._durable_seq, upto)
         finally:
             self._flush_task = None
 
     # -- checkpoints --
 
-    def _fold(self) -> tuple[pl.DataFrame, int, int] | None:
+    def _fold(self) -> _Fold | None:
         """The rows changed since the last part, as a part (with the seq range it covers); memory
-        now holds them as stored rows until the part is written. Runs on the owning thread."""
+        now holds them as stored rows until the part is written, or _unfold puts them back. Runs on
+        the owning thread."""
         changed = [*self._overlay, *self._removed]
-        if not changed:
+        if not changed and self._seq == self._stored_seq:
             return None
         self._read_stored(changed)
+        known_before = {key: self._known[key] for key in changed}
         rows = []
         for key in changed:
             row = self.get(key)
@@ -435,31 +537,71 @@ class Ledger:
             self._known[key] = row
         self._unwritten.update(changed)
         self._overlay, self._removed = {}, set()
-        if not rows:
-            return None
+        # Even with no row to write, the part is written: parts cover every seq the journal drops.
         frame = pl.DataFrame(rows, schema={**LEDGER_SCHEMA, store.REMOVED: pl.Boolean, store.SUPERSEDES: pl.Boolean},
                              orient="row").with_columns(pl.lit(self._seq, pl.Int64).alias(store.SEQ))
-        return frame, self._stored_seq + 1, self._seq  # parts are written in seq order (_storing)
+        # parts are written in seq order (_storing)
+        return _Fold(frame, self._stored_seq + 1, self._seq, changed, known_before)
 
-    def _store_and_release(self, folded: tuple[pl.DataFrame, int, int] | None, upto: int) -> None:
+    def _unfold(self, fold: _Fold) -> None:
+        """Undo a fold whose part was not written: its rows are memory's again, with whatever was
+        recorded since on top, and the journal still holds them. On the owning thread."""
+        for key in fold.keys:
+            now = self.get(key)
+            self._known[key] = fold.known_before[key]
+            self._overlay.pop(key, None)
+            if now is None:
+                self._removed.add(key)
+            else:
+                self._removed.discard(key)
+                self._overlay[key] = {**now, "_full": True}
+        self._unwritten.difference_update(fold.keys)
+
+    def _write_fold(self, fold: _Fold | None, upto: int) -> None:
+        """Write the folded part. If this raises, nothing changed on disk: the caller unfolds. Any thread."""
+        if fold is not None:
+            try:
+                part = store.write_part(self.path, fold.frame, fold.first, fold.last)
+            except OSError as exc:
+                raise self._met(disk_fault(exc, self.path)) from None
+            with self._parts_lock:
+                self._parts = [*self._parts, part]
+            self._ever_stored.update(fold.frame["job_key"].to_list())
+            self.stats["checkpoint_rows"] += fold.frame.height
+        self._stored_seq = upto
+        self._unwritten.clear()
+
+    def _after_part(self, upto: int) -> None:
+        """Once a part holds every line up to `upto`: trim the journal, merge, move the high-water
+        mark. A failure here loses nothing (each step leaves whole files), but stops the run."""
         try:
-            self._store_locked(folded, upto)
+            self._trim_journal(upto)
+            self._merge()
+            self._write_highwater()
+        except OSError as exc:
+            raise self._met(disk_fault(exc, self.path)) from None
+
+    def _store_and_release(self, fold: _Fold | None, upto: int) -> None:
+        """An async checkpoint's worker: a failed part write is left for the owning thread to undo."""
+        try:
+            try:
+                self._write_fold(fold, upto)
+            except BaseException as exc:
+                self._failed_fold = (fold, exc)
+                return
+            self._after_part(upto)
         finally:
             self._storing.release()
 
-    def _store_locked(self, folded: tuple[pl.DataFrame, int, int] | None, upto: int) -> None:
-        """Write the folded part, drop the journal lines it holds, merge parts. Any thread."""
-        if folded is not None:
-            frame, first, last = folded
-            part = store.write_part(self.path, frame, first, last)
-            with self._parts_lock:
-                self._parts = [*self._parts, part]
-            self._ever_stored.update(frame["job_key"].to_list())
-            self.stats["checkpoint_rows"] += frame.height
-        self._stored_seq = upto
-        self._unwritten.clear()
-        self._trim_journal(upto)
-        self._merge()
+    def _undo_failed_fold(self) -> BaseException | None:
+        """Unfold what a worker could not write (with _storing held or just released by it)."""
+        if self._failed_fold is None:
+            return None
+        fold, exc = self._failed_fold
+        self._failed_fold = None
+        if fold is not None:
+            self._unfold(fold)
+        return exc
 
     def _merge(self) -> None:
         def swap(parts: list[store.Part], obsolete: list[store.Part]) -> None:
@@ -474,33 +616,55 @@ class Ledger:
     def _trim_journal(self, upto: int) -> None:
         """Keep only journal lines after seq `upto` (those recorded while the part was written)."""
         with self._io_lock:
-            self._journal.flush()
-            if os.fstat(self._journal.fileno()).st_size == 0:
-                return
-            keep = [line + b"\n" for line in self.journal_path.read_bytes().split(b"\n")
+            if self._failed is not None or self._journal_size == 0:
+                return  # a failed journal is left exactly as it was cut back to
+            keep = [line + b"\n" for line in self.journal_path.read_bytes()[:self._journal_size].split(b"\n")
                     if line.strip() and _line_seq(line) > upto]
             if not keep:
                 self._journal.truncate(0)
                 self._journal.seek(0)
                 os.fsync(self._journal.fileno())
+                self._journal_size = 0
                 return
-            replace_atomic(self.journal_path, lambda out: out.write(b"".join(keep)))
+            kept = b"".join(keep)
+            replace_atomic(self.journal_path, lambda out: out.write(kept))
             self._journal.close()
-            self._journal = open(self.journal_path, "ab")
+            self._journal = open(self.journal_path, "ab", buffering=0)
+            self._journal_size = len(kept)
+
+    def _met(self, fault: StorageFault) -> StorageFault:
+        self.fault = self.fault or fault
+        return fault
+
+    def _check_lock(self) -> None:
+        if self._lock is not None:
+            try:
+                self._lock.check()
+            except StorageFault as fault:
+                raise self._met(fault) from None
 
     def checkpoint(self) -> None:
         """Write the rows changed since the last checkpoint as a new part, then trim the journal.
 
         Nothing is written when nothing changed: a rerun that finds every row done writes no part.
+        Raises StorageFault (journal and memory as they were) if the part cannot be written.
         """
         if self._journal is None:
             return
+        self._check_lock()
         self._storing.acquire()  # waits for a part a worker thread is still writing
         try:
+            self._undo_failed_fold()  # a cancelled async checkpoint's failure: its rows are folded again
             started = time.perf_counter()
             self.commit_sync()
             folded = self._fold()
-            self._store_locked(folded, self._seq)
+            try:
+                self._write_fold(folded, self._seq)
+            except BaseException:
+                if folded is not None:
+                    self._unfold(folded)
+                raise
+            self._after_part(self._stored_seq)
         finally:
             self._storing.release()
         if folded is not None:
@@ -511,10 +675,11 @@ class Ledger:
         """checkpoint() for the event loop: the reading and writing run in a worker thread.
 
         Cancelled while its part is being written, the thread still finishes; checkpoint() and
-        close() wait for it.
+        close() wait for it (and undo its fold if it failed).
         """
         if self._journal is None or self._storing.locked():
             return
+        self._check_lock()
         started = time.perf_counter()
         await self.commit()
         unread = [k for k in [*self._overlay, *self._removed] if k not in self._known]
@@ -523,12 +688,16 @@ class Ledger:
         if not self._storing.acquire(blocking=False):
             return
         try:
+            self._undo_failed_fold()
             folded = self._fold()  # on the loop: exactly what was recorded up to self._seq
         except BaseException:
             self._storing.release()
             raise
         # Handed to the worker in this same step of the loop; the worker releases _storing.
-        await asyncio.to_thread(self._store_and_release, folded, self._seq if folded is None else folded[2])
+        await asyncio.to_thread(self._store_and_release, folded, self._seq if folded is None else folded.last)
+        failed = self._undo_failed_fold()
+        if failed is not None:
+            raise failed
         if folded is not None:
             self.stats["checkpoints"] += 1
             self.stats["checkpoint_seconds"] += time.perf_counter() - started
@@ -554,15 +723,21 @@ class Ledger:
     def append_run(self, run: dict[str, Any]) -> None:
         """Add the run's row to the runs table (store/runs.py), under this ledger's lock."""
         self._check_writable()
-        runs.append_run(self.path, run)
+        self._check_lock()
+        try:
+            runs.append_run(self.path, run)
+        except StorageFault as fault:
+            raise self._met(fault) from None
 
     # -- closing --
 
     def close(self) -> None:
+        """Checkpoint and let go. After a failed journal write nothing more is written: the
+        journal stays as it was cut back to, which the next open replays."""
         if self._closed:
             return
         try:
-            if not self.readonly:
+            if not self.readonly and self._failed is None:
                 self.checkpoint()
         finally:
             self._closed = True
@@ -570,6 +745,7 @@ class Ledger:
                 self._journal.close()
                 self._journal = None
             self._release_lock()
+            _close_all(self._pins)
 
     def _release_lock(self) -> None:
         if self._lock is not None:

@@ -14,12 +14,22 @@ import socket
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pipeline.store.faults import StorageFault
+
 
 class LockHeld(Exception):
     def __init__(self, path: Path, holder: dict):
         self.path = path
         self.holder = holder
         super().__init__(f"{path} is held by {holder}")
+
+
+class LockLost(StorageFault):
+    def __init__(self, path: Path):
+        super().__init__(
+            f"the lock file {path} was deleted or replaced while this run held it, so another run could "
+            "take the ledger too; this run stopped with everything durable kept: make sure no other "
+            "videobatch run uses this ledger, then run the same command again")
 
 
 class RunLock:
@@ -41,6 +51,19 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         self._fd = fd
+
+    def check(self) -> None:
+        """Raise LockLost if the path no longer names the file this run locked (deleted, or
+        deleted and made again by another run): the flock then excludes nobody."""
+        if self._fd is None:
+            return
+        held = os.fstat(self._fd)
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            raise LockLost(self.path) from None
+        if (held.st_dev, held.st_ino) != (now.st_dev, now.st_ino):
+            raise LockLost(self.path)
 
     def release(self) -> None:
         if self._fd is not None:

@@ -16,6 +16,7 @@ logarithmic in the small sizes and each merge bounded.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -42,6 +43,17 @@ class Part:
     last: int  # highest journal seq it folds in
     rows: int
     legacy: bool = False  # today's single ledger file, read as it is until a writable open migrates it
+    size: int = 0  # bytes, as listed
+    pinned: Path | None = None  # a reader's open descriptor of it (/proc/self/fd/N): read even once a merge deletes it
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def source(self) -> Path:
+        """Where its rows are read from."""
+        return self.pinned or self.path
 
     @property
     def tier(self) -> int:
@@ -52,14 +64,24 @@ def part_name(first: int, last: int, rows: int) -> str:
     return f"part-{first:012d}-{last:012d}-{rows}.parquet"
 
 
+def parse_part_name(name: str) -> tuple[int, int]:
+    """The (first, last) seqs a part's file name says it holds."""
+    m = _PART.match(name)
+    return (int(m[1]), int(m[2])) if m else (0, -1)
+
+
 def list_parts(folder: Path) -> list[Part]:
     """The live parts, oldest first. A part whose seq range another part covers is the input of a
-    merge that crashed before deleting it: it holds nothing the covering part lacks, so it is skipped."""
+    merge that crashed before deleting it: it holds nothing the covering part lacks, so it is skipped.
+
+    A reader racing a merge may find a listed name gone when it is sized (FileNotFoundError): it lists again.
+    """
     try:
         names = os.listdir(folder)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    parts = [Part(folder / n, int(m[1]), int(m[2]), int(m[3])) for n in names if (m := _PART.match(n))]
+    parts = [Part(folder / n, int(m[1]), int(m[2]), int(m[3]), size=os.stat(folder / n).st_size)
+             for n in names if (m := _PART.match(n))]
     live = [p for p in parts
             if not any(q is not p and q.first <= p.first and p.last <= q.last
                        and (q.first, q.last) != (p.first, p.last) for q in parts)]
@@ -80,7 +102,7 @@ def _scan(parts: list[Part], columns: list[str]) -> pl.LazyFrame:
         return empty({c: PART_SCHEMA[c] for c in columns}).lazy()
     if parts[0].legacy:
         return legacy_scan(parts[0].path, parts[0].last).select(columns)
-    return pl.scan_parquet([p.path for p in parts]).select(columns)
+    return pl.scan_parquet([p.source for p in parts]).select(columns)
 
 
 def legacy_scan(path: Path, seq: int) -> pl.LazyFrame:
@@ -142,9 +164,19 @@ def write_part(folder: Path, frame: pl.DataFrame, first: int, last: int) -> Part
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / part_name(first, last, frame.height)
     stored = frame.select(list(PART_SCHEMA)).cast(PART_SCHEMA)
-    replace_atomic(final, lambda out: stored.write_parquet(out, row_group_size=65_536),
+    replace_atomic(final, lambda out: write_parquet(stored, out),
                    temporary=folder / f".tmp-{os.getpid()}-{final.stem}.partial")  # no reader globbing *.parquet sees it
-    return Part(final, first, last, frame.height)
+    return Part(final, first, last, frame.height, size=final.stat().st_size)
+
+
+def write_parquet(frame: pl.DataFrame, out) -> None:
+    """frame.write_parquet(out), encoded in memory first and then written by Python, so the disk's
+    own error (ENOSPC, EROFS) reaches the caller as an OSError: Polars writing to a file object
+    turns it into a ComputeError that may not name it ("Invalid thrift: transport error").
+    The encoded part is compressed: a fraction of the frame already in memory."""
+    encoded = io.BytesIO()
+    frame.write_parquet(encoded, row_group_size=65_536)
+    out.write(encoded.getbuffer())
 
 
 def merge_candidates(parts: list[Part]) -> list[Part]:
@@ -165,7 +197,7 @@ def compact(folder: Path, parts: list[Part], swap) -> None:
     """
     while batch := merge_candidates(parts):
         from_start = batch[0] is parts[0]
-        versions = pl.scan_parquet([p.path for p in batch])
+        versions = pl.scan_parquet([p.source for p in batch])
         first_flag = versions.group_by("job_key").agg(pl.col(SUPERSEDES).sort_by(SEQ).first().alias("_first"))
         merged = newest(versions).join(first_flag, on="job_key").with_columns(pl.col("_first").alias(SUPERSEDES))
         if from_start:

@@ -1,0 +1,46 @@
+"""When our own storage fails: one exception family, and one line that names the file and the next step.
+
+Every error of the ledger, its journal, its parts, its lock, the high-water file and the runs
+table is a StorageFault. The run stops on it (exit 3, everything durable kept for the rerun) and
+status, report, plan and review print its line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+
+class StorageFault(Exception):
+    """Our own durable state cannot be read or written as it is: stop, name the file, say what to do."""
+
+
+class DiskFault(StorageFault):
+    """An OSError of our own storage (full disk, read-only folder, ...), said in one line."""
+
+    def __init__(self, exc: OSError, path: Path | str, doing: str = "write"):
+        self.errno = exc.errno
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            what, step = "disk full", "free space there and run the same command again"
+        elif exc.errno in (errno.EACCES, errno.EPERM) and doing == "read":
+            what, step = "not readable", "make it readable and run the same command again"
+        elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            what, step = "not writable", "make the folder writable and run the same command again"
+        else:
+            what, step = "storage error", "fix the disk or folder and run the same command again"
+        super().__init__(f"cannot {doing} {path}: {what} ({reason}); everything durable is kept: {step}")
+
+
+class LedgerError(StorageFault):
+    """The ledger cannot be used as it is."""
+
+
+class LedgerCorrupt(LedgerError):
+    """A file of the ledger is missing, cut or damaged: nothing was changed, nothing will be spent."""
+
+
+def disk_fault(exc: OSError, path: Path | str, doing: str = "write") -> StorageFault:
+    """`exc` as a StorageFault naming `path` (the file the OS error names, if it names one)."""
+    return DiskFault(exc, exc.filename or path, doing)
