@@ -477,9 +477,11 @@ def format_report(report: ReconcileReport, *, adopt: bool) -> str:
               for m in found.missing[:SHOWN]]
     for m in found.unsettled[:SHOWN]:
         lines.append(f"    unsure: {m.job_key} {m.status}{' job ' + m.job_id if m.job_id else ''}: {m.detail}")
+    if found.several:
+        lines.append(f"  rows with more jobs than rows (earlier attempts, regenerations, paid twice?): {len(found.several)}")
     for keys, jobs in found.several[:SHOWN]:
-        lines.append(f"  {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}: {len(jobs)} jobs for "
-                     f"{len(keys)} row{'s' if len(keys) > 1 else ''}: "
+        lines.append(f"    {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}: {len(jobs)} jobs for "
+                     f"{len(keys)} row{'s' if len(keys) > 1 else ''}, newest first: "
                      + ", ".join(f"{j.id} {j.status} {_iso(j.created) or '?'}" for j in jobs))
     c = found.credits
     lines.append(f"  credits: ledger {c.ledger}, API {c.api}"
@@ -488,11 +490,12 @@ def format_report(report: ReconcileReport, *, adopt: bool) -> str:
         lines.append(f"    {', '.join(line.rows[:3])}: ledger {line.ledger}, API {line.api}")
     if adopt:
         lines.append(f"  adopted {report.adopted} jobs into the ledger: the next run follows and downloads "
-                     "them, paying nothing again")
-        if report.after is not None and report.after.differs:
-            lines.append(f"  after adopting, the books still differ: {len(report.after.unknown)} unknown paid jobs, "
-                         f"{len(report.after.missing)} rows in flight not shown, credits ledger "
-                         f"{report.after.credits.ledger} against API {report.after.credits.api}")
+                     "them, paying nothing again" if report.adopted else "  nothing to adopt")
+        after = report.after
+        if after is not None:
+            lines.append(f"  after adopting: {len(after.unknown)} paid jobs the ledger does not know, "
+                         f"{len(after.missing)} rows in flight not shown, credits ledger {after.credits.ledger} "
+                         f"and API {after.credits.api}")
     elif found.adoptions:
         lines.append(f"  --adopt takes {len(found.adoptions)} of these jobs into the ledger, so the next run "
                      "downloads them instead of paying for them again")
