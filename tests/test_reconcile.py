@@ -9,27 +9,45 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
+from pipeline.batch import reconcile_batch
 from pipeline.manifest import load_manifest
 from pipeline.store.ledger import Ledger, read_ledger
-from tests.harness import check_books, cli_env, jobs_per_key, prompts, run_args, run_cli, write_manifest
+from tests.harness import TEST_KEY, check_books, cli_env, jobs_per_key, prompts, run_args, run_cli, write_manifest
 
 REFS = Path(__file__).resolve().parent.parent / "manifests" / "refs"
 GENERATE = "POST /v2/videos/generate"
 
 
 def reconcile(manifest: Path, disk: Path, env: dict, *more: str):
-    """`reconcile --json`: (exit code, the JSON document, stderr)."""
+    """`videobatch reconcile --json`: (exit code, the JSON document, stderr)."""
     done = run_cli("reconcile", str(manifest), "--ledger", str(disk / "ledger.parquet"), "--json", *more,
                    env=env, cwd=manifest.parent)
     assert "Traceback" not in done.stderr, done.stderr
     return done.returncode, json.loads(done.stdout), done.stderr
 
 
+@pytest.fixture
+def audit(monkeypatch):
+    """`audit(emu, manifest, disk, **options)`: the library's reconcile_batch in this process (no
+    interpreter to start), keyed like the CLI: (exit code, the --json document)."""
+
+    def call(emu, manifest: Path, disk: Path, **options):
+        monkeypatch.chdir(manifest.parent)
+        monkeypatch.setenv("APIFRAME_BASE_URL", emu.base_url)
+        monkeypatch.setenv("APIFRAME_API_KEY", TEST_KEY)
+        report = reconcile_batch(manifest, ledger=disk / "ledger.parquet", **options)
+        return report.exit_code, report.as_dict()
+
+    return call
+
+
 def paid_requests(emu) -> int:
     return emu.stats()["requests"].get(GENERATE, 0)
 
 
-def test_a_lost_ledger_is_rebuilt_from_the_api_and_nothing_is_paid_twice(emulator_thread, tmp_path):
+def test_a_lost_ledger_is_rebuilt_from_the_api_and_nothing_is_paid_twice(emulator_thread, audit, tmp_path):
     emu = emulator_thread()
     env = cli_env(emu.base_url)
     jobs = prompts(3) + [{"prompt": "twin koi circling", "count": 2},
@@ -43,12 +61,12 @@ def test_a_lost_ledger_is_rebuilt_from_the_api_and_nothing_is_paid_twice(emulato
     assert paid == rows
     charged = emu.stats()["credits"]["charged"]
 
-    code, healthy, _ = reconcile(manifest, disk, env)
+    code, healthy = audit(emu, manifest, disk)
     assert code == 0 and healthy["found"]["books_agree"], healthy
     assert healthy["found"]["credits"] == {"rows": [], "ledger": charged, "api": charged}
 
     shutil.rmtree(disk)  # the disk is lost
-    code, lost, _ = reconcile(manifest, disk, env)
+    code, lost = audit(emu, manifest, disk)
     found = lost["found"]
     assert code == 1
     assert lost["job_list"]["complete"] and found["matched_rows"] == rows
@@ -67,7 +85,7 @@ def test_a_lost_ledger_is_rebuilt_from_the_api_and_nothing_is_paid_twice(emulato
     code, adopted, _ = reconcile(manifest, disk, env, "--adopt")
     assert code == 0 and adopted["adopted"] == rows, adopted
     assert adopted["after_adopting"]["books_agree"]
-    code, again, _ = reconcile(manifest, disk, env)
+    code, again = audit(emu, manifest, disk)
     assert code == 0 and again["found"]["unknown_paid_jobs"] == [] and again["found"]["books_agree"]
     assert paid_requests(emu) == paid  # reconcile sent GETs only
 
@@ -79,7 +97,7 @@ def test_a_lost_ledger_is_rebuilt_from_the_api_and_nothing_is_paid_twice(emulato
     check_books(stats, read_ledger(disk / "ledger.parquet"), in_flight_ok=False)
 
 
-def test_every_job_of_a_row_is_reported_and_the_newest_that_did_not_fail_is_adopted(emulator_thread, tmp_path):
+def test_every_job_of_a_row_is_reported_and_the_newest_that_did_not_fail_is_adopted(emulator_thread, audit, tmp_path):
     emu = emulator_thread()
     env = cli_env(emu.base_url)
     manifest = write_manifest(tmp_path / "m.yaml", prompts(2))
@@ -90,12 +108,12 @@ def test_every_job_of_a_row_is_reported_and_the_newest_that_did_not_fail_is_adop
     emu.configure(faults={"fail_generation": 0.0})
     assert run_cli(*run_args(manifest, disk, "--retry-failed"), env=env, cwd=tmp_path).returncode == 0
     # Two failed attempts (refunded) and one clip per row; the ledger records only the clip's job.
-    code, healthy, _ = reconcile(manifest, disk, env)
+    code, healthy = audit(emu, manifest, disk)
     assert code == 0, healthy
     assert len(healthy["found"]["unknown_failed_jobs"]) == 4 and healthy["found"]["unknown_paid_jobs"] == []
 
     shutil.rmtree(disk)
-    code, lost, _ = reconcile(manifest, disk, env)
+    code, lost = audit(emu, manifest, disk)
     assert code == 1
     several = lost["found"]["rows_with_several_jobs"]
     assert sorted(len(entry["jobs"]) for entry in several) == [3, 3]  # every job of each row, reported
@@ -105,7 +123,7 @@ def test_every_job_of_a_row_is_reported_and_the_newest_that_did_not_fail_is_adop
     adopt = {job["adopt_into"]: job for job in lost["found"]["unknown_paid_jobs"]}
     assert {job["status"] for job in adopt.values()} == {"COMPLETED"} and None not in adopt
 
-    code, adopted, _ = reconcile(manifest, disk, env, "--adopt")
+    code, adopted = audit(emu, manifest, disk, adopt=True)
     assert code == 0 and adopted["adopted"] == 2
     rows = read_ledger(disk / "ledger.parquet")
     assert set(rows["attempts"]) == {3}  # the failed jobs are its earlier attempts
@@ -117,7 +135,7 @@ def test_every_job_of_a_row_is_reported_and_the_newest_that_did_not_fail_is_adop
     check_books(stats, read_ledger(disk / "ledger.parquet"), in_flight_ok=False, retried=True)
 
 
-def test_a_job_another_row_records_is_never_adopted(emulator_thread, tmp_path):
+def test_a_job_another_row_records_is_never_adopted(emulator_thread, audit, tmp_path):
     """A reviewer's regeneration archives the row (`hero@<hash>`) with its job: a job of the very
     request the manifest's row asks for, that the archived row pays for (invariant 7)."""
     emu = emulator_thread()
@@ -127,7 +145,7 @@ def test_a_job_another_row_records_is_never_adopted(emulator_thread, tmp_path):
     assert run_cli(*run_args(manifest, disk), env=env, cwd=tmp_path).returncode == 0
     with Ledger.open(disk / "ledger.parquet", run_id="archive") as book:
         book.rename("hero", "hero@archived")
-    code, found, _ = reconcile(manifest, disk, env, "--adopt")
+    code, found = audit(emu, manifest, disk, adopt=True)
     assert code == 0, found
     assert found["adopted"] == 0 and found["found"]["unknown_paid_jobs"] == []
     rows = read_ledger(disk / "ledger.parquet")
@@ -137,7 +155,7 @@ def test_a_job_another_row_records_is_never_adopted(emulator_thread, tmp_path):
     assert rows["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"]
 
 
-def test_rows_in_flight_that_an_emulator_which_lost_its_state_does_not_show_are_reported(emulator_thread, tmp_path):
+def test_rows_in_flight_that_an_emulator_which_lost_its_state_does_not_show_are_reported(emulator_thread, audit, tmp_path):
     slow = {d: (2.0, 2.0) for d in (6, 10, 15)}
     emu = emulator_thread(time_scale=1.0, generation_seconds=slow)
     manifest = write_manifest(tmp_path / "m.yaml", prompts(3))
@@ -148,7 +166,7 @@ def test_rows_in_flight_that_an_emulator_which_lost_its_state_does_not_show_are_
     assert set(in_flight["status"]) <= {"SUBMITTED", "PROCESSING"} and in_flight["job_id"].is_not_null().all()
 
     forgetful = emulator_thread()  # same key, but none of the jobs: a server that lost its state
-    code, found, _ = reconcile(manifest, disk, cli_env(forgetful.base_url), "--adopt")
+    code, found = audit(forgetful, manifest, disk, adopt=True)
     assert code == 1
     missing = found["found"]["in_flight_not_shown"]
     assert {(m["job_key"], m["job_id"]) for m in missing} == set(zip(in_flight["job_key"], in_flight["job_id"]))
@@ -159,7 +177,7 @@ def test_rows_in_flight_that_an_emulator_which_lost_its_state_does_not_show_are_
     assert text.returncode == 1 and "rows the ledger has in flight that the API does not show: 3" in text.stdout
     assert forgetful.stats()["requests"].get(GENERATE, 0) == 0
 
-    code, found, _ = reconcile(manifest, disk, cli_env(emu.base_url))  # the API that made them shows them
+    code, found = audit(emu, manifest, disk)  # the API that made them shows them
     assert code == 0 and found["found"]["in_flight_not_shown"] == [], found
     done = run_cli(*run_args(manifest, disk), env=cli_env(emu.base_url), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -168,9 +186,8 @@ def test_rows_in_flight_that_an_emulator_which_lost_its_state_does_not_show_are_
     check_books(stats, read_ledger(disk / "ledger.parquet"), in_flight_ok=False)
 
 
-def test_a_hand_recorded_job_and_an_intent_that_made_no_job_are_reported(emulator_thread, tmp_path):
+def test_a_hand_recorded_job_and_an_intent_that_made_no_job_are_reported(emulator_thread, audit, tmp_path):
     emu = emulator_thread()
-    env = cli_env(emu.base_url)
     manifest = write_manifest(tmp_path / "m.yaml", prompts(2))
     rows = load_manifest(manifest)
     disk = tmp_path / "disk"
@@ -185,7 +202,7 @@ def test_a_hand_recorded_job_and_an_intent_that_made_no_job_are_reported(emulato
                     idempotency_key="vb-by-hand-a1", request_body=json.dumps(body), credits_charged=0,
                     first_sent_at=datetime.now(timezone.utc) - timedelta(minutes=5))
         book.commit_sync()
-    code, found, _ = reconcile(manifest, disk, env)
+    code, found = audit(emu, manifest, disk)
     assert code == 1
     missing = {m["job_key"]: m for m in found["found"]["in_flight_not_shown"]}
     assert missing[first["job_key"]]["job_id"] == typed_in and "404" in missing[first["job_key"]]["detail"]
@@ -214,8 +231,6 @@ def _submit_directly(base_url: str, prompt: str) -> None:
     """A job made outside videobatch (another tool, a colleague's script): the list shows it all the same."""
     import urllib.request
 
-    from tests.harness import TEST_KEY
-
     body = json.dumps({"model": "grok-imagine-video", "prompt": prompt,
                        "grokImagineVideoParams": {"duration": 6, "aspect_ratio": "16:9"}}).encode()
     request = urllib.request.Request(base_url + "/v2/videos/generate", data=body, method="POST",
@@ -224,7 +239,7 @@ def _submit_directly(base_url: str, prompt: str) -> None:
         assert answer.status == 202
 
 
-def test_a_list_read_short_of_its_end_says_how_far_it_got_and_exits_3(emulator_thread, tmp_path):
+def test_a_list_read_short_of_its_end_says_how_far_it_got_and_exits_3(emulator_thread, audit, tmp_path):
     emu = emulator_thread()
     manifest = write_manifest(tmp_path / "m.yaml", [{"prompt": "the oldest job of the account",
                                                      "duration": 6, "aspect_ratio": "16:9"}])
@@ -238,13 +253,13 @@ def test_a_list_read_short_of_its_end_says_how_far_it_got_and_exits_3(emulator_t
     assert short.returncode == 3, short.stdout + short.stderr
     assert "job list: 1 pages, 100 jobs back to" in short.stdout
     assert "NOT read to its end: stopped at --max-pages 1" in short.stdout and "not a proof" in short.stdout
-    code, deeper, _ = reconcile(manifest, tmp_path, env, "--max-pages", "2")
+    code, deeper = audit(emu, manifest, tmp_path, max_pages=2)
     assert code == 1 and deeper["job_list"] == {**deeper["job_list"], "pages": 2, "jobs": 101, "complete": True}
     assert len(deeper["found"]["unknown_paid_jobs"]) == 1  # the stranger's jobs are not this manifest's
     assert paid_requests(emu) == paid
 
     refused = emulator_thread(dialects=("list-4xx",))
-    code, stopped, _ = reconcile(manifest, tmp_path, cli_env(refused.base_url))
+    code, stopped = audit(refused, manifest, tmp_path)
     assert code == 3 and "the job list could not be read" in stopped["job_list"]["stopped"]
 
 
@@ -255,6 +270,6 @@ def test_the_emulated_ledger_is_reconciled_with_the_built_in_emulator(tmp_path):
     done = run_cli("run", str(manifest), "--emulate", "--emulator-time-scale", "0", "--ledger", str(ledger),
                    "--out", str(tmp_path / "emu"), "--poll-interval", "0.05", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    audit = run_cli("reconcile", str(manifest), "--emulate", "--ledger", str(ledger), env=env, cwd=tmp_path)
-    assert audit.returncode == 0, audit.stdout + audit.stderr
-    assert "matched 2 jobs to 2 of 2 rows" in audit.stdout and "the books agree" in audit.stdout
+    books = run_cli("reconcile", str(manifest), "--emulate", "--ledger", str(ledger), env=env, cwd=tmp_path)
+    assert books.returncode == 0, books.stdout + books.stderr
+    assert "matched 2 jobs to 2 of 2 rows" in books.stdout and "the books agree" in books.stdout
