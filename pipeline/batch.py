@@ -315,6 +315,7 @@ def _notify(summary: BatchSummary, settings: BatchSettings) -> None:
 # --- reconcile ------------------------------------------------------------------------------
 
 RECONCILE_PAGES = 1000  # job-list pages of 100 read at most: a busy month's jobs, about 2 min at 500 rpm
+RECONCILE_READS = 1000  # in-flight jobs the pages did not show, read one by one at most
 
 
 def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, adopt: bool = False,
@@ -354,9 +355,9 @@ def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, a
     try:
         with book:
             asyncio.run(_reconcile_async(report, rows, book, config, adopt=adopt, emulate=emulate, rpm=rpm))
-    except OSError as exc:  # the ledger could not be written: what was adopted is in its journal
-        return refused(EXIT_STOPPED, f"could not write the ledger {ledger_path}: {exc.strerror or exc}; "
-                       "run the same command again")
+    except (OSError, LedgerError) as exc:  # the ledger could not be written: nothing adopted is lost
+        return refused(EXIT_STOPPED, f"could not write the ledger {ledger_path}: "
+                       f"{getattr(exc, 'strerror', None) or exc}; run the same command again")
     if report.error is None:
         from pipeline.reconcile import exit_code
 
@@ -406,7 +407,10 @@ async def _reconcile_async(report, rows, ledger, config, *, adopt: bool, emulate
         # In-flight jobs the pages did not show (older than the pages read, or gone): read one by one.
         not_shown: dict[str, str] = {}
         unread: dict[str, str] = {}
-        for job_id in unlisted_in_flight(collector, known, manifest_text):
+        unlisted = unlisted_in_flight(collector, known, manifest_text)
+        for job_id in unlisted[RECONCILE_READS:]:
+            unread[job_id] = f"not read: over the {RECONCILE_READS} jobs read one by one"
+        for job_id in unlisted[:RECONCILE_READS]:
             try:
                 seen = await read_job(client, job_id)
             except AuthError as exc:

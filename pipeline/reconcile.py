@@ -108,15 +108,17 @@ class RequestIndex:
     """Which manifest rows a job's `input` asks for, as their request shape (wire.request_shape)."""
 
     def __init__(self, rows: pl.DataFrame):
+        # (shape, local images): rows that differ only in a local image are not one request.
         self.groups: dict[tuple, Group] = {}
         self._loose: dict[tuple, list[Group]] = {}  # (model, prompt, duration, ratio, n images) -> groups
         for r in rows.iter_rows(named=True):
-            refs = [ref if is_url(ref) else LOCAL_IMAGE for ref in r["reference_images"] or []]
-            shape = request_shape(get_model(r["model"]).request_body(r["prompt"], int(r["duration"]),
-                                                                     r["aspect_ratio"], refs))
-            group = self.groups.get(shape)
+            refs = r["reference_images"] or []
+            shape = request_shape(get_model(r["model"]).request_body(
+                r["prompt"], int(r["duration"]), r["aspect_ratio"], [ref if is_url(ref) else LOCAL_IMAGE for ref in refs]))
+            key = (shape, tuple(ref for ref in refs if not is_url(ref)))
+            group = self.groups.get(key)
             if group is None:
-                group = self.groups[shape] = Group(shape, [])
+                group = self.groups[key] = Group(shape, [])
                 if group.by_prompt_only:
                     self._loose.setdefault(shape[:4] + (len(shape[4]),), []).append(group)
             group.rows.append(Wanted(r["job_key"], {name: r[name] for name in ROW_FIELDS}))
@@ -126,7 +128,7 @@ class RequestIndex:
         shape = request_shape(listed_input)
         if shape is None or not isinstance(shape[4], tuple):
             return []
-        exact = self.groups.get(shape)
+        exact = self.groups.get((shape, ()))
         if exact is not None:
             return [exact]
         return [g for g in self._loose.get(shape[:4] + (len(shape[4]),), ())
@@ -340,9 +342,11 @@ def reconcile(collector: JobCollector, ledger: dict[str, dict[str, Any]], *, man
     credits = Credits([], sum(int(ledger[k]["credits_charged"] or 0) for k in ledger_total),
                       sum(j.cost or 0 for j in matched.values()))
     groups = index.groups.values()
+    unsure = {id(g) for _, gs in collector.ambiguous.values() for g in gs}
+    hit = [g for g in groups if g.jobs or id(g) in unsure]
     return Reconciliation(
-        rows=sum(len(g.rows) for g in groups), matched_rows=sum(len(g.rows) for g in groups if g.jobs),
-        matched_jobs=len(matched), by_prompt_rows=sum(len(g.rows) for g in groups if g.jobs and g.by_prompt_only),
+        rows=sum(len(g.rows) for g in groups), matched_rows=sum(len(g.rows) for g in hit),
+        matched_jobs=len(matched), by_prompt_rows=sum(len(g.rows) for g in hit if g.by_prompt_only),
         unknown=unknown, unpaid=unpaid, missing=missing, unsettled=unsettled, several=several,
         credits=credits, credit_lines=lines, adoptions=adoptions)
 

@@ -273,3 +273,25 @@ def test_the_emulated_ledger_is_reconciled_with_the_built_in_emulator(tmp_path):
     books = run_cli("reconcile", str(manifest), "--emulate", "--ledger", str(ledger), env=env, cwd=tmp_path)
     assert books.returncode == 0, books.stdout + books.stderr
     assert "matched 2 jobs to 2 of 2 rows" in books.stdout and "the books agree" in books.stdout
+
+
+def test_jobs_of_rows_told_apart_only_by_their_local_images_are_reported_not_adopted(emulator_thread, audit, tmp_path):
+    """Upload URLs cannot be rebuilt, so two rows that differ only in a local reference image match
+    each other's jobs: adopting either way could swap their videos, so neither is adopted."""
+    emu = emulator_thread()
+    manifest = write_manifest(tmp_path / "m.yaml", [
+        {"id": "koi", "prompt": "a fish in ink", "reference_images": [str(REFS / "koi.png")]},
+        {"id": "paper", "prompt": "a fish in ink", "reference_images": [str(REFS / "paper-texture.png")]}])
+    disk = tmp_path / "disk"
+    assert run_cli(*run_args(manifest, disk), env=cli_env(emu.base_url), cwd=tmp_path).returncode == 0
+    shutil.rmtree(disk)
+    code, found = audit(emu, manifest, disk, adopt=True)
+    assert code == 1 and found["adopted"] == 0
+    unknown = found["found"]["unknown_paid_jobs"]
+    assert len(unknown) == 2 and all(job["adopt_into"] is None and "several rows" in job["note"] for job in unknown)
+    assert all(set(job["rows"]) == {"koi", "paper"} and job["by_prompt_only"] for job in unknown)
+    stats = emu.stats()
+    assert stats["requests"][GENERATE] == 2  # the run's two; reconcile paid for nothing
+    assert found["found"]["credits"]["api"] == stats["credits"]["charged"] - stats["credits"]["refunded"]
+    assert found["found"]["credits"]["ledger"] == 0 and not (disk / "ledger.parquet").exists() or \
+        read_ledger(disk / "ledger.parquet").height == 0
