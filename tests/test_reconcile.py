@@ -295,3 +295,16 @@ def test_jobs_of_rows_told_apart_only_by_their_local_images_are_reported_not_ado
     assert found["found"]["credits"]["api"] == stats["credits"]["charged"] - stats["credits"]["refunded"]
     assert found["found"]["credits"]["ledger"] == 0 and not (disk / "ledger.parquet").exists() or \
         read_ledger(disk / "ledger.parquet").height == 0
+
+
+def test_adopt_waits_for_a_run_that_holds_the_ledger_but_an_audit_does_not(emulator_thread, audit, tmp_path):
+    emu = emulator_thread()
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(1))
+    disk = tmp_path / "disk"
+    assert run_cli(*run_args(manifest, disk), env=cli_env(emu.base_url), cwd=tmp_path).returncode == 0
+    with Ledger.open(disk / "ledger.parquet", run_id="a-run-in-progress"):
+        code, held = audit(emu, manifest, disk, adopt=True)
+        assert code == 3 and "another videobatch run" in held["error"] and "nothing was adopted" in held["error"]
+        code, audited = audit(emu, manifest, disk)
+        assert code == 0 and audited["found"]["books_agree"]
+    assert emu.stats()["requests"][GENERATE] == 1
