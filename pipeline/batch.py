@@ -232,15 +232,8 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
     async with AsyncExitStack() as stack:
         base_url, api_key = config.base_url, config.api_key
         if args.emulate:
-            from pipeline.emulator import Emulator, EmulatorConfig
-
-            api_key = "afk_emulated_" + secrets.token_hex(8)  # a throwaway key, never the user's
-            # Its state lives beside the emulated ledger, so an interrupted demo resumes like a
-            # real batch: the jobs it made are still there, under the same account.
-            emu = await stack.enter_async_context(Emulator(EmulatorConfig(
-                api_key=api_key, credits=args.emulator_credits, time_scale=args.emulator_time_scale,
-                rpm=0, dialects=tuple(args.dialect), state_path=ledger.path.parent / "emulator-state.jsonl")))
-            base_url = emu.base_url
+            base_url, api_key = await _start_emulator(stack, ledger.path, credits=args.emulator_credits,
+                                                      time_scale=args.emulator_time_scale, dialects=args.dialect)
         client = ApiClient(
             base_url, api_key, gate=RequestGate(options.rpm, options.rate_period), timeout=args.timeout,
             on_retry=lambda what, reason, delay: log.event("retry", what=what, reason=reason,
@@ -274,6 +267,25 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
     if log_fault is not None:
         result.exit_code, result.stop_reason = EXIT_STOPPED, result.stop_reason or str(log_fault)
     return result
+
+
+def emulator_state_path(ledger_path: Path) -> Path:
+    """The built-in emulator's memory of an emulated ledger's jobs."""
+    return ledger_path.parent / "emulator-state.jsonl"
+
+
+async def _start_emulator(stack, ledger_path: Path, *, credits: int = 1_000_000, time_scale: float = DEMO_TIME_SCALE,
+                          dialects: tuple[str, ...] = ()) -> tuple[str, str]:
+    """The built-in emulator for an emulated ledger, stopped with `stack`: (base URL, API key)."""
+    from pipeline.emulator import Emulator, EmulatorConfig
+
+    api_key = "afk_emulated_" + secrets.token_hex(8)  # a throwaway key, never the user's
+    # Its state lives beside the emulated ledger, so an interrupted demo resumes like a real
+    # batch: the jobs it made are still there, under the same account.
+    emu = await stack.enter_async_context(Emulator(EmulatorConfig(
+        api_key=api_key, credits=credits, time_scale=time_scale, rpm=0, dialects=tuple(dialects),
+        state_path=emulator_state_path(ledger_path))))
+    return emu.base_url, api_key
 
 
 def _arm_deadline(runner, deadline) -> list[asyncio.TimerHandle]:
@@ -329,3 +341,157 @@ def _notify(summary: BatchSummary, settings: BatchSettings) -> None:
     if not delivery.delivered:
         summary.warnings.append(f"the notification was not delivered after {delivery.attempts} attempts "
                                 f"({delivery.error}); the exit code is the run's")
+
+
+# --- reconcile ------------------------------------------------------------------------------
+
+RECONCILE_PAGES = 1000  # job-list pages of 100 read at most: a busy month's jobs, about 2 min at 500 rpm
+RECONCILE_READS = 1000  # in-flight jobs the pages did not show, read one by one at most
+
+
+def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, adopt: bool = False,
+                    emulate: bool = False, max_pages: int = RECONCILE_PAGES, rpm: int = 500):
+    """Match the API's jobs to a manifest's rows and compare them with the ledger; with `adopt`,
+    take the matching jobs the ledger does not know into it. Only GETs: nothing is paid for.
+    Returns a reconcile.ReconcileReport (`exit_code`, `error`, `found`, `after`, `as_dict()`)."""
+    from pipeline.config import load_api_config
+    from pipeline.manifest import ManifestError, load_manifest
+    from pipeline.reconcile import ReconcileReport
+    from pipeline.store.ledger import Ledger, LedgerError
+
+    manifest = Path(manifest)
+    ledger_path = Path(ledger or (EMULATED_OUT if emulate else REAL_OUT) / LEDGER_NAME)
+    config = load_api_config()
+    report = ReconcileReport(str(manifest), str(ledger_path), "the built-in emulator" if emulate else config.base_url,
+                             exit_code=EXIT_OK, max_pages=max_pages)
+
+    def refused(code: int, message: str) -> ReconcileReport:
+        report.exit_code, report.error = code, message
+        return report
+
+    if not emulate and not config.api_key:
+        return refused(EXIT_BAD_INPUT, "no API key: set APIFRAME_API_KEY in the environment or in .env, or add "
+                       "--emulate to reconcile the emulated ledger with the built-in emulator's jobs")
+    if emulate and not emulator_state_path(ledger_path).exists():
+        return refused(EXIT_BAD_INPUT, f"no emulator state at {emulator_state_path(ledger_path)}: no emulated run "
+                       f"has used the ledger {ledger_path}; pass the --ledger of one")
+    try:
+        rows = load_manifest(manifest)
+    except ManifestError as exc:
+        return refused(EXIT_BAD_INPUT, f"the manifest has problems; nothing was compared\n{exc}")
+    try:
+        book = Ledger.open(ledger_path, run_id=f"reconcile-{new_run_id()}", readonly=not adopt)
+    except (LedgerError, OSError) as exc:  # in use by a run (LedgerLocked), or unreadable
+        return refused(EXIT_STOPPED, f"{exc}; nothing was adopted" if adopt else str(exc))
+    try:
+        with book:
+            asyncio.run(_reconcile_async(report, rows, book, config, adopt=adopt, emulate=emulate, rpm=rpm))
+    except (OSError, LedgerError) as exc:  # the ledger could not be written: nothing adopted is lost
+        return refused(EXIT_STOPPED, f"could not write the ledger {ledger_path}: "
+                       f"{getattr(exc, 'strerror', None) or exc}; run the same command again")
+    if report.error is None:
+        from pipeline.reconcile import exit_code
+
+        report.exit_code = exit_code(report)
+    return report
+
+
+def _ledger_rows(ledger, rows, job_ids) -> dict[str, dict[str, Any]]:
+    """What the ledger holds of a manifest's keys, of its archived versions, and of every row that
+    records one of `job_ids`: one scan."""
+    import polars as pl
+
+    from pipeline.reconcile import LEDGER_COLUMNS
+
+    frame = ledger.scan(LEDGER_COLUMNS).filter(
+        pl.col("job_key").is_in(rows["job_key"].implode()) | (pl.col("manifest") == rows["manifest"][0])
+        | pl.col("job_id").is_in(pl.Series(sorted(job_ids), dtype=pl.String).implode())).collect()
+    return {row["job_key"]: row for row in frame.iter_rows(named=True)}
+
+
+async def _reconcile_async(report, rows, ledger, config, *, adopt: bool, emulate: bool, rpm: int) -> None:
+    from contextlib import AsyncExitStack
+
+    from pipeline.api.client import ApiClient, AuthError, RequestGate
+    from pipeline.reconcile import JobCollector, RequestIndex, reconcile, unlisted_in_flight
+    from pipeline.tracker import read_job, read_job_list
+    from pipeline.transitions import ReadError
+
+    async with AsyncExitStack() as stack:
+        base_url, api_key = config.base_url, config.api_key
+        if emulate:
+            base_url, api_key = await _start_emulator(stack, ledger.path)
+        client = await stack.enter_async_context(ApiClient(base_url, api_key, gate=RequestGate(rpm or None)))
+        collector = JobCollector(RequestIndex(rows))
+        report.list_complete = True
+        for model in sorted(set(rows["model"])):
+            read = await read_job_list(client, model=model, max_pages=report.max_pages, on_page=collector.add_page)
+            report.pages += read.pages
+            report.jobs_listed += read.jobs
+            report.list_complete &= read.complete
+            report.list_stopped = report.list_stopped or read.stopped
+            if read.oldest is not None and not read.complete:  # the shallowest reach is what was read for sure
+                report.list_oldest = read.oldest if report.list_oldest is None else max(report.list_oldest, read.oldest)
+        report.uncomparable = collector.uncomparable
+        manifest_text = rows["manifest"][0]
+        known = _ledger_rows(ledger, rows, collector.matched)
+        # In-flight jobs the pages did not show (older than the pages read, or gone): read one by one.
+        not_shown: dict[str, str] = {}
+        unread: dict[str, str] = {}
+        unlisted = unlisted_in_flight(collector, known, manifest_text)
+        for job_id in unlisted[RECONCILE_READS:]:
+            unread[job_id] = f"not read: over the {RECONCILE_READS} jobs read one by one"
+        for job_id in unlisted[:RECONCILE_READS]:
+            try:
+                seen = await read_job(client, job_id)
+            except AuthError as exc:
+                unread[job_id] = exc.stop_reason
+                continue
+            if seen.job is not None:
+                collector.add(seen.job)
+            elif seen.error is ReadError.NOT_FOUND:
+                not_shown[job_id] = "the API does not know this job (404): it was never made, or under another account's key"
+            else:
+                unread[job_id] = f"could not be read: {seen.detail}"
+        report.unread = len(unread)
+        known = _ledger_rows(ledger, rows, collector.matched)
+
+        def books():
+            return reconcile(collector, known, manifest=manifest_text, not_shown=not_shown, unread=unread,
+                             list_complete=report.list_complete, list_oldest=report.list_oldest,
+                             clock_offset=client.clock_offset)
+
+        report.found = books()
+        if adopt and report.found.adoptions:
+            if await _adopt(report, ledger, client):
+                known = _ledger_rows(ledger, rows, collector.matched)
+                report.after = books()
+
+
+async def _adopt(report, ledger, client) -> bool:
+    """Record the adoptions under the ledger's lock, journaled like any change, once the key is
+    known to be of the account that owns this ledger's jobs (the adopted jobs are this key's)."""
+    from pipeline.account import settle_account
+    from pipeline.owners import JobOwners
+    from pipeline.runlog import RunLog
+
+    adoptions = report.found.adoptions
+    log = RunLog(ledger.path.parent / "logs" / f"{ledger.run_id}.jsonl")
+    try:
+        _, refused = await settle_account(client, ledger, ledger.path, len(adoptions), False, log)
+        if refused:
+            report.exit_code, report.error = EXIT_STOPPED, f"{refused}; nothing was adopted"
+            return False
+        owners = JobOwners(ledger)
+        for job_key, fields in adoptions:
+            if owners.taken_by_other(fields["job_id"], job_key):
+                continue  # never a job another row records (invariant 7); the report says it is known
+            ledger.record(job_key, **fields)
+            owners.claim(fields["job_id"], job_key)
+            log.event("adopted", job_key=job_key, job_id=fields["job_id"], status=fields["status"],
+                      credits_charged=fields["credits_charged"])
+            report.adopted += 1
+        await ledger.commit()
+    finally:
+        log.close()
+    return True

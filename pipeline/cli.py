@@ -18,7 +18,7 @@ import signal
 import sys
 from pathlib import Path
 
-from pipeline.batch import DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OUT
+from pipeline.batch import DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OUT, RECONCILE_PAGES
 from pipeline.summary import EXIT_BAD_INPUT, EXIT_FAILED_ROWS, EXIT_OK, EXIT_STOPPED  # noqa: F401
 
 
@@ -144,6 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="copy (or hard-link) the approved clips, with a CSV and JSON sidecar")
     export.add_argument("--approved", type=Path, required=True, metavar="DEST", help="folder to put the approved clips in")
     _scope_arguments(export)
+
+    reconcile = sub.add_parser("reconcile", help="match the API's jobs to a manifest's rows and audit the ledger "
+                                                 "against them; sends no paid request")
+    reconcile.add_argument("manifest", type=Path)
+    reconcile.add_argument("--ledger", type=Path, help=f"ledger file (default {REAL_OUT / LEDGER_NAME}, "
+                                                       f"or {EMULATED_OUT / LEDGER_NAME} with --emulate)")
+    reconcile.add_argument("--adopt", action="store_true",
+                           help="take the matching jobs the ledger does not know into it, so the next run "
+                                "downloads them instead of paying again")
+    reconcile.add_argument("--emulate", action="store_true", help="the emulated ledger, against the built-in emulator's jobs")
+    reconcile.add_argument("--max-pages", type=_positive_int, default=RECONCILE_PAGES, metavar="N",
+                           help=f"job-list pages of 100 to read at most (default {RECONCILE_PAGES})")
+    reconcile.add_argument("--rpm", type=_non_negative_int, default=500,
+                           help="API requests per minute (default 500; 0 = no limit)")
+    reconcile.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     emulator_cli.add_arguments(sub.add_parser("emulator", help="serve the local Apiframe emulator"))
     return parser
@@ -454,6 +469,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- reconcile ------------------------------------------------------------------------------
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from pipeline.batch import reconcile_batch
+    from pipeline.reconcile import format_report
+
+    report = reconcile_batch(args.manifest, ledger=args.ledger, adopt=args.adopt, emulate=args.emulate,
+                             max_pages=args.max_pages, rpm=args.rpm)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    elif report.found is not None:
+        print(format_report(report, adopt=args.adopt))
+    if report.error:
+        _error(report.error)
+    return report.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     interrupts = None
@@ -481,7 +514,7 @@ def _command(argv: list[str], interrupts: Interrupts | None) -> int:
     if args.command == "run":
         return cmd_run(args, interrupts)
     handler = {"plan": cmd_plan, "status": cmd_status, "report": cmd_report,
-               "review": cmd_review, "export": cmd_export}[args.command]
+               "review": cmd_review, "export": cmd_export, "reconcile": cmd_reconcile}[args.command]
     return handler(args)
 
 

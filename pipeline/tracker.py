@@ -441,3 +441,51 @@ async def find_by_content(client: ApiClient, *, body: dict[str, Any], params_fie
         if not page.get("hasMore") or not cursor or (last is not None and last < oldest):
             return None
     return None
+
+
+@dataclass
+class ListRead:
+    """How far a read of the whole job list got."""
+
+    pages: int = 0
+    jobs: int = 0
+    complete: bool = False  # read to the end of the list
+    stopped: str | None = None  # why it stopped before the end (None: complete, or the page bound)
+    oldest: float | None = None  # createdAt of the oldest job read, on the server's clock
+
+
+async def read_job_list(client: ApiClient, *, model: str, max_pages: int,
+                        on_page: Callable[[list[Any]], None]) -> ListRead:
+    """Page `GET /v2/jobs?model=` newest first (CONTRACT.md, "Job list": ordered by createdAt
+    desc), to its end or `max_pages` pages, handing each page's jobs to `on_page`. A request that
+    fails, or a page that is not a job list, stops the read with the reason in `stopped`."""
+    read, cursor = ListRead(), None
+    while read.pages < max_pages:
+        try:
+            page = await client.list_jobs(model=model, limit=100, cursor=cursor)
+        except AuthError as exc:
+            read.stopped = exc.stop_reason
+            return read
+        except (ApiError, OSError) as exc:
+            read.stopped = f"the job list could not be read: {redact(str(exc))}"
+            return read
+        jobs = page.get("jobs") if isinstance(page, dict) else None
+        if not isinstance(jobs, list):
+            read.stopped = "the job list's answer is not a list of jobs"
+            return read
+        read.pages += 1
+        read.jobs += len(jobs)
+        on_page(jobs)
+        for job in reversed(jobs):
+            created = parse_api_time(job.get("createdAt")) if isinstance(job, dict) else None
+            if created is not None:
+                read.oldest = created if read.oldest is None else min(read.oldest, created)
+                break
+        if not page.get("hasMore") or not jobs:
+            read.complete = True
+            return read
+        cursor = page.get("nextCursor")
+        if not cursor:
+            read.stopped = "the job list says it has more, but gives no cursor to read on"
+            return read
+    return read

@@ -120,7 +120,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return min(RETRY_AFTER_MAX_S, max(0.0, seconds))
 
 
-def _request_shape(body: Any) -> tuple | None:
+def request_shape(body: Any) -> tuple | None:
     """(model, prompt, duration, aspect ratio, references), the model's own defaults filled in."""
     from pipeline.models import get_model  # the one table of what a model accepts and defaults to
 
@@ -146,5 +146,5 @@ def same_request(listed_input: Any, journaled_body: dict[str, Any]) -> bool:
     the documented defaults filled in, so an API that echoes defaults or drops our webhook
     fields still matches; a job with any other prompt or setting never does.
     """
-    mine = _request_shape(journaled_body)
-    return mine is not None and mine[1] is not None and _request_shape(listed_input) == mine
+    mine = request_shape(journaled_body)
+    return mine is not None and mine[1] is not None and request_shape(listed_input) == mine
