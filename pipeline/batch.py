@@ -40,6 +40,7 @@ class BatchSettings:
     max_credits: int | None = None
     retries: int = 2
     retry_failed: bool = False
+    take_over: bool = False  # this manifest takes over ids another manifest holds in the ledger
     timeout: float = 30.0
     webhook_listen: tuple[str, int] | None = None
     webhook_url: str | None = None
@@ -78,7 +79,7 @@ async def _balance(config) -> int | None:
 
 
 def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_failed: bool = False,
-               emulate: bool = False, check_balance: bool = True) -> BatchSummary:
+               emulate: bool = False, check_balance: bool = True, take_over: bool = False) -> BatchSummary:
     """Price a manifest against its ledger and (with an API key) the account's balance; submits
     nothing. `summary.plan` holds the row-by-row Plan."""
     from pipeline.api.client import ApiError
@@ -103,7 +104,12 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
         return refused_summary("plan", manifest, EXIT_BAD_INPUT, str(exc), started_at=started, emulated=emulate,
                                ledger_path=ledger_path, out_dir=None)
     ledger = Ledger.open(ledger_path, readonly=True)  # read as the plan needs it, never whole
-    plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=retry_failed, manifest=manifest.resolve())
+    plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=retry_failed, manifest=manifest.resolve(),
+                              take_over=take_over)
+    refusal = plan.shared_ids_refusal(ledger_path)
+    if refusal:
+        return refused_summary("plan", manifest, EXIT_BAD_INPUT, refusal, started_at=started, emulated=emulate,
+                               ledger_path=ledger_path, out_dir=None)
     balance, code, error = None, EXIT_OK, None
     config = load_api_config()
     if check_balance and config.api_key and not emulate:
@@ -184,7 +190,10 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
     with ledger:
         manifest = manifest.resolve()
         plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=settings.retry_failed,
-                                  manifest=manifest)
+                                  manifest=manifest, take_over=settings.take_over)
+        refusal = plan.shared_ids_refusal(ledger_path)
+        if refusal:  # before any request: the ids are another manifest's
+            return refused(EXIT_BAD_INPUT, refusal, run_id)
         log_path = ledger_path.parent / "logs" / f"{run_id}.jsonl"
         if on_start is not None:
             on_start(run_id, plan, "emulator" if settings.emulate else config.base_url)

@@ -53,6 +53,10 @@ def _host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+TAKE_OVER_HELP = ("let this manifest take over the ids another manifest's rows hold in the ledger (it "
+                  "replaces that manifest, moved or renamed): those rows are kept as earlier versions")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.emulator import cli as emulator_cli
     from pipeline.emulator.dialects import DIALECTS, emulator_dialects
@@ -67,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--retry-failed", action="store_true", help="count FAILED rows as new attempts")
     plan.add_argument("--emulate", action="store_true", help=f"use the emulator's ledger ({EMULATED_OUT})")
     plan.add_argument("--all", action="store_true", help="list every row, not just the first 40")
+    plan.add_argument("--take-over", action="store_true", help=TAKE_OVER_HELP)
 
     run = sub.add_parser("run", help="submit, track and download every row the ledger has not finished")
     run.add_argument("manifest", type=Path)
@@ -82,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="new attempts for a FAILED generation (default 2)")
     run.add_argument("--retry-failed", action="store_true",
                      help="give rows that FAILED in earlier runs (or whose result expired) a new attempt")
+    run.add_argument("--take-over", action="store_true", help=TAKE_OVER_HELP)
     run.add_argument("--emulate", action="store_true",
                      help="run against the built-in emulator (no credits spent, own ledger)")
     run.add_argument("--timeout", type=float, default=30.0,
@@ -215,7 +221,8 @@ def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     from pipeline.batch import plan_batch
 
-    summary = plan_batch(args.manifest, ledger=args.ledger, retry_failed=args.retry_failed, emulate=args.emulate)
+    summary = plan_batch(args.manifest, ledger=args.ledger, retry_failed=args.retry_failed, emulate=args.emulate,
+                         take_over=args.take_over)
     if summary.plan is None:
         _error(summary.error)
         return summary.exit_code
