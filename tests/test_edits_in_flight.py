@@ -108,14 +108,17 @@ def _submit(base_url: str, body: bytes, key: str) -> None:
     asyncio.run(send())
 
 
-@pytest.mark.parametrize("sent", [True, False])
-def test_an_archived_intent_without_a_job_id_replays_its_key_and_never_makes_a_second_job(tmp_path, sent):
+@pytest.mark.parametrize("hours, sent", [(0.01, True), (0.01, False), (25, True), (25, False)])
+def test_an_archived_intent_without_a_job_id_is_never_paid_for_twice(tmp_path, hours, sent):
     """A run was killed with an intent journaled and no job id: its send may have made and charged
-    a job (`sent`) or never left. Edited meanwhile, the intent is resumed with its journaled bytes
-    and key: the API hands back the job it made, or makes it once (contract: the same
-    Idempotency-Key within 24 h). Either way one job for that version, never two."""
+    a job (`sent`) or never left; then the prompt was edited. Within the replay window the intent
+    is resumed with its journaled bytes and key: the API hands back the job it made, or makes it
+    once (contract: the same Idempotency-Key within 24 h). Past it (25 h) the job list decides:
+    a job found is adopted; none there (the list read back past the first send) and the version
+    the user edited away is never made: FAILED with the reason, left be by later runs. Either way
+    one job at most for that version, followed to its download under the archived name."""
     manifest = write_manifest(tmp_path / "m.yaml", [{"id": "hero", "prompt": "a red kite"}])
-    key, body = _old_intent(tmp_path, manifest, hours=0.01)
+    key, body = _old_intent(tmp_path, manifest, hours=hours)
     intent = _rows(tmp_path)[key]
     archived = f"hero@{intent['request_hash'][:8]}"
     write_manifest(manifest, [{"id": "hero", "prompt": "a blue kite"}])
@@ -124,49 +127,25 @@ def test_an_archived_intent_without_a_job_id_replays_its_key_and_never_makes_a_s
             _submit(emu.base_url, body, intent["idempotency_key"])
         made = [job["id"] for job in emu.stats()["jobs"]]
         done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
-        stats = emu.stats()
-    assert done.returncode == 0, done.stdout + done.stderr
-    rows = _rows(tmp_path)
-    assert rows[archived]["idempotency_key"] == intent["idempotency_key"] and rows[archived]["attempts"] == 1
-    assert rows[archived]["status"] == "DOWNLOADED"
-    assert rows[archived]["output_path"] == str(video_path(tmp_path / "out", archived))
-    if sent:
-        assert rows[archived]["job_id"] == made[0]
-    assert len(stats["jobs"]) == 2
-    check_books(stats, ledger(tmp_path), in_flight_ok=False)
-
-
-@pytest.mark.parametrize("case", ["found", "absent"])
-def test_an_archived_intent_past_23_hours_is_found_or_settled_never_sent_under_a_new_key(tmp_path, case):
-    """Past the replay window its key settles nothing: the job list decides. Found: the job is
-    adopted and downloaded under the archived name. Absent (the list read back past its first
-    send): the version the user edited away is never made; the row is FAILED with the reason."""
-    manifest = write_manifest(tmp_path / "m.yaml", [{"id": "hero", "prompt": "a red kite"}])
-    key, body = _old_intent(tmp_path, manifest, hours=25)
-    old = _rows(tmp_path)[key]
-    archived = f"hero@{old['request_hash'][:8]}"
-    write_manifest(manifest, [{"id": "hero", "prompt": "a blue kite"}])
-    with EmulatorThread(EmulatorConfig(api_key=TEST_KEY, time_scale=0.0, rpm=0)) as emu:
-        if case == "found":  # the first send did reach the API a day ago
-            _submit(emu.base_url, body, old["idempotency_key"])
-        done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
         again = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
         stats = emu.stats()
-    assert again.returncode == 0, again.stdout + again.stderr  # settled: later runs leave it be
-    rows = ledger(tmp_path)
-    by_key = {row["job_key"]: row for row in rows.iter_rows(named=True)}
-    assert by_key["hero"]["status"] == "DOWNLOADED"
-    keys = sorted(job["idempotency_key"] for job in stats["jobs"])
-    if case == "found":
+    assert again.returncode == 0, again.stdout + again.stderr  # nothing left for later runs
+    rows = _rows(tmp_path)
+    assert rows["hero"]["status"] == "DOWNLOADED" and rows[archived]["attempts"] == 1
+    assert rows[archived]["idempotency_key"] == intent["idempotency_key"]
+    if sent or hours < 1:
         assert done.returncode == 0, done.stdout + done.stderr
-        assert by_key[archived]["status"] == "DOWNLOADED" and len(stats["jobs"]) == 2
-        assert by_key[archived]["output_path"] == str(video_path(tmp_path / "out", archived))
-        check_books(stats, rows, in_flight_ok=False)
+        assert rows[archived]["status"] == "DOWNLOADED"
+        assert rows[archived]["output_path"] == str(video_path(tmp_path / "out", archived))
+        under_its_key = [job["id"] for job in stats["jobs"] if job["idempotency_key"] == intent["idempotency_key"]]
+        assert under_its_key == [rows[archived]["job_id"]] and (not sent or under_its_key == made)
+        assert len(stats["jobs"]) == 2
+        check_books(stats, ledger(tmp_path), in_flight_ok=False)
     else:
         assert done.returncode == 1, done.stdout + done.stderr  # the version is FAILED, said once
-        assert by_key[archived]["status"] == "FAILED" and "edited away" in by_key[archived]["error"]
-        assert keys == [by_key["hero"]["idempotency_key"]]  # only the new version was sent
-        assert rows["credits_charged"].sum() == stats["credits"]["charged"]
+        assert rows[archived]["status"] == "FAILED" and "edited away" in rows[archived]["error"]
+        assert [job["idempotency_key"] for job in stats["jobs"]] == [rows["hero"]["idempotency_key"]]
+        assert ledger(tmp_path)["credits_charged"].sum() == stats["credits"]["charged"]
 
 
 def test_an_archived_version_never_starts_a_paid_attempt():
