@@ -191,6 +191,7 @@ def _reads_ledger(command):
 
 def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
     from pipeline import plan as p
+    from pipeline.decisions import ARCHIVED_MARK
     from pipeline.review_plan import LABELS
 
     rows = plan.rows
@@ -204,6 +205,9 @@ def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
     if rows.height > shown.height:
         print(f"  ... {rows.height - shown.height} more rows (--all lists them)")
     print(f"  jobs in manifest: {rows.height}, {plan.credits_total} credits for all of them")
+    versions = rows["job_key"].str.contains(ARCHIVED_MARK, literal=True).sum()
+    if versions:  # pipeline.plan.versions_to_follow
+        print(f"  of them, earlier versions of edited rows whose job is still followed: {versions}")
     print(f"  already downloaded: {c[p.SKIP]}; failed and left alone: {c[p.LEAVE_FAILED]}")
     print(f"  to track: {c[p.TRACK]}; to download again: {c[p.DOWNLOAD]}")
     print(f"  to submit: {c[p.SUBMIT]} new, {c[p.RESUME]} resumed with their original key, "

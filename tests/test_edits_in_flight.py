@@ -60,6 +60,7 @@ def test_a_version_edited_away_while_generating_is_followed_downloaded_and_count
     assert shown.returncode == 0, shown.stdout + shown.stderr
     line = next(line for line in shown.stdout.splitlines() if archived in line)
     assert line.rstrip().endswith("track") and "to track: 2" in shown.stdout
+    assert "earlier versions of edited rows whose job is still followed: 1" in shown.stdout
     assert "a run would spend at most 0 credits" in shown.stdout
 
     third = run_cli(*run_args(manifest, tmp_path, "--summary-json", "s3.json"), env=env, cwd=tmp_path)
