@@ -2,6 +2,11 @@
 
 Pure: reads the ledger (only the manifest's rows, and a few columns of a lazy scan) and the file
 system (is a finished video still on disk?), changes nothing. The run and the `plan` command share it, so what `plan` prints is what `run` does.
+
+Besides the manifest's rows, a plan holds the earlier versions of its edited rows (`<key>@<hash>`)
+that may still hold a paid job not downloaded (`versions_to_follow`), and names the rows whose id
+another manifest holds in this ledger with another request (`Plan.shared`): a ledger row belongs
+to the manifest that wrote it, so two manifests never replace each other's videos in turn.
 """
 
 from __future__ import annotations
@@ -203,8 +208,8 @@ def versions_to_follow(versions: pl.DataFrame) -> pl.DataFrame:
     job, and within the API's 24 h the same key answers with that job or makes it once, never a
     second one (CONTRACT.md, Idempotency-Key). It may cost the one clip the user asked for before
     the edit; forgetting it could lose a paid one. Past 23 h the runner looks for its job in the
-    job list first, as for any intent, and an archived version never spends on a new key
-    (runner.Work.superseded)."""
+    job list first, as for any intent: found, it is followed; not there, the version is settled as
+    FAILED, never sent under a new key (runner.Work.superseded, transitions.after_search)."""
     versions = versions.filter(_followed())
     rows = versions.select(
         "job_key", *ROW_FIELDS,
