@@ -40,6 +40,7 @@ class BatchSettings:
     max_credits: int | None = None
     retries: int = 2
     retry_failed: bool = False
+    take_over: bool = False  # this manifest takes over ids another manifest holds in the ledger
     timeout: float = 30.0
     webhook_listen: tuple[str, int] | None = None
     webhook_url: str | None = None
@@ -79,7 +80,8 @@ async def _balance(config) -> int | None:
 
 
 def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_failed: bool = False,
-               emulate: bool = False, check_balance: bool = True, refs_root: Path | str | None = None) -> BatchSummary:
+               emulate: bool = False, check_balance: bool = True, refs_root: Path | str | None = None,
+               take_over: bool = False) -> BatchSummary:
     """Price a manifest against its ledger and (with an API key) the account's balance; submits
     nothing. `summary.plan` holds the row-by-row Plan."""
     from pipeline.api.client import ApiError
@@ -108,9 +110,14 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
     try:
         ledger = Ledger.open(ledger_path, readonly=True)  # read as the plan needs it, never whole
         read_runs(ledger_path)  # a run would refuse a damaged runs table: the plan says so first
-        plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=retry_failed, manifest=manifest.resolve())
+        plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=retry_failed, manifest=manifest.resolve(),
+                                  take_over=take_over)
     except StorageFault as exc:  # a damaged or unreadable ledger: named, never planned as empty
         return refused_summary("plan", manifest, EXIT_STOPPED, str(exc), started_at=started, emulated=emulate,
+                               ledger_path=ledger_path, out_dir=None)
+    refusal = plan.shared_ids_refusal(ledger_path)
+    if refusal:
+        return refused_summary("plan", manifest, EXIT_BAD_INPUT, refusal, started_at=started, emulated=emulate,
                                ledger_path=ledger_path, out_dir=None)
     balance, code, error = None, EXIT_OK, None
     config = load_api_config()
@@ -193,7 +200,10 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
     try:
         manifest = manifest.resolve()
         plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=settings.retry_failed,
-                                  manifest=manifest)
+                                  manifest=manifest, take_over=settings.take_over)
+        refusal = plan.shared_ids_refusal(ledger_path)
+        if refusal:  # before any request: the ids are another manifest's
+            return refused(EXIT_BAD_INPUT, refusal, run_id)
         log_path = ledger_path.parent / "logs" / f"{run_id}.jsonl"
         if on_start is not None:
             on_start(run_id, plan, "emulator" if settings.emulate else config.base_url)

@@ -53,6 +53,10 @@ def _host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+TAKE_OVER_HELP = ("let this manifest take over the ids another manifest's rows hold in the ledger (it "
+                  "replaces that manifest, moved or renamed): those rows are kept as earlier versions")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.emulator import cli as emulator_cli
     from pipeline.emulator.dialects import DIALECTS, emulator_dialects
@@ -68,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--emulate", action="store_true", help=f"use the emulator's ledger ({EMULATED_OUT})")
     plan.add_argument("--all", action="store_true", help="list every row, not just the first 40")
     _refs_root_argument(plan)
+    plan.add_argument("--take-over", action="store_true", help=TAKE_OVER_HELP)
 
     run = sub.add_parser("run", help="submit, track and download every row the ledger has not finished")
     run.add_argument("manifest", type=Path)
@@ -83,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="new attempts for a FAILED generation (default 2)")
     run.add_argument("--retry-failed", action="store_true",
                      help="give rows that FAILED in earlier runs (or whose result expired) a new attempt")
+    run.add_argument("--take-over", action="store_true", help=TAKE_OVER_HELP)
     run.add_argument("--emulate", action="store_true",
                      help="run against the built-in emulator (no credits spent, own ledger)")
     run.add_argument("--timeout", type=float, default=30.0,
@@ -246,6 +252,7 @@ def _reads_ledger(command):
 
 def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
     from pipeline import plan as p
+    from pipeline.decisions import ARCHIVED_MARK
     from pipeline.review_plan import LABELS
 
     rows = plan.rows
@@ -259,6 +266,9 @@ def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
     if rows.height > shown.height:
         print(f"  ... {rows.height - shown.height} more rows (--all lists them)")
     print(f"  jobs in manifest: {rows.height}, {plan.credits_total} credits for all of them")
+    versions = rows["job_key"].str.contains(ARCHIVED_MARK, literal=True).sum()
+    if versions:  # pipeline.plan.versions_to_follow
+        print(f"  of them, earlier versions of edited rows whose job is still followed: {versions}")
     print(f"  already downloaded: {c[p.SKIP]}; failed and left alone: {c[p.LEAVE_FAILED]}")
     print(f"  to track: {c[p.TRACK]}; to download again: {c[p.DOWNLOAD]}")
     print(f"  to submit: {c[p.SUBMIT]} new, {c[p.RESUME]} resumed with their original key, "
@@ -277,7 +287,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from pipeline.batch import plan_batch
 
     summary = plan_batch(args.manifest, ledger=args.ledger, retry_failed=args.retry_failed, emulate=args.emulate,
-                         refs_root=args.refs_root)
+                         refs_root=args.refs_root, take_over=args.take_over)
     if summary.plan is None:
         _error(summary.error)
         return summary.exit_code

@@ -2,6 +2,11 @@
 
 Pure: reads the ledger (only the manifest's rows, and a few columns of a lazy scan) and the file
 system (is a finished video still on disk?), changes nothing. The run and the `plan` command share it, so what `plan` prints is what `run` does.
+
+Besides the manifest's rows, a plan holds the earlier versions of its edited rows (`<key>@<hash>`)
+that may still hold a paid job not downloaded (`versions_to_follow`), and names the rows whose id
+another manifest holds in this ledger with another request (`Plan.shared`): a ledger row belongs
+to the manifest that wrote it, so two manifests never replace each other's videos in turn.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.decisions import ARCHIVED_MARK
 from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, IN_FLIGHT, PENDING, REJECTED
-
 
 
 class Action(StrEnum):
@@ -40,8 +45,12 @@ SPENDING = (RESUME, SUBMIT, RETRY, NEW_VERSION, REGENERATE)
 _LEDGER_COLUMNS = [
     "job_key", "request_hash", "status", "job_id", "attempts", "idempotency_key", "request_body",
     "credits_charged", "credits_prior", "video_url", "expired", "output_path", "bytes", "error",
-    "first_sent_at",
+    "first_sent_at", "manifest",
 ]
+# Manifest columns copied into the ledger with every new attempt; an archived version
+# (`<key>@<hash>`), which the manifest no longer lists, takes them back from its own ledger row.
+ROW_FIELDS = ("manifest", "row", "variation", "prompt", "duration", "aspect_ratio",
+              "reference_images", "model", "metadata", "request_hash", "credits_estimated")
 
 
 @dataclass
@@ -50,6 +59,31 @@ class Plan:
     rows: pl.DataFrame  # manifest columns + `action` + the ledger's columns prefixed `ledger_`
     orphans: int = 0  # ledger rows of this manifest no longer in it (edited or removed rows)
     counts: dict[str, int] = field(default_factory=dict)
+    # Rows whose id another manifest's ledger row holds with another request (job_key, row,
+    # held_by): running would replace that manifest's video, and the two would pay in turn.
+    shared: pl.DataFrame | None = None
+
+    def follow(self, versions: pl.DataFrame) -> None:
+        """Add archived versions to follow (`versions_to_follow`), counted with the rest. In place:
+        the runner adds the versions it archives as it starts, and the run's summary and runs-table
+        row, which hold this plan, count them too."""
+        if versions.height:
+            self.rows = pl.concat([self.rows, versions], how="diagonal_relaxed")
+            self.counts = count_actions(self.rows)
+
+    def shared_ids_refusal(self, ledger_path: Path) -> str | None:
+        """Why this manifest may not run against this ledger (its ids are another manifest's), or None."""
+        if self.shared is None or not self.shared.height:
+            return None
+        first = self.shared["held_by"][0]
+        theirs = self.shared.filter(pl.col("held_by") == first)
+        keys = ", ".join(theirs["job_key"].head(5).to_list()) + (", ..." if theirs.height > 5 else "")
+        others = self.shared.height - theirs.height
+        return (f"{self.manifest}: {theirs.height} ids ({keys}) are rows of {first} in {ledger_path}, with "
+                f"other requests" + (f" (and {others} more ids of other manifests)" if others else "") +
+                "; running would replace that manifest's videos, and each run of either would pay again. "
+                "Nothing was submitted. Give these rows other ids, or use another --ledger for this manifest, "
+                f"or, if this file replaces {first} (moved or renamed), run again with --take-over")
 
     @property
     def credits_to_spend(self) -> int:
@@ -115,45 +149,36 @@ def _file_present(paths: list[str | None], sizes: list[int | None], check_size: 
     return present
 
 
+_SCANNED = ["job_key", "manifest", "status", "idempotency_key"]  # of every row, lazily
+
+
 def _ledger_reads(ledger, keys: pl.Series) -> tuple[pl.DataFrame, pl.LazyFrame]:
-    """(the ledger rows of `keys`, a lazy scan of job_key and manifest), from a Ledger or a frame."""
+    """(the ledger rows of `keys`, a lazy scan of `_SCANNED`), from a Ledger or a frame."""
     if isinstance(ledger, pl.DataFrame):
         return (ledger.filter(pl.col("job_key").is_in(keys.implode())).select(_LEDGER_COLUMNS),
-                ledger.lazy().select("job_key", "manifest"))
-    return ledger.rows(keys, _LEDGER_COLUMNS), ledger.scan(["job_key", "manifest"])
+                ledger.lazy().select(_SCANNED))
+    return ledger.rows(keys, _LEDGER_COLUMNS), ledger.scan(_SCANNED)
 
 
-def make_plan(manifest_rows: pl.DataFrame, ledger, *, retry_failed: bool, manifest: Path) -> Plan:
-    """Decide every row's action from its ledger state (vectorised: 100,000 rows in well under a second).
+def count_actions(rows: pl.DataFrame) -> dict[str, int]:
+    counts = {a: 0 for a in ACTIONS}
+    for name, n in rows.group_by("action").len().iter_rows():
+        counts[name] = n
+    return counts
 
-    `ledger` is a Ledger (only the manifest's rows are read, and two columns of the rest) or a frame.
-    """
-    mine, everything = _ledger_reads(ledger, manifest_rows["job_key"])
-    ledger = mine.rename({c: f"ledger_{c}" for c in _LEDGER_COLUMNS if c != "job_key"})
-    rows = manifest_rows.join(ledger, on="job_key", how="left", maintain_order="left")
 
-    downloaded = pl.col("ledger_status") == DOWNLOADED
-    # Only finished rows need a look at the disk; everything else is decided by the ledger alone.
-    done = rows.filter(downloaded)
-    present = pl.Series("file_present", [], dtype=pl.Boolean)
-    if done.height:
-        archived = everything.filter(pl.col("job_key").str.contains("@", literal=True)).select(
-            pl.col("job_key").str.split("@").list.first().unique()).collect()
-        had_old_version = done["job_key"].is_in(archived["job_key"].implode())
-        present = pl.Series(
-            "file_present",
-            _file_present(done["ledger_output_path"].to_list(), done["ledger_bytes"].to_list(),
-                          had_old_version.to_list()),
-        )
-    rows = rows.join(
-        done.select("job_key").with_columns(present), on="job_key", how="left", maintain_order="left"
-    )
+def _changed() -> pl.Expr:
+    """The manifest asks for another request than the ledger's row under this key."""
+    return pl.col("ledger_status").is_not_null() & (pl.col("ledger_request_hash") != pl.col("request_hash"))
 
+
+def _action(retry_failed: bool) -> pl.Expr:
+    """A row's action from its ledger state (columns `ledger_*`, `request_hash`, `file_present`)."""
     status = pl.col("ledger_status")
-    changed = status.is_not_null() & (pl.col("ledger_request_hash") != pl.col("request_hash"))
-    action = (
+    downloaded = status == DOWNLOADED
+    return (
         pl.when(status.is_null()).then(pl.lit(SUBMIT))
-        .when(changed).then(pl.lit(NEW_VERSION))
+        .when(_changed()).then(pl.lit(NEW_VERSION))
         .when(downloaded & pl.col("file_present")).then(pl.lit(SKIP))
         .when(downloaded).then(pl.lit(DOWNLOAD))
         .when(status == COMPLETED).then(pl.lit(DOWNLOAD))
@@ -165,13 +190,85 @@ def make_plan(manifest_rows: pl.DataFrame, ledger, *, retry_failed: bool, manife
         .otherwise(pl.lit(SUBMIT))
         .alias("action")
     )
-    rows = rows.with_columns(action).drop("file_present")
+
+
+def _followed() -> pl.Expr:
+    """A version that may hold a paid job not yet downloaded: a job in flight or finished, or a
+    journaled intent that may have made one."""
+    status = pl.col("status")
+    return status.is_in(IN_FLIGHT) | ((status == PENDING) & pl.col("idempotency_key").is_not_null())
+
+
+def versions_to_follow(versions: pl.DataFrame) -> pl.DataFrame:
+    """Archived versions (ledger rows, every column) as plan rows: those `_followed` selects, with
+    their own fields for the manifest's, and the action any row in that state gets (TRACK,
+    DOWNLOAD or RESUME: never a new attempt, the manifest no longer asks for it).
+
+    An intent without a job_id is resumed with its journaled bytes and key: it may have made a
+    job, and within the API's 24 h the same key answers with that job or makes it once, never a
+    second one (CONTRACT.md, Idempotency-Key). It may cost the one clip the user asked for before
+    the edit; forgetting it could lose a paid one. Past 23 h the runner looks for its job in the
+    job list first, as for any intent: found, it is followed; not there, the version is settled as
+    FAILED, never sent under a new key (runner.Work.superseded, transitions.after_search)."""
+    versions = versions.filter(_followed())
+    rows = versions.select(
+        "job_key", *ROW_FIELDS,
+        *[pl.col(c).alias(f"ledger_{c}") for c in _LEDGER_COLUMNS if c != "job_key"])
+    return rows.with_columns(file_present=pl.lit(False)).with_columns(_action(False)).drop("file_present")
+
+
+def _versions_of(ledger, everything: pl.LazyFrame, keys: pl.Series, manifest_text: str) -> pl.DataFrame:
+    """The archived versions of this manifest's rows (or of rows it once had) to follow."""
+    base = pl.col("job_key").str.split(ARCHIVED_MARK).list.first()
+    found = everything.filter(
+        pl.col("job_key").str.contains(ARCHIVED_MARK, literal=True) & _followed()
+        & ((pl.col("manifest") == manifest_text) | base.is_in(keys.implode()))
+    ).select("job_key").collect()["job_key"]
+    if not found.len():
+        return pl.DataFrame()
+    rows = ledger.filter(pl.col("job_key").is_in(found.implode())) if isinstance(ledger, pl.DataFrame) \
+        else ledger.rows(found)
+    return versions_to_follow(rows)
+
+
+def make_plan(manifest_rows: pl.DataFrame, ledger, *, retry_failed: bool, manifest: Path,
+              take_over: bool = False) -> Plan:
+    """Decide every row's action from its ledger state (vectorised: 100,000 rows in well under a second).
+
+    `ledger` is a Ledger (only the manifest's rows are read, and a few columns of the rest) or a frame.
+    A row whose id another manifest holds with another request is `shared` (refused by the run and
+    `plan`), unless `take_over` hands those rows to this manifest.
+    """
+    mine, everything = _ledger_reads(ledger, manifest_rows["job_key"])
+    recorded = mine.rename({c: f"ledger_{c}" for c in _LEDGER_COLUMNS if c != "job_key"})
+    rows = manifest_rows.join(recorded, on="job_key", how="left", maintain_order="left")
+
+    downloaded = pl.col("ledger_status") == DOWNLOADED
+    # Only finished rows need a look at the disk; everything else is decided by the ledger alone.
+    done = rows.filter(downloaded)
+    present = pl.Series("file_present", [], dtype=pl.Boolean)
+    if done.height:
+        archived = everything.filter(pl.col("job_key").str.contains(ARCHIVED_MARK, literal=True)).select(
+            pl.col("job_key").str.split(ARCHIVED_MARK).list.first().unique()).collect()
+        had_old_version = done["job_key"].is_in(archived["job_key"].implode())
+        present = pl.Series(
+            "file_present",
+            _file_present(done["ledger_output_path"].to_list(), done["ledger_bytes"].to_list(),
+                          had_old_version.to_list()),
+        )
+    rows = rows.join(
+        done.select("job_key").with_columns(present), on="job_key", how="left", maintain_order="left"
+    )
 
     manifest_text = str(manifest)
+    foreign = pl.col("ledger_manifest").is_not_null() & (pl.col("ledger_manifest") != manifest_text)
+    shared = rows.filter(_changed() & foreign & pl.lit(not take_over)).select(
+        "job_key", "row", pl.col("ledger_manifest").alias("held_by"))
+    rows = rows.with_columns(_action(retry_failed)).drop("file_present")
+
     orphans = everything.filter(
         (pl.col("manifest") == manifest_text) & ~pl.col("job_key").is_in(manifest_rows["job_key"].implode())
     ).select(pl.len()).collect().item()
-    counts = {a: 0 for a in ACTIONS}
-    for name, n in rows.group_by("action").len().iter_rows():
-        counts[name] = n
-    return Plan(manifest=manifest, rows=rows, orphans=orphans, counts=counts)
+    plan = Plan(manifest=manifest, rows=rows, orphans=orphans, counts=count_actions(rows), shared=shared)
+    plan.follow(_versions_of(ledger, everything, manifest_rows["job_key"], manifest_text))
+    return plan

@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.decisions import ARCHIVED_MARK, REGENERATE as DECIDED_REGENERATE, edits, latest
-from pipeline.plan import ACTIONS, REGENERATE, RESUME, TRACK, Plan, make_plan
+from pipeline.plan import REGENERATE, RESUME, TRACK, Plan, count_actions, make_plan
 
 FROM_REGENERATE = REGENERATE  # the action's own word
 FROM_EDIT = "edited prompt"
@@ -31,7 +31,7 @@ LABELS = {FROM_REGENERATE: "review decision", f"{FROM_REGENERATE}, {FROM_EDIT}":
 
 
 def make_reviewed_plan(manifest_rows: pl.DataFrame, ledger, decisions: pl.DataFrame,
-                       *, retry_failed: bool, manifest: Path) -> Plan:
+                       *, retry_failed: bool, manifest: Path, take_over: bool = False) -> Plan:
     """make_plan, with review decisions applied; rows gain `from_review` and `attempts_before`."""
     rows = manifest_rows.with_columns(manifest_hash=pl.col("request_hash"))
     standing = edits(decisions)
@@ -45,7 +45,7 @@ def make_reviewed_plan(manifest_rows: pl.DataFrame, ledger, decisions: pl.DataFr
         ).drop("edit_prompt", "edit_hash", "edit_source")
     else:
         rows = rows.with_columns(review_edit=pl.lit(False))
-    plan = make_plan(rows, ledger, retry_failed=retry_failed, manifest=manifest)
+    plan = make_plan(rows, ledger, retry_failed=retry_failed, manifest=manifest, take_over=take_over)
 
     pending = pending_regenerations(ledger, decisions)
     out = plan.rows.join(pending, on="job_key", how="left", maintain_order="left")
@@ -59,10 +59,8 @@ def make_reviewed_plan(manifest_rows: pl.DataFrame, ledger, decisions: pl.DataFr
         .otherwise(pl.lit(None, dtype=pl.String)),
         attempts_before=pl.col("attempts_before").fill_null(0),
     ).drop("pending_source", "manifest_hash", "review_edit")
-    counts = {action: 0 for action in ACTIONS}
-    for name, n in out.group_by("action").len().iter_rows():
-        counts[name] = n
-    return Plan(manifest=plan.manifest, rows=out, orphans=plan.orphans, counts=counts)
+    return Plan(manifest=plan.manifest, rows=out, orphans=plan.orphans, counts=count_actions(out),
+                shared=plan.shared)
 
 
 def pending_regenerations(ledger, decisions: pl.DataFrame) -> pl.DataFrame:

@@ -29,16 +29,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from pipeline import transitions as t
 from pipeline.account import Account, settle_account
 from pipeline.api.client import ApiClient, ApiError, AuthError, DownloadError, NotFound, TransientError
 from pipeline.api.retry import RetryPolicy
 from pipeline.api.uploads import LocalImage, UploadCache
 from pipeline.deadline import Deadline
+from pipeline.decisions import ARCHIVED_MARK
 from pipeline.download import download_video, video_path
 from pipeline.models import get_model
 from pipeline.owners import JobOwners
-from pipeline.plan import DOWNLOAD, LEAVE_FAILED, NEW_VERSION, REGENERATE, RESUME, RETRY, SKIP, SUBMIT, TRACK, Plan
+from pipeline.plan import (DOWNLOAD, LEAVE_FAILED, NEW_VERSION, REGENERATE, RESUME, RETRY, ROW_FIELDS, SKIP,
+                           SUBMIT, TRACK, Plan, versions_to_follow)
 from pipeline.progress import Counters, Progress
 from pipeline.redact import redact
 from pipeline.references import ReferenceChanged, named, read_references
@@ -50,9 +54,6 @@ from pipeline.store.schema import COMPLETED, FAILED, PENDING, RUNS_SCHEMA
 from pipeline.summary import ExitCode
 from pipeline.tracker import Observation, Tracker, find_by_content, find_in_job_list, read_job
 
-# Manifest columns copied into the ledger with every new attempt.
-ROW_FIELDS = ("manifest", "row", "variation", "prompt", "duration", "aspect_ratio",
-              "reference_images", "model", "metadata", "request_hash", "credits_estimated")
 SUBMIT_PARALLEL = 32  # submit calls in the air at once; the rate limiter is the real pace
 DOWNLOAD_RETRY = RetryPolicy(attempts=4, base=1.0, cap=8.0, jitter=False)  # 4 tries, 1, 2, 4 s apart
 STOP_GRACE_S = 2.0  # after Ctrl-C, time for submits already sent to bring back their job_id
@@ -183,6 +184,11 @@ class Work:
     @property
     def job_id(self) -> str | None:
         return self.recorded.job_id
+
+    @property
+    def superseded(self) -> bool:
+        """An archived version (`<key>@<hash>`): followed to its end, never paid for again."""
+        return ARCHIVED_MARK in self.job_key
 
 
 def body_bytes(body: dict[str, Any]) -> bytes:
@@ -320,6 +326,10 @@ class Runner:
         return receiver
 
     def _load_plan(self) -> None:
+        replaced = self.plan.rows.filter(pl.col("action").is_in([NEW_VERSION, REGENERATE]))["job_key"]
+        archived = [self._archive_old_version(key) for key in replaced if key in self.ledger]
+        # An edited row's old version may hold a paid job not yet downloaded: followed like any row.
+        self.plan.follow(versions_to_follow(self.ledger.rows(archived)))
         wanted = self.plan.to_run(longest_first=self.options.max_credits is None)
         self.counters.planned = wanted.height
         for record in wanted.iter_rows(named=True):
@@ -327,9 +337,9 @@ class Runner:
                         Recorded.of(record, prefix="ledger_"))
             self.work[work.job_key] = work
             action = record["action"]
-            if action == NEW_VERSION or (action == REGENERATE and work.job_key in self.ledger):
-                self._archive_old_version(work, record["ledger_request_hash"])
-            if action == REGENERATE:  # numbering goes on: a new Idempotency-Key, so a new video, not the old job
+            if action == NEW_VERSION:  # the key has no ledger row now: the next attempt starts afresh
+                work.recorded = Recorded()
+            elif action == REGENERATE:  # numbering goes on: a new Idempotency-Key, so a new video, not the old job
                 work.recorded = Recorded(attempts=record["attempts_before"])
             if action in (SUBMIT, RETRY, NEW_VERSION, REGENERATE):
                 self.submit_queue.append((work, False))
@@ -349,22 +359,22 @@ class Runner:
                 self.by_job_id[work.job_id] = work
                 self.downloads.put_nowait(work)
 
-    def _archive_old_version(self, work: Work, old_hash: str | None) -> None:
+    def _archive_old_version(self, job_key: str) -> str:
         """Same id, edited request: keep the old row and its video under `<key>@<old hash>`."""
-        archived = f"{work.job_key}@{(old_hash or 'old')[:8]}"
-        n = 1
+        old = self.ledger.get(job_key) or {}
+        stem = f"{job_key}{ARCHIVED_MARK}{(old.get('request_hash') or 'old')[:8]}"
+        archived, n = stem, 1
         while archived in self.ledger:  # edited back and forth (A, B, A, B): keep every version
             n += 1
-            archived = f"{work.job_key}@{(old_hash or 'old')[:8]}-{n}"
-        old = self.ledger.get(work.job_key) or {}
-        self.ledger.rename(work.job_key, archived)
+            archived = f"{stem}-{n}"
+        self.ledger.rename(job_key, archived)
         old_path = old.get("output_path")
         if old_path and os.path.exists(old_path):
             new_path = video_path(self.options.out_dir, archived)
             os.replace(old_path, new_path)
             self.ledger.record(archived, output_path=str(new_path))
-        work.recorded = Recorded()  # the key has no ledger row now: the next attempt starts afresh
-        self.log.event("new_version", job_key=work.job_key, archived_as=archived)
+        self.log.event("new_version", job_key=job_key, archived_as=archived)
+        return archived
 
     def _take_on(self, work: Work) -> None:
         self.active.add(work.job_key)
@@ -447,7 +457,9 @@ class Runner:
             attempts=held.attempts, job_id=held.job_id, video_url=held.video_url,
             credits_prior=held.credits_prior, credits_charged=held.credits_charged,
             pays=work.job_id is None or self.owners.claim(work.job_id, work.job_key) == work.job_key,
-            may_spend=not self.submits_stopped and self.spending.affords(int(work.row["credits_estimated"])),
+            may_spend=not work.superseded and not self.submits_stopped
+            and self.spending.affords(int(work.row["credits_estimated"])),
+            superseded=work.superseded,
             uncertain=work.uncertain, after_cdn_404=work.after_cdn_404,
         )
 

@@ -36,7 +36,8 @@ and nothing is submitted under a new key while an earlier key may have made a jo
 | download failed every try                      | LEAVE (the video exists; next run fetches it)  |
 | intent older than 23 h, no job_id              | FIND it in the job list: found -> ADOPT;       |
 |                                                | list read past the first send, no match ->     |
-|                                                | RESUBMIT (new key); list incomplete -> LEAVE   |
+|                                                | RESUBMIT (new key), or FAIL for an archived    |
+|                                                | version; list incomplete -> LEAVE              |
 |                                                | (incomplete too while the clocks disagree by   |
 |                                                | more than CLOCK_MARGIN_S, or none was read)    |
 """
@@ -119,6 +120,7 @@ class Row:
     credits_charged: int = 0  # as the ledger has it now
     pays: bool = True  # the first row to record this job carries its cost
     may_spend: bool = True  # submits are not stopped and the budget allows one more attempt
+    superseded: bool = False  # an archived version: followed to its end, never paid for again
     uncertain: int = 0  # uncertain reads or replays so far for the current job or intent
     after_cdn_404: bool = False  # this read follows a CDN 404 for video_url
 
@@ -323,6 +325,9 @@ def after_search(row: Row, search: Search | None) -> Decision:
         job_id = job_id_of(search.match)
         return Decision(Step.READ_NOW, {"status": SUBMITTED, "job_id": job_id, "error": None},
                         "adopted the job the list shows for this request")
+    if search is not None and search.complete and row.superseded:
+        reason = "an earlier version, edited away before the API made its job: not sent again"
+        return Decision(Step.FAIL, {"status": FAILED, "error": reason}, reason)
     if search is not None and search.complete and row.may_spend:
         return Decision(Step.RESUBMIT, {}, "no job for this request in the list back past its first "
                                           "send: a new attempt under a new key")

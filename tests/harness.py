@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.decisions import ARCHIVED_MARK
 from pipeline.store.ledger import read_ledger
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,18 +92,24 @@ def jobs_per_key(stats: dict) -> dict[str, list[dict]]:
 
 def check_books(stats: dict, rows: pl.DataFrame, *, in_flight_ok: bool, retried: bool = False) -> None:
     """The invariants that keep credits safe, judged by the emulator's own records: every row's jobs
-    are the emulator's; one job per row (with `retried`, failed generations made again: exactly one
-    job per row that did not fail); ledger credits equal the net charge; the key never went to the
-    CDN; every list named the model; every downloaded file is the bytes served; and only a job that
-    never finished may be left in flight (`in_flight_ok`), none otherwise."""
+    are the emulator's; one job per wanted request (each version of an id, `<id>@<hash>` in the
+    ledger, is one; a version edited back to an earlier request within 24 h shares its key and job;
+    with `retried`, failed generations made again: exactly one job that did not fail); ledger
+    credits equal the net charge; the key never went to the CDN; every list named the model; every
+    downloaded file is the bytes served; and only a job that never finished may be left in flight
+    (`in_flight_ok`), none otherwise."""
     per_key = jobs_per_key(stats)
     served = {job["id"]: job for job in stats["jobs"]}
-    assert set(per_key) == set(rows["job_key"])
+    wanted: dict[str, set[str]] = {}  # id -> the Idempotency-Keys of its versions' current attempts
+    for job_key, key in rows.select("job_key", "idempotency_key").iter_rows():
+        wanted.setdefault(job_key.split(ARCHIVED_MARK)[0], set()).add(key)
+    assert set(per_key) == set(wanted)
     if retried:
         assert {k: [j["status"] for j in jobs] for k, jobs in per_key.items()
-                if sum(j["status"] != "FAILED" for j in jobs) != 1} == {}
+                if sum(j["status"] != "FAILED" for j in jobs) != len(wanted[k])} == {}
     else:
-        assert {k: len(jobs) for k, jobs in per_key.items() if len(jobs) != 1} == {}
+        assert {k: sorted(j["idempotency_key"] for j in jobs) for k, jobs in per_key.items()
+                if sorted(j["idempotency_key"] for j in jobs) != sorted(wanted[k])} == {}
     assert rows["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"]
     assert stats["cdn_key_leaks"] == 0
     assert set(stats["list_models"]) <= {"grok-imagine-video"}  # every list names the model
