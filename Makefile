@@ -9,6 +9,7 @@ VB     := $(BIN)/videobatch
 MANIFEST ?= manifests/example.yaml
 LEDGER   ?= outputs/ledger.parquet
 ARGS     ?=
+TEST_WORKERS ?= 2
 
 .PHONY: install demo run plan status report test bench emulator clean
 
@@ -38,8 +39,9 @@ status: $(STAMP)
 report: $(STAMP)
 	$(VB) report --ledger $(LEDGER) $(ARGS)
 
+# Two workers: the fault tests run their own CLI processes and emulators, each in its own folder and ports.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)
