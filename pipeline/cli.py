@@ -231,12 +231,14 @@ def _reads_ledger(command):
         from pipeline.decisions import DecisionsCorrupt
         from pipeline.scope import ScopeError
         from pipeline.store.faults import StorageFault
+        from pipeline.store.ledger import reading_parts
 
         if not args.ledger.exists():
             _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
             return EXIT_BAD_INPUT
         try:
-            return command(args)
+            with reading_parts(args.ledger):
+                return command(args)
         except (ScopeError, DecisionsCorrupt) as exc:
             _error(str(exc))
             return EXIT_BAD_INPUT

@@ -118,6 +118,16 @@ def damage_the_runs_table(ledger_path) -> str:
     return f"{runs} cannot be read"
 
 
+def damage_a_part_inside(ledger_path) -> str:
+    """Bytes changed inside a part, its size and footer magic intact: the open's checks pass, and
+    only reading its rows finds the damage (bit rot, a bad sector)."""
+    victim = store.list_parts(ledger_path)[0].path
+    data = bytearray(victim.read_bytes())
+    data[4:len(data) // 2] = b"A" * (len(data) // 2 - 4)
+    victim.write_bytes(bytes(data))
+    return f"{victim} is damaged"
+
+
 def test_every_command_names_a_damaged_ledger_file_in_one_line(emulator_thread, tmp_path):
     """A lost part before every command; a journal cut mid-file and a damaged runs table before a
     reader and a run (each CLI start costs a second)."""
@@ -137,7 +147,8 @@ def test_every_command_names_a_damaged_ledger_file_in_one_line(emulator_thread, 
     run.wait(timeout=10)
     jobs = len(emu.stats()["jobs"])
     for damage, names in [(lose_a_part, ["status", "report", "review", "export", "plan", "run"]),
-                          (cut_the_journal, ["status", "run"]), (damage_the_runs_table, ["plan", "run"])]:
+                          (cut_the_journal, ["status", "run"]), (damage_the_runs_table, ["plan", "run"]),
+                          (damage_a_part_inside, ["status", "report", "export", "plan", "run", "reconcile"])]:
         copy = tmp_path / damage.__name__
         shutil.copytree(ledger_path.parent, copy)
         needle = damage(copy / "ledger.parquet")
@@ -145,7 +156,8 @@ def test_every_command_names_a_damaged_ledger_file_in_one_line(emulator_thread, 
         commands = {"status": ["status", *args], "report": ["report", *args],
                     "review": ["review", *args, "--port", "0"],
                     "export": ["export", *args, "--approved", str(tmp_path / "approved")],
-                    "plan": ["plan", str(manifest), *args], "run": ["run", str(manifest), *args, "--rpm", "0"]}
+                    "plan": ["plan", str(manifest), *args], "run": ["run", str(manifest), *args, "--rpm", "0"],
+                    "reconcile": ["reconcile", str(manifest), *args, "--adopt"]}
         for name in names:
             done = run_cli(*commands[name], env=env, cwd=tmp_path, timeout=60)
             no_traceback(done)
