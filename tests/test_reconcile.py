@@ -3,12 +3,14 @@ them, and `--adopt` rebuilding a lost ledger, all with GETs only. Real CLI, real
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from pipeline.batch import reconcile_batch
@@ -308,3 +310,26 @@ def test_adopt_waits_for_a_run_that_holds_the_ledger_but_an_audit_does_not(emula
         code, audited = audit(emu, manifest, disk)
         assert code == 0 and audited["found"]["books_agree"]
     assert emu.stats()["requests"][GENERATE] == 1
+
+
+def test_check_books_accepts_adopted_rows_yet_fails_a_row_paid_twice_or_a_job_held_twice(emulator_thread, tmp_path):
+    """check_books judges adopted rows (no Idempotency-Key: the API never shows one) by their jobs'
+    keys; that must not let a second paid job of a row, or one job held by two rows, pass."""
+    emu = emulator_thread()
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(2))
+    assert run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path).returncode == 0
+    stats, rows = emu.stats(), read_ledger(tmp_path / "ledger.parquet").sort("job_key")
+    adopted = rows.with_columns(idempotency_key=pl.lit(None, pl.String))  # as reconcile --adopt records them
+    check_books(stats, rows, in_flight_ok=False)
+    check_books(stats, adopted, in_flight_ok=False)
+
+    first = next(job for job in stats["jobs"] if job["id"] == rows["job_id"][0])
+    twice = copy.deepcopy(stats)  # the first row paid again under its next key, and the ledger counting it
+    twice["jobs"].append({**first, "id": "job-paid-again", "idempotency_key": first["idempotency_key"].replace("-a1-", "-a2-")})
+    twice["credits"]["charged"] += rows["credits_charged"][0]
+    counted = adopted.with_columns(credits_charged=pl.col("credits_charged") * pl.Series([2, 1]))
+    with pytest.raises(AssertionError):
+        check_books(twice, counted, in_flight_ok=False)
+    held_twice = adopted.with_columns(job_id=pl.lit(rows["job_id"][0]))  # both rows record the first row's job
+    with pytest.raises(AssertionError):
+        check_books(stats, held_twice, in_flight_ok=False)
