@@ -366,7 +366,8 @@ RECONCILE_READS = 1000  # in-flight jobs the pages did not show, read one by one
 
 
 def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, adopt: bool = False,
-                    emulate: bool = False, max_pages: int = RECONCILE_PAGES, rpm: int = 500):
+                    emulate: bool = False, max_pages: int = RECONCILE_PAGES, rpm: int = 500,
+                    refs_root: Path | str | None = None):
     """Match the API's jobs to a manifest's rows and compare them with the ledger; with `adopt`,
     take the matching jobs the ledger does not know into it. Only GETs: nothing is paid for.
     Returns a reconcile.ReconcileReport (`exit_code`, `error`, `found`, `after`, `as_dict()`)."""
@@ -392,7 +393,7 @@ def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, a
         return refused(EXIT_BAD_INPUT, f"no emulator state at {emulator_state_path(ledger_path)}: no emulated run "
                        f"has used the ledger {ledger_path}; pass the --ledger of one")
     try:
-        rows = load_manifest(manifest)
+        rows = load_manifest(manifest, refs_root=refs_root)
     except ManifestError as exc:
         return refused(EXIT_BAD_INPUT, f"the manifest has problems; nothing was compared\n{exc}")
     try:

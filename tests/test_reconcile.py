@@ -19,6 +19,7 @@ from pipeline.store.ledger import Ledger, read_ledger
 from tests.harness import TEST_KEY, check_books, cli_env, jobs_per_key, prompts, run_args, run_cli, write_manifest
 
 REFS = Path(__file__).resolve().parent.parent / "manifests" / "refs"
+OUTSIDE = ("--refs-root", str(REFS))  # the images lie outside the test's folder: run and reconcile both take it
 GENERATE = "POST /v2/videos/generate"
 
 
@@ -56,19 +57,19 @@ def test_a_lost_ledger_is_rebuilt_from_the_api_and_nothing_is_paid_twice(emulato
                          {"prompt": "koi on paper", "reference_images": [str(REFS / "koi.png")]}]
     manifest = write_manifest(tmp_path / "m.yaml", jobs)
     disk = tmp_path / "disk"  # ledger, journal, runs table, owner file and videos: the team's disk
-    first = run_cli(*run_args(manifest, disk), env=env, cwd=tmp_path)
+    first = run_cli(*run_args(manifest, disk, *OUTSIDE), env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     rows = 6
     paid = paid_requests(emu)
     assert paid == rows
     charged = emu.stats()["credits"]["charged"]
 
-    code, healthy = audit(emu, manifest, disk)
+    code, healthy = audit(emu, manifest, disk, refs_root=REFS)
     assert code == 0 and healthy["found"]["books_agree"], healthy
     assert healthy["found"]["credits"] == {"rows": [], "ledger": charged, "api": charged}
 
     shutil.rmtree(disk)  # the disk is lost
-    code, lost = audit(emu, manifest, disk)
+    code, lost = audit(emu, manifest, disk, refs_root=REFS)
     found = lost["found"]
     assert code == 1
     assert lost["job_list"]["complete"] and found["matched_rows"] == rows
@@ -77,21 +78,21 @@ def test_a_lost_ledger_is_rebuilt_from_the_api_and_nothing_is_paid_twice(emulato
     # The row with a local image went out as an upload URL: matched on everything else, and said so.
     by_prompt = [job for job in found["unknown_paid_jobs"] if job["by_prompt_only"]]
     assert found["rows_matched_by_prompt_only"] == 1 and len(by_prompt) == 1
-    assert {job["adopt_into"] for job in found["unknown_paid_jobs"]} == set(load_manifest(manifest)["job_key"])
-    text = run_cli("reconcile", str(manifest), "--ledger", str(disk / "ledger.parquet"), env=env, cwd=tmp_path)
+    assert {job["adopt_into"] for job in found["unknown_paid_jobs"]} == set(load_manifest(manifest, refs_root=REFS)["job_key"])
+    text = run_cli("reconcile", str(manifest), "--ledger", str(disk / "ledger.parquet"), *OUTSIDE, env=env, cwd=tmp_path)
     assert text.returncode == 1
     assert f"paid jobs the ledger does not know: {rows}" in text.stdout
     assert f"credits: ledger 0, API {charged}: they differ by {charged}" in text.stdout
     assert "1 rows by prompt and settings only" in text.stdout and "--adopt takes 6" in text.stdout
 
-    code, adopted, _ = reconcile(manifest, disk, env, "--adopt")
+    code, adopted, _ = reconcile(manifest, disk, env, "--adopt", *OUTSIDE)
     assert code == 0 and adopted["adopted"] == rows, adopted
     assert adopted["after_adopting"]["books_agree"]
-    code, again = audit(emu, manifest, disk)
+    code, again = audit(emu, manifest, disk, refs_root=REFS)
     assert code == 0 and again["found"]["unknown_paid_jobs"] == [] and again["found"]["books_agree"]
     assert paid_requests(emu) == paid  # reconcile sent GETs only
 
-    rerun = run_cli(*run_args(manifest, disk), env=env, cwd=tmp_path)
+    rerun = run_cli(*run_args(manifest, disk, *OUTSIDE), env=env, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "up to 0 credits to spend" in rerun.stdout
     stats = emu.stats()
@@ -285,9 +286,9 @@ def test_jobs_of_rows_told_apart_only_by_their_local_images_are_reported_not_ado
         {"id": "koi", "prompt": "a fish in ink", "reference_images": [str(REFS / "koi.png")]},
         {"id": "paper", "prompt": "a fish in ink", "reference_images": [str(REFS / "paper-texture.png")]}])
     disk = tmp_path / "disk"
-    assert run_cli(*run_args(manifest, disk), env=cli_env(emu.base_url), cwd=tmp_path).returncode == 0
+    assert run_cli(*run_args(manifest, disk, *OUTSIDE), env=cli_env(emu.base_url), cwd=tmp_path).returncode == 0
     shutil.rmtree(disk)
-    code, found = audit(emu, manifest, disk, adopt=True)
+    code, found = audit(emu, manifest, disk, adopt=True, refs_root=REFS)
     assert code == 1 and found["adopted"] == 0
     unknown = found["found"]["unknown_paid_jobs"]
     assert len(unknown) == 2 and all(job["adopt_into"] is None and "several rows" in job["note"] for job in unknown)
