@@ -267,7 +267,12 @@ class Runner:
             self.hard_stop(refused)
             progress.close()
             return self._result(started)
-        self._load_plan()
+        try:
+            self._load_plan()
+        except StorageFault as exc:  # an old version's video could not be moved aside: nothing was sent
+            self._note_internal_error(None, exc, "archiving an edited row's old version")
+            progress.close()
+            return self._result(started)
         self.log.event("run_start", run_id=self.run_id, manifest=str(self.plan.manifest),
                        counts=self.plan.counts, credits_planned=self.plan.credits_to_spend,
                        account=str(self.account) if self.account else None)
@@ -367,12 +372,19 @@ class Runner:
         while archived in self.ledger:  # edited back and forth (A, B, A, B): keep every version
             n += 1
             archived = f"{stem}-{n}"
-        self.ledger.rename(job_key, archived)
         old_path = old.get("output_path")
         if old_path and os.path.exists(old_path):
+            # The video moves first: if it cannot, the ledger still says the row is where it was,
+            # and the new version is never downloaded over the old one's paid clip.
             new_path = video_path(self.options.out_dir, archived)
-            os.replace(old_path, new_path)
+            try:
+                os.replace(old_path, new_path)
+            except OSError as exc:
+                raise disk_fault(exc, old_path) from None
+            self.ledger.rename(job_key, archived)
             self.ledger.record(archived, output_path=str(new_path))
+        else:
+            self.ledger.rename(job_key, archived)
         self.log.event("new_version", job_key=job_key, archived_as=archived)
         return archived
 

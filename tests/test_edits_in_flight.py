@@ -161,3 +161,37 @@ def test_an_archived_version_never_starts_a_paid_attempt():
     assert unread.step is t.Step.LEAVE  # no proof either way: kept in flight
     current = t.after_search(t.Row(), t.Search(match=None, complete=True))
     assert current.step is t.Step.RESUBMIT  # the manifest's own row still gets its new key
+
+
+def test_an_old_version_whose_video_cannot_be_moved_aside_stops_the_run_and_keeps_its_clip(emulator_thread, tmp_path):
+    """An edited row's downloaded clip is moved to its archived name before the ledger renames the
+    row: a videos folder that refuses the move stops the run (exit 3, one line, nothing sent), and
+    the new version is never downloaded over the old version's paid clip."""
+    import hashlib
+    import subprocess
+
+    emu = emulator_thread()
+    env = cli_env(emu.base_url)
+    manifest = write_manifest(tmp_path / "m.yaml", [{"id": "hero", "prompt": "a red kite", "duration": 6}])
+    assert run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path).returncode == 0
+    old = _rows(tmp_path)["hero"]
+    write_manifest(manifest, [{"id": "hero", "prompt": "a blue kite", "duration": 6}])
+    videos = Path(old["output_path"]).parent
+    subprocess.run(["mount", "--bind", str(videos), str(videos)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(videos)], check=True)
+        stopped = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    finally:
+        subprocess.run(["umount", str(videos)], check=True)
+    assert stopped.returncode == 3 and "Traceback" not in stopped.stdout + stopped.stderr, stopped.stdout + stopped.stderr
+    assert f"cannot write {old['output_path']}: not writable (Read-only file system)" in stopped.stdout
+    assert len(emu.stats()["jobs"]) == 1  # stopped before anything was sent
+    assert _rows(tmp_path)["hero"]["output_path"] == old["output_path"]  # the ledger says what the disk holds
+
+    again = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = _rows(tmp_path)
+    archived = rows[f"hero@{old['request_hash'][:8]}"]
+    assert archived["output_path"] != rows["hero"]["output_path"]
+    assert hashlib.sha256(Path(archived["output_path"]).read_bytes()).hexdigest() == old["sha256"]  # the paid clip kept
+    check_books(emu.stats(), ledger(tmp_path), in_flight_ok=False)
