@@ -374,7 +374,7 @@ def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, a
     from pipeline.config import load_api_config
     from pipeline.manifest import ManifestError, load_manifest
     from pipeline.reconcile import ReconcileReport
-    from pipeline.store.ledger import Ledger, LedgerCorrupt, LedgerError, reading_parts
+    from pipeline.store.ledger import Ledger, LedgerCorrupt, StorageFault, reading_parts
 
     manifest = Path(manifest)
     ledger_path = Path(ledger or (EMULATED_OUT if emulate else REAL_OUT) / LEDGER_NAME)
@@ -398,14 +398,14 @@ def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, a
         return refused(EXIT_BAD_INPUT, f"the manifest has problems; nothing was compared\n{exc}")
     try:
         book = Ledger.open(ledger_path, run_id=f"reconcile-{new_run_id()}", readonly=not adopt)
-    except (LedgerError, OSError) as exc:  # in use by a run (LedgerLocked), or unreadable
+    except (StorageFault, OSError) as exc:  # in use by a run (LedgerLocked), unreadable, or not writable
         return refused(EXIT_STOPPED, f"{exc}; nothing was adopted" if adopt else str(exc))
     try:
         with reading_parts(ledger_path), book:  # book.close() checkpoints: inside, so it is named too
             asyncio.run(_reconcile_async(report, rows, book, config, adopt=adopt, emulate=emulate, rpm=rpm))
     except LedgerCorrupt as exc:  # a damaged part: named; running again would not help
         return refused(EXIT_STOPPED, f"{exc}; nothing was adopted" if adopt else str(exc))
-    except (OSError, LedgerError) as exc:  # the ledger could not be written: nothing adopted is lost
+    except (OSError, StorageFault) as exc:  # the ledger could not be written: nothing adopted is lost
         return refused(EXIT_STOPPED, f"could not write the ledger {ledger_path}: "
                        f"{getattr(exc, 'strerror', None) or exc}; run the same command again")
     if report.error is None:

@@ -334,3 +334,28 @@ def test_check_books_accepts_adopted_rows_yet_fails_a_row_paid_twice_or_a_job_he
     held_twice = adopted.with_columns(job_id=pl.lit(rows["job_id"][0]))  # both rows record the first row's job
     with pytest.raises(AssertionError):
         check_books(stats, held_twice, in_flight_ok=False)
+
+
+def test_adopt_into_a_read_only_ledger_folder_is_one_line_and_exit_3(emulator_thread, tmp_path):
+    import subprocess
+
+    emu = emulator_thread()
+    env = cli_env(emu.base_url)
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(2))
+    disk = tmp_path / "disk"
+    assert run_cli(*run_args(manifest, disk), env=env, cwd=tmp_path).returncode == 0
+    subprocess.run(["mount", "--bind", str(disk), str(disk)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(disk)], check=True)
+        done = run_cli("reconcile", str(manifest), "--ledger", str(disk / "ledger.parquet"), "--adopt",
+                       env=env, cwd=tmp_path)
+        audited = run_cli("reconcile", str(manifest), "--ledger", str(disk / "ledger.parquet"), env=env, cwd=tmp_path)
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"videobatch: cannot open {disk / 'ledger.lock'}: not writable (Read-only file system); everything durable "
+        "is kept: make the folder writable and run the same command again; nothing was adopted"]
+    assert audited.returncode == 0, audited.stdout + audited.stderr  # an audit writes nothing
+    assert emu.stats()["requests"][GENERATE] == 2
+    check_books(emu.stats(), read_ledger(disk / "ledger.parquet"), in_flight_ok=False)
