@@ -32,7 +32,7 @@ from typing import Any
 import polars as pl
 
 from pipeline import transitions as t
-from pipeline.account import Account, settle_account
+from pipeline.account import Account, owner_path, settle_account
 from pipeline.api.client import ApiClient, ApiError, AuthError, DownloadError, NotFound, TransientError
 from pipeline.api.retry import RetryPolicy
 from pipeline.api.uploads import LocalImage, UploadCache
@@ -311,8 +311,13 @@ class Runner:
     async def _check_account(self) -> str | None:
         """Which account this key belongs to, and whether it may follow this ledger's jobs."""
         in_flight = sum(self.plan.counts.get(action, 0) for action in (TRACK, DOWNLOAD, RESUME))
-        self.account, refused = await settle_account(self.client, self.ledger, self.options.ledger_path,
-                                                     in_flight, bool(self.plan.credits_to_spend), self.log)
+        try:
+            self.account, refused = await settle_account(self.client, self.ledger, self.options.ledger_path,
+                                                         in_flight, bool(self.plan.credits_to_spend), self.log)
+        except OSError as exc:  # the owner file could not be written (a full disk): nothing was sent
+            fault = disk_fault(exc, owner_path(self.options.ledger_path))
+            self.log.event("storage_failed", where="owner file", error=str(fault))
+            return str(fault)
         return refused
 
     async def _start_webhooks(self):

@@ -189,3 +189,24 @@ def test_a_lock_deleted_mid_run_stops_it_naming_the_lock(emulator_thread, tmp_pa
     again = run_cli(*args, env=cli_env(emu.base_url), cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     check_books(emu.stats(), read_ledger(ledger_path), in_flight_ok=False)
+
+
+def test_a_full_disk_when_the_owner_file_is_written_stops_before_spending(emulator_thread, tmp_path):
+    """The owner file is written before the first paid request; on a disk with room for the lock
+    and the high-water file only, that write fails: exit 3 naming it, nothing sent, no traceback."""
+    import os
+
+    emu = emulator_thread()
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(2, "owner"))
+    with SmallDisk(tmp_path / "disk", "256k") as disk:
+        disk.fill()
+        os.truncate(disk.filler, max(0, disk.filler.stat().st_size - 2 * 4096))  # two pages: lock, high-water
+        done = run_cli(*run_on(disk, manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+        no_traceback(done)
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert f"cannot write {disk.path / 'ledger.account.json'}: disk full" in done.stdout, done.stdout
+        assert emu.stats()["jobs"] == []  # refused before any paid request
+        disk.free()
+        again = run_cli(*run_on(disk, manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+        assert again.returncode == 0, again.stdout + again.stderr
+        check_books(emu.stats(), read_ledger(disk.path / "ledger.parquet"), in_flight_ok=False)
