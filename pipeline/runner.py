@@ -673,7 +673,7 @@ class Runner:
         job = await find_by_content(
             self.client, body=json.loads(work.recorded.request_body or "{}"),
             params_field=get_model(work.row["model"]).params_field, local=local,
-            taken=lambda job_id: self.owners.taken_by_other(job_id, work.job_key))
+            taken=lambda job_id: self._held_by_another_id(job_id, work.job_key))
         if job is None:
             return False
         decision = t.after_search(self._row(work), t.Search(job, complete=True))
@@ -681,6 +681,13 @@ class Runner:
         await self._accept(work, decision.fields["job_id"], decision)
         await self._apply(work, t.Decision(t.Step.READ_NOW))
         return True
+
+    def _held_by_another_id(self, job_id: str, job_key: str) -> bool:
+        """A job another row pays for, other than an earlier version of this id: a row edited back
+        to an earlier request shares that version's job, counted once by its first row (invariant
+        7), as a replay of its key would hand it back had the upload URL not changed."""
+        owner = self.owners.first(job_id)
+        return owner is not None and owner.split(ARCHIVED_MARK)[0] != job_key.split(ARCHIVED_MARK)[0]
 
     async def _settle_old_intent(self, work: Work) -> None:
         """An intent without a job_id first sent over 23 h ago: its key may no longer settle a

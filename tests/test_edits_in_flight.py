@@ -195,3 +195,31 @@ def test_an_old_version_whose_video_cannot_be_moved_aside_stops_the_run_and_keep
     assert archived["output_path"] != rows["hero"]["output_path"]
     assert hashlib.sha256(Path(archived["output_path"]).read_bytes()).hexdigest() == old["sha256"]  # the paid clip kept
     check_books(emu.stats(), ledger(tmp_path), in_flight_ok=False)
+
+
+def test_a_row_with_a_local_image_edited_back_shares_its_earlier_versions_job(emulator_thread, tmp_path):
+    """A -> B -> A, with a local reference image. Its key is named by the image's content, so the
+    third run sends A's key again with a new upload URL: the API answers 409 (same key, another
+    body). A's job is held by the archived version `<id>@<A's hash>`: it is this id's own, and is
+    shared as a replay would share it (counted once, invariant 7), not left uncertain for 23 h
+    and then paid for again."""
+    import shutil
+
+    shutil.copy(Path(__file__).resolve().parent.parent / "manifests" / "refs" / "koi.png", tmp_path / "koi.png")
+    emu = emulator_thread()
+    env = cli_env(emu.base_url)
+
+    def run(prompt: str):
+        write_manifest(tmp_path / "m.yaml", [{"id": "koi", "prompt": prompt, "duration": 6,
+                                              "reference_images": ["koi.png"]}])
+        done = run_cli(*run_args(tmp_path / "m.yaml", tmp_path, "--retries", "0"), env=env, cwd=tmp_path, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return _rows(tmp_path)["koi"]
+
+    a = run("a koi in ink")
+    run("a koi in watercolour")
+    again = run("a koi in ink")
+    assert again["job_id"] == a["job_id"] and again["credits_charged"] == 0  # A's job, paid once, by its first row
+    stats = emu.stats()
+    assert len(stats["jobs"]) == 2 and stats["uploads"] == 3  # one job per request; each run uploaded anew
+    check_books(stats, ledger(tmp_path), in_flight_ok=False)
