@@ -378,18 +378,17 @@ class Runner:
             n += 1
             archived = f"{stem}-{n}"
         old_path = old.get("output_path")
+        new_path = video_path(self.options.out_dir, archived)
         if old_path and os.path.exists(old_path):
             # The video moves first: if it cannot, the ledger still says the row is where it was,
             # and the new version is never downloaded over the old one's paid clip.
-            new_path = video_path(self.options.out_dir, archived)
             try:
                 os.replace(old_path, new_path)
             except OSError as exc:
                 raise disk_fault(exc, old_path) from None
-            self.ledger.rename(job_key, archived)
+        self.ledger.rename(job_key, archived)
+        if old_path and os.path.exists(new_path):  # moved now, or by a run killed before its journal said so
             self.ledger.record(archived, output_path=str(new_path))
-        else:
-            self.ledger.rename(job_key, archived)
         self.log.event("new_version", job_key=job_key, archived_as=archived)
         return archived
 

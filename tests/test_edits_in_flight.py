@@ -223,3 +223,26 @@ def test_a_row_with_a_local_image_edited_back_shares_its_earlier_versions_job(em
     stats = emu.stats()
     assert len(stats["jobs"]) == 2 and stats["uploads"] == 3  # one job per request; each run uploaded anew
     check_books(stats, ledger(tmp_path), in_flight_ok=False)
+
+
+def test_an_old_clip_moved_aside_by_a_killed_run_is_still_the_archived_versions(emulator_thread, tmp_path):
+    """A run killed after it moved an edited row's clip to its archived name, before its journal
+    said so, leaves the ledger naming the old path. The rerun archives the row again and records
+    the clip where it lies, so the new version's download never takes the old version's place."""
+    import hashlib
+
+    emu = emulator_thread()
+    env = cli_env(emu.base_url)
+    manifest = write_manifest(tmp_path / "m.yaml", [{"id": "hero", "prompt": "a red kite", "duration": 6}])
+    assert run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path).returncode == 0
+    old = _rows(tmp_path)["hero"]
+    archived_name = f"hero@{old['request_hash'][:8]}"
+    Path(old["output_path"]).replace(video_path(tmp_path / "out", archived_name))  # what the killed run did
+    write_manifest(manifest, [{"id": "hero", "prompt": "a blue kite", "duration": 6}])
+    done = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = _rows(tmp_path)
+    archived = rows[archived_name]
+    assert archived["output_path"] == str(video_path(tmp_path / "out", archived_name)) != rows["hero"]["output_path"]
+    assert hashlib.sha256(Path(archived["output_path"]).read_bytes()).hexdigest() == archived["sha256"] == old["sha256"]
+    check_books(emu.stats(), ledger(tmp_path), in_flight_ok=False)
