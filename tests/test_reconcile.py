@@ -334,6 +334,12 @@ def test_check_books_accepts_adopted_rows_yet_fails_a_row_paid_twice_or_a_job_he
     held_twice = adopted.with_columns(job_id=pl.lit(rows["job_id"][0]))  # both rows record the first row's job
     with pytest.raises(AssertionError):
         check_books(stats, held_twice, in_flight_ok=False)
+    # With `retried`, two jobs of one version may not pass for the jobs of two versions of its id.
+    versions = pl.concat([rows, rows.head(1).with_columns(
+        job_key=pl.lit(rows["job_key"][0] + "@deadbeef"),
+        idempotency_key=pl.lit(first["idempotency_key"].replace("-a1-", "-a9-")))])
+    with pytest.raises(AssertionError):
+        check_books(twice, versions, in_flight_ok=False, retried=True)
 
 
 def test_adopt_into_a_read_only_ledger_folder_is_one_line_and_exit_3(emulator_thread, tmp_path):
