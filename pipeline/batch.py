@@ -87,7 +87,7 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
     from pipeline.api.client import ApiError
     from pipeline.config import load_api_config
     from pipeline.store.faults import StorageFault
-    from pipeline.store.ledger import Ledger
+    from pipeline.store.ledger import Ledger, reading_parts
     from pipeline.store.runs import read_runs
     from pipeline.manifest import ManifestError, load_manifest
     from pipeline.decisions import DecisionsCorrupt, read_decisions
@@ -110,8 +110,9 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
     try:
         ledger = Ledger.open(ledger_path, readonly=True)  # read as the plan needs it, never whole
         read_runs(ledger_path)  # a run would refuse a damaged runs table: the plan says so first
-        plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=retry_failed, manifest=manifest.resolve(),
-                                  take_over=take_over)
+        with reading_parts(ledger_path):
+            plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=retry_failed,
+                                      manifest=manifest.resolve(), take_over=take_over)
     except StorageFault as exc:  # a damaged or unreadable ledger: named, never planned as empty
         return refused_summary("plan", manifest, EXIT_STOPPED, str(exc), started_at=started, emulated=emulate,
                                ledger_path=ledger_path, out_dir=None)
@@ -152,7 +153,7 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
     from pipeline.config import load_api_config
     from pipeline.deadline import Deadline, DeadlineError, parse_deadline
     from pipeline.store.faults import StorageFault
-    from pipeline.store.ledger import Ledger
+    from pipeline.store.ledger import Ledger, reading_parts
     from pipeline.manifest import ManifestError, load_manifest
     from pipeline.decisions import DecisionsCorrupt, read_decisions
     from pipeline.notify import NotifyUrlError, check_url
@@ -199,8 +200,12 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
         return refused(EXIT_STOPPED, str(exc))
     try:
         manifest = manifest.resolve()
-        plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=settings.retry_failed,
-                                  manifest=manifest, take_over=settings.take_over)
+        try:
+            with reading_parts(ledger_path):
+                plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=settings.retry_failed,
+                                          manifest=manifest, take_over=settings.take_over)
+        except StorageFault as exc:  # a damaged part, before any request: one line, never a traceback
+            return refused(EXIT_STOPPED, str(exc), run_id)
         refusal = plan.shared_ids_refusal(ledger_path)
         if refusal:  # before any request: the ids are another manifest's
             return refused(EXIT_BAD_INPUT, refusal, run_id)
@@ -216,9 +221,10 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
                               deadline=deadline, ledger_path=ledger_path, out_dir=out_dir, log_path=log_path)
     finally:
         try:
-            ledger.close()
-        except StorageFault:
-            pass  # recorded in ledger.fault
+            with reading_parts(ledger_path):  # its last checkpoint reads the rows it changed
+                ledger.close()
+        except StorageFault as exc:
+            ledger.fault = ledger.fault or exc  # the journal keeps every line for the rerun
     if ledger.fault is not None:  # our own storage failed: a stop to resume, said in one line
         summary.exit_code, summary.stop_reason = EXIT_STOPPED, str(ledger.fault)
     return summary
@@ -360,14 +366,15 @@ RECONCILE_READS = 1000  # in-flight jobs the pages did not show, read one by one
 
 
 def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, adopt: bool = False,
-                    emulate: bool = False, max_pages: int = RECONCILE_PAGES, rpm: int = 500):
+                    emulate: bool = False, max_pages: int = RECONCILE_PAGES, rpm: int = 500,
+                    refs_root: Path | str | None = None):
     """Match the API's jobs to a manifest's rows and compare them with the ledger; with `adopt`,
     take the matching jobs the ledger does not know into it. Only GETs: nothing is paid for.
     Returns a reconcile.ReconcileReport (`exit_code`, `error`, `found`, `after`, `as_dict()`)."""
     from pipeline.config import load_api_config
     from pipeline.manifest import ManifestError, load_manifest
     from pipeline.reconcile import ReconcileReport
-    from pipeline.store.ledger import Ledger, LedgerError
+    from pipeline.store.ledger import Ledger, LedgerCorrupt, StorageFault, reading_parts
 
     manifest = Path(manifest)
     ledger_path = Path(ledger or (EMULATED_OUT if emulate else REAL_OUT) / LEDGER_NAME)
@@ -386,17 +393,19 @@ def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, a
         return refused(EXIT_BAD_INPUT, f"no emulator state at {emulator_state_path(ledger_path)}: no emulated run "
                        f"has used the ledger {ledger_path}; pass the --ledger of one")
     try:
-        rows = load_manifest(manifest)
+        rows = load_manifest(manifest, refs_root=refs_root)
     except ManifestError as exc:
         return refused(EXIT_BAD_INPUT, f"the manifest has problems; nothing was compared\n{exc}")
     try:
         book = Ledger.open(ledger_path, run_id=f"reconcile-{new_run_id()}", readonly=not adopt)
-    except (LedgerError, OSError) as exc:  # in use by a run (LedgerLocked), or unreadable
+    except (StorageFault, OSError) as exc:  # in use by a run (LedgerLocked), unreadable, or not writable
         return refused(EXIT_STOPPED, f"{exc}; nothing was adopted" if adopt else str(exc))
     try:
-        with book:
+        with reading_parts(ledger_path), book:  # book.close() checkpoints: inside, so it is named too
             asyncio.run(_reconcile_async(report, rows, book, config, adopt=adopt, emulate=emulate, rpm=rpm))
-    except (OSError, LedgerError) as exc:  # the ledger could not be written: nothing adopted is lost
+    except LedgerCorrupt as exc:  # a damaged part: named; running again would not help
+        return refused(EXIT_STOPPED, f"{exc}; nothing was adopted" if adopt else str(exc))
+    except (OSError, StorageFault) as exc:  # the ledger could not be written: nothing adopted is lost
         return refused(EXIT_STOPPED, f"could not write the ledger {ledger_path}: "
                        f"{getattr(exc, 'strerror', None) or exc}; run the same command again")
     if report.error is None:

@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--rpm", type=_non_negative_int, default=500,
                            help="API requests per minute (default 500; 0 = no limit)")
     reconcile.add_argument("--json", action="store_true", help="print JSON for scripts")
+    _refs_root_argument(reconcile)  # the manifest loads as `run` loads it, or its rows could not be matched
 
     emulator_cli.add_arguments(sub.add_parser("emulator", help="serve the local Apiframe emulator"))
     return parser
@@ -231,12 +232,14 @@ def _reads_ledger(command):
         from pipeline.decisions import DecisionsCorrupt
         from pipeline.scope import ScopeError
         from pipeline.store.faults import StorageFault
+        from pipeline.store.ledger import reading_parts
 
         if not args.ledger.exists():
             _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
             return EXIT_BAD_INPUT
         try:
-            return command(args)
+            with reading_parts(args.ledger):
+                return command(args)
         except (ScopeError, DecisionsCorrupt) as exc:
             _error(str(exc))
             return EXIT_BAD_INPUT
@@ -487,7 +490,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from pipeline.reconcile import format_report
 
     report = reconcile_batch(args.manifest, ledger=args.ledger, adopt=args.adopt, emulate=args.emulate,
-                             max_pages=args.max_pages, rpm=args.rpm)
+                             max_pages=args.max_pages, rpm=args.rpm, refs_root=args.refs_root)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     elif report.found is not None:

@@ -32,7 +32,7 @@ from typing import Any
 import polars as pl
 
 from pipeline import transitions as t
-from pipeline.account import Account, settle_account
+from pipeline.account import Account, owner_path, settle_account
 from pipeline.api.client import ApiClient, ApiError, AuthError, DownloadError, NotFound, TransientError
 from pipeline.api.retry import RetryPolicy
 from pipeline.api.uploads import LocalImage, UploadCache
@@ -267,7 +267,12 @@ class Runner:
             self.hard_stop(refused)
             progress.close()
             return self._result(started)
-        self._load_plan()
+        try:
+            self._load_plan()
+        except StorageFault as exc:  # an old version's video could not be moved aside: nothing was sent
+            self._note_internal_error(None, exc, "archiving an edited row's old version")
+            progress.close()
+            return self._result(started)
         self.log.event("run_start", run_id=self.run_id, manifest=str(self.plan.manifest),
                        counts=self.plan.counts, credits_planned=self.plan.credits_to_spend,
                        account=str(self.account) if self.account else None)
@@ -306,8 +311,13 @@ class Runner:
     async def _check_account(self) -> str | None:
         """Which account this key belongs to, and whether it may follow this ledger's jobs."""
         in_flight = sum(self.plan.counts.get(action, 0) for action in (TRACK, DOWNLOAD, RESUME))
-        self.account, refused = await settle_account(self.client, self.ledger, self.options.ledger_path,
-                                                     in_flight, bool(self.plan.credits_to_spend), self.log)
+        try:
+            self.account, refused = await settle_account(self.client, self.ledger, self.options.ledger_path,
+                                                         in_flight, bool(self.plan.credits_to_spend), self.log)
+        except OSError as exc:  # the owner file could not be written (a full disk): nothing was sent
+            fault = disk_fault(exc, owner_path(self.options.ledger_path))
+            self.log.event("storage_failed", where="owner file", error=str(fault))
+            return str(fault)
         return refused
 
     async def _start_webhooks(self):
@@ -367,11 +377,17 @@ class Runner:
         while archived in self.ledger:  # edited back and forth (A, B, A, B): keep every version
             n += 1
             archived = f"{stem}-{n}"
-        self.ledger.rename(job_key, archived)
         old_path = old.get("output_path")
+        new_path = video_path(self.options.out_dir, archived)
         if old_path and os.path.exists(old_path):
-            new_path = video_path(self.options.out_dir, archived)
-            os.replace(old_path, new_path)
+            # The video moves first: if it cannot, the ledger still says the row is where it was,
+            # and the new version is never downloaded over the old one's paid clip.
+            try:
+                os.replace(old_path, new_path)
+            except OSError as exc:
+                raise disk_fault(exc, old_path) from None
+        self.ledger.rename(job_key, archived)
+        if old_path and os.path.exists(new_path):  # moved now, or by a run killed before its journal said so
             self.ledger.record(archived, output_path=str(new_path))
         self.log.event("new_version", job_key=job_key, archived_as=archived)
         return archived
@@ -656,7 +672,7 @@ class Runner:
         job = await find_by_content(
             self.client, body=json.loads(work.recorded.request_body or "{}"),
             params_field=get_model(work.row["model"]).params_field, local=local,
-            taken=lambda job_id: self.owners.taken_by_other(job_id, work.job_key))
+            taken=lambda job_id: self._held_by_another_id(job_id, work.job_key))
         if job is None:
             return False
         decision = t.after_search(self._row(work), t.Search(job, complete=True))
@@ -664,6 +680,13 @@ class Runner:
         await self._accept(work, decision.fields["job_id"], decision)
         await self._apply(work, t.Decision(t.Step.READ_NOW))
         return True
+
+    def _held_by_another_id(self, job_id: str, job_key: str) -> bool:
+        """A job another row pays for, other than an earlier version of this id: a row edited back
+        to an earlier request shares that version's job, counted once by its first row (invariant
+        7), as a replay of its key would hand it back had the upload URL not changed."""
+        owner = self.owners.first(job_id)
+        return owner is not None and owner.split(ARCHIVED_MARK)[0] != job_key.split(ARCHIVED_MARK)[0]
 
     async def _settle_old_intent(self, work: Work) -> None:
         """An intent without a job_id first sent over 23 h ago: its key may no longer settle a

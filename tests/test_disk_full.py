@@ -118,6 +118,16 @@ def damage_the_runs_table(ledger_path) -> str:
     return f"{runs} cannot be read"
 
 
+def damage_a_part_inside(ledger_path) -> str:
+    """Bytes changed inside a part, its size and footer magic intact: the open's checks pass, and
+    only reading its rows finds the damage (bit rot, a bad sector)."""
+    victim = store.list_parts(ledger_path)[0].path
+    data = bytearray(victim.read_bytes())
+    data[4:len(data) // 2] = b"A" * (len(data) // 2 - 4)
+    victim.write_bytes(bytes(data))
+    return f"{victim} is damaged"
+
+
 def test_every_command_names_a_damaged_ledger_file_in_one_line(emulator_thread, tmp_path):
     """A lost part before every command; a journal cut mid-file and a damaged runs table before a
     reader and a run (each CLI start costs a second)."""
@@ -137,7 +147,8 @@ def test_every_command_names_a_damaged_ledger_file_in_one_line(emulator_thread, 
     run.wait(timeout=10)
     jobs = len(emu.stats()["jobs"])
     for damage, names in [(lose_a_part, ["status", "report", "review", "export", "plan", "run"]),
-                          (cut_the_journal, ["status", "run"]), (damage_the_runs_table, ["plan", "run"])]:
+                          (cut_the_journal, ["status", "run"]), (damage_the_runs_table, ["plan", "run"]),
+                          (damage_a_part_inside, ["status", "report", "export", "plan", "run", "reconcile"])]:
         copy = tmp_path / damage.__name__
         shutil.copytree(ledger_path.parent, copy)
         needle = damage(copy / "ledger.parquet")
@@ -145,7 +156,8 @@ def test_every_command_names_a_damaged_ledger_file_in_one_line(emulator_thread, 
         commands = {"status": ["status", *args], "report": ["report", *args],
                     "review": ["review", *args, "--port", "0"],
                     "export": ["export", *args, "--approved", str(tmp_path / "approved")],
-                    "plan": ["plan", str(manifest), *args], "run": ["run", str(manifest), *args, "--rpm", "0"]}
+                    "plan": ["plan", str(manifest), *args], "run": ["run", str(manifest), *args, "--rpm", "0"],
+                    "reconcile": ["reconcile", str(manifest), *args, "--adopt"]}
         for name in names:
             done = run_cli(*commands[name], env=env, cwd=tmp_path, timeout=60)
             no_traceback(done)
@@ -177,3 +189,24 @@ def test_a_lock_deleted_mid_run_stops_it_naming_the_lock(emulator_thread, tmp_pa
     again = run_cli(*args, env=cli_env(emu.base_url), cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     check_books(emu.stats(), read_ledger(ledger_path), in_flight_ok=False)
+
+
+def test_a_full_disk_when_the_owner_file_is_written_stops_before_spending(emulator_thread, tmp_path):
+    """The owner file is written before the first paid request; on a disk with room for the lock
+    and the high-water file only, that write fails: exit 3 naming it, nothing sent, no traceback."""
+    import os
+
+    emu = emulator_thread()
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(2, "owner"))
+    with SmallDisk(tmp_path / "disk", "256k") as disk:
+        disk.fill()
+        os.truncate(disk.filler, max(0, disk.filler.stat().st_size - 2 * 4096))  # two pages: lock, high-water
+        done = run_cli(*run_on(disk, manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+        no_traceback(done)
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert f"cannot write {disk.path / 'ledger.account.json'}: disk full" in done.stdout, done.stdout
+        assert emu.stats()["jobs"] == []  # refused before any paid request
+        disk.free()
+        again = run_cli(*run_on(disk, manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+        assert again.returncode == 0, again.stdout + again.stderr
+        check_books(emu.stats(), read_ledger(disk.path / "ledger.parquet"), in_flight_ok=False)

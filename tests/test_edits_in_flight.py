@@ -161,3 +161,88 @@ def test_an_archived_version_never_starts_a_paid_attempt():
     assert unread.step is t.Step.LEAVE  # no proof either way: kept in flight
     current = t.after_search(t.Row(), t.Search(match=None, complete=True))
     assert current.step is t.Step.RESUBMIT  # the manifest's own row still gets its new key
+
+
+def test_an_old_version_whose_video_cannot_be_moved_aside_stops_the_run_and_keeps_its_clip(emulator_thread, tmp_path):
+    """An edited row's downloaded clip is moved to its archived name before the ledger renames the
+    row: a videos folder that refuses the move stops the run (exit 3, one line, nothing sent), and
+    the new version is never downloaded over the old version's paid clip."""
+    import hashlib
+    import subprocess
+
+    emu = emulator_thread()
+    env = cli_env(emu.base_url)
+    manifest = write_manifest(tmp_path / "m.yaml", [{"id": "hero", "prompt": "a red kite", "duration": 6}])
+    assert run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path).returncode == 0
+    old = _rows(tmp_path)["hero"]
+    write_manifest(manifest, [{"id": "hero", "prompt": "a blue kite", "duration": 6}])
+    videos = Path(old["output_path"]).parent
+    subprocess.run(["mount", "--bind", str(videos), str(videos)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(videos)], check=True)
+        stopped = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    finally:
+        subprocess.run(["umount", str(videos)], check=True)
+    assert stopped.returncode == 3 and "Traceback" not in stopped.stdout + stopped.stderr, stopped.stdout + stopped.stderr
+    assert f"cannot write {old['output_path']}: not writable (Read-only file system)" in stopped.stdout
+    assert len(emu.stats()["jobs"]) == 1  # stopped before anything was sent
+    assert _rows(tmp_path)["hero"]["output_path"] == old["output_path"]  # the ledger says what the disk holds
+
+    again = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = _rows(tmp_path)
+    archived = rows[f"hero@{old['request_hash'][:8]}"]
+    assert archived["output_path"] != rows["hero"]["output_path"]
+    assert hashlib.sha256(Path(archived["output_path"]).read_bytes()).hexdigest() == old["sha256"]  # the paid clip kept
+    check_books(emu.stats(), ledger(tmp_path), in_flight_ok=False)
+
+
+def test_a_row_with_a_local_image_edited_back_shares_its_earlier_versions_job(emulator_thread, tmp_path):
+    """A -> B -> A, with a local reference image. Its key is named by the image's content, so the
+    third run sends A's key again with a new upload URL: the API answers 409 (same key, another
+    body). A's job is held by the archived version `<id>@<A's hash>`: it is this id's own, and is
+    shared as a replay would share it (counted once, invariant 7), not left uncertain for 23 h
+    and then paid for again."""
+    import shutil
+
+    shutil.copy(Path(__file__).resolve().parent.parent / "manifests" / "refs" / "koi.png", tmp_path / "koi.png")
+    emu = emulator_thread()
+    env = cli_env(emu.base_url)
+
+    def run(prompt: str):
+        write_manifest(tmp_path / "m.yaml", [{"id": "koi", "prompt": prompt, "duration": 6,
+                                              "reference_images": ["koi.png"]}])
+        done = run_cli(*run_args(tmp_path / "m.yaml", tmp_path, "--retries", "0"), env=env, cwd=tmp_path, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return _rows(tmp_path)["koi"]
+
+    a = run("a koi in ink")
+    run("a koi in watercolour")
+    again = run("a koi in ink")
+    assert again["job_id"] == a["job_id"] and again["credits_charged"] == 0  # A's job, paid once, by its first row
+    stats = emu.stats()
+    assert len(stats["jobs"]) == 2 and stats["uploads"] == 3  # one job per request; each run uploaded anew
+    check_books(stats, ledger(tmp_path), in_flight_ok=False)
+
+
+def test_an_old_clip_moved_aside_by_a_killed_run_is_still_the_archived_versions(emulator_thread, tmp_path):
+    """A run killed after it moved an edited row's clip to its archived name, before its journal
+    said so, leaves the ledger naming the old path. The rerun archives the row again and records
+    the clip where it lies, so the new version's download never takes the old version's place."""
+    import hashlib
+
+    emu = emulator_thread()
+    env = cli_env(emu.base_url)
+    manifest = write_manifest(tmp_path / "m.yaml", [{"id": "hero", "prompt": "a red kite", "duration": 6}])
+    assert run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path).returncode == 0
+    old = _rows(tmp_path)["hero"]
+    archived_name = f"hero@{old['request_hash'][:8]}"
+    Path(old["output_path"]).replace(video_path(tmp_path / "out", archived_name))  # what the killed run did
+    write_manifest(manifest, [{"id": "hero", "prompt": "a blue kite", "duration": 6}])
+    done = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = _rows(tmp_path)
+    archived = rows[archived_name]
+    assert archived["output_path"] == str(video_path(tmp_path / "out", archived_name)) != rows["hero"]["output_path"]
+    assert hashlib.sha256(Path(archived["output_path"]).read_bytes()).hexdigest() == archived["sha256"] == old["sha256"]
+    check_books(emu.stats(), ledger(tmp_path), in_flight_ok=False)

@@ -33,6 +33,7 @@ Python dicts, and rows read or written in this session are remembered by key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import threading
@@ -56,7 +57,7 @@ SEQ_METADATA = "videobatch_journal_seq"  # the journal seq a single-file ledger 
 _TIME_FIELDS = frozenset(name for name, dtype in LEDGER_SCHEMA.items() if dtype == TIMESTAMP)
 _FIELDS = frozenset(LEDGER_SCHEMA)
 READ_TRIES = 10  # a read-only open racing a writer's checkpoints and merges lists again this often
-__all__ = ["Ledger", "LedgerCorrupt", "LedgerError", "LedgerLocked", "StorageFault", "read_ledger"]
+__all__ = ["Ledger", "LedgerCorrupt", "LedgerError", "LedgerLocked", "StorageFault", "read_ledger", "reading_parts"]
 
 
 def _close_all(fds: list[int]) -> None:
@@ -760,6 +761,24 @@ class Ledger:
 
 
 
+
+
+@contextlib.contextmanager
+def reading_parts(path: str | Path):
+    """Around a read of the ledger at `path`: a part damaged inside (its size and footer intact,
+    so the open's checks pass) fails the read with a Polars error that names no file. That error
+    becomes one LedgerCorrupt naming the part; an error no part explains is raised as it was."""
+    try:
+        yield
+    except pl.exceptions.PolarsError as exc:
+        for part in store.list_parts(Path(path)):
+            try:
+                pl.read_parquet(part.path)
+            except (pl.exceptions.PolarsError, OSError) as damage:
+                reason = (str(damage).splitlines() or [type(damage).__name__])[0][:120]
+                raise LedgerCorrupt(f"{part.path} is damaged ({reason}); nothing was changed and nothing will "
+                                    "be spent: restore it from a backup, then run again") from None
+        raise exc
 
 
 def read_ledger(path: str | Path) -> pl.DataFrame:
