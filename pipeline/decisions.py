@@ -99,22 +99,20 @@ def read_decisions(ledger_path: str | Path) -> pl.DataFrame:
         return pl.DataFrame(schema=LOG_SCHEMA)
     data = path.read_bytes()
     records: list[dict[str, Any]] = []
-    bad_line = None
     lines = data.split(b"\n")
-    for number, line in enumerate(lines[:-1], start=1):  # the part after the last newline: a torn write
+    # Only the part after the last newline is torn (a write cut short, never acknowledged); a
+    # complete line that is not a decision is damage, named rather than skipped, as in the journal.
+    for number, line in enumerate(lines[:-1], start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except ValueError:
-            bad_line = bad_line or number
-            continue
-        if bad_line is not None:
+            record["at"] = datetime.fromisoformat(record["at"]) if record.get("at") else None
+        except (ValueError, TypeError, AttributeError):
             raise DecisionsCorrupt(
-                f"{path}: line {bad_line} is damaged but later lines are intact; nothing was changed. "
-                "Move the damaged line out of the file (every other line is a whole decision) and try again")
+                f"{path}: line {number} is complete but is not a decision; nothing was changed. Move that "
+                "line out of the file (every other line is a whole decision) and try again") from None
         record["seq"] = number
-        record["at"] = datetime.fromisoformat(record["at"]) if record.get("at") else None
         records.append({name: record.get(name) for name in LOG_SCHEMA})
     return pl.DataFrame(records, schema=LOG_SCHEMA, orient="row")
 
@@ -251,6 +249,16 @@ def _checked_edit(row: dict[str, Any], job_key: str, prompt: str) -> tuple[str, 
 # --- writing -----------------------------------------------------------------------------------
 
 
+def _cut_torn_tail(fd: int) -> None:
+    """Drop a last line a crash cut short (never acknowledged), so the next line does not join it
+    into one complete line that is not a decision."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    data = os.pread(fd, size, 0)
+    os.ftruncate(fd, data.rfind(b"\n") + 1)
+
+
 class DecisionsLog:
     """Appends decisions to the log beside a ledger; each is on disk when append() returns."""
 
@@ -262,8 +270,9 @@ class DecisionsLog:
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         with self._lock:
             created = not self.path.exists()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
+                _cut_torn_tail(fd)
                 written = os.write(fd, line)  # one write with O_APPEND: lines of two writers never interleave
                 while written < len(line):
                     written += os.write(fd, line[written:])
