@@ -10,6 +10,11 @@ owner": while anything is in flight, the runs table must name the account of the
 changed those rows, and only that account's key may go on; otherwise the run refuses before any
 spending request, naming the file and the account.
 
+When neither the file nor the runs table can name the owner (a run killed before its runs row,
+or jobs adopted by `reconcile`), this key may still prove it is theirs: a job is visible only to
+its owner, so in-flight jobs that all read back with this key are this account's, and with them
+every intent of this ledger in flight (one account at a time, above).
+
 Two keys of one user and team are one account: the key id is recorded but does not decide.
 """
 
@@ -27,6 +32,7 @@ from pipeline.redact import redact
 from pipeline.store.atomic import write_text_atomic
 from pipeline.store.runs import read_runs, runs_path
 from pipeline.store.schema import IN_FLIGHT, PENDING
+from pipeline.tracker import read_job
 
 if TYPE_CHECKING:
     from pipeline.api.client import ApiClient
@@ -147,6 +153,24 @@ def owner_in_runs(ledger: Ledger, ledger_path: Path) -> tuple[Account | None, st
     return accounts.pop(), ""
 
 
+PROOF_READS = 20  # in-flight jobs read back to prove this key's account owns them (GETs, no spending)
+
+
+async def unseen_by_this_key(client: ApiClient, ledger: Ledger) -> str | None:
+    """Why the jobs in flight cannot be shown to belong to this key's account (None: they can).
+    The spec's 404 reads "Job not found, or owned by a different user", so a job read back is one
+    this account made; every job read must be, and an intent alone proves nothing."""
+    job_ids = _in_flight_rows(ledger, ["job_id"]).select("job_id").collect()["job_id"]
+    shown = job_ids.drop_nulls().unique().sort().head(PROOF_READS).to_list()
+    if not shown:
+        return "no job in flight has a job id yet to read back with this key"
+    for job_id in shown:
+        seen = await read_job(client, job_id)
+        if seen.error is not None or seen.job is None:
+            return f"job {job_id} does not read back with this key ({seen.error or 'no answer'})"
+    return None
+
+
 def owner_unknown_refusal(problem: str, flying: int, named: Account | None, why: str,
                           current: Account | None) -> str | None:
     """With the owner file missing or damaged while `flying` jobs are in flight: why this run may
@@ -188,6 +212,16 @@ async def settle_account(client: ApiClient, ledger: Ledger, ledger_path: Path | 
         flying = in_flight_anywhere(ledger)
         if flying:
             named, why = owner_in_runs(ledger, ledger_path)
+            if named is None and account is not None:
+                try:
+                    unseen = await unseen_by_this_key(client, ledger)
+                except AuthError as exc:
+                    return account, exc.stop_reason
+                if unseen is None:  # every in-flight job read back: they are this account's
+                    named = account
+                    log.event("account_proven", owner=str(account), reason=why)
+                else:
+                    why = f"{why}; {unseen}"
             reason = owner_unknown_refusal(problem, flying, named, why, account)
             if reason:
                 log.event("account_refused", reason=reason)

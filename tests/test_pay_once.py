@@ -138,28 +138,38 @@ def test_a_lost_owner_file_refuses_another_account_and_the_runs_table_names_the_
     check_books(stats, ledger(tmp_path), in_flight_ok=False)
 
 
-def test_a_lost_owner_file_after_a_killed_run_refuses_even_the_right_key_until_it_is_restored(tmp_path):
-    """The killed run left no row in the runs table: nothing there names the owner of its jobs."""
+def test_a_lost_owner_file_after_a_killed_run_is_proven_by_the_jobs_this_key_reads_back(tmp_path):
+    """The killed run left no row in the runs table, so nothing there names the owner of its jobs.
+    A job is visible only to its owner: the key that reads every job in flight back goes on (and
+    writes the file again); another account's key reads none of them and is refused, having sent
+    no POST."""
     manifest = write_manifest(tmp_path / "m.yaml", _scenes(3, "killed owner"))
     args = run_args(manifest, tmp_path)
+    other = EmulatorConfig(api_key=TEST_KEY, time_scale=0.05, rpm=0, seed=99)  # another user and team
     with EmulatorThread(EmulatorConfig(api_key=TEST_KEY, time_scale=0.05, rpm=0)) as emu:
         killed = start_cli(*args, env=cli_env(emu.base_url), cwd=tmp_path)
-        assert wait_for(lambda: len(emu.emulator.state.order) == 3, timeout=60)
+        journal = tmp_path / "ledger.journal.jsonl"
+        assert wait_for(lambda: journal.exists() and journal.read_text().count('"job_id":"') >= 3, timeout=60)
         killed.send_signal(signal.SIGKILL)
         killed.wait(timeout=10)
         owner_file = owner_path(tmp_path / "ledger.parquet")
-        backup = owner_file.read_text()
         owner_file.unlink()
+        before = ledger(tmp_path)
 
-        refused = run_cli(*args, env=cli_env(emu.base_url), cwd=tmp_path)
-        assert refused.returncode == 3 and len(emu.emulator.state.order) == 3  # nothing sent
+        with EmulatorThread(other) as stranger:
+            refused = run_cli(*args, env=cli_env(stranger.base_url), cwd=tmp_path)
+            strangers = stranger.stats()
+        assert refused.returncode == 3 and strangers["jobs"] == []
+        assert not [route for route in strangers["requests"] if route.startswith("POST")], strangers["requests"]
         message = refused.stdout + refused.stderr
-        assert str(owner_file) in message and "missing" in message and "restore the file" in message.lower()
+        assert str(owner_file) in message and "missing" in message and "does not read back with this key" in message
+        assert ledger(tmp_path).equals(before) and not owner_file.exists()
 
-        owner_file.write_text(backup)  # restored from a backup
-        done = run_cli(*args, env=cli_env(emu.base_url), cwd=tmp_path)
+        done = run_cli(*args, env=cli_env(emu.base_url), cwd=tmp_path)  # the owner's key proves it
         stats = emu.stats()
+        state = emu.emulator.state
     assert done.returncode == 0, done.stdout + done.stderr
+    assert read_owner(tmp_path / "ledger.parquet") == Account(state.user_id, state.team_id, state.key_id)
     check_books(stats, ledger(tmp_path), in_flight_ok=False)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from pipeline.account import owner_path
 from pipeline.batch import reconcile_batch
 from pipeline.manifest import load_manifest
 from pipeline.store.ledger import Ledger, read_ledger
@@ -92,6 +93,9 @@ def test_a_lost_ledger_is_rebuilt_from_the_api_and_nothing_is_paid_twice(emulato
     assert code == 0 and again["found"]["unknown_paid_jobs"] == [] and again["found"]["books_agree"]
     assert paid_requests(emu) == paid  # reconcile sent GETs only
 
+    # Adopted rows name no run in the runs table; with the owner file lost as well, the key proves
+    # it owns them by reading their jobs back (account.unseen_by_this_key), instead of a refusal.
+    owner_path(disk / "ledger.parquet").unlink()
     rerun = run_cli(*run_args(manifest, disk, *OUTSIDE), env=env, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "up to 0 credits to spend" in rerun.stdout
