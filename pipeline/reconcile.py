@@ -30,19 +30,15 @@ import polars as pl
 from pipeline import transitions as t
 from pipeline.api.wire import ApiStatus, job_id_of, parse_api_time, request_shape, same_request
 from pipeline.models import get_model
+from pipeline.references import is_remote
 from pipeline.runner import ROW_FIELDS
 from pipeline.store.schema import FAILED, IN_FLIGHT, PENDING, REJECTED, SUBMITTED
 from pipeline.summary import ExitCode
 
 LOCAL_IMAGE = "<local file>"  # a reference image the run uploads: its URL is the API's to choose
-INTENT_MARGIN_S = 3600.0  # a list read back this far past an intent's first send settles it (as tracker.find_in_job_list)
 SHOWN = 20  # lines of each kind in the text report (--json has them all)
 LEDGER_COLUMNS = ["job_key", "manifest", "request_hash", "status", "job_id", "attempts", "idempotency_key",
                   "request_body", "credits_charged", "credits_prior", "first_sent_at"]
-
-
-def is_url(reference: str) -> bool:
-    return reference.startswith(("http://", "https://"))
 
 
 @dataclass(frozen=True)
@@ -114,8 +110,8 @@ class RequestIndex:
         for r in rows.iter_rows(named=True):
             refs = r["reference_images"] or []
             shape = request_shape(get_model(r["model"]).request_body(
-                r["prompt"], int(r["duration"]), r["aspect_ratio"], [ref if is_url(ref) else LOCAL_IMAGE for ref in refs]))
-            key = (shape, tuple(ref for ref in refs if not is_url(ref)))
+                r["prompt"], int(r["duration"]), r["aspect_ratio"], [ref if is_remote(ref) else LOCAL_IMAGE for ref in refs]))
+            key = (shape, tuple(ref for ref in refs if not is_remote(ref)))
             group = self.groups.get(key)
             if group is None:
                 group = self.groups[key] = Group(shape, [])
@@ -386,7 +382,7 @@ def _in_flight(collector: JobCollector, ledger: dict[str, dict[str, Any]], manif
             sent = row["first_sent_at"]
             # How far back the list was read, on our clock: the API's createdAt minus the offset.
             settled = list_complete or (sent is not None and list_oldest is not None
-                                        and list_oldest - clock_offset < sent.timestamp() - INTENT_MARGIN_S)
+                                        and list_oldest - clock_offset < sent.timestamp() - t.CLOCK_MARGIN_S)
             if settled:
                 missing.append(InFlight(key, row["status"], None, "its submit was journaled, and the API has "
                                         "no job for its request: the next run sends it again under its key"))
