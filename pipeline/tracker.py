@@ -29,7 +29,9 @@ pipeline/transitions.py, never here.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -346,6 +348,62 @@ class Tracker:
 SEARCH_PAGES = 50  # job-list pages read looking for an intent past the replay window (5,000 jobs)
 
 
+@dataclass
+class ListRead:
+    """How far a read of the whole job list got."""
+
+    pages: int = 0
+    jobs: int = 0
+    complete: bool = False  # read to the end of the list
+    stopped: str | None = None  # why it stopped before the end (None: complete, or the page bound)
+    oldest: float | None = None  # createdAt of the oldest job read, on the server's clock
+
+
+async def job_pages(client: ApiClient, *, model: str | None, max_pages: int, read: ListRead) -> AsyncIterator[list[Any]]:
+    """Page `GET /v2/jobs?model=` newest first (CONTRACT.md, "Job list": ordered by createdAt
+    desc), yielding each page's jobs, to the list's end or `max_pages` pages: the one pager of the
+    job list. `read` says how far it got; a request that fails, or a page that is not a job list,
+    ends it with the reason in `read.stopped`."""
+    cursor = None
+    while read.pages < max_pages:
+        try:
+            page = await client.list_jobs(model=model, limit=100, cursor=cursor)
+        except AuthError as exc:
+            read.stopped = exc.stop_reason
+            return
+        except (ApiError, OSError) as exc:
+            read.stopped = f"the job list could not be read: {redact(str(exc))}"
+            return
+        jobs = page.get("jobs") if isinstance(page, dict) else None
+        if not isinstance(jobs, list):
+            read.stopped = "the job list's answer is not a list of jobs"
+            return
+        read.pages += 1
+        read.jobs += len(jobs)
+        for job in reversed(jobs):
+            created = parse_api_time(job.get("createdAt")) if isinstance(job, dict) else None
+            if created is not None:
+                read.oldest = created if read.oldest is None else min(read.oldest, created)
+                break
+        yield jobs
+        if not page.get("hasMore") or not jobs:
+            read.complete = True
+            return
+        cursor = page.get("nextCursor")
+        if not cursor:
+            read.stopped = "the job list says it has more, but gives no cursor to read on"
+            return
+
+
+async def read_job_list(client: ApiClient, *, model: str, max_pages: int,
+                        on_page: Callable[[list[Any]], None]) -> ListRead:
+    """The whole job list (or `max_pages` of it), each page handed to `on_page`; how far it got."""
+    read = ListRead()
+    async for jobs in job_pages(client, model=model, max_pages=max_pages, read=read):
+        on_page(jobs)
+    return read
+
+
 async def find_in_job_list(client: ApiClient, *, model: str, body: dict[str, Any], bound: float | None,
                            taken: Callable[[str | None], bool], why_unbounded: str = "") -> Search:
     """Look for the job a journaled intent (`body`) made, newest first. `bound`: the API's time
@@ -354,30 +412,22 @@ async def find_in_job_list(client: ApiClient, *, model: str, body: dict[str, Any
     proves absence. `taken(job_id)`: the job already belongs to another row. Complete only when
     every job it read could be compared and it read back past `bound` or to the end of the list;
     what that means for money is transitions.after_search's."""
-    cursor = None
-    incomplete = Search(None, complete=False, why=why_unbounded if bound is None else "")
-    for _ in range(SEARCH_PAGES):
-        try:
-            page = await client.list_jobs(model=model, limit=100, cursor=cursor)
-        except (ApiError, OSError):
-            return Search(None, complete=False)
-        jobs = page.get("jobs") if isinstance(page, dict) else None
-        if not isinstance(jobs, list):
-            return Search(None, complete=False)
-        for job in jobs:
-            if not isinstance(job, dict) or not isinstance(job.get("input"), dict):
-                return Search(None, complete=False)  # a job we cannot compare: no proof of absence
-            if same_request(job["input"], body) and not taken(job.get("id")):
-                return Search(job, complete=True)
-        if not page.get("hasMore") or not jobs:
-            return Search(None, complete=True) if bound is not None else incomplete
-        last = parse_api_time(jobs[-1].get("createdAt"))
-        if last is not None and bound is not None and last < bound:
-            return Search(None, complete=True)  # read back past the first send (API's clock)
-        cursor = page.get("nextCursor")
-        if not cursor:
-            return Search(None, complete=False)
-    return incomplete
+    read = ListRead()
+    async with contextlib.aclosing(job_pages(client, model=model, max_pages=SEARCH_PAGES, read=read)) as pages:
+        async for jobs in pages:
+            for job in jobs:
+                if not isinstance(job, dict) or not isinstance(job.get("input"), dict):
+                    return Search(None, complete=False)  # a job we cannot compare: no proof of absence
+                if same_request(job["input"], body) and not taken(job.get("id")):
+                    return Search(job, complete=True)
+            last = parse_api_time(jobs[-1].get("createdAt")) if jobs else None
+            if last is not None and bound is not None and last < bound:
+                return Search(None, complete=True)  # read back past the first send (API's clock)
+    if read.stopped is not None:
+        return Search(None, complete=False)
+    if read.complete and bound is not None:
+        return Search(None, complete=True)
+    return Search(None, complete=False, why=why_unbounded if bound is None else "")
 
 
 MAX_REFERENCE_BYTES = 25 * 1024 * 1024  # the API's upload limit for images (CONTRACT.md, Uploads)
@@ -417,75 +467,20 @@ async def find_by_content(client: ApiClient, *, body: dict[str, Any], params_fie
     Read back over the key's 24 h on the API's clock, with the margin."""
     ours = (body.get(params_field) or {}).get("reference_images") or []
     oldest = time.time() + client.clock_offset - KEY_LIFETIME_S - CLOCK_MARGIN_S
-    cursor = None
-    for _ in range(SEARCH_PAGES):
-        try:
-            page = await client.list_jobs(model=body.get("model"), limit=100, cursor=cursor)
-        except (ApiError, OSError):
-            return None
-        jobs = page.get("jobs") if isinstance(page, dict) else None
-        if not isinstance(jobs, list) or not jobs:
-            return None
-        for job in jobs:
-            listed = job.get("input") if isinstance(job, dict) else None
-            params = listed.get(params_field) if isinstance(listed, dict) else None
-            refs = params.get("reference_images") if isinstance(params, dict) else None
-            if not isinstance(refs, list) or len(refs) != len(ours) or taken(job.get("id")):
-                continue
-            swapped = {**listed, params_field: {**params, "reference_images": [
-                ours[i] if i in local else ref for i, ref in enumerate(refs)]}}
-            if same_request(swapped, body) and await _all_serve(client, refs, local):
-                return job  # the same request to the byte: any such job, no other row's, serves this row
-        last = parse_api_time(jobs[-1].get("createdAt")) if isinstance(jobs[-1], dict) else None
-        cursor = page.get("nextCursor")
-        if not page.get("hasMore") or not cursor or (last is not None and last < oldest):
-            return None
+    pages = job_pages(client, model=body.get("model"), max_pages=SEARCH_PAGES, read=ListRead())
+    async with contextlib.aclosing(pages):
+        async for jobs in pages:
+            for job in jobs:
+                listed = job.get("input") if isinstance(job, dict) else None
+                params = listed.get(params_field) if isinstance(listed, dict) else None
+                refs = params.get("reference_images") if isinstance(params, dict) else None
+                if not isinstance(refs, list) or len(refs) != len(ours) or taken(job.get("id")):
+                    continue
+                swapped = {**listed, params_field: {**params, "reference_images": [
+                    ours[i] if i in local else ref for i, ref in enumerate(refs)]}}
+                if same_request(swapped, body) and await _all_serve(client, refs, local):
+                    return job  # the same request to the byte: any such job, no other row's, serves this row
+            last = parse_api_time(jobs[-1].get("createdAt")) if jobs and isinstance(jobs[-1], dict) else None
+            if last is not None and last < oldest:
+                return None
     return None
-
-
-@dataclass
-class ListRead:
-    """How far a read of the whole job list got."""
-
-    pages: int = 0
-    jobs: int = 0
-    complete: bool = False  # read to the end of the list
-    stopped: str | None = None  # why it stopped before the end (None: complete, or the page bound)
-    oldest: float | None = None  # createdAt of the oldest job read, on the server's clock
-
-
-async def read_job_list(client: ApiClient, *, model: str, max_pages: int,
-                        on_page: Callable[[list[Any]], None]) -> ListRead:
-    """Page `GET /v2/jobs?model=` newest first (CONTRACT.md, "Job list": ordered by createdAt
-    desc), to its end or `max_pages` pages, handing each page's jobs to `on_page`. A request that
-    fails, or a page that is not a job list, stops the read with the reason in `stopped`."""
-    read, cursor = ListRead(), None
-    while read.pages < max_pages:
-        try:
-            page = await client.list_jobs(model=model, limit=100, cursor=cursor)
-        except AuthError as exc:
-            read.stopped = exc.stop_reason
-            return read
-        except (ApiError, OSError) as exc:
-            read.stopped = f"the job list could not be read: {redact(str(exc))}"
-            return read
-        jobs = page.get("jobs") if isinstance(page, dict) else None
-        if not isinstance(jobs, list):
-            read.stopped = "the job list's answer is not a list of jobs"
-            return read
-        read.pages += 1
-        read.jobs += len(jobs)
-        on_page(jobs)
-        for job in reversed(jobs):
-            created = parse_api_time(job.get("createdAt")) if isinstance(job, dict) else None
-            if created is not None:
-                read.oldest = created if read.oldest is None else min(read.oldest, created)
-                break
-        if not page.get("hasMore") or not jobs:
-            read.complete = True
-            return read
-        cursor = page.get("nextCursor")
-        if not cursor:
-            read.stopped = "the job list says it has more, but gives no cursor to read on"
-            return read
-    return read
