@@ -12,6 +12,10 @@ import os
 from pathlib import Path
 
 
+# What a refusal over a damaged file says to do: the same words wherever the damage was found.
+RESTORE = "nothing was changed and nothing will be spent: restore it from a backup, then run again"
+
+
 class StorageFault(Exception):
     """Our own durable state cannot be read or written as it is: stop, name the file, say what to do."""
 

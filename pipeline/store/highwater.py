@@ -23,11 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.store.atomic import write_text_atomic
-from pipeline.store.faults import LedgerCorrupt
+from pipeline.store.faults import RESTORE, LedgerCorrupt
 from pipeline.store.parts import Part, parse_part_name
-
-_RESTORE = "nothing was changed and nothing will be spent: restore it from a backup, then run again"
-
 
 def highwater_path(ledger_path: Path) -> Path:
     return ledger_path.with_name(f"{ledger_path.stem}.highwater.json")
@@ -68,7 +65,7 @@ def check_parts(ledger_path: Path, parts: list[Part]) -> None:
             continue
         if part.size < 12 or _tail(part) != b"PAR1":
             raise LedgerCorrupt(f"{ledger_path / part.path.name if part.pinned else part.path} is cut short or "
-                                f"damaged (no Parquet footer); {_RESTORE}")
+                                f"damaged (no Parquet footer); {RESTORE}")
 
 
 def _tail(part: Part) -> bytes:
@@ -92,11 +89,11 @@ def check_against(mark: HighWater | None, ledger_path: Path, parts: list[Part], 
             first, last = parse_part_name(name)
             if any(p.first <= first and last <= p.last for p in parts):
                 continue  # merged into a live part after the mark was written
-            raise LedgerCorrupt(f"{ledger_path / name} is missing ({highwater_path(ledger_path).name} lists it); {_RESTORE}")
+            raise LedgerCorrupt(f"{ledger_path / name} is missing ({highwater_path(ledger_path).name} lists it); {RESTORE}")
         if part.size != size:
             raise LedgerCorrupt(f"{ledger_path / name} has {part.size} bytes, not the {size} it was written with; "
-                                f"{_RESTORE}")
+                                f"{RESTORE}")
     stored = max((p.last for p in parts), default=0)
     if max(stored, journal_last or 0) < mark.journal_seq:
         raise LedgerCorrupt(f"{journal_path} ends at seq {max(stored, journal_last or 0)}, but seq {mark.journal_seq} "
-                            f"was durable ({highwater_path(ledger_path).name}): the journal was cut; {_RESTORE}")
+                            f"was durable ({highwater_path(ledger_path).name}): the journal was cut; {RESTORE}")

@@ -48,7 +48,7 @@ import polars as pl
 
 from pipeline.store import parts as store, runs
 from pipeline.store.atomic import replace_atomic
-from pipeline.store.faults import LedgerCorrupt, LedgerError, StorageFault, disk_fault
+from pipeline.store.faults import RESTORE, LedgerCorrupt, LedgerError, StorageFault, disk_fault
 from pipeline.store.highwater import check_against, check_parts, read_highwater, write_highwater
 from pipeline.store.lock import LockHeld, RunLock
 from pipeline.store.schema import LEDGER_SCHEMA, STATUSES, TIMESTAMP
@@ -776,8 +776,7 @@ def reading_parts(path: str | Path):
                 pl.read_parquet(part.path)
             except (pl.exceptions.PolarsError, OSError) as damage:
                 reason = (str(damage).splitlines() or [type(damage).__name__])[0][:120]
-                raise LedgerCorrupt(f"{part.path} is damaged ({reason}); nothing was changed and nothing will "
-                                    "be spent: restore it from a backup, then run again") from None
+                raise LedgerCorrupt(f"{part.path} is damaged ({reason}); {RESTORE}") from None
         raise exc
 
 
