@@ -217,13 +217,14 @@ def versions_to_follow(versions: pl.DataFrame) -> pl.DataFrame:
     return rows.with_columns(file_present=pl.lit(False)).with_columns(_action(False)).drop("file_present")
 
 
-def _versions_of(ledger, everything: pl.LazyFrame, keys: pl.Series, manifest_text: str) -> pl.DataFrame:
-    """The archived versions of this manifest's rows (or of rows it once had) to follow."""
-    base = pl.col("job_key").str.split(ARCHIVED_MARK).list.first()
-    found = everything.filter(
-        pl.col("job_key").str.contains(ARCHIVED_MARK, literal=True) & _followed()
-        & ((pl.col("manifest") == manifest_text) | base.is_in(keys.implode()))
-    ).select("job_key").collect()["job_key"]
+_BASE_KEY = pl.col("job_key").str.split(ARCHIVED_MARK).list.first()  # the id an archived version was
+
+
+def _versions_of(ledger, archived: pl.DataFrame, keys: pl.Series, manifest_text: str) -> pl.DataFrame:
+    """The archived versions (`archived`: their `_SCANNED` columns) of this manifest's rows, or of
+    rows it once had, to follow."""
+    found = archived.filter(
+        _followed() & ((pl.col("manifest") == manifest_text) | _BASE_KEY.is_in(keys.implode())))["job_key"]
     if not found.len():
         return pl.DataFrame()
     rows = ledger.filter(pl.col("job_key").is_in(found.implode())) if isinstance(ledger, pl.DataFrame) \
@@ -240,6 +241,8 @@ def make_plan(manifest_rows: pl.DataFrame, ledger, *, retry_failed: bool, manife
     `plan`), unless `take_over` hands those rows to this manifest.
     """
     mine, everything = _ledger_reads(ledger, manifest_rows["job_key"])
+    # Earlier versions of edited rows (`<key>@<hash>`): one scan serves the disk check and the follow.
+    archived = everything.filter(pl.col("job_key").str.contains(ARCHIVED_MARK, literal=True)).collect()
     recorded = mine.rename({c: f"ledger_{c}" for c in _LEDGER_COLUMNS if c != "job_key"})
     rows = manifest_rows.join(recorded, on="job_key", how="left", maintain_order="left")
 
@@ -248,9 +251,7 @@ def make_plan(manifest_rows: pl.DataFrame, ledger, *, retry_failed: bool, manife
     done = rows.filter(downloaded)
     present = pl.Series("file_present", [], dtype=pl.Boolean)
     if done.height:
-        archived = everything.filter(pl.col("job_key").str.contains(ARCHIVED_MARK, literal=True)).select(
-            pl.col("job_key").str.split(ARCHIVED_MARK).list.first().unique()).collect()
-        had_old_version = done["job_key"].is_in(archived["job_key"].implode())
+        had_old_version = done["job_key"].is_in(archived.select(_BASE_KEY.unique())["job_key"].implode())
         present = pl.Series(
             "file_present",
             _file_present(done["ledger_output_path"].to_list(), done["ledger_bytes"].to_list(),
@@ -270,5 +271,5 @@ def make_plan(manifest_rows: pl.DataFrame, ledger, *, retry_failed: bool, manife
         (pl.col("manifest") == manifest_text) & ~pl.col("job_key").is_in(manifest_rows["job_key"].implode())
     ).select(pl.len()).collect().item()
     plan = Plan(manifest=manifest, rows=rows, orphans=orphans, counts=count_actions(rows), shared=shared)
-    plan.follow(_versions_of(ledger, everything, manifest_rows["job_key"], manifest_text))
+    plan.follow(_versions_of(ledger, archived, manifest_rows["job_key"], manifest_text))
     return plan
