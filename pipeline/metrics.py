@@ -46,13 +46,11 @@ def previous_success(path: Path) -> float:
 
 def last_success_in_runs(ledger_path: Path) -> float:
     """The end of the last run with exit code 0 in the runs table beside the ledger (0 if none)."""
-    from polars.exceptions import PolarsError
-
     from pipeline.store.runs import RunsCorrupt, read_runs
 
     try:
         runs = read_runs(ledger_path)
-    except (PolarsError, OSError, RunsCorrupt):  # unreadable: the previous metrics file still knows
+    except RunsCorrupt:  # unreadable (read_runs says so for any error): the previous metrics file still knows
         return 0.0
     ok = runs.filter(runs["exit_code"] == EXIT_OK)["ended_at"].drop_nulls()
     return ok.max().timestamp() if ok.len() else 0.0
