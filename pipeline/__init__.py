@@ -14,7 +14,7 @@ def __getattr__(name: str):
 
         return getattr(batch, name)
     if name == "BatchSummary":
-        from pipeline.summary import BatchSummary
+        from pipeline.reports.summary import BatchSummary
 
         return BatchSummary
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

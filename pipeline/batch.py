@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.summary import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED, BatchSummary
+from pipeline.reports.summary import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED, BatchSummary
 
 REAL_OUT = Path("outputs")
 EMULATED_OUT = Path("outputs/emulator")  # emulated runs never share a ledger with real ones
@@ -44,7 +44,7 @@ class BatchSettings:
     timeout: float = 30.0
     webhook_listen: tuple[str, int] | None = None
     webhook_url: str | None = None
-    deadline: Any = None  # "07:00", "6h", an ISO timestamp, or a pipeline.deadline.Deadline
+    deadline: Any = None  # "07:00", "6h", an ISO timestamp, or a pipeline.run.deadline.Deadline
     notify: str | None = None  # URL to POST the summary to when the run ends
     metrics_file: Path | str | None = None  # Prometheus textfile to write when the run ends
     progress_interval: float = 10.0
@@ -72,7 +72,7 @@ def _now() -> datetime:
 
 async def _balance(config) -> int | None:
     """The team's credits from GET /v2/me; None when the answer does not say (never a guessed 0)."""
-    from pipeline.account import balance_of
+    from pipeline.run.account import balance_of
     from pipeline.api.client import ApiClient
 
     async with ApiClient(config.base_url, config.api_key) as client:
@@ -89,10 +89,10 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
     from pipeline.store.faults import StorageFault
     from pipeline.store.ledger import Ledger, reading_parts
     from pipeline.store.runs import read_runs
-    from pipeline.manifest import ManifestError, load_manifest
-    from pipeline.decisions import DecisionsCorrupt, read_decisions
-    from pipeline.review_plan import make_reviewed_plan
-    from pipeline.summary import plan_summary, refused_summary
+    from pipeline.manifest.load import ManifestError, load_manifest
+    from pipeline.store.verdicts import DecisionsCorrupt, read_decisions
+    from pipeline.plan.reviewed import make_reviewed_plan
+    from pipeline.reports.summary import plan_summary, refused_summary
 
     started = _now()
     manifest = Path(manifest)
@@ -151,14 +151,14 @@ def run_batch(manifest: Path | str, *, interrupts: Any = None,
 
 def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> BatchSummary:
     from pipeline.config import load_api_config
-    from pipeline.deadline import Deadline, DeadlineError, parse_deadline
+    from pipeline.run.deadline import Deadline, DeadlineError, parse_deadline
     from pipeline.store.faults import StorageFault
     from pipeline.store.ledger import Ledger, reading_parts
-    from pipeline.manifest import ManifestError, load_manifest
-    from pipeline.decisions import DecisionsCorrupt, read_decisions
-    from pipeline.notify import NotifyUrlError, check_url
-    from pipeline.review_plan import make_reviewed_plan
-    from pipeline.summary import refused_summary, run_summary
+    from pipeline.manifest.load import ManifestError, load_manifest
+    from pipeline.store.verdicts import DecisionsCorrupt, read_decisions
+    from pipeline.reports.notify import NotifyUrlError, check_url
+    from pipeline.plan.reviewed import make_reviewed_plan
+    from pipeline.reports.summary import refused_summary, run_summary
 
     started = _now()
     config = load_api_config()
@@ -234,8 +234,8 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
     from contextlib import AsyncExitStack
 
     from pipeline.api.client import ApiClient, RequestGate
-    from pipeline.runlog import RunLog
-    from pipeline.runner import Runner, RunOptions
+    from pipeline.run.runlog import RunLog
+    from pipeline.run.runner import Runner, RunOptions
 
     options = RunOptions(
         out_dir=out_dir, rpm=args.rpm or None, rate_period=args.rate_period,
@@ -310,7 +310,7 @@ def _arm_deadline(runner, deadline) -> list[asyncio.TimerHandle]:
     nothing to do has nothing a deadline could cut: it is not armed, and the run ends with exit 0."""
     if deadline is None or runner.plan.to_run(longest_first=False).is_empty():
         return []
-    from pipeline.runner import STOP_GRACE_S
+    from pipeline.run.runner import STOP_GRACE_S
 
     loop = asyncio.get_running_loop()
     left = max(0.0, deadline.seconds_left())
@@ -325,7 +325,7 @@ def _arm_deadline(runner, deadline) -> list[asyncio.TimerHandle]:
 def _after(summary: BatchSummary, settings: BatchSettings) -> None:
     """Metrics first (local and quick), then the notification (may wait on a slow server)."""
     if settings.metrics_file:
-        from pipeline.metrics import write_metrics
+        from pipeline.reports.metrics import write_metrics
 
         try:
             write_metrics(Path(settings.metrics_file), summary)
@@ -336,8 +336,8 @@ def _after(summary: BatchSummary, settings: BatchSettings) -> None:
 
 
 def _notify(summary: BatchSummary, settings: BatchSettings) -> None:
-    from pipeline.notify import NotifyUrlError, check_url, notify
-    from pipeline.runlog import RunLog
+    from pipeline.reports.notify import NotifyUrlError, check_url, notify
+    from pipeline.run.runlog import RunLog
 
     try:
         check_url(settings.notify)
@@ -372,8 +372,8 @@ def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, a
     take the matching jobs the ledger does not know into it. Only GETs: nothing is paid for.
     Returns a reconcile.ReconcileReport (`exit_code`, `error`, `found`, `after`, `as_dict()`)."""
     from pipeline.config import load_api_config
-    from pipeline.manifest import ManifestError, load_manifest
-    from pipeline.reconcile import ReconcileReport
+    from pipeline.manifest.load import ManifestError, load_manifest
+    from pipeline.run.reconcile import ReconcileReport
     from pipeline.store.ledger import Ledger, LedgerCorrupt, StorageFault, reading_parts
 
     manifest = Path(manifest)
@@ -409,7 +409,7 @@ def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, a
         return refused(EXIT_STOPPED, f"could not write the ledger {ledger_path}: "
                        f"{getattr(exc, 'strerror', None) or exc}; run the same command again")
     if report.error is None:
-        from pipeline.reconcile import exit_code
+        from pipeline.run.reconcile import exit_code
 
         report.exit_code = exit_code(report)
     return report
@@ -420,7 +420,7 @@ def _ledger_rows(ledger, rows, job_ids) -> dict[str, dict[str, Any]]:
     records one of `job_ids`: one scan."""
     import polars as pl
 
-    from pipeline.reconcile import LEDGER_COLUMNS
+    from pipeline.run.reconcile import LEDGER_COLUMNS
 
     frame = ledger.scan(LEDGER_COLUMNS).filter(
         pl.col("job_key").is_in(rows["job_key"].implode()) | (pl.col("manifest") == rows["manifest"][0])
@@ -432,9 +432,9 @@ async def _reconcile_async(report, rows, ledger, config, *, adopt: bool, emulate
     from contextlib import AsyncExitStack
 
     from pipeline.api.client import ApiClient, AuthError, RequestGate
-    from pipeline.reconcile import JobCollector, RequestIndex, reconcile, unlisted_in_flight
-    from pipeline.tracker import read_job, read_job_list
-    from pipeline.transitions import ReadError
+    from pipeline.run.reconcile import JobCollector, RequestIndex, reconcile, unlisted_in_flight
+    from pipeline.run.tracker import read_job, read_job_list
+    from pipeline.run.transitions import ReadError
 
     async with AsyncExitStack() as stack:
         base_url, api_key = config.base_url, config.api_key
@@ -490,9 +490,9 @@ async def _reconcile_async(report, rows, ledger, config, *, adopt: bool, emulate
 async def _adopt(report, ledger, client) -> bool:
     """Record the adoptions under the ledger's lock, journaled like any change, once the key is
     known to be of the account that owns this ledger's jobs (the adopted jobs are this key's)."""
-    from pipeline.account import settle_account
-    from pipeline.owners import JobOwners
-    from pipeline.runlog import RunLog
+    from pipeline.run.account import settle_account
+    from pipeline.run.payers import JobOwners
+    from pipeline.run.runlog import RunLog
 
     adoptions = report.found.adoptions
     log = RunLog(ledger.path.parent / "logs" / f"{ledger.run_id}.jsonl")

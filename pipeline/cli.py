@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from pipeline.batch import DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OUT, RECONCILE_PAGES
-from pipeline.summary import EXIT_BAD_INPUT, EXIT_FAILED_ROWS, EXIT_OK, EXIT_STOPPED  # noqa: F401
+from pipeline.reports.summary import EXIT_BAD_INPUT, EXIT_FAILED_ROWS, EXIT_OK, EXIT_STOPPED  # noqa: F401
 
 
 def _positive_int(text: str) -> int:
@@ -229,8 +229,8 @@ def _reads_ledger(command):
 
     @functools.wraps(command)
     def checked(args: argparse.Namespace) -> int:
-        from pipeline.decisions import DecisionsCorrupt
-        from pipeline.scope import ScopeError
+        from pipeline.store.verdicts import DecisionsCorrupt
+        from pipeline.store.scope import ScopeError
         from pipeline.store.faults import StorageFault
         from pipeline.store.ledger import reading_parts
 
@@ -254,9 +254,9 @@ def _reads_ledger(command):
 
 
 def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
-    from pipeline import plan as p
-    from pipeline.decisions import ARCHIVED_MARK
-    from pipeline.review_plan import LABELS
+    from pipeline.plan import actions as p
+    from pipeline.store.verdicts import ARCHIVED_MARK
+    from pipeline.plan.reviewed import LABELS
 
     rows = plan.rows
     c = plan.counts
@@ -270,7 +270,7 @@ def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
         print(f"  ... {rows.height - shown.height} more rows (--all lists them)")
     print(f"  jobs in manifest: {rows.height}, {plan.credits_total} credits for all of them")
     versions = rows["job_key"].str.contains(ARCHIVED_MARK, literal=True).sum()
-    if versions:  # pipeline.plan.versions_to_follow
+    if versions:  # pipeline.plan.actions.versions_to_follow
         print(f"  of them, earlier versions of edited rows whose job is still followed: {versions}")
     print(f"  already downloaded: {c[p.SKIP]}; failed and left alone: {c[p.LEAVE_FAILED]}")
     print(f"  to track: {c[p.TRACK]}; to download again: {c[p.DOWNLOAD]}")
@@ -413,10 +413,10 @@ def print_summary(summary) -> None:
 
 @_reads_ledger
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.decisions import read_decisions, with_review
+    from pipeline.store.verdicts import read_decisions, with_review
     from pipeline.store.ledger import Ledger
     from pipeline.store.runs import read_runs
-    from pipeline.status import STATUS_COLUMNS, format_status, summarize
+    from pipeline.reports.status import STATUS_COLUMNS, format_status, summarize
 
     decisions = read_decisions(args.ledger)
     ledger = Ledger.open(args.ledger, readonly=True)
@@ -431,7 +431,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 @_reads_ledger
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipeline.report import write_report
+    from pipeline.reports.gallery import write_report
 
     pages = write_report(args.ledger, args.html, run=args.run, manifest=args.manifest, max_pages=args.pages)
     print(f"report: {pages[0]}")
@@ -448,7 +448,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     import getpass
 
     from pipeline.http_server import stop_on_signals
-    from pipeline.review_server import ReviewConfig, ReviewServer, new_token, serve
+    from pipeline.review.server import ReviewConfig, ReviewServer, new_token, serve
     from pipeline.store.ledger import Ledger
 
     Ledger.open(args.ledger, readonly=True).close()  # a damaged ledger is said now, not as a page's error
@@ -470,7 +470,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 @_reads_ledger
 def cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.export import export_approved
+    from pipeline.review.export import export_approved
 
     done = export_approved(args.ledger, args.approved, run=args.run, manifest=args.manifest)
     print(f"exported {done.clips} approved clips to {done.dest} ({done.linked} hard-linked, {done.copied} copied)")
@@ -487,7 +487,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from pipeline.batch import reconcile_batch
-    from pipeline.reconcile import format_report
+    from pipeline.run.reconcile import format_report
 
     report = reconcile_batch(args.manifest, ledger=args.ledger, adopt=args.adopt, emulate=args.emulate,
                              max_pages=args.max_pages, rpm=args.rpm, refs_root=args.refs_root)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.decisions import ARCHIVED_MARK
+from pipeline.store.verdicts import ARCHIVED_MARK
 from pipeline.store.ledger import read_ledger
 
 REPO = Path(__file__).resolve().parent.parent

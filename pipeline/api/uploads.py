@@ -1,6 +1,6 @@
 """Local reference images -> short-lived upload URLs, uploaded just before the job that needs them.
 
-What is uploaded is a LocalImage's bytes as read (and checked) once by pipeline/references.py:
+What is uploaded is a LocalImage's bytes as read (and checked) once by pipeline/run/references.py:
 no path is read here, so a file edited or a symlink swapped after the check cannot change it.
 """
 

@@ -2,7 +2,7 @@
 
 Every function here takes what the API sent and returns a plain value or None ("could not
 read it"); none raises on a surprising shape. What None means for money is decided elsewhere
-(pipeline/transitions.py), and it is never "generate again".
+(pipeline/run/transitions.py), and it is never "generate again".
 
 Evidence (../shared/apiframe-v2/CONTRACT.md and the official Node SDK, commit 9f9b464):
 - `result` is untyped in openapi.json (`"result": {}`); the SDK's test fixtures return a bare URL

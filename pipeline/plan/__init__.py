@@ -1,0 +1,1 @@
+"""The plan: manifest rows against the ledger, what a run would do with each and what it costs."""

@@ -1,0 +1,283 @@
+"""A self-contained HTML gallery of a ledger, for the reviewers of a night's batch.
+
+Pages with inline CSS and a few lines of inline script: totals, then a card per job with a
+poster frame (grabbed with PyAV into `posters/` beside the page), an inline player on a
+relative path, the prompt, the clip's shape and cost, and the reason for a failure. They work
+opened from disk, with no network and nothing external.
+
+Scoped (pipeline/store/scope.py): by default the rows of the last run, or `--run ID|all` and
+`--manifest PATH`. At most PAGE_SIZE cards a page, then `report-2.html`, ... up to `max_pages`;
+each page says how many rows it leaves out. Only the rows of a page are ever held in memory.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+import av
+import polars as pl
+
+from pipeline.store.verdicts import read_decisions, with_review
+from pipeline.store.ledger import Ledger
+from pipeline.store.runs import read_runs
+from pipeline.models import MODELS
+from pipeline.store.schema import DOWNLOADED, FAILED, PENDING, REJECTED, STATUSES
+from pipeline.store.scope import ALL, LAST, last_run_id, scope_filter
+from pipeline.reports.status import STATUS_COLUMNS, summarize
+
+POSTER_WIDTH = 320
+_DECIDED = {"approve": "approved", "reject": "rejected", "regenerate": "to regenerate"}  # as a card reads
+POSTER_AT_S = 1.0
+PAGE_SIZE = 500  # cards on one page
+MAX_PAGES = 20  # pages written unless --pages says otherwise
+ORDER = ["manifest", "row", "variation", "job_key"]
+
+
+def write_poster(video: Path, poster: Path) -> bool:
+    """Save a PNG frame from about a second in; skipped when the poster is newer than the video."""
+    try:
+        if poster.exists() and poster.stat().st_mtime >= video.stat().st_mtime:
+            return True
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            frame = None
+            for frame in container.decode(stream):
+                if frame.time is not None and frame.time >= POSTER_AT_S:
+                    break
+            if frame is None:
+                return False
+        height = max(2, int(POSTER_WIDTH * frame.height / frame.width) // 2 * 2)
+        small = frame.reformat(width=POSTER_WIDTH, height=height, format="rgb24")
+        codec = av.CodecContext.create("png", "w")
+        codec.width, codec.height, codec.pix_fmt = small.width, small.height, "rgb24"
+        data = b"".join(bytes(p) for p in codec.encode(small)) + b"".join(bytes(p) for p in codec.encode(None))
+        poster.parent.mkdir(parents=True, exist_ok=True)
+        temporary = poster.with_name(poster.name + ".tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, poster)
+        return True
+    except (OSError, av.FFmpegError, IndexError):
+        return False
+
+
+def _aspect(model: str | None, ratio: str | None) -> str:
+    try:
+        width, height = MODELS[model].frame_size(ratio)
+    except (KeyError, TypeError):
+        return "16 / 9"
+    return f"{width} / {height}"
+
+
+def _card(row: dict, page_dir: Path) -> str:
+    e = html.escape
+    status = row["status"] or PENDING
+    media = '<div class="media empty">{}</div>'.format(
+        "no video: see the reason below" if status in (FAILED, REJECTED) else "no video yet")
+    path = Path(row["output_path"]) if row.get("output_path") else None
+    if status == DOWNLOADED and path is not None:
+        if path.exists():
+            poster = page_dir / "posters" / f"{row['job_key']}.png"
+            poster_attr = ""
+            if write_poster(path, poster):
+                poster_attr = f' poster="{e(os.path.relpath(poster, page_dir))}"'
+            media = (f'<video class="media" controls preload="none" loop muted playsinline{poster_attr} '
+                     f'src="{e(os.path.relpath(path, page_dir))}"></video>')
+        else:
+            media = f'<div class="media empty">video file missing: {e(str(path))}</div>'
+    reason = ""
+    if status in (FAILED, REJECTED):
+        text = row.get("error") or "no reason recorded"
+        reason = f'<p class="reason">{"result expired · " if row.get("expired") else ""}{e(text)}</p>'
+    if row.get("review_decision"):
+        note = f": {row['review_note']}" if row.get("review_note") else ""
+        said = _DECIDED.get(row["review_decision"], row["review_decision"])
+        reason += (f'<p class="review {e(row["review_decision"])}">{e(said)} by '
+                   f'{e(row.get("review_reviewer") or "?")}{e(note)}</p>')
+    charged = row.get("credits_charged")
+    return (
+        f'<article class="card" data-status="{e(status)}" data-job-key="{e(row["job_key"])}" '
+        f'style="--ratio: {_aspect(row.get("model"), row.get("aspect_ratio"))}">'
+        f'{media}<div class="body">'
+        f'<div class="meta"><span class="badge {e(status.lower())}">{e(status)}</span>'
+        f'<span>{row.get("duration") or "?"} s</span><span>{e(row.get("aspect_ratio") or "?")}</span>'
+        f'<span title="credits charged / estimated">{charged if charged is not None else "–"} / '
+        f'{row.get("credits_estimated") or 0} cr</span><span>{row.get("attempts") or 0} {"try" if row.get("attempts") == 1 else "tries"}</span></div>'
+        f'<p class="prompt">{e(row.get("prompt") or "")}</p>'
+        f'<p class="key">{e(row["job_key"])} · row {row.get("row") or "?"}</p>{reason}</div></article>'
+    )
+
+
+def _page_path(first: Path, number: int) -> Path:
+    return first if number == 1 else first.with_name(f"{first.stem}-{number}{first.suffix}")
+
+
+def scoped_rows(ledger: Ledger, runs: pl.DataFrame, run: str = LAST, manifest: Path | str | None = None,
+                columns: list[str] | None = None) -> tuple[pl.LazyFrame, str]:
+    """The ledger rows in scope (lazy, `columns`), and a phrase naming the scope for the page."""
+    if run == LAST and not runs.height:
+        run, note = ALL, "every row (no run is recorded yet)"
+    else:
+        note = {ALL: "every run"}.get(run) or (
+            f"the last run, {last_run_id(runs)}" if run == LAST else f"run {run}")
+    condition = scope_filter(runs, run, manifest)
+    if manifest is not None:
+        note += f", manifest {Path(manifest).resolve()}"
+    wanted = list(dict.fromkeys([*(columns or STATUS_COLUMNS), "run_id", "manifest"]))
+    return ledger.scan(wanted).filter(condition), note
+
+
+def render_report(ledger: Ledger, runs: pl.DataFrame, html_path: Path, *, run: str = LAST,
+                  manifest: Path | str | None = None, max_pages: int = MAX_PAGES,
+                  decisions: pl.DataFrame | None = None) -> list[Path]:
+    """Write the pages of the rows in scope (and posters/ beside them); returns their paths.
+    With review `decisions`, each card and the totals show them."""
+    reviewed = decisions is not None and decisions.height > 0
+    html_path = Path(html_path)
+    page_dir = html_path.parent.resolve()
+    page_dir.mkdir(parents=True, exist_ok=True)
+    scoped, scope_note = scoped_rows(ledger, runs, run, manifest,
+                                     [*STATUS_COLUMNS, "idempotency_key", "request_hash"] if reviewed else None)
+    summary = summarize(with_review(scoped, decisions) if reviewed else scoped, runs)
+    order = scoped.select(ORDER).sort(ORDER, nulls_last=True).collect()["job_key"]
+    everything = ledger.scan(["job_key"]).select(pl.len()).collect().item()
+    pages = max(1, min(max_pages, -(-order.len() // PAGE_SIZE)))
+    written = []
+    for number in range(1, pages + 1):
+        keys = order.slice((number - 1) * PAGE_SIZE, PAGE_SIZE)
+        rows = ledger.rows(keys).sort(ORDER, nulls_last=True)
+        if reviewed:
+            rows = with_review(rows, decisions)
+        written.append(_write_page(
+            _page_path(html_path, number), page_dir, rows, summary,
+            _coverage(number, pages, keys.len(), order.len(), everything, scope_note, html_path)))
+    return written
+
+
+def _coverage(number: int, pages: int, on_page: int, in_scope: int, everything: int, scope: str,
+              first: Path) -> str:
+    """What this page shows and what it leaves out, with links to the other pages."""
+    e = html.escape
+    start = (number - 1) * PAGE_SIZE
+    parts = [f"Showing {f'cards {start + 1}–{start + on_page} of ' if on_page else ''}{in_scope} "
+             f"row{'s' if in_scope != 1 else ''} of {e(scope)}."]
+    outside = everything - in_scope
+    if outside:
+        parts.append(f"{outside} row{'s' if outside != 1 else ''} of the ledger outside this scope "
+                     "left out (<code>--run all</code> shows every run).")
+    beyond = in_scope - pages * PAGE_SIZE
+    if beyond > 0:
+        parts.append(f"{beyond} row{'s' if beyond != 1 else ''} after page {pages} left out "
+                     "(<code>--pages N</code> writes more pages, or narrow with <code>--manifest</code>).")
+    links = ""
+    if pages > 1:
+        links = " Pages: " + " ".join(
+            f"<b>{n}</b>" if n == number else f'<a href="{e(_page_path(first, n).name)}">{n}</a>'
+            for n in range(1, pages + 1))
+    return f'<p class="scope" data-in-scope="{in_scope}" data-left-out="{outside + max(beyond, 0)}">' \
+           f'{" ".join(parts)}{links}</p>'
+
+
+def _write_page(path: Path, page_dir: Path, ledger: pl.DataFrame, summary: dict, coverage: str) -> Path:
+    e = html.escape
+    counts = "".join(f'<div class="stat"><b>{n}</b><span>{s.lower()}</span></div>'
+                     for s, n in summary["by_status"].items() if n)
+    credit_rows = "".join(
+        f"<tr><td>{e(s)}</td><td>{v['estimated']}</td><td>{v['charged']}</td></tr>"
+        for s, v in sorted(summary["credits"]["by_status"].items(), key=lambda kv: STATUSES.index(kv[0])
+                           if kv[0] in STATUSES else 99))
+    duration_rows = "".join(
+        f"<tr><td>{e(d)} s</td><td>{v['jobs']}</td><td>{v['estimated']}</td><td>{v['charged']}</td></tr>"
+        for d, v in summary["credits"]["by_duration"].items())
+    run = summary["last_run"]
+    run_line = (f"Last run {e(str(run['run_id']))} ended {e(str(run['ended_at']))[:19].replace('T', ' ')} UTC "
+                f"with exit code {run['exit_code']}." if run else "No run recorded yet.")
+    buttons = '<button class="on" data-filter="ALL">all</button>' + "".join(
+        f'<button data-filter="{s}">{s.lower()} ({n})</button>' for s, n in summary["by_status"].items() if n)
+    cards = "\n".join(_card(row, page_dir) for row in ledger.iter_rows(named=True))
+    page = _TEMPLATE.format(
+        jobs=summary["jobs"], counts=counts, estimated=summary["credits"]["estimated"],
+        charged=summary["credits"]["charged"], credit_rows=credit_rows, duration_rows=duration_rows,
+        run_line=run_line, coverage=coverage, buttons=buttons,
+        cards=cards or '<p class="none">No jobs in this scope.</p>',
+        data=e(json.dumps({"jobs": summary["jobs"]})))
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(page, encoding="utf-8")
+    os.replace(temporary, path)
+    return path
+
+
+def write_report(ledger_path: str | Path, html_path: str | Path | None = None, *, run: str = LAST,
+                 manifest: Path | str | None = None, max_pages: int = MAX_PAGES) -> list[Path]:
+    ledger_path = Path(ledger_path)
+    target = Path(html_path) if html_path else ledger_path.parent / "report.html"
+    ledger = Ledger.open(ledger_path, readonly=True)
+    return render_report(ledger, read_runs(ledger_path), target, run=run, manifest=manifest, max_pages=max_pages,
+                         decisions=read_decisions(ledger_path))
+
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>videobatch report: {jobs} jobs</title>
+<style>
+:root {{ color-scheme: light; --ink: #1d2430; --muted: #667085; --line: #e4e7ec; --bg: #f6f7f9; }}
+* {{ box-sizing: border-box; }}
+body {{ margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink); background: var(--bg); }}
+header {{ background: #fff; border-bottom: 1px solid var(--line); padding: 20px 28px; }}
+h1 {{ margin: 0 0 4px; font-size: 22px; }}
+.sub {{ color: var(--muted); margin: 0 0 14px; }}
+.stats {{ display: flex; flex-wrap: wrap; gap: 10px; margin-bottom: 14px; }}
+.stat {{ background: var(--bg); border: 1px solid var(--line); border-radius: 10px; padding: 8px 14px; min-width: 96px; }}
+.stat b {{ display: block; font-size: 20px; }} .stat span {{ color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }}
+.tables {{ display: flex; flex-wrap: wrap; gap: 28px; }}
+table {{ border-collapse: collapse; font-size: 13px; }} th, td {{ padding: 3px 12px 3px 0; text-align: left; }} th {{ color: var(--muted); font-weight: 600; }}
+nav {{ padding: 14px 28px 0; display: flex; flex-wrap: wrap; gap: 8px; }}
+nav button {{ border: 1px solid var(--line); background: #fff; border-radius: 999px; padding: 5px 14px; font: inherit; cursor: pointer; }}
+nav button.on {{ background: var(--ink); color: #fff; border-color: var(--ink); }}
+main {{ padding: 18px 28px 40px; display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 18px; align-items: start; }}
+.card {{ background: #fff; border: 1px solid var(--line); border-radius: 12px; overflow: hidden; }}
+.card.hidden {{ display: none; }}
+.media {{ display: block; width: 100%; aspect-ratio: var(--ratio); max-height: 420px; background: #111; object-fit: contain; }}
+.media.empty {{ display: flex; align-items: center; justify-content: center; color: #98a2b3; font-size: 13px; padding: 12px; text-align: center; background: #eef0f3; }}
+.body {{ padding: 10px 12px 12px; }}
+.meta {{ display: flex; flex-wrap: wrap; gap: 8px; align-items: center; color: var(--muted); font-size: 12px; }}
+.badge {{ font-weight: 700; border-radius: 6px; padding: 1px 7px; color: #fff; background: #98a2b3; }}
+.badge.downloaded {{ background: #12805c; }} .badge.failed, .badge.rejected {{ background: #c4320a; }}
+.badge.submitted, .badge.processing, .badge.completed {{ background: #2f6fde; }}
+.prompt {{ margin: 8px 0 4px; }} .key {{ margin: 0; color: var(--muted); font-size: 12px; word-break: break-all; }}
+.reason {{ margin: 8px 0 0; color: #b42318; font-size: 13px; }}
+.review {{ margin: 8px 0 0; font-size: 13px; font-weight: 600; }} .review.approve {{ color: #12805c; }} .review.reject {{ color: #c4320a; }} .review.regenerate {{ color: #b54708; }}
+.none {{ color: var(--muted); }}
+.scope {{ margin: 12px 0 0; color: var(--muted); font-size: 13px; }} .scope a {{ color: var(--ink); }}
+</style></head>
+<body data-summary="{data}">
+<header>
+<h1>videobatch report</h1>
+<p class="sub">{jobs} jobs · {charged} credits charged of {estimated} estimated · {run_line}</p>
+<div class="stats">{counts}</div>
+<div class="tables">
+<table><tr><th>status</th><th>estimated</th><th>charged</th></tr>{credit_rows}</table>
+<table><tr><th>clip</th><th>jobs</th><th>estimated</th><th>charged</th></tr>{duration_rows}</table>
+</div>
+{coverage}
+</header>
+<nav id="filters">{buttons}</nav>
+<main id="cards">
+{cards}
+</main>
+<script>
+document.getElementById("filters").addEventListener("click", function (event) {{
+  var button = event.target.closest("button");
+  if (!button) return;
+  var wanted = button.getAttribute("data-filter");
+  document.querySelectorAll("#filters button").forEach(function (b) {{ b.classList.toggle("on", b === button); }});
+  document.querySelectorAll(".card").forEach(function (card) {{
+    card.classList.toggle("hidden", wanted !== "ALL" && card.getAttribute("data-status") !== wanted);
+  }});
+}});
+</script>
+</body></html>
+"""

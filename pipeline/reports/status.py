@@ -1,0 +1,116 @@
+"""What a ledger says at a glance: counts, credits, the last run and what failed. Pure: frames in, dict out.
+
+Its words are the run summary's (pipeline/reports/summary.py): the ledger's figures at the top level are
+a summary's `ledger`, and `last_run` carries a summary's `exit_meaning`, `rows` and `credits`
+beside the runs table's own columns.
+
+The ledger comes in lazily (Ledger.scan()); its rows are aggregated where they stream, and only
+the FAILED and REJECTED rows are collected, six columns of them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+from pipeline.store.verdicts import review_counts
+from pipeline.store.schema import FAILED, REJECTED, STATUSES
+from pipeline.reports.summary import SUMMARY_VERSION, exit_meaning
+
+# What status and the report read of each row: nothing else is read from the ledger.
+STATUS_COLUMNS = ["job_key", "manifest", "row", "variation", "status", "duration", "attempts", "error",
+                  "expired", "credits_estimated", "credits_charged"]
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _credits(frame: pl.LazyFrame, by: str) -> pl.DataFrame:
+    return frame.group_by(by).agg(
+        pl.len().alias("jobs"), pl.col("credits_estimated").sum().alias("estimated"),
+        pl.col("credits_charged").sum().alias("charged")).collect()
+
+
+def _run_figures(run: dict[str, Any]) -> dict[str, Any]:
+    """A runs-table row in a run summary's words."""
+    planned, skipped, downloaded, failed = (run[f"rows_{n}"] or 0 for n in ("planned", "skipped", "finished", "failed"))
+    return {"exit_meaning": exit_meaning(run["exit_code"]),
+            "rows": {"planned": planned, "skipped": skipped, "submitted": run["rows_submitted"] or 0,
+                     "downloaded": downloaded, "failed": failed,
+                     "unfinished": max(0, planned - skipped - downloaded - failed)},
+            "credits": {"estimated": run["credits_estimated"] or 0, "charged": run["credits_charged"] or 0}}
+
+
+def summarize(ledger: pl.DataFrame | pl.LazyFrame, runs: pl.DataFrame) -> dict[str, Any]:
+    """JSON-ready totals of a ledger (a frame or a lazy scan of its current state) and its runs table."""
+    ledger = ledger.lazy()
+    by_status = {status: 0 for status in STATUSES}
+    credits_by_status = {}
+    for row in _credits(ledger, "status").iter_rows(named=True):
+        by_status[row["status"]] = row["jobs"]
+        credits_by_status[row["status"]] = {"estimated": int(row["estimated"] or 0), "charged": int(row["charged"] or 0)}
+    credits_by_duration = {
+        str(row["duration"]): {"jobs": row["jobs"], "estimated": int(row["estimated"] or 0),
+                               "charged": int(row["charged"] or 0)}
+        for row in _credits(ledger, "duration").sort("duration", nulls_last=False).iter_rows(named=True)
+    }
+    totals = ledger.select(
+        pl.len().alias("jobs"), pl.col("credits_estimated").sum().alias("estimated"),
+        pl.col("credits_charged").sum().alias("charged"),
+        pl.col("expired").fill_null(False).sum().alias("expired")).collect().row(0, named=True)
+    failed = (ledger.filter(pl.col("status").is_in([FAILED, REJECTED]))
+              .select("job_key", "manifest", "row", "variation", "status", "attempts", "error")
+              .sort("manifest", "row", "variation").collect())
+    last_run = None
+    if runs.height:
+        last = runs.sort("started_at").row(-1, named=True)
+        last_run = {name: _iso(value) for name, value in last.items()} | _run_figures(last)
+    return {
+        "version": SUMMARY_VERSION,
+        "jobs": totals["jobs"],
+        "by_status": by_status,
+        "credits": {"estimated": int(totals["estimated"] or 0), "charged": int(totals["charged"] or 0),
+                    "by_status": credits_by_status, "by_duration": credits_by_duration},
+        "expired": int(totals["expired"] or 0),
+        "runs": runs.height,
+        "review": review_counts(ledger),  # approve/reject/regenerate/undecided; {} without with_review()
+        "last_run": last_run,
+        "failed": [{"job_key": r["job_key"], "manifest": r["manifest"], "row": r["row"], "status": r["status"],
+                    "attempts": r["attempts"], "error": r["error"]}
+                   for r in failed.iter_rows(named=True)],
+    }
+
+
+def format_status(summary: dict[str, Any]) -> str:
+    lines = [f"jobs: {summary['jobs']}"]
+    lines.append("  " + ", ".join(f"{status} {n}" for status, n in summary["by_status"].items() if n)
+                 if summary["jobs"] else "  (the ledger is empty)")
+    credits = summary["credits"]
+    lines.append(f"credits: {credits['charged']} charged, {credits['estimated']} estimated")
+    for duration, figures in credits["by_duration"].items():
+        lines.append(f"  {duration:>3} s clips: {figures['jobs']} jobs, {figures['charged']} charged, "
+                     f"{figures['estimated']} estimated")
+    if summary["expired"]:
+        lines.append(f"expired results: {summary['expired']} (run again with --retry-failed to regenerate)")
+    review = summary.get("review") or {}
+    if sum(review.values()) - review.get("undecided", 0):
+        lines.append(f"review: {review['approve']} approved, {review['reject']} rejected, "
+                     f"{review['regenerate']} to regenerate, {review['undecided']} undecided")
+    run = summary["last_run"]
+    if run:
+        lines.append(f"last run: {run['run_id']} on {run['manifest']}, ended {run['ended_at']} "
+                     f"with exit code {run['exit_code']} ({run['rows_finished']} downloaded, "
+                     f"{run['rows_failed']} failed, {run['credits_charged']} credits charged)")
+    else:
+        lines.append("last run: none recorded")
+    if summary["failed"]:
+        lines.append(f"failed rows: {len(summary['failed'])}")
+        for row in summary["failed"][:50]:
+            lines.append(f"  {row['status']:<8} {row['job_key']} (row {row['row']}, {row['attempts']} attempts): "
+                         f"{row['error'] or 'no reason recorded'}")
+        if len(summary["failed"]) > 50:
+            lines.append(f"  ... {len(summary['failed']) - 50} more (--json lists them all)")
+    return "\n".join(lines)

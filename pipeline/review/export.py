@@ -1,0 +1,114 @@
+"""`videobatch export --approved DEST`: the approved clips, ready to hand to an asset system.
+
+Each approved clip (its current attempt approved in review, DOWNLOADED, file on disk) becomes
+DEST/<job_key>.mp4: a hard link where the file system allows (no copy, no extra space), else a
+copy. Files land under a temporary name and are renamed into place, so DEST never holds a half
+clip. Beside them, approved.csv and approved.json list exactly the clips of this export with
+job_key, file, prompt, metadata, cost, reviewer and note. Nothing in DEST is ever deleted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.store.atomic import write_text_atomic
+from pipeline.store.verdicts import APPROVE, ARCHIVED_MARK, read_decisions, with_review
+from pipeline.store.ledger import Ledger
+from pipeline.store.runs import read_runs
+from pipeline.store.schema import DOWNLOADED
+from pipeline.store.scope import rows_in_scope, scope_filter
+
+# A spreadsheet reads a cell that starts with one of these as a formula (CSV injection). OWASP's
+# advice: prefix such a cell with a single quote, so it shows as text. approved.json keeps the exact values.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+SIDECAR_FIELDS = ("job_key", "file", "prompt", "duration", "aspect_ratio", "model", "metadata", "credits_charged",
+                  "credits_estimated", "sha256", "reviewer", "note", "approved_at", "manifest", "row", "run_id")
+
+
+@dataclass
+class Exported:
+    dest: Path
+    clips: int
+    linked: int
+    copied: int
+    missing: list[str]  # approved, but the file is gone: run again to download it
+
+
+def approved_rows(ledger_path: Path, run: str, manifest: Path | None) -> pl.DataFrame:
+    rows = rows_in_scope(Ledger.open(ledger_path, readonly=True),
+                         scope_filter(read_runs(ledger_path), run, manifest)
+                         & ~pl.col("job_key").str.contains(ARCHIVED_MARK, literal=True))
+    reviewed = with_review(rows, read_decisions(ledger_path))
+    return reviewed.filter((pl.col("review_decision") == APPROVE) & (pl.col("status") == DOWNLOADED)).sort(
+        "manifest", "row", "variation", nulls_last=True)
+
+
+def spreadsheet_safe(value):
+    """A CSV cell a spreadsheet shows as text, never runs: see FORMULA_STARTS. Numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _place(source: Path, target: Path) -> bool:
+    """Put `source` at `target` atomically; True when hard-linked, False when copied."""
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+        linked = True
+    except OSError:  # another file system, or links not allowed: copy instead
+        shutil.copyfile(source, temporary)
+        with open(temporary, "rb+") as out:
+            os.fsync(out.fileno())
+        linked = False
+    os.replace(temporary, target)
+    return linked
+
+
+def export_approved(ledger_path: Path, dest: Path, *, run: str = "last", manifest: Path | None = None) -> Exported:
+    rows = approved_rows(ledger_path, run, manifest)
+    dest.mkdir(parents=True, exist_ok=True)
+    records, missing = [], []
+    linked = copied = 0
+    for row in rows.iter_rows(named=True):
+        source = Path(row["output_path"])
+        if not source.is_file():
+            missing.append(row["job_key"])
+            continue
+        target = dest / f"{row['job_key']}.mp4"
+        if not (target.exists() and os.path.samefile(source, target)):
+            if _place(source, target):
+                linked += 1
+            else:
+                copied += 1
+        else:
+            linked += 1
+        records.append({
+            "job_key": row["job_key"], "file": target.name, "prompt": row["prompt"], "duration": row["duration"],
+            "aspect_ratio": row["aspect_ratio"], "model": row["model"],
+            "metadata": json.loads(row["metadata"]) if row["metadata"] else {},
+            "credits_charged": row["credits_charged"], "credits_estimated": row["credits_estimated"],
+            "sha256": row["sha256"], "reviewer": row["review_reviewer"], "note": row["review_note"],
+            "approved_at": row["review_at"].isoformat() if row["review_at"] else None,
+            "manifest": row["manifest"], "row": row["row"], "run_id": row["run_id"],
+        })
+    write_text_atomic(dest / "approved.json", json.dumps(records, indent=2, ensure_ascii=False) + "\n", mode=0o666)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SIDECAR_FIELDS)
+    writer.writeheader()
+    for record in records:
+        cells = {**record, "metadata": json.dumps(record["metadata"], ensure_ascii=False, sort_keys=True),
+                 "note": record["note"] or "", "reviewer": record["reviewer"] or ""}
+        writer.writerow({name: spreadsheet_safe(value) for name, value in cells.items()})
+    write_text_atomic(dest / "approved.csv", buffer.getvalue(), mode=0o666)
+    return Exported(dest=dest, clips=len(records), linked=linked, copied=copied, missing=missing)

@@ -1,0 +1,196 @@
+"""Manifests: loading, defaults, keys, and a corpus of broken files that must each be caught."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from pipeline.manifest.load import ManifestError, load_manifest
+from tests.harness import cli_env, run_cli
+
+HERE = Path(__file__).resolve().parents[1]  # tests/
+BROKEN = HERE / "manifests" / "broken"
+EXPECTED = yaml.safe_load((BROKEN / "EXPECTED.yaml").read_text())
+EXAMPLES = HERE.parent / "manifests"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_broken_manifest_names_file_row_and_field(name):
+    expected = EXPECTED[name]
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(BROKEN / name)
+    issue = next((i for i in caught.value.issues if expected["contains"] in i.problem), None)
+    assert issue is not None, str(caught.value)
+    assert issue.row == expected["row"] and issue.field == expected["field"], str(issue)
+    message = str(caught.value)
+    assert str(BROKEN / name) in message and "nothing was submitted" in message
+    if expected["row"] is not None:
+        assert f"{BROKEN / name}:{expected['row']}: " in message
+
+
+def test_corpus_is_at_least_thirty_files():
+    assert len(EXPECTED) >= 30
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    path = tmp_path / "many.yaml"
+    path.write_text("jobs:\n  - prompt: ''\n  - prompt: a\n    duration: 7\n  - prompt: b\n    aspect_ratio: '5:4'\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    assert [(i.row, i.field) for i in caught.value.issues] == [(1, "prompt"), (2, "duration"), (3, "aspect_ratio")]
+    assert "fix these 3 problems" in str(caught.value)
+
+
+def test_one_bad_row_among_100000(tmp_path):
+    path = tmp_path / "big.csv"
+    lines = ["prompt,duration,aspect_ratio"] + [f"scene {i} of the long night,6,16:9" for i in range(100_000)]
+    lines[73_456] = "scene bad,8,16:9"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    assert [(i.row, i.field) for i in caught.value.issues] == [(73_456, "duration")]
+
+
+def test_yaml_with_defaults_counts_and_metadata():
+    rows = load_manifest(EXAMPLES / "example.yaml")
+    assert rows.height == 10
+    assert set(rows["aspect_ratio"]) == {"1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3"}
+    assert set(rows["duration"]) == {6, 10, 15}
+    assert rows.filter(pl.col("row") == 5)["variation"].to_list() == [1, 2]
+    koi = rows.filter(pl.col("job_key") == "koi-street").row(0, named=True)
+    assert len(koi["reference_images"]) == 2 and all(Path(p).is_absolute() for p in koi["reference_images"])
+    boat = rows.filter(pl.col("job_key") == "paper-boat").row(0, named=True)
+    assert (boat["duration"], boat["credits_estimated"]) == (10, 15)
+    assert '"reviewer": "ana"' in boat["metadata"] and '"campaign": "spring-launch"' in boat["metadata"]
+
+
+def test_csv_and_bare_list_and_bom(tmp_path):
+    rows = load_manifest(EXAMPLES / "example.csv")
+    assert rows.height == 5 and rows.filter(pl.col("job_key") == "csv-boat").height == 1
+    assert len(rows.filter(pl.col("duration") == 10)["reference_images"][0]) == 2
+    bare = tmp_path / "bare.yml"
+    bare.write_text("- prompt: one\n- prompt: two\n  aspect_ratio: 9:16\n")  # unquoted ratio: YAML's 556
+    assert load_manifest(bare)["aspect_ratio"].to_list() == ["16:9", "9:16"]
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbfprompt,duration\nhello,6\n")
+    assert load_manifest(bom)["prompt"].to_list() == ["hello"]
+
+
+def test_keys_are_stable_under_reordering_and_adding(tmp_path):
+    first = tmp_path / "a.yaml"
+    first.write_text("jobs:\n  - prompt: alpha\n  - prompt: beta\n    duration: 10\n")
+    second = tmp_path / "b.yaml"
+    second.write_text("jobs:\n  - prompt: gamma\n  - prompt: beta\n    duration: 10\n  - prompt: alpha\n")
+    keys_a = dict(zip(load_manifest(first)["prompt"], load_manifest(first)["job_key"]))
+    keys_b = dict(zip(load_manifest(second)["prompt"], load_manifest(second)["job_key"]))
+    assert keys_a["alpha"] == keys_b["alpha"] and keys_a["beta"] == keys_b["beta"]
+    edited = tmp_path / "c.yaml"
+    edited.write_text("jobs:\n  - prompt: alpha!\n")
+    assert load_manifest(edited)["job_key"][0] != keys_a["alpha"]
+
+
+def test_changed_image_content_is_a_new_job_and_keys_are_file_safe(tmp_path):
+    shutil.copy(EXAMPLES / "refs" / "koi.png", tmp_path / "ref.png")
+    path = tmp_path / "m.yaml"
+    path.write_text("jobs:\n  - prompt: koi\n    reference_images: [ref.png]\n  - id: Clip_01.final\n    prompt: x\n    count: 3\n")
+    before = load_manifest(path)
+    shutil.copy(EXAMPLES / "refs" / "paper-texture.png", tmp_path / "ref.png")
+    after = load_manifest(path)
+    assert before["job_key"][0] != after["job_key"][0]
+    assert after["job_key"].to_list()[1:] == ["Clip_01.final", "Clip_01.final-v2", "Clip_01.final-v3"]
+    for key in after["job_key"]:
+        assert "/" not in key and ".." not in key and not key.startswith(".")
+
+
+@pytest.mark.parametrize("name", ["duplicate_ids.yaml", "refs_ftp.yaml", "empty.yaml", "ragged.csv", "latin1.csv"])
+def test_cli_exits_2_sends_nothing_and_leaves_the_ledger_alone(emulator_thread, tmp_path, name):
+    emu = emulator_thread()
+    ledger = tmp_path / "ledger.parquet"
+    ledger.write_bytes(b"not touched")
+    done = run_cli("run", str(BROKEN / name), "--ledger", str(ledger), "--out", str(tmp_path / "out"),
+                   env=cli_env(emu.base_url), cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert str(BROKEN / name) in done.stderr and "nothing was submitted" in done.stderr
+    assert emu.stats()["requests"] == {}
+    assert ledger.read_bytes() == b"not touched" and not (tmp_path / "out").exists()
+
+
+def test_job_keys_are_pinned(tmp_path):
+    # Keys are users' money: a changed key resubmits finished jobs. These were computed by the
+    # first release of the loader; any change to how keys are made must keep them.
+    path = tmp_path / "pin.yaml"
+    path.write_text(yaml.safe_dump({"jobs": [
+        {"prompt": "A paper boat sails across a rain puddle at dawn, macro lens"},
+        {"prompt": "Neon koi: Über-fish swim  through İstanbul 🚀", "duration": 10, "aspect_ratio": "9:16",
+         "reference_images": ["https://example.com/style.jpg"]},
+        {"prompt": "x", "count": 2},
+        {"id": "launch-teaser", "prompt": "teaser"},
+    ]}, allow_unicode=True))
+    assert load_manifest(path)["job_key"].to_list() == [
+        "a-paper-boat-sails-across-a-rain-6a49f603f557", "neon-koi-ber-fish-swim-through-i-7b1afa362f37",
+        "x-ba35f81db64c", "x-c2cc08668d36", "launch-teaser"]
+
+
+def _outcome(path: Path):
+    try:
+        return load_manifest(path)
+    except ManifestError as exc:
+        return [(i.row, i.field, i.problem, i.hint) for i in exc.issues]
+
+
+def _mixed_rows(n: int) -> list[dict]:
+    """Rows that repeat a few request shapes (the fast path's case), with bad ones among them."""
+    rows = []
+    for i in range(n):
+        row = {"prompt": f"shot {i}: the tide comes in", "duration": (6, 10, 15)[i % 3],
+               "aspect_ratio": ("16:9", "1:1")[i % 2], "campaign": ("spring", "fall")[i % 2]}
+        if i % 7 == 3:
+            row["id"] = f"hero-{i}"
+        if i % 11 == 5:
+            row["prompt"] = ""  # empty prompt
+        if i % 13 == 6:
+            row["id"] = "../escape"
+        if i % 17 == 8:
+            row["promt"] = "typo"
+        if i % 19 == 9:
+            row["duration"] = 7
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("kind", ["yaml", "csv"])
+def test_the_fast_path_and_the_full_check_agree(tmp_path, monkeypatch, kind):
+    # load_manifest reuses the full check's result for rows whose request fields repeat; with it
+    # off, every row goes through the full check. Both must give the same rows, keys and problems.
+    import csv
+
+    import pipeline.manifest.load as manifest
+
+    files = sorted(p for p in BROKEN.iterdir() if p.name != "EXPECTED.yaml") + sorted(EXAMPLES.glob("example.*"))
+    for good in (True, False):
+        rows = [r for r in _mixed_rows(300) if not good or (r["prompt"] and "promt" not in r
+                                                            and r["duration"] != 7 and r.get("id") != "../escape")]
+        path = tmp_path / f"mixed-{good}.{kind}"
+        if kind == "yaml":
+            path.write_text(yaml.safe_dump({"defaults": {"team": "video"}, "jobs": rows}))
+        else:
+            fields = sorted({name for row in rows for name in row})
+            with open(path, "w", newline="") as out:
+                writer = csv.DictWriter(out, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(rows)
+        files.append(path)
+    for path in files:
+        fast = _outcome(path)
+        monkeypatch.setattr(manifest, "FAST_PATH", False)
+        full = _outcome(path)
+        monkeypatch.setattr(manifest, "FAST_PATH", True)
+        if isinstance(full, pl.DataFrame):
+            assert isinstance(fast, pl.DataFrame) and fast.equals(full), path.name
+        else:
+            assert fast == full, path.name
+    assert isinstance(_outcome(files[-1]), list) and isinstance(_outcome(files[-2]), pl.DataFrame)
