@@ -54,7 +54,7 @@ def _finished(n: int, manifest: Path, ledger: Path, videos: Path) -> None:
 
 def _review(ledger: Path) -> None:
     """What `videobatch review` reads for a page: the clip list, then each clip's video lookup."""
-    from pipeline.review_server import ReviewConfig, ReviewServer
+    from pipeline.review.server import ReviewConfig, ReviewServer
 
     server = ReviewServer(ReviewConfig(ledger=ledger))
     clips = server.clips()["clips"]

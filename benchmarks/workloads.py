@@ -40,7 +40,7 @@ def write_finished_ledger(manifest: Path, ledger: Path, videos: Path) -> int:
     run ends in; beside any parts already in the ledger folder (a history, say).
     """
     from pipeline.store import parts as ledger_store
-    from pipeline.manifest import load_manifest
+    from pipeline.manifest.load import load_manifest
     from pipeline.store.schema import DOWNLOADED, LEDGER_SCHEMA
 
     frame = load_manifest(manifest)
