@@ -20,7 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.reports.summary import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED, BatchSummary
+from pipeline.reports.summary import BatchSummary
+from pipeline.run.outcome import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED
 
 REAL_OUT = Path("outputs")
 EMULATED_OUT = Path("outputs/emulator")  # emulated runs never share a ledger with real ones

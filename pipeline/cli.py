@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from pipeline.batch import DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OUT, RECONCILE_PAGES
-from pipeline.reports.summary import EXIT_BAD_INPUT, EXIT_FAILED_ROWS, EXIT_OK, EXIT_STOPPED  # noqa: F401
+from pipeline.run.outcome import EXIT_BAD_INPUT, EXIT_FAILED_ROWS, EXIT_OK, EXIT_STOPPED  # noqa: F401
 
 
 def _positive_int(text: str) -> int:
@@ -255,7 +255,7 @@ def _reads_ledger(command):
 
 def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
     from pipeline.plan import actions as p
-    from pipeline.store.verdicts import ARCHIVED_MARK
+    from pipeline.store.archive import is_archived_col
     from pipeline.plan.reviewed import LABELS
 
     rows = plan.rows
@@ -269,7 +269,7 @@ def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
     if rows.height > shown.height:
         print(f"  ... {rows.height - shown.height} more rows (--all lists them)")
     print(f"  jobs in manifest: {rows.height}, {plan.credits_total} credits for all of them")
-    versions = rows["job_key"].str.contains(ARCHIVED_MARK, literal=True).sum()
+    versions = rows.select(is_archived_col()).to_series().sum()
     if versions:  # pipeline.plan.actions.versions_to_follow
         print(f"  of them, earlier versions of edited rows whose job is still followed: {versions}")
     print(f"  already downloaded: {c[p.SKIP]}; failed and left alone: {c[p.LEAVE_FAILED]}")

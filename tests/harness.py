@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.store.verdicts import ARCHIVED_MARK
+from pipeline.store.archive import base_key
 from pipeline.store.ledger import read_ledger
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,7 +103,7 @@ def check_books(stats: dict, rows: pl.DataFrame, *, in_flight_ok: bool, retried:
     wanted: dict[str, set[str]] = {}  # id -> the Idempotency-Keys of its versions' current attempts
     holders: dict[str, set[str]] = {}  # job_id -> the ids whose rows record it: one, or a job is counted twice
     for job_key, key, job_id in rows.select("job_key", "idempotency_key", "job_id").iter_rows():
-        base = job_key.split(ARCHIVED_MARK)[0]
+        base = base_key(job_key)
         if job_id is not None:
             holders.setdefault(job_id, set()).add(base)
         if key is None and job_id in served:

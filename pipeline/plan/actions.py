@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.store.verdicts import ARCHIVED_MARK
+from pipeline.store.archive import base_key_col, is_archived_col
 from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, IN_FLIGHT, PENDING, REJECTED
 
 
@@ -217,7 +217,7 @@ def versions_to_follow(versions: pl.DataFrame) -> pl.DataFrame:
     return rows.with_columns(file_present=pl.lit(False)).with_columns(_action(False)).drop("file_present")
 
 
-_BASE_KEY = pl.col("job_key").str.split(ARCHIVED_MARK).list.first()  # the id an archived version was
+_BASE_KEY = base_key_col()  # the id an archived version was
 
 
 def _versions_of(ledger, archived: pl.DataFrame, keys: pl.Series, manifest_text: str) -> pl.DataFrame:
@@ -242,7 +242,7 @@ def make_plan(manifest_rows: pl.DataFrame, ledger, *, retry_failed: bool, manife
     """
     mine, everything = _ledger_reads(ledger, manifest_rows["job_key"])
     # Earlier versions of edited rows (`<key>@<hash>`): one scan serves the disk check and the follow.
-    archived = everything.filter(pl.col("job_key").str.contains(ARCHIVED_MARK, literal=True)).collect()
+    archived = everything.filter(is_archived_col()).collect()
     recorded = mine.rename({c: f"ledger_{c}" for c in _LEDGER_COLUMNS if c != "job_key"})
     rows = manifest_rows.join(recorded, on="job_key", how="left", maintain_order="left")
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.store.verdicts import ARCHIVED_MARK, REGENERATE as DECIDED_REGENERATE, edits, latest
+from pipeline.store.archive import base_key_col
+from pipeline.store.verdicts import REGENERATE as DECIDED_REGENERATE, edits, latest
 from pipeline.plan.actions import REGENERATE, RESUME, TRACK, Plan, count_actions, make_plan
 
 FROM_REGENERATE = REGENERATE  # the action's own word
@@ -77,7 +78,7 @@ def pending_regenerations(ledger, decisions: pl.DataFrame) -> pl.DataFrame:
     keys = set(wanted["job_key"].to_list())
     columns = ["job_key", "idempotency_key", "attempts"]
     source = ledger.scan(columns) if hasattr(ledger, "scan") else ledger.lazy().select(columns)  # a Ledger or a frame
-    versions = source.with_columns(base=pl.col("job_key").str.split(ARCHIVED_MARK).list.first()).filter(
+    versions = source.with_columns(base=base_key_col()).filter(
         pl.col("base").is_in(list(keys))).collect()
     current: dict[str, str | None] = {}
     archived: dict[str, set[str]] = {}

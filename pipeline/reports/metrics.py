@@ -15,7 +15,8 @@ import re
 from pathlib import Path
 
 from pipeline.store.atomic import write_text_atomic
-from pipeline.reports.summary import EXIT_OK, BatchSummary
+from pipeline.reports.summary import BatchSummary
+from pipeline.run.outcome import EXIT_OK
 
 LAST_SUCCESS = "videobatch_last_success_timestamp_seconds"
 _PREVIOUS_SUCCESS = re.compile(rf"^{LAST_SUCCESS}(?:{{[^}}]*}})?\s+([0-9.eE+-]+)\s*$", re.MULTILINE)

@@ -17,7 +17,8 @@ import polars as pl
 
 from pipeline.store.verdicts import review_counts
 from pipeline.store.schema import FAILED, REJECTED, STATUSES
-from pipeline.reports.summary import SUMMARY_VERSION, exit_meaning
+from pipeline.reports.summary import SUMMARY_VERSION
+from pipeline.run.outcome import exit_meaning
 
 # What status and the report read of each row: nothing else is read from the ledger.
 STATUS_COLUMNS = ["job_key", "manifest", "row", "variation", "status", "duration", "attempts", "error",

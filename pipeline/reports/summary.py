@@ -11,35 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from pipeline.run.outcome import EXIT_MEANINGS, EXIT_OK
+
 SUMMARY_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("summary.schema.json")
-
-
-
-class ExitCode(IntEnum):
-    """The exit code of `run` and `plan` (an int to the shell, to JSON and to the runs table)."""
-
-    OK = 0
-    FAILED_ROWS = 1
-    BAD_INPUT = 2
-    STOPPED = 3
-
-
-EXIT_OK, EXIT_FAILED_ROWS, EXIT_BAD_INPUT, EXIT_STOPPED = ExitCode
-EXIT_MEANINGS = {
-    EXIT_OK: "every row is downloaded",
-    EXIT_FAILED_ROWS: "finished, with failed or rejected rows",
-    EXIT_BAD_INPUT: "bad manifest or arguments: nothing was submitted",
-    EXIT_STOPPED: "stopped early: run the same command again to continue",
-}
 NOTIFY_LIST_LIMIT = 20  # rows listed in a notification: a chat message, not the whole ledger
-
-def exit_meaning(code: int | None) -> str | None:
-    return EXIT_MEANINGS.get(code) if code is not None else None
 
 
 def _iso(value: datetime | None) -> str | None:

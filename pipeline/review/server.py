@@ -31,10 +31,11 @@ from aiohttp import web
 
 from pipeline.review import page as review_page
 from pipeline.store.verdicts import (
-    ARCHIVED_MARK, DecisionError, DecisionsLog, decisions_path, make_decision, read_decisions, review_counts,
+    DecisionError, DecisionsLog, decisions_path, make_decision, read_decisions, review_counts,
     with_review,
 )
 from pipeline.http_server import Site
+from pipeline.store.archive import is_archived_col
 from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs
 from pipeline.redact import register_secret
@@ -87,7 +88,7 @@ class ReviewServer:
     # -- data --
 
     def _scope(self) -> pl.Expr:
-        condition = ~pl.col("job_key").str.contains(ARCHIVED_MARK, literal=True)
+        condition = ~is_archived_col()
         if self.run_id is not None:
             condition = condition & (pl.col("run_id") == self.run_id)
         if self.manifest is not None:

@@ -33,7 +33,7 @@ from pipeline.models import get_model
 from pipeline.run.references import is_remote
 from pipeline.run.runner import ROW_FIELDS
 from pipeline.store.schema import FAILED, IN_FLIGHT, PENDING, REJECTED, SUBMITTED
-from pipeline.reports.summary import ExitCode
+from pipeline.run.outcome import ExitCode
 
 LOCAL_IMAGE = "<local file>"  # a reference image the run uploads: its URL is the API's to choose
 SHOWN = 20  # lines of each kind in the text report (--json has them all)

@@ -37,7 +37,7 @@ from pipeline.api.client import ApiClient, ApiError, AuthError, DownloadError, N
 from pipeline.api.retry import RetryPolicy
 from pipeline.api.uploads import LocalImage, UploadCache
 from pipeline.run.deadline import Deadline
-from pipeline.store.verdicts import ARCHIVED_MARK
+from pipeline.store.archive import archived_name, base_key, is_archived
 from pipeline.run.download import download_video, video_path
 from pipeline.models import get_model
 from pipeline.run.payers import JobOwners
@@ -51,7 +51,7 @@ from pipeline.run.spending import Spending
 from pipeline.store.faults import StorageFault, disk_fault
 from pipeline.store.ledger import Ledger
 from pipeline.store.schema import COMPLETED, FAILED, PENDING, RUNS_SCHEMA
-from pipeline.reports.summary import ExitCode
+from pipeline.run.outcome import ExitCode
 from pipeline.run.tracker import Observation, Tracker, find_by_content, find_in_job_list, read_job
 
 SUBMIT_PARALLEL = 32  # submit calls in the air at once; the rate limiter is the real pace
@@ -188,7 +188,7 @@ class Work:
     @property
     def superseded(self) -> bool:
         """An archived version (`<key>@<hash>`): followed to its end, never paid for again."""
-        return ARCHIVED_MARK in self.job_key
+        return is_archived(self.job_key)
 
 
 def body_bytes(body: dict[str, Any]) -> bytes:
@@ -372,11 +372,7 @@ class Runner:
     def _archive_old_version(self, job_key: str) -> str:
         """Same id, edited request: keep the old row and its video under `<key>@<old hash>`."""
         old = self.ledger.get(job_key) or {}
-        stem = f"{job_key}{ARCHIVED_MARK}{(old.get('request_hash') or 'old')[:8]}"
-        archived, n = stem, 1
-        while archived in self.ledger:  # edited back and forth (A, B, A, B): keep every version
-            n += 1
-            archived = f"{stem}-{n}"
+        archived = archived_name(job_key, old.get("request_hash"), taken=self.ledger)
         old_path = old.get("output_path")
         new_path = video_path(self.options.out_dir, archived)
         if old_path and os.path.exists(old_path):
@@ -686,7 +682,7 @@ class Runner:
         to an earlier request shares that version's job, counted once by its first row (invariant
         7), as a replay of its key would hand it back had the upload URL not changed."""
         owner = self.owners.first(job_id)
-        return owner is not None and owner.split(ARCHIVED_MARK)[0] != job_key.split(ARCHIVED_MARK)[0]
+        return owner is not None and base_key(owner) != base_key(job_key)
 
     async def _settle_old_intent(self, work: Work) -> None:
         """An intent without a job_id first sent over 23 h ago: its key may no longer settle a

@@ -51,7 +51,7 @@ from typing import Any, Iterable
 
 from pipeline.api.client import AuthError, Conflict, InsufficientCredits, RejectedRequest, TransientError
 from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, PROCESSING, REJECTED, SUBMITTED
-from pipeline.reports.summary import ExitCode
+from pipeline.run.outcome import ExitCode
 from pipeline.api.wire import ENDED, GENERATING, ApiStatus, job_id_of, parse_api_time, result_url
 
 KEY_LIFETIME_S = 24 * 3600  # "Replaying the same key within 24 hours returns the original job" (spec)

@@ -33,6 +33,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.store.archive import base_key, is_archived, is_archived_col
 from pipeline.store.atomic import fsync_dir
 from pipeline.manifest.load import ManifestError, check_job, request_hash
 from pipeline.store.schema import DOWNLOADED, FINAL
@@ -41,7 +42,6 @@ APPROVE, REJECT, REGENERATE = "approve", "reject", "regenerate"
 DECISIONS = (APPROVE, REJECT, REGENERATE)
 MAX_NOTE_CHARS = 2000
 MAX_REVIEWER_CHARS = 100
-ARCHIVED_MARK = "@"  # `<key>@<hash>`: an earlier version of a row, kept by the runner
 
 LOG_SCHEMA: dict[str, pl.DataType] = {
     "seq": pl.Int64,  # line number: the order decisions were made in
@@ -83,10 +83,6 @@ class DecisionsCorrupt(Exception):
 def decisions_path(ledger_path: str | Path) -> Path:
     path = Path(ledger_path)
     return path.with_name(f"{path.stem}.decisions.jsonl")
-
-
-def is_archived(job_key: str) -> bool:
-    return ARCHIVED_MARK in job_key
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -155,7 +151,7 @@ def review_counts(frame: pl.DataFrame | pl.LazyFrame) -> dict[str, int]:
     frame = frame.lazy()
     if "review_decision" not in frame.collect_schema().names():
         return {}
-    rows = frame.filter(~pl.col("job_key").str.contains(ARCHIVED_MARK, literal=True))
+    rows = frame.filter(~is_archived_col())
     counts = {decision: 0 for decision in DECISIONS}
     total = 0
     for decision, n in rows.group_by("review_decision").len().collect().iter_rows():
@@ -194,7 +190,7 @@ def make_decision(row: dict[str, Any] | None, job_key: str, decision: Any, *, no
         raise DecisionError(f"unknown job_key {job_key!r}: no such row in this ledger", status=404)
     if is_archived(job_key):
         raise DecisionError(f"{job_key} is an earlier version kept for the record; "
-                            f"decide on {job_key.split(ARCHIVED_MARK)[0]} instead", status=409)
+                            f"decide on {base_key(job_key)} instead", status=409)
     if decision not in DECISIONS:
         raise DecisionError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
     status = row.get("status")
