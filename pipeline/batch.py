@@ -492,7 +492,7 @@ async def _adopt(report, ledger, client) -> bool:
     """Record the adoptions under the ledger's lock, journaled like any change, once the key is
     known to be of the account that owns this ledger's jobs (the adopted jobs are this key's)."""
     from pipeline.run.account import settle_account
-    from pipeline.run.payers import JobOwners
+    from pipeline.run.payers import JobPayers
     from pipeline.run.runlog import RunLog
 
     adoptions = report.found.adoptions
@@ -502,12 +502,12 @@ async def _adopt(report, ledger, client) -> bool:
         if refused:
             report.exit_code, report.error = EXIT_STOPPED, f"{refused}; nothing was adopted"
             return False
-        owners = JobOwners(ledger)
+        payers = JobPayers(ledger)
         for job_key, fields in adoptions:
-            if owners.taken_by_other(fields["job_id"], job_key):
+            if payers.taken_by_other(fields["job_id"], job_key):
                 continue  # never a job another row records (invariant 7); the report says it is known
             ledger.record(job_key, **fields)
-            owners.claim(fields["job_id"], job_key)
+            payers.claim(fields["job_id"], job_key)
             log.event("adopted", job_key=job_key, job_id=fields["job_id"], status=fields["status"],
                       credits_charged=fields["credits_charged"])
             report.adopted += 1

@@ -3,16 +3,16 @@
 A job is visible only to the account that made it: the spec's 404 reads "Job not found, or owned
 by a different user". So a run with a key of another account would see every in-flight job of
 this ledger as unknown. Such a run refuses to start, before any spending request, naming both
-accounts. The owner of the in-flight jobs is kept beside the ledger (`<stem>.account.json`),
+accounts. The holder of the in-flight jobs is kept beside the ledger (`<stem>.account.json`),
 written before any run spends, so a run killed mid-way still leaves it behind; each run's
-account also goes into the runs table. A missing or damaged owner file is never taken as "no
-owner": while anything is in flight, the runs table must name the account of the runs that last
+account also goes into the runs table. A missing or damaged account file is never taken as "no
+holder": while anything is in flight, the runs table must name the account of the runs that last
 changed those rows, and only that account's key may go on; otherwise the run refuses before any
 spending request, naming the file and the account.
 
-When neither the file nor the runs table can name the owner (a run killed before its runs row,
+When neither the file nor the runs table can name the holder (a run killed before its runs row,
 or jobs adopted by `reconcile`), this key may still prove it is theirs: a job is visible only to
-its owner, so in-flight jobs that all read back with this key are this account's, and with them
+its holder, so in-flight jobs that all read back with this key are this account's, and with them
 every intent of this ledger in flight (one account at a time, above).
 
 Two keys of one user and team are one account: the key id is recorded but does not decide.
@@ -46,7 +46,7 @@ class Account:
     team_id: str | None
     key_id: str | None = None
 
-    def same_owner(self, other: Account) -> bool:
+    def same_account(self, other: Account) -> bool:
         return (self.user_id, self.team_id) == (other.user_id, other.team_id)
 
     def __str__(self) -> str:
@@ -73,50 +73,50 @@ def balance_of(me: Any) -> int | None:
     return credits if isinstance(credits, int) and not isinstance(credits, bool) else None
 
 
-def owner_path(ledger_path: Path) -> Path:
+def account_path(ledger_path: Path) -> Path:
     return ledger_path.with_name(f"{ledger_path.stem}.account.json")
 
 
-class OwnerFileError(Exception):
-    """The owner file is there but cannot be read or makes no sense: never taken as absent."""
+class AccountFileError(Exception):
+    """The account file is there but cannot be read or makes no sense: never taken as absent."""
 
 
-def read_owner(ledger_path: Path) -> Account | None:
-    """The account in the owner file; None only when there is no file. OwnerFileError says what
+def read_account_file(ledger_path: Path) -> Account | None:
+    """The account in the account file; None only when there is no file. AccountFileError says what
     is wrong with one that cannot be read or parsed, or that names no account."""
-    path = owner_path(ledger_path)
+    path = account_path(ledger_path)
     try:
         text = path.read_text()
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        raise OwnerFileError(f"{path} cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+        raise AccountFileError(f"{path} cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
     try:
         data = json.loads(text)
-        owner = Account(data.get("user_id"), data.get("team_id"), data.get("key_id"))
+        holder = Account(data.get("user_id"), data.get("team_id"), data.get("key_id"))
     except (ValueError, AttributeError):
-        raise OwnerFileError(f"{path} is corrupt (not the JSON this program writes)") from None
-    if not (owner.user_id or owner.team_id):
-        raise OwnerFileError(f"{path} is corrupt (it names no user and no team)")
-    return owner
+        raise AccountFileError(f"{path} is corrupt (not the JSON this program writes)") from None
+    if not (holder.user_id or holder.team_id):
+        raise AccountFileError(f"{path} is corrupt (it names no user and no team)")
+    return holder
 
 
-def write_owner(ledger_path: Path, account: Account) -> None:
+def write_account_file(ledger_path: Path, account: Account) -> None:
     """Atomically, and durably before the run's first spending request."""
-    write_text_atomic(owner_path(ledger_path), json.dumps(asdict(account)), mode=0o666)
+    write_text_atomic(account_path(ledger_path), json.dumps(asdict(account)), mode=0o666)
 
 
-def refusal(owner: Account | None, current: Account | None, in_flight: int) -> str | None:
+def refusal(holder: Account | None, current: Account | None, in_flight: int) -> str | None:
     """Why this run may not start (None: it may). Only in-flight jobs tie a ledger to an account."""
-    if not in_flight or owner is None:
+    if not in_flight or holder is None:
         return None
     if current is None:
-        return (f"{in_flight} jobs of this ledger are in flight under {owner}, and GET /v2/me did not say "
+        return (f"{in_flight} jobs of this ledger are in flight under {holder}, and GET /v2/me did not say "
                 "which account this key belongs to; nothing was sent. Run again when the API answers")
-    if owner.same_owner(current):
+    if holder.same_account(current):
         return None
     return (f"this key belongs to {current}, but {in_flight} jobs of this ledger are in flight under "
-            f"{owner}: their jobs are invisible to this key. Nothing was sent. Run with that account's "
+            f"{holder}: their jobs are invisible to this key. Nothing was sent. Run with that account's "
             "key, or use another --ledger for this account")
 
 
@@ -132,9 +132,9 @@ def in_flight_anywhere(ledger: Ledger) -> int:
     return _in_flight_rows(ledger, []).select(pl.len()).collect().item()
 
 
-def owner_in_runs(ledger: Ledger, ledger_path: Path) -> tuple[Account | None, str]:
+def account_in_runs(ledger: Ledger, ledger_path: Path) -> tuple[Account | None, str]:
     """The account the runs table names for the runs that last changed the in-flight rows: only
-    the owner's run can have changed them. (None, why) when it cannot name one: a run that left
+    the holder's run can have changed them. (None, why) when it cannot name one: a run that left
     no row there (killed), no account recorded, several accounts, or a runs table it cannot read."""
     run_ids = _in_flight_rows(ledger, ["run_id"]).select("run_id").unique().collect()["run_id"].to_list()
     try:
@@ -171,24 +171,24 @@ async def unseen_by_this_key(client: ApiClient, ledger: Ledger) -> str | None:
     return None
 
 
-def owner_unknown_refusal(problem: str, flying: int, named: Account | None, why: str,
+def unknown_account_refusal(problem: str, flying: int, named: Account | None, why: str,
                           current: Account | None) -> str | None:
-    """With the owner file missing or damaged while `flying` jobs are in flight: why this run may
-    not spend (None: the runs table names `current` as their owner, and it may)."""
-    if named is not None and current is not None and named.same_owner(current):
+    """With the account file missing or damaged while `flying` jobs are in flight: why this run may
+    not spend (None: the runs table names `current` as their holder, and it may)."""
+    if named is not None and current is not None and named.same_account(current):
         return None
-    owner = f"the runs table names {named} as their account" if named else f"no account is known for them ({why})"
+    holder = f"the runs table names {named} as their account" if named else f"no account is known for them ({why})"
     key = f"this key belongs to {current}" if current else "GET /v2/me did not say which account this key belongs to"
     what = ("run with that account's key (the file is then written again)" if named
             else "restore the file from a backup: it names the account that made these jobs")
-    return (f"{problem}, and {flying} jobs of this ledger are in flight: {owner}; {key}. Nothing was "
+    return (f"{problem}, and {flying} jobs of this ledger are in flight: {holder}; {key}. Nothing was "
             f"sent. {what[0].upper()}{what[1:]}")
 
 
 async def settle_account(client: ApiClient, ledger: Ledger, ledger_path: Path | None, in_flight: int,
                          spends: bool, log: RunLog) -> tuple[Account | None, str | None]:
     """GET /v2/me before any spending request: this key's account, and why the run may not start
-    (None: it may). A refusal names both accounts; the owner file is written before the run spends.
+    (None: it may). A refusal names both accounts; the account file is written before the run spends.
     `in_flight`: the plan's rows with a job or intent to follow; `spends`: it has attempts to pay for."""
     if not in_flight and not spends:
         return None, None  # nothing to follow or pay for: a no-op rerun sends no request at all
@@ -202,16 +202,16 @@ async def settle_account(client: ApiClient, ledger: Ledger, ledger_path: Path | 
     if ledger_path is None:
         return account, None
     try:
-        owner = read_owner(ledger_path)
-        problem = None if owner is not None else f"{owner_path(ledger_path)} is missing"
-    except OwnerFileError as exc:
-        owner, problem = None, str(exc)
+        holder = read_account_file(ledger_path)
+        problem = None if holder is not None else f"{account_path(ledger_path)} is missing"
+    except AccountFileError as exc:
+        holder, problem = None, str(exc)
     if problem is not None:
-        # The owner file is gone or damaged: the runs table must name the owner of anything in
+        # The account file is gone or damaged: the runs table must name the account of anything in
         # flight, and only that account's key may go on (and write the file again).
         flying = in_flight_anywhere(ledger)
         if flying:
-            named, why = owner_in_runs(ledger, ledger_path)
+            named, why = account_in_runs(ledger, ledger_path)
             if named is None and account is not None:
                 try:
                     unseen = await unseen_by_this_key(client, ledger)
@@ -219,25 +219,25 @@ async def settle_account(client: ApiClient, ledger: Ledger, ledger_path: Path | 
                     return account, exc.stop_reason
                 if unseen is None:  # every in-flight job read back: they are this account's
                     named = account
-                    log.event("account_proven", owner=str(account), reason=why)
+                    log.event("account_proven", holder=str(account), reason=why)
                 else:
                     why = f"{why}; {unseen}"
-            reason = owner_unknown_refusal(problem, flying, named, why, account)
+            reason = unknown_account_refusal(problem, flying, named, why, account)
             if reason:
                 log.event("account_refused", reason=reason)
                 return account, reason
-            owner = named
-            log.event("account_restored", owner=str(named), reason=problem)
-        elif owner_path(ledger_path).exists():
+            holder = named
+            log.event("account_restored", holder=str(named), reason=problem)
+        elif account_path(ledger_path).exists():
             log.event("account_file_replaced", reason=problem)  # nothing in flight: it ties nothing
-    if owner is not None and (account is None or not owner.same_owner(account)):
+    if holder is not None and (account is None or not holder.same_account(account)):
         in_flight = in_flight_anywhere(ledger)  # other manifests' jobs in this ledger count too
-    reason = refusal(owner, account, in_flight)
+    reason = refusal(holder, account, in_flight)
     if reason:
         log.event("account_refused", reason=reason)
         return account, reason
-    if account is not None and (owner != account or problem is not None):
-        write_owner(ledger_path, account)  # durable before the first spending request
-        if owner is not None and not owner.same_owner(account):
-            log.event("account_changed", previous=str(owner), now=str(account))
+    if account is not None and (holder != account or problem is not None):
+        write_account_file(ledger_path, account)  # durable before the first spending request
+        if holder is not None and not holder.same_account(account):
+            log.event("account_changed", previous=str(holder), now=str(account))
     return account, None

@@ -8,24 +8,24 @@ kept for the run.
 from __future__ import annotations
 
 
-class JobOwners:
+class JobPayers:
     def __init__(self, ledger):
         self.ledger = ledger
-        self._owners: dict[str, str | None] = {}  # job_id -> the row that pays for it
+        self._payers: dict[str, str | None] = {}  # job_id -> the row that pays for it
 
     def first(self, job_id: str) -> str | None:
         """The row that first recorded `job_id`, or None if no row has."""
-        if job_id not in self._owners:
-            self._owners[job_id] = self.ledger.first_owner(job_id)
-        return self._owners[job_id]
+        if job_id not in self._payers:
+            self._payers[job_id] = self.ledger.first_payer(job_id)
+        return self._payers[job_id]
 
     def claim(self, job_id: str, job_key: str) -> str:
         """The row that pays for `job_id`: its first recorder, else `job_key` from now on."""
-        owner = self.first(job_id)
-        if owner is None:
-            owner = self._owners[job_id] = job_key
-        return owner
+        payer = self.first(job_id)
+        if payer is None:
+            payer = self._payers[job_id] = job_key
+        return payer
 
     def taken_by_other(self, job_id: str | None, job_key: str) -> bool:
-        owner = self.first(job_id) if job_id else None
-        return owner is not None and owner != job_key
+        payer = self.first(job_id) if job_id else None
+        return payer is not None and payer != job_key

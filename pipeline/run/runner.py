@@ -32,7 +32,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.run import transitions as t
-from pipeline.run.account import Account, owner_path, settle_account
+from pipeline.run.account import Account, account_path, settle_account
 from pipeline.api.client import ApiClient, ApiError, AuthError, DownloadError, NotFound, TransientError
 from pipeline.api.retry import RetryPolicy
 from pipeline.api.uploads import LocalImage, UploadCache
@@ -40,7 +40,7 @@ from pipeline.run.deadline import Deadline
 from pipeline.store.archive import archived_name, base_key, is_archived
 from pipeline.run.download import download_video, video_path
 from pipeline.models import get_model
-from pipeline.run.payers import JobOwners
+from pipeline.run.payers import JobPayers
 from pipeline.plan.actions import (DOWNLOAD, LEAVE_FAILED, NEW_VERSION, REGENERATE, RESUME, RETRY, ROW_FIELDS, SKIP,
                            SUBMIT, TRACK, Plan, versions_to_follow)
 from pipeline.run.progress import Counters, Progress
@@ -255,7 +255,7 @@ class Runner:
         self._tracker_wake = asyncio.Event()
         self._submitting = 0
         self.verify_cpu_s = 0.0  # CPU spent checking videos with PyAV, for the run log
-        self.owners = JobOwners(ledger)
+        self.payers = JobPayers(ledger)
 
     # -- lifecycle --
 
@@ -314,9 +314,9 @@ class Runner:
         try:
             self.account, refused = await settle_account(self.client, self.ledger, self.options.ledger_path,
                                                          in_flight, bool(self.plan.credits_to_spend), self.log)
-        except OSError as exc:  # the owner file could not be written (a full disk): nothing was sent
-            fault = disk_fault(exc, owner_path(self.options.ledger_path))
-            self.log.event("storage_failed", where="owner file", error=str(fault))
+        except OSError as exc:  # the account file could not be written (a full disk): nothing was sent
+            fault = disk_fault(exc, account_path(self.options.ledger_path))
+            self.log.event("storage_failed", where="account file", error=str(fault))
             return str(fault)
         return refused
 
@@ -468,7 +468,7 @@ class Runner:
         return t.Row(
             attempts=held.attempts, job_id=held.job_id, video_url=held.video_url,
             credits_prior=held.credits_prior, credits_charged=held.credits_charged,
-            pays=work.job_id is None or self.owners.claim(work.job_id, work.job_key) == work.job_key,
+            pays=work.job_id is None or self.payers.claim(work.job_id, work.job_key) == work.job_key,
             may_spend=not work.superseded and not self.submits_stopped
             and self.spending.affords(int(work.row["credits_estimated"])),
             superseded=work.superseded,
@@ -493,7 +493,7 @@ class Runner:
         if decision.fields.get("status") == FAILED:
             self.log.event("status", job_key=work.job_key, job_id=work.job_id, status=FAILED,
                            error=redact(decision.reason or ""))
-        if step is t.Step.TRACK:
+        if step is t.Step.FOLLOW:
             work.uncertain = 0
             if work.job_id not in self.tracker.pending:
                 self.tracker.add(work.job_id, work.job_key, work.duration, sent=sent, resumed=resumed)
@@ -503,7 +503,7 @@ class Runner:
         elif step is t.Step.REREAD:
             self.tracker.add(work.job_id, work.job_key, work.duration, reread=work.uncertain)
             self._tracker_wake.set()
-        elif step is t.Step.DOWNLOAD:
+        elif step is t.Step.FETCH:
             if newly_completed:
                 self.counters.finished += 1
             work.after_cdn_404 = False
@@ -630,11 +630,11 @@ class Runner:
     async def _accept(self, work: Work, job_id: str, decision: t.Decision) -> None:
         """The API named the job for this intent: journal it before anything else."""
         work.uncertain = 0
-        owner = self.owners.claim(job_id, work.job_key)
-        if owner != work.job_key:
+        payer = self.payers.claim(job_id, work.job_key)
+        if payer != work.job_key:
             # The same request under the same key within the API's 24 h (a prompt edited back to
             # an earlier version): the API handed back that version's job and charged nothing.
-            self.log.event("reused_job", job_key=work.job_key, job_id=job_id, paid_by=owner)
+            self.log.event("reused_job", job_key=work.job_key, job_id=job_id, paid_by=payer)
         self.by_job_id[job_id] = work
         self._record(work, **decision.fields, submitted_at=_now())
         await self.ledger.commit()
@@ -681,8 +681,8 @@ class Runner:
         """A job another row pays for, other than an earlier version of this id: a row edited back
         to an earlier request shares that version's job, counted once by its first row (invariant
         7), as a replay of its key would hand it back had the upload URL not changed."""
-        owner = self.owners.first(job_id)
-        return owner is not None and base_key(owner) != base_key(job_key)
+        payer = self.payers.first(job_id)
+        return payer is not None and base_key(payer) != base_key(job_key)
 
     async def _settle_old_intent(self, work: Work) -> None:
         """An intent without a job_id first sent over 23 h ago: its key may no longer settle a
@@ -692,7 +692,7 @@ class Runner:
         search = await find_in_job_list(
             self.client, model=work.row["model"], body=json.loads(work.recorded.request_body or "{}"),
             bound=t.search_bound(work.recorded.first_sent, offset), why_unbounded=t.clock_disagreement(offset),
-            taken=lambda job_id: self.owners.taken_by_other(job_id, work.job_key))
+            taken=lambda job_id: self.payers.taken_by_other(job_id, work.job_key))
         decision = t.after_search(self._row(work), search)
         self.log.event("old_intent", job_key=work.job_key, step=decision.step.value, reason=decision.reason)
         if decision.step is t.Step.READ_NOW:

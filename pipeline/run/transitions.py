@@ -64,9 +64,12 @@ SENT_NO_ANSWER = "sent, answer not received (the next run asks again under the s
 
 
 class Step(StrEnum):
-    TRACK = "track"  # keep following the job
+    """The runner's next move with a row after an answer; the plan's `Action` (plan/actions.py) is what a
+    run starts with a row, and shares no word with it."""
+
+    FOLLOW = "follow"  # keep following the job
     READ_NOW = "read-now"  # read the job at once (a replay answered with a job that already ended)
-    DOWNLOAD = "download"  # fetch video_url
+    FETCH = "fetch"  # fetch video_url
     REREAD = "reread"  # read the job again after a pause
     REPLAY = "replay"  # send the journaled bytes again under the same key, after a pause
     RESUBMIT = "resubmit"  # a new paid attempt: only after a definite FAILED or CANCELLED
@@ -168,7 +171,7 @@ def after_submit(row: Row, answer: dict[str, Any] | None, error: SubmitError | N
                               "the API accepted the submit but its answer has no readable job id")
         fields = {"status": SUBMITTED, "job_id": job_id, "error": None}
         status = answer.get("status") if isinstance(answer, dict) else None
-        step = Step.READ_NOW if status in ENDED else Step.TRACK
+        step = Step.READ_NOW if status in ENDED else Step.FOLLOW
         return Decision(step, fields)
     if error is SubmitError.REFUSED:
         return Decision(Step.FAIL, {"status": REJECTED, "error": f"the API refused the request: {detail}"},
@@ -210,7 +213,7 @@ def after_read(row: Row, job: Any, error: ReadError | None, limits: Limits, deta
         fields: dict[str, Any] = {"status": PROCESSING} if status == ApiStatus.PROCESSING else {}
         if charged != row.credits_charged:  # a job charged at its start: the ledger says so now
             fields["credits_charged"] = charged
-        return Decision(Step.TRACK, fields)
+        return Decision(Step.FOLLOW, fields)
     if status == ApiStatus.COMPLETED:
         completed = parse_api_time(job.get("completedAt"))
         base = {"credits_charged": charged, "expired": bool(job.get("expired"))}
@@ -229,7 +232,7 @@ def after_read(row: Row, job: Any, error: ReadError | None, limits: Limits, deta
             return Decision(Step.LEAVE, {**base, "status": COMPLETED, "video_url": url},
                             "the CDN answered 404 for a result the API still lists; "
                             "run again to download it")
-        return Decision(Step.DOWNLOAD, {**base, "status": COMPLETED, "video_url": url, "error": None})
+        return Decision(Step.FETCH, {**base, "status": COMPLETED, "video_url": url, "error": None})
     if status in (ApiStatus.FAILED, ApiStatus.CANCELLED):
         reason = str(job.get("error") or status.lower())
         fields = {"status": FAILED, "credits_charged": charged, "error": reason}
@@ -253,7 +256,7 @@ def after_last_read(row: Row, job: Any, error: ReadError | None, limits: Limits,
     if error is not None:
         return timed_out
     decision = after_read(row, job, None, limits)
-    if decision.step is Step.TRACK:
+    if decision.step is Step.FOLLOW:
         return Decision(Step.LEAVE, decision.fields, timed_out.reason)
     return decision
 

@@ -172,7 +172,7 @@ class Ledger:
         weakref.finalize(self, _close_all, self._pins)
         self._io_lock = threading.Lock()
         self._flush_task: asyncio.Future | None = None
-        self._owner_hashes: pl.Series | None = None
+        self._payer_hashes: pl.Series | None = None
         self._session_job_ids: dict[str, list[str]] = {}  # job_id -> keys that recorded it here
         # Held from a fold until its part is written and the journal trimmed, maybe across threads
         # (an async checkpoint's worker releases it): parts are written in the order of their seqs.
@@ -367,7 +367,7 @@ class Ledger:
                 engine="streaming").item()
         return int(total or 0)
 
-    def first_owner(self, job_id: str) -> str | None:
+    def first_payer(self, job_id: str) -> str | None:
         """The row that first recorded `job_id` (by submitted_at), or None if no row has it.
 
         Rows of this session are found by a dict; stored rows by a hashed, sorted index of the
@@ -378,12 +378,12 @@ class Ledger:
                 if row is not None and row["job_id"] == job_id]
         candidates = [(row["submitted_at"], row["job_key"]) for row in mine]
         with self._parts_lock:
-            if self._owner_hashes is None:
-                self._owner_hashes = store.current(self._parts, ["job_id"]).select(
+            if self._payer_hashes is None:
+                self._payer_hashes = store.current(self._parts, ["job_id"]).select(
                     pl.col("job_id").drop_nulls().hash(seed=0)).collect(engine="streaming").to_series().sort()
             wanted = pl.Series([job_id]).hash(seed=0)[0]
-            index = self._owner_hashes.search_sorted(wanted)
-            if index < self._owner_hashes.len() and self._owner_hashes[index] == wanted:
+            index = self._payer_hashes.search_sorted(wanted)
+            if index < self._payer_hashes.len() and self._payer_hashes[index] == wanted:
                 stored = store.current(self._parts, ["job_id", "submitted_at"]).filter(
                     pl.col("job_id") == job_id).collect(engine="streaming")
                 candidates = [(at, key) for key, _, at in stored.iter_rows() if key not in held] + candidates

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.run.account import owner_path
+from pipeline.run.account import account_path
 from pipeline.batch import reconcile_batch
 from pipeline.manifest.load import load_manifest
 from pipeline.store.ledger import Ledger, read_ledger
@@ -95,7 +95,7 @@ def test_a_lost_ledger_is_rebuilt_from_the_api_and_nothing_is_paid_twice(emulato
 
     # Adopted rows name no run in the runs table; with the owner file lost as well, the key proves
     # it owns them by reading their jobs back (account.unseen_by_this_key), instead of a refusal.
-    owner_path(disk / "ledger.parquet").unlink()
+    account_path(disk / "ledger.parquet").unlink()
     rerun = run_cli(*run_args(manifest, disk, *OUTSIDE), env=env, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "up to 0 credits to spend" in rerun.stdout

@@ -24,8 +24,8 @@ ROW = t.Row(attempts=1, job_id=JOB, credits_prior=10)
 # -- submit: (answer, error) -> step, status recorded, stop --
 
 SUBMITS = [
-    ("accepted", {"jobId": JOB, "status": "QUEUED"}, None, t.Step.TRACK, SUBMITTED, t.Stop.NONE),
-    ("accepted with id", {"id": JOB, "status": "QUEUED"}, None, t.Step.TRACK, SUBMITTED, t.Stop.NONE),
+    ("accepted", {"jobId": JOB, "status": "QUEUED"}, None, t.Step.FOLLOW, SUBMITTED, t.Stop.NONE),
+    ("accepted with id", {"id": JOB, "status": "QUEUED"}, None, t.Step.FOLLOW, SUBMITTED, t.Stop.NONE),
     ("replay of an ended job", {"jobId": JOB, "status": "COMPLETED"}, None, t.Step.READ_NOW, SUBMITTED, t.Stop.NONE),
     ("replay of a failed job", {"jobId": JOB, "status": "FAILED"}, None, t.Step.READ_NOW, SUBMITTED, t.Stop.NONE),
     ("2xx without an id", {"status": "QUEUED"}, None, t.Step.REPLAY, None, t.Stop.NONE),
@@ -58,14 +58,14 @@ def test_replays_are_bounded_then_the_intent_is_left(answer, error):
 # -- reads: (job or error) x (row) -> step, status, credits --
 
 READS = [
-    ("queued", job("QUEUED"), None, ROW, t.Step.TRACK, None, 25),
-    ("processing", job("PROCESSING"), None, ROW, t.Step.TRACK, PROCESSING, 25),
-    ("completed, object", job("COMPLETED", result={"videoUrl": URL}), None, ROW, t.Step.DOWNLOAD, COMPLETED, 25),
-    ("completed, url", job("COMPLETED", result={"url": URL}), None, ROW, t.Step.DOWNLOAD, COMPLETED, 25),
-    ("completed, string", job("COMPLETED", result=URL), None, ROW, t.Step.DOWNLOAD, COMPLETED, 25),
-    ("completed, list", job("COMPLETED", result=[URL]), None, ROW, t.Step.DOWNLOAD, COMPLETED, 25),
+    ("queued", job("QUEUED"), None, ROW, t.Step.FOLLOW, None, 25),
+    ("processing", job("PROCESSING"), None, ROW, t.Step.FOLLOW, PROCESSING, 25),
+    ("completed, object", job("COMPLETED", result={"videoUrl": URL}), None, ROW, t.Step.FETCH, COMPLETED, 25),
+    ("completed, url", job("COMPLETED", result={"url": URL}), None, ROW, t.Step.FETCH, COMPLETED, 25),
+    ("completed, string", job("COMPLETED", result=URL), None, ROW, t.Step.FETCH, COMPLETED, 25),
+    ("completed, list", job("COMPLETED", result=[URL]), None, ROW, t.Step.FETCH, COMPLETED, 25),
     ("completed, videos of objects", job("COMPLETED", result={"videos": [{"url": URL}]}), None, ROW,
-     t.Step.DOWNLOAD, COMPLETED, 25),
+     t.Step.FETCH, COMPLETED, 25),
     ("completed, unreadable result", job("COMPLETED", result={"weird": 1}), None, ROW, t.Step.REREAD, None, 25),
     ("completed, no result", job("COMPLETED"), None, ROW, t.Step.REREAD, None, 25),
     ("completed, expired", job("COMPLETED", expired=True, result=URL), None, ROW, t.Step.FAIL, FAILED, 25),
@@ -83,11 +83,11 @@ READS = [
     ("timeout", None, t.ReadError.UNCERTAIN, ROW, t.Step.REREAD, None, None),
     ("401", None, t.ReadError.AUTH, ROW, t.Step.LEAVE, None, None),
     ("a reused job is paid by its first row", job("COMPLETED", result=URL), None,
-     t.Row(job_id=JOB, pays=False), t.Step.DOWNLOAD, COMPLETED, 0),
+     t.Row(job_id=JOB, pays=False), t.Step.FETCH, COMPLETED, 0),
     ("cdn 404, same url", job("COMPLETED", result=URL), None,
      t.Row(job_id=JOB, video_url=URL, after_cdn_404=True), t.Step.LEAVE, COMPLETED, 15),
     ("cdn 404, a new url", job("COMPLETED", result=URL + "?fresh"), None,
-     t.Row(job_id=JOB, video_url=URL, after_cdn_404=True), t.Step.DOWNLOAD, COMPLETED, 15),
+     t.Row(job_id=JOB, video_url=URL, after_cdn_404=True), t.Step.FETCH, COMPLETED, 15),
     ("cdn 404, expired", job("COMPLETED", result=URL, expired=True), None,
      t.Row(job_id=JOB, video_url=URL, after_cdn_404=True), t.Step.FAIL, FAILED, 15),
 ]
@@ -98,7 +98,7 @@ def test_after_read(name, answer, error, row, step, status, charged):
     decision = t.after_read(row, answer, error, LIMITS)
     assert (decision.step, decision.fields.get("status"), decision.fields.get("credits_charged")) == \
         (step, status, charged)
-    if step is t.Step.DOWNLOAD:
+    if step is t.Step.FETCH:
         assert decision.fields["video_url"].startswith(URL)
     if error is t.ReadError.AUTH:
         assert decision.stop is t.Stop.RUN
@@ -179,7 +179,7 @@ def test_after_search(name, search, row, step):
 
 @pytest.mark.parametrize("answer, error, step, status", [
     (job("PROCESSING"), None, t.Step.LEAVE, PROCESSING),  # still generating: left, its state recorded
-    (job("COMPLETED", result=URL), None, t.Step.DOWNLOAD, COMPLETED),  # it ended meanwhile
+    (job("COMPLETED", result=URL), None, t.Step.FETCH, COMPLETED),  # it ended meanwhile
     (job("FAILED", creditCost=0), None, t.Step.RESUBMIT, FAILED),  # a definite FAILED, as in any read
     (None, t.ReadError.NOT_FOUND, t.Step.LEAVE, None),  # no readable answer: the timeout stands
     (None, t.ReadError.AUTH, t.Step.LEAVE, None),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.run.account import Account, owner_path, read_owner
+from pipeline.run.account import Account, account_path, read_account_file
 from pipeline.api.client import ApiClient
 from pipeline.emulator import EmulatorConfig, EmulatorThread
 from pipeline.manifest.load import load_manifest
@@ -113,7 +113,7 @@ def test_a_lost_owner_file_refuses_another_account_and_the_runs_table_names_the_
     with EmulatorThread(mine) as emu:
         first = run_cli(*args, "--job-timeout", "0.5", env=cli_env(emu.base_url), cwd=tmp_path)
         assert first.returncode == 3 and set(ledger(tmp_path)["status"]) <= {"SUBMITTED", "PROCESSING"}
-        owner_file = owner_path(tmp_path / "ledger.parquet")
+        owner_file = account_path(tmp_path / "ledger.parquet")
         if damage == "deleted":
             owner_file.unlink()
         else:
@@ -134,7 +134,7 @@ def test_a_lost_owner_file_refuses_another_account_and_the_runs_table_names_the_
         done = run_cli(*args, env=cli_env(emu.base_url), cwd=tmp_path)  # the right key: it goes on
         stats = emu.stats()
     assert done.returncode == 0, done.stdout + done.stderr
-    assert read_owner(tmp_path / "ledger.parquet") == Account(state.user_id, state.team_id, state.key_id)
+    assert read_account_file(tmp_path / "ledger.parquet") == Account(state.user_id, state.team_id, state.key_id)
     check_books(stats, ledger(tmp_path), in_flight_ok=False)
 
 
@@ -152,7 +152,7 @@ def test_a_lost_owner_file_after_a_killed_run_is_proven_by_the_jobs_this_key_rea
         assert wait_for(lambda: journal.exists() and journal.read_text().count('"job_id":"') >= 3, timeout=60)
         killed.send_signal(signal.SIGKILL)
         killed.wait(timeout=10)
-        owner_file = owner_path(tmp_path / "ledger.parquet")
+        owner_file = account_path(tmp_path / "ledger.parquet")
         owner_file.unlink()
         before = ledger(tmp_path)
 
@@ -169,7 +169,7 @@ def test_a_lost_owner_file_after_a_killed_run_is_proven_by_the_jobs_this_key_rea
         stats = emu.stats()
         state = emu.emulator.state
     assert done.returncode == 0, done.stdout + done.stderr
-    assert read_owner(tmp_path / "ledger.parquet") == Account(state.user_id, state.team_id, state.key_id)
+    assert read_account_file(tmp_path / "ledger.parquet") == Account(state.user_id, state.team_id, state.key_id)
     check_books(stats, ledger(tmp_path), in_flight_ok=False)
 
 

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from pipeline.api.client import ApiClient, ApiError, RejectedRequest, RetryPolicy, USER_AGENT
-from pipeline.run.account import Account, write_owner
+from pipeline.run.account import Account, write_account_file
 from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
 from pipeline.emulator.state import EmulatorState
 from pipeline.http_server import Site
@@ -90,7 +90,7 @@ def _old_intent(tmp_path: Path, manifest: Path, hours: float) -> tuple[str, byte
         book.commit_sync()
     # ...and the owner file it wrote before its first spending request (the emulator's account, seed 0)
     state = EmulatorState(EmulatorConfig(api_key=TEST_KEY))
-    write_owner(tmp_path / "ledger.parquet", Account(state.user_id, state.team_id, state.key_id))
+    write_account_file(tmp_path / "ledger.parquet", Account(state.user_id, state.team_id, state.key_id))
     return row["job_key"], body
 
 

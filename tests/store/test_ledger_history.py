@@ -109,7 +109,7 @@ def test_async_checkpoint_runs_off_the_loop_and_loses_nothing_recorded_meanwhile
         return ledger
 
     ledger = asyncio.run(work())
-    assert ledger.first_owner("j7") == "k7" and ledger.first_owner("nope") is None
+    assert ledger.first_payer("j7") == "k7" and ledger.first_payer("nope") is None
     ledger.close()
     rows = read_ledger(tmp_path / "ledger.parquet")
     assert rows.height == 300
