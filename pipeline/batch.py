@@ -91,7 +91,7 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
     from pipeline.store.ledger import Ledger, reading_parts
     from pipeline.store.runs import read_runs
     from pipeline.manifest.load import ManifestError, load_manifest
-    from pipeline.store.verdicts import DecisionsCorrupt, read_decisions
+    from pipeline.store.verdicts import VerdictsCorrupt, read_verdicts
     from pipeline.plan.reviewed import make_reviewed_plan
     from pipeline.reports.summary import plan_summary, refused_summary
 
@@ -104,8 +104,8 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
         return refused_summary("plan", manifest, EXIT_BAD_INPUT, f"the manifest has problems; nothing was submitted\n{exc}",
                                started_at=started, emulated=emulate, ledger_path=ledger_path, out_dir=None)
     try:
-        decisions = read_decisions(ledger_path)
-    except DecisionsCorrupt as exc:
+        decisions = read_verdicts(ledger_path)
+    except VerdictsCorrupt as exc:
         return refused_summary("plan", manifest, EXIT_BAD_INPUT, str(exc), started_at=started, emulated=emulate,
                                ledger_path=ledger_path, out_dir=None)
     try:
@@ -156,7 +156,7 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
     from pipeline.store.faults import StorageFault
     from pipeline.store.ledger import Ledger, reading_parts
     from pipeline.manifest.load import ManifestError, load_manifest
-    from pipeline.store.verdicts import DecisionsCorrupt, read_decisions
+    from pipeline.store.verdicts import VerdictsCorrupt, read_verdicts
     from pipeline.reports.notify import NotifyUrlError, check_url
     from pipeline.plan.reviewed import make_reviewed_plan
     from pipeline.reports.summary import refused_summary, run_summary
@@ -191,8 +191,8 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
     except ManifestError as exc:
         return refused(EXIT_BAD_INPUT, f"the manifest has problems; nothing was submitted\n{exc}")
     try:
-        decisions = read_decisions(ledger_path)
-    except DecisionsCorrupt as exc:
+        decisions = read_verdicts(ledger_path)
+    except VerdictsCorrupt as exc:
         return refused(EXIT_BAD_INPUT, str(exc))
     run_id = new_run_id()
     try:

@@ -229,7 +229,7 @@ def _reads_ledger(command):
 
     @functools.wraps(command)
     def checked(args: argparse.Namespace) -> int:
-        from pipeline.store.verdicts import DecisionsCorrupt
+        from pipeline.store.verdicts import VerdictsCorrupt
         from pipeline.store.scope import ScopeError
         from pipeline.store.faults import StorageFault
         from pipeline.store.ledger import reading_parts
@@ -240,7 +240,7 @@ def _reads_ledger(command):
         try:
             with reading_parts(args.ledger):
                 return command(args)
-        except (ScopeError, DecisionsCorrupt) as exc:
+        except (ScopeError, VerdictsCorrupt) as exc:
             _error(str(exc))
             return EXIT_BAD_INPUT
         except StorageFault as exc:
@@ -413,12 +413,12 @@ def print_summary(summary) -> None:
 
 @_reads_ledger
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.store.verdicts import read_decisions, with_review
+    from pipeline.store.verdicts import read_verdicts, with_review
     from pipeline.store.ledger import Ledger
     from pipeline.store.runs import read_runs
     from pipeline.reports.status import STATUS_COLUMNS, format_status, summarize
 
-    decisions = read_decisions(args.ledger)
+    decisions = read_verdicts(args.ledger)
     ledger = Ledger.open(args.ledger, readonly=True)
     scan = ledger.scan([*STATUS_COLUMNS, "idempotency_key", "request_hash"])
     summary = summarize(with_review(scan, decisions) if decisions.height else scan, read_runs(args.ledger))

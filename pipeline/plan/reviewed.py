@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.store.archive import base_key_col
-from pipeline.store.verdicts import REGENERATE as DECIDED_REGENERATE, edits, latest
+from pipeline.store.verdicts import Verdict, edits, latest
 from pipeline.plan.actions import REGENERATE, RESUME, TRACK, Plan, count_actions, make_plan
 
 FROM_REGENERATE = REGENERATE  # the action's own word
@@ -72,7 +72,7 @@ def pending_regenerations(ledger, decisions: pl.DataFrame) -> pl.DataFrame:
     it. attempts_before is the highest attempt number any version of the key has used.
     """
     schema = {"job_key": pl.String, "pending_source": pl.String, "attempts_before": pl.Int64}
-    wanted = latest(decisions).filter(pl.col("decision") == DECIDED_REGENERATE)
+    wanted = latest(decisions).filter(pl.col("decision") == Verdict.REGENERATE)
     if not wanted.height:
         return pl.DataFrame(schema=schema)
     keys = set(wanted["job_key"].to_list())

@@ -20,7 +20,7 @@ from pathlib import Path
 import av
 import polars as pl
 
-from pipeline.store.verdicts import read_decisions, with_review
+from pipeline.store.verdicts import read_verdicts, with_review
 from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs
 from pipeline.models import MODELS
@@ -215,7 +215,7 @@ def write_report(ledger_path: str | Path, html_path: str | Path | None = None, *
     target = Path(html_path) if html_path else ledger_path.parent / "report.html"
     ledger = Ledger.open(ledger_path, readonly=True)
     return render_report(ledger, read_runs(ledger_path), target, run=run, manifest=manifest, max_pages=max_pages,
-                         decisions=read_decisions(ledger_path))
+                         decisions=read_verdicts(ledger_path))
 
 
 _TEMPLATE = """<!doctype html>

@@ -21,7 +21,7 @@ import polars as pl
 
 from pipeline.store.atomic import write_text_atomic
 from pipeline.store.archive import is_archived_col
-from pipeline.store.verdicts import APPROVE, read_decisions, with_review
+from pipeline.store.verdicts import Verdict, read_verdicts, with_review
 from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs
 from pipeline.store.schema import DOWNLOADED
@@ -48,8 +48,8 @@ def approved_rows(ledger_path: Path, run: str, manifest: Path | None) -> pl.Data
     rows = rows_in_scope(Ledger.open(ledger_path, readonly=True),
                          scope_filter(read_runs(ledger_path), run, manifest)
                          & ~is_archived_col())
-    reviewed = with_review(rows, read_decisions(ledger_path))
-    return reviewed.filter((pl.col("review_decision") == APPROVE) & (pl.col("status") == DOWNLOADED)).sort(
+    reviewed = with_review(rows, read_verdicts(ledger_path))
+    return reviewed.filter((pl.col("review_decision") == Verdict.APPROVE) & (pl.col("status") == DOWNLOADED)).sort(
         "manifest", "row", "variation", nulls_last=True)
 
 

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from pipeline.review import page as review_page
 from pipeline.store.verdicts import (
-    DecisionError, DecisionsLog, decisions_path, make_decision, read_decisions, review_counts,
+    VerdictError, VerdictLog, verdicts_path, make_verdict, read_verdicts, review_counts,
     with_review,
 )
 from pipeline.http_server import Site
@@ -80,7 +80,7 @@ class ReviewServer:
         self.csrf = secrets.token_urlsafe(32)
         self.token = config.token if config.host else None
         register_secret(self.token)
-        self.log = DecisionsLog(config.ledger)
+        self.log = VerdictLog(config.ledger)
         self._deciding = asyncio.Lock()  # read, check and append one decision at a time
         self._site = Site()
         self.port = config.port  # after start(), the port it got (0 picks a free one)
@@ -102,7 +102,7 @@ class ReviewServer:
 
     def _one(self, job_key: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(the ledger's row of job_key, 0 or 1 of it; the decisions log), read afresh."""
-        return self._ledger().rows([job_key]), read_decisions(self.ledger_path)
+        return self._ledger().rows([job_key]), read_verdicts(self.ledger_path)
 
     def _video_file(self, row: dict[str, Any]) -> Path | None:
         """The row's video if it resolves inside the output folder, else None."""
@@ -147,7 +147,7 @@ class ReviewServer:
         }
 
     def clips(self) -> dict[str, Any]:
-        rows = with_review(rows_in_scope(self._ledger(), self._scope()), read_decisions(self.ledger_path)).sort(
+        rows = with_review(rows_in_scope(self._ledger(), self._scope()), read_verdicts(self.ledger_path)).sort(
             "manifest", "row", "variation", nulls_last=True)
         return {"clips": [self._clip(row) for row in rows.iter_rows(named=True)],
                 "counts": review_counts(rows),
@@ -157,19 +157,19 @@ class ReviewServer:
 
     async def decide(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
-            raise DecisionError("send a JSON object: {job_key, decision, note?, prompt?, reviewer?}")
+            raise VerdictError("send a JSON object: {job_key, decision, note?, prompt?, reviewer?}")
         job_key = body.get("job_key")
         if not isinstance(job_key, str) or not job_key:
-            raise DecisionError("job_key is missing")
+            raise VerdictError("job_key is missing")
         async with self._deciding:
             found, decisions = await asyncio.to_thread(self._one, job_key)
             row = found.row(0, named=True) if found.height else None
             if row is not None and not found.filter(self._scope()).height:
-                raise DecisionError(
+                raise VerdictError(
                     f"{job_key} is not in this review's scope (run {self.run_id or ALL}"
                     + (f", manifest {self.manifest}" if self.manifest else "")
                     + "): start `videobatch review` with the --run or --manifest that includes it", status=403)
-            record = make_decision(row, job_key, body.get("decision"), note=body.get("note"),
+            record = make_verdict(row, job_key, body.get("decision"), note=body.get("note"),
                                    prompt=body.get("prompt"),
                                    reviewer=body.get("reviewer") or self.config.reviewer, decisions=decisions)
             await asyncio.to_thread(self.log.append, record)  # durable before we answer
@@ -253,7 +253,7 @@ class ReviewServer:
             return _json(400, {"error": "the body is not JSON"})
         try:
             return _json(200, await self.decide(body))
-        except DecisionError as exc:
+        except VerdictError as exc:
             return _json(exc.status, {"error": str(exc)})
 
     def _row(self, job_key: str) -> dict[str, Any] | None:
@@ -318,7 +318,7 @@ async def serve(config: ReviewConfig, stop: asyncio.Event) -> None:
         print("  anyone with this link can review: share it only with reviewers", flush=True)
     else:
         print(f"review: {url}", flush=True)
-    print(f"  decisions go to {decisions_path(config.ledger)}; Ctrl-C stops the server", flush=True)
+    print(f"  decisions go to {verdicts_path(config.ledger)}; Ctrl-C stops the server", flush=True)
     try:
         await stop.wait()
     finally:

@@ -28,6 +28,7 @@ import json
 import os
 import threading
 from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,16 @@ from pipeline.store.atomic import fsync_dir
 from pipeline.manifest.load import ManifestError, check_job, request_hash
 from pipeline.store.schema import DOWNLOADED, FINAL
 
-APPROVE, REJECT, REGENERATE = "approve", "reject", "regenerate"
-DECISIONS = (APPROVE, REJECT, REGENERATE)
+
+class Verdict(StrEnum):
+    """A reviewer's word on a clip: what the `decision` field of the log holds (the log keeps its
+    field names). A regenerate verdict becomes the plan's Action.REGENERATE (plan/reviewed.py)."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+    REGENERATE = "regenerate"
+
+
 MAX_NOTE_CHARS = 2000
 MAX_REVIEWER_CHARS = 100
 
@@ -68,7 +77,7 @@ REVIEW_COLUMNS: dict[str, pl.DataType] = {
 }
 
 
-class DecisionError(ValueError):
+class VerdictError(ValueError):
     """A decision that is refused; the message says why and what to do. Nothing was written."""
 
     def __init__(self, message: str, status: int = 400):
@@ -76,11 +85,11 @@ class DecisionError(ValueError):
         self.status = status
 
 
-class DecisionsCorrupt(Exception):
+class VerdictsCorrupt(Exception):
     pass
 
 
-def decisions_path(ledger_path: str | Path) -> Path:
+def verdicts_path(ledger_path: str | Path) -> Path:
     path = Path(ledger_path)
     return path.with_name(f"{path.stem}.decisions.jsonl")
 
@@ -88,9 +97,9 @@ def decisions_path(ledger_path: str | Path) -> Path:
 # --- reading -----------------------------------------------------------------------------------
 
 
-def read_decisions(ledger_path: str | Path) -> pl.DataFrame:
+def read_verdicts(ledger_path: str | Path) -> pl.DataFrame:
     """Every decision ever logged beside this ledger, oldest first (LOG_SCHEMA)."""
-    path = decisions_path(ledger_path)
+    path = verdicts_path(ledger_path)
     if not path.exists():
         return pl.DataFrame(schema=LOG_SCHEMA)
     data = path.read_bytes()
@@ -105,7 +114,7 @@ def read_decisions(ledger_path: str | Path) -> pl.DataFrame:
             record = json.loads(line)
             record["at"] = datetime.fromisoformat(record["at"]) if record.get("at") else None
         except (ValueError, TypeError, AttributeError):
-            raise DecisionsCorrupt(
+            raise VerdictsCorrupt(
                 f"{path}: line {number} is complete but is not a decision; nothing was changed. Move that "
                 "line out of the file (every other line is a whole decision) and try again") from None
         record["seq"] = number
@@ -140,7 +149,7 @@ def with_review(ledger: pl.DataFrame | pl.LazyFrame, decisions: pl.DataFrame) ->
     return joined.with_columns(
         *(pl.when(current).then(pl.col(name)).otherwise(None).alias(name)
           for name in ("review_decision", "review_note", "review_reviewer", "review_at")),
-        review_prompt=pl.when(current & (pl.col("review_decision") == REGENERATE))
+        review_prompt=pl.when(current & (pl.col("review_decision") == Verdict.REGENERATE))
         .then(pl.col("pending_prompt")).otherwise(None),
         review_edited=(pl.col("edit_hash") == pl.col("request_hash")).fill_null(False),
     ).drop("reviewed", "pending_prompt", "edit_hash").cast(REVIEW_COLUMNS)  # the columns it promises, typed
@@ -152,7 +161,7 @@ def review_counts(frame: pl.DataFrame | pl.LazyFrame) -> dict[str, int]:
     if "review_decision" not in frame.collect_schema().names():
         return {}
     rows = frame.filter(~is_archived_col())
-    counts = {decision: 0 for decision in DECISIONS}
+    counts = {verdict.value: 0 for verdict in Verdict}
     total = 0
     for decision, n in rows.group_by("review_decision").len().collect().iter_rows():
         total += n
@@ -169,53 +178,53 @@ def _text(value: Any, name: str, limit: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise DecisionError(f"{name} must be text")
+        raise VerdictError(f"{name} must be text")
     value = value.strip()
     if len(value) > limit:
-        raise DecisionError(f"{name} is {len(value)} characters, at most {limit}: shorten it")
+        raise VerdictError(f"{name} is {len(value)} characters, at most {limit}: shorten it")
     if any(ord(c) < 32 and c not in "\n\t" for c in value):
-        raise DecisionError(f"{name} contains control characters: remove them")
+        raise VerdictError(f"{name} contains control characters: remove them")
     return value or None
 
 
-def make_decision(row: dict[str, Any] | None, job_key: str, decision: Any, *, note: Any = None,
+def make_verdict(row: dict[str, Any] | None, job_key: str, decision: Any, *, note: Any = None,
                   prompt: Any = None, reviewer: Any, decisions: pl.DataFrame,
                   now: datetime | None = None) -> dict[str, Any]:
-    """A checked decision record for the log, or DecisionError saying why not.
+    """A checked decision record for the log, or VerdictError saying why not.
 
     `row` is the ledger row of `job_key` (None when the ledger has none). An edited prompt goes
     through the manifest's own row check (model rules: length, duration, aspect ratio, images).
     """
     if row is None:
-        raise DecisionError(f"unknown job_key {job_key!r}: no such row in this ledger", status=404)
+        raise VerdictError(f"unknown job_key {job_key!r}: no such row in this ledger", status=404)
     if is_archived(job_key):
-        raise DecisionError(f"{job_key} is an earlier version kept for the record; "
+        raise VerdictError(f"{job_key} is an earlier version kept for the record; "
                             f"decide on {base_key(job_key)} instead", status=409)
-    if decision not in DECISIONS:
-        raise DecisionError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
+    if decision not in tuple(Verdict):
+        raise VerdictError(f"decision must be one of {', '.join(Verdict)}, got {decision!r}")
     status = row.get("status")
     if status not in FINAL or not row.get("idempotency_key"):
-        raise DecisionError(f"{job_key} is {status or 'not made yet'}: review it once its run has "
+        raise VerdictError(f"{job_key} is {status or 'not made yet'}: review it once its run has "
                             "finished it", status=409)
-    if decision == APPROVE and status != DOWNLOADED:
-        raise DecisionError(f"{job_key} is {status}: there is no clip to approve; reject it or "
+    if decision == Verdict.APPROVE and status != DOWNLOADED:
+        raise VerdictError(f"{job_key} is {status}: there is no clip to approve; reject it or "
                             "regenerate it", status=409)
     note = _text(note, "note", MAX_NOTE_CHARS)
     reviewer = _text(reviewer, "reviewer", MAX_REVIEWER_CHARS)
     if not reviewer:
-        raise DecisionError("a decision needs a reviewer name")
+        raise VerdictError("a decision needs a reviewer name")
     if "\n" in reviewer:
-        raise DecisionError("reviewer must be one line")
+        raise VerdictError("reviewer must be one line")
     standing = edits(decisions.filter(pl.col("job_key") == job_key))
     source = row.get("request_hash")
     if standing.height and standing["edit_hash"][0] == source:
         source = standing["edit_source"][0]  # the row is already an edit: it stands for the same manifest row
     edited = edited_hash = None
     if prompt is not None:
-        if decision != REGENERATE:
-            raise DecisionError("an edited prompt goes with regenerate only")
+        if decision != Verdict.REGENERATE:
+            raise VerdictError("an edited prompt goes with regenerate only")
         if not isinstance(prompt, str):
-            raise DecisionError("prompt must be text")
+            raise VerdictError("prompt must be text")
         if prompt.strip() != (row.get("prompt") or ""):
             edited, edited_hash = _checked_edit(row, job_key, prompt)
     return {
@@ -236,7 +245,7 @@ def _checked_edit(row: dict[str, Any], job_key: str, prompt: str) -> tuple[str, 
     try:
         checked = check_job(job, file=f"edited prompt of {job_key}", folder=manifest.parent)
     except ManifestError as exc:
-        raise DecisionError("; ".join(str(issue) for issue in exc.issues)) from None
+        raise VerdictError("; ".join(str(issue) for issue in exc.issues)) from None
     digest = request_hash(checked["model"], checked["prompt"], checked["duration"], checked["aspect_ratio"],
                           checked["ref_ids"], int(row.get("variation") or 1))
     return checked["prompt"], digest
@@ -255,11 +264,11 @@ def _cut_torn_tail(fd: int) -> None:
     os.ftruncate(fd, data.rfind(b"\n") + 1)
 
 
-class DecisionsLog:
+class VerdictLog:
     """Appends decisions to the log beside a ledger; each is on disk when append() returns."""
 
     def __init__(self, ledger_path: str | Path):
-        self.path = decisions_path(ledger_path)
+        self.path = verdicts_path(ledger_path)
         self._lock = threading.Lock()  # one writer at a time in this process: whole lines only
 
     def append(self, record: dict[str, Any]) -> None:

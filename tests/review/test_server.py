@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import polars as pl
 import pytest
 
-from pipeline.store.verdicts import decisions_path
+from pipeline.store.verdicts import verdicts_path
 from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs
 from tests.harness import (
@@ -124,7 +124,7 @@ def plan(tmp: Path, manifest: Path) -> subprocess.CompletedProcess:
 
 
 def log_lines(tmp: Path) -> list[dict]:
-    path = decisions_path(tmp / "ledger.parquet")
+    path = verdicts_path(tmp / "ledger.parquet")
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
@@ -361,7 +361,7 @@ def test_bad_decisions_are_refused_and_nothing_is_written(emulator_thread, revie
     assert run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path).returncode == 0
     server = review_server(tmp_path)  # --run last: boat and extra only
     csrf = server.csrf()
-    log = decisions_path(tmp_path / "ledger.parquet")
+    log = verdicts_path(tmp_path / "ledger.parquet")
 
     refused = [
         ({"job_key": "nope", "decision": "approve"}, 404, "unknown job_key 'nope'"),

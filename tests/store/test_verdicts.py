@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.store.verdicts import DecisionsCorrupt, DecisionsLog, decisions_path, read_decisions
+from pipeline.store.verdicts import VerdictsCorrupt, VerdictLog, verdicts_path, read_verdicts
 from tests.harness import cli_env, run_cli, write_manifest
 
 DECISION = {"job_key": "boat", "decision": "approve", "at": "2026-12-02T06:00:00+00:00"}
@@ -15,11 +15,11 @@ DECISION = {"job_key": "boat", "decision": "approve", "at": "2026-12-02T06:00:00
                                     b'{"job_key": "bo\n'])
 def test_a_complete_line_that_is_not_a_decision_is_named(tmp_path, damage):
     ledger = tmp_path / "ledger.parquet"
-    DecisionsLog(ledger).append(DECISION)
-    with open(decisions_path(ledger), "ab") as log:
+    VerdictLog(ledger).append(DECISION)
+    with open(verdicts_path(ledger), "ab") as log:
         log.write(damage)  # the last line, and complete: not a torn write
-    with pytest.raises(DecisionsCorrupt, match=r"line 2 is complete but is not a decision"):
-        read_decisions(ledger)
+    with pytest.raises(VerdictsCorrupt, match=r"line 2 is complete but is not a decision"):
+        read_verdicts(ledger)
     manifest = write_manifest(tmp_path / "m.yaml", [{"id": "boat", "prompt": "a paper boat"}])
     done = run_cli("plan", str(manifest), "--ledger", str(ledger), env=cli_env("http://127.0.0.1:9"), cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
@@ -28,10 +28,10 @@ def test_a_complete_line_that_is_not_a_decision_is_named(tmp_path, damage):
 
 def test_a_torn_last_line_is_skipped_and_the_next_decision_does_not_join_it(tmp_path):
     ledger = tmp_path / "ledger.parquet"
-    DecisionsLog(ledger).append(DECISION)
-    with open(decisions_path(ledger), "ab") as log:
+    VerdictLog(ledger).append(DECISION)
+    with open(verdicts_path(ledger), "ab") as log:
         log.write(b'{"job_key": "koi", "decis')  # a crash mid-append: never acknowledged
-    assert read_decisions(ledger)["job_key"].to_list() == ["boat"]
-    DecisionsLog(ledger).append({**DECISION, "job_key": "koi", "decision": "reject"})
-    decisions = read_decisions(ledger)
+    assert read_verdicts(ledger)["job_key"].to_list() == ["boat"]
+    VerdictLog(ledger).append({**DECISION, "job_key": "koi", "decision": "reject"})
+    decisions = read_verdicts(ledger)
     assert decisions.select("job_key", "decision").rows() == [("boat", "approve"), ("koi", "reject")]
