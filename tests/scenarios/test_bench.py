@@ -3,6 +3,8 @@
 Figures of speed are the benchmark's business, not a test's; what is checked here are counts that
 must be right at any size (every job made once, nothing sent on a rerun of finished work, bulk
 tracking cheaper in requests than per-job polling).
+
+Covers: pipeline/cli.py pipeline/batch.py pipeline/run/runner.py pipeline/plan/actions.py
 """
 
 from __future__ import annotations

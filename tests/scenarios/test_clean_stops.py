@@ -1,6 +1,9 @@
 """Failures of ours end cleanly, never in a traceback: an absurd --deadline, a reader that leaves
 early (`| head -1`), a signal during start-up, a submit whose answer never came, a run with nothing
-to do under a deadline. The real command in child processes, the emulator over loopback."""
+to do under a deadline. The real command in child processes, the emulator over loopback.
+
+Covers: pipeline/cli.py pipeline/batch.py pipeline/run/deadline.py pipeline/run/progress.py pipeline/run/outcome.py pipeline/store/runs.py
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest

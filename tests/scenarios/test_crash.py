@@ -5,6 +5,8 @@ A batch of 100 jobs runs against an emulator that drops answers after creating j
 moments and restarted each time, then allowed to finish. The emulator's own records are the
 judge: one job per job_key (FAILED attempts aside), every file identical to what it served,
 every credit it charged accounted for in the ledger.
+
+Covers: pipeline/cli.py pipeline/batch.py pipeline/run/runner.py pipeline/run/download.py pipeline/store/ledger.py
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ What must hold at the end, judged by the emulator's records: one live job per ro
 credits equal to the emulator's charges; every file the bytes it served; no paid, finished job
 marked FAILED; the only rows not DOWNLOADED are those whose job never finishes (`stuck`), left
 in flight with their job_id.
+
+Covers: pipeline/cli.py pipeline/batch.py pipeline/run/runner.py pipeline/run/tracker.py pipeline/emulator/dialects.py
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ faulty batch over real sockets: killed with SIGKILL mid-run, run again, then rer
 would. The
 emulator's records judge: one job per row, every credit it charged in the ledger, every file
 the bytes it served, no paid job marked FAILED, and the API key never sent to the CDN.
+
+Covers: pipeline/cli.py pipeline/batch.py pipeline/run/runner.py pipeline/run/tracker.py pipeline/run/download.py pipeline/emulator/dialects.py
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@ pays for nothing twice.
 
 The videos folder (--out) stays off the small disk, on the test's own folder: the ledger, its
 journal, parts, runs table and run log are what fill up, so the failure is always ours to stop on
-(a video that cannot be saved is another path: retried, then left for the next run to download)."""
+(a video that cannot be saved is another path: retried, then left for the next run to download).
+
+Covers: pipeline/cli.py pipeline/batch.py pipeline/run/account.py pipeline/store/atomic.py pipeline/store/highwater.py pipeline/store/lock.py pipeline/store/parts.py pipeline/store/runs.py
+"""
 
 from __future__ import annotations
 

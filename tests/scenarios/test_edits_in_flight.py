@@ -1,7 +1,10 @@
 """Issue 18, item 5: a prompt edited (same `id`) while its job is in flight. The old version is
 archived as `<id>@<hash>` and still followed: tracked, downloaded under its archived name, and
 counted in the run's outcome and credits, by this run and by the next ones. One paid job per
-version, ledger credits equal to the emulator's charges."""
+version, ledger credits equal to the emulator's charges.
+
+Covers: pipeline/cli.py pipeline/batch.py pipeline/run/runner.py pipeline/run/payers.py pipeline/store/archive.py pipeline/store/runs.py
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import asyncio
 import json
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from pipeline.run import transitions as t

@@ -1,4 +1,7 @@
-"""A run against a misbehaving API: it slows down, retries what is safe, and says what it could not do."""
+"""A run against a misbehaving API: it slows down, retries what is safe, and says what it could not do.
+
+Covers: pipeline/cli.py pipeline/batch.py pipeline/run/runner.py pipeline/run/outcome.py pipeline/api/client.py pipeline/api/retry.py
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@ a clock that disagrees with the API's, a reference image changed after the manif
 
 Each test drives the real `videobatch run` (or `run_batch`) against the emulator over real
 sockets and ends by judging the books by the emulator's own records (harness.check_books).
+
+Covers: pipeline/cli.py pipeline/batch.py pipeline/run/runner.py pipeline/run/account.py pipeline/run/references.py pipeline/api/uploads.py
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Accounts, the 24-hour replay window, our own exceptions, x-request-id and User-Agent,
 Retry-After as a date, 501, a CDN 404 that is not an expiry, upload lifetimes and webhook
 signatures. Each test drives the real client or the real `videobatch run` against the emulator.
+
+Covers: pipeline/cli.py pipeline/batch.py pipeline/run/runner.py pipeline/run/account.py pipeline/run/runlog.py pipeline/store/runs.py pipeline/api/client.py
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""`videobatch run` end to end: the real command in a child process, the emulator over loopback."""
+"""`videobatch run` end to end: the real command in a child process, the emulator over loopback.
+
+Covers: pipeline/cli.py pipeline/batch.py pipeline/run/runner.py pipeline/run/progress.py pipeline/run/runlog.py pipeline/run/spending.py pipeline/run/references.py pipeline/run/video_check.py pipeline/run/outcome.py pipeline/plan/actions.py pipeline/store/archive.py pipeline/store/lock.py pipeline/store/runs.py
+"""
 
 from __future__ import annotations
 
@@ -47,6 +50,10 @@ def test_batch_downloads_every_row_and_charges_what_the_api_charged(emulator_thr
     assert rows["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"]
     assert rows["credits_charged"].sum() == rows["credits_estimated"].sum()
     assert "credits:" in done.stdout and "charged this run" in done.stdout
+    # Not a terminal: plain lines (cron's log), the last one forced when the run ends.
+    progress = [line for line in done.stdout.splitlines() if line.startswith("progress: ")]
+    assert progress[-1] == (f"progress: 11 submitted, 11 finished, 11/11 downloaded, 0 failed, "
+                            f"{rows['credits_charged'].sum()} credits charged")
 
     runs = read_runs(tmp_path / "ledger.parquet")
     assert runs.height == 1 and runs["exit_code"][0] == 0 and runs["rows_finished"][0] == 11

@@ -1,4 +1,7 @@
-"""The API key is never printed, logged or stored: search everything a run leaves behind."""
+"""The API key is never printed, logged or stored: search everything a run leaves behind.
+
+Covers: pipeline/cli.py pipeline/batch.py pipeline/run/runlog.py pipeline/redact.py pipeline/config.py
+"""
 
 from __future__ import annotations
 

@@ -2,7 +2,10 @@
 that first ran it; another manifest asking for another request under that id is refused by `plan`
 and `run` (exit 2, before any request), naming the file, the ids and the first manifest, unless
 it takes the rows over with --take-over. Past the API's 24 h replay window (the emulator keeps no
-key here), a, b, a, b used to pay for every run."""
+key here), a, b, a, b used to pay for every run.
+
+Covers: pipeline/cli.py pipeline/batch.py pipeline/plan/actions.py pipeline/store/archive.py
+"""
 
 from __future__ import annotations
 
