@@ -102,25 +102,25 @@ async def test_submit_id_dialect_answers_are_returned_as_sent(emulator):
 
 
 async def test_a_replay_while_the_first_is_in_flight_is_a_conflict_then_the_job(emulator, monkeypatch):
-    monkeypatch.setattr(emulator_server, "CONFLICT_WINDOW_S", 0.3)
+    monkeypatch.setattr(emulator_server, "CONFLICT_WINDOW_S", 0.5)
     emu = await emulator(dialects=("conflict-while-in-flight",))
     async with ApiClient(emu.base_url, TEST_KEY, retry=QUICK) as client:
         first = await client.submit(body(), "vb-k-a1-0123456789abcdef")
         with pytest.raises(Conflict):  # never retried as transient: the caller asks later, same key
             await client.submit(body(), "vb-k-a1-0123456789abcdef")
-        await asyncio.sleep(0.35)
+        await asyncio.sleep(0.55)
         later = await client.submit(body(), "vb-k-a1-0123456789abcdef")
     assert job_id_of(later) == job_id_of(first) and len(emu.stats()["jobs"]) == 1
 
 
 async def test_a_job_read_before_the_api_has_it_is_not_found_then_found(emulator, monkeypatch):
-    monkeypatch.setattr(emulator_server, "READ_LAG_S", 0.3)
+    monkeypatch.setattr(emulator_server, "READ_LAG_S", 0.5)
     emu = await emulator(dialects=("read-lag",))
     async with ApiClient(emu.base_url, TEST_KEY, retry=QUICK) as client:
         job_id = job_id_of(await client.submit(body(), "vb-k-a1-0123456789abcdef"))
         with pytest.raises(NotFound):
             await client.get_job(job_id)
-        await asyncio.sleep(0.35)
+        await asyncio.sleep(0.55)
         assert (await client.get_job(job_id))["id"] == job_id
 
 
@@ -207,7 +207,7 @@ async def test_a_stopping_run_makes_no_second_try(emulator):
 
 @pytest.mark.parametrize("dialects", [(), ("retry-after-date",)])
 async def test_429s_are_waited_out_as_told_and_cost_no_retry(emulator, dialects):
-    emu = await emulator(rpm=2, rate_window_seconds=0.3, dialects=dialects)
+    emu = await emulator(rpm=2, rate_window_seconds=1.0, dialects=dialects)
     waits = []
     one_try = RetryPolicy(attempts=1)  # a 429 is pacing: it must not use up the only try
     async with ApiClient(emu.base_url, TEST_KEY, retry=one_try, on_retry=lambda *hook: waits.append(hook)) as client:

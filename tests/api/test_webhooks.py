@@ -71,7 +71,7 @@ async def submit_hooked(client: ApiClient, url: str, tag: str) -> str:
 
 async def settle_until(client: ApiClient, job_ids: list[str], done) -> list[dict]:
     """Read the jobs (each read lets the emulator settle and send) until `done()`; their last state."""
-    for _ in range(100):
+    for _ in range(250):
         jobs = [await client.get_job(job_id) for job_id in job_ids]
         if done() and all(job["webhookStatus"] != "pending" for job in jobs):
             return jobs
