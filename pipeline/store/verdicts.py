@@ -20,6 +20,8 @@ later run makes a new attempt of the row, approve/reject/regenerate of the old c
 speak for the new one, and a regeneration is known to be done. An edited prompt is different: it
 is the request the reviewer wants from now on, so it stands (`edits()`) until the manifest's own
 request for that row changes (`source_hash`, the manifest's request hash the edit replaced).
+
+What a reviewer may decide is checked before it is appended here, by pipeline/review/decide.py.
 """
 
 from __future__ import annotations
