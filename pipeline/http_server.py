@@ -1,7 +1,7 @@
 """Serving an aiohttp app on host:port in the running event loop.
 
 Three servers of ours do it: the webhook receiver (api/webhooks.py), the emulator
-(emulator/server.py) and the review page (review_server.py). Their apps differ; starting and
+(emulator/server.py) and the review page (review/server.py). Their apps differ; starting and
 stopping one, and serving from the command line until Ctrl-C, do not, so those live here. The
 client side of HTTP is api/client.py.
 """

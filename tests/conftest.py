@@ -9,6 +9,7 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
 from pipeline.emulator import Emulator, EmulatorConfig, EmulatorThread
+from tests.browser import find_chromium
 from tests.harness import TEST_KEY
 
 SCHEMAS = json.loads((Path(__file__).with_name("openapi_schemas.json")).read_text())["schemas"]
@@ -53,3 +54,9 @@ def emulator_thread():
     yield start
     for emu in started:
         emu.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a Chromium binary, installing Debian's package once where it is missing."""
+    return find_chromium()

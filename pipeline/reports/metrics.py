@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline.store.atomic import write_text_atomic
 from pipeline.reports.summary import BatchSummary
 from pipeline.run.outcome import EXIT_OK
+from pipeline.store.runs import RunsCorrupt, read_runs
 
 LAST_SUCCESS = "videobatch_last_success_timestamp_seconds"
 _PREVIOUS_SUCCESS = re.compile(rf"^{LAST_SUCCESS}(?:{{[^}}]*}})?\s+([0-9.eE+-]+)\s*$", re.MULTILINE)
@@ -47,8 +48,6 @@ def previous_success(path: Path) -> float:
 
 def last_success_in_runs(ledger_path: Path) -> float:
     """The end of the last run with exit code 0 in the runs table beside the ledger (0 if none)."""
-    from pipeline.store.runs import RunsCorrupt, read_runs
-
     try:
         runs = read_runs(ledger_path)
     except RunsCorrupt:  # unreadable (read_runs says so for any error): the previous metrics file still knows

@@ -54,7 +54,7 @@ class Delivery:
 async def post(url: str, payload: dict[str, Any], *, attempts: int = ATTEMPTS, first_delay: float = FIRST_DELAY_S,
                timeout: float = TIMEOUT_S, on_attempt: Callable[[int, str | None], None] | None = None) -> Delivery:
     """POST `payload` as JSON until a 2xx, a hopeless answer, or `attempts` tries."""
-    import aiohttp
+    import aiohttp  # lazy: every run imports this module for check_url; only --notify needs aiohttp
 
     check_url(url)
     error: str | None = None

@@ -123,9 +123,11 @@ def load_schema() -> dict[str, Any]:
 def ledger_figures(ledger) -> dict[str, Any]:
     """The ledger to date, in `status --json`'s words: jobs, by_status, credits. `ledger` is a
     Ledger (aggregated as it streams, never held whole), a frame, or None."""
+    # Lazy: every command imports this module at start (batch.py), before it needs polars, which
+    # this import and store/schema.py (its frame schemas) load: `videobatch --help` starts without it.
     import polars as pl
 
-    from pipeline.store.schema import STATUSES
+    from pipeline.store.schema import STATUSES  # lazy: imports polars (above)
 
     by_status = {status: 0 for status in STATUSES}
     jobs = estimated = charged = 0
@@ -149,8 +151,8 @@ def paths_of(ledger_path: Path, out_dir: Path | None, log_path: Path | None) -> 
 
 
 def _unfinished_reason(status: str | None, job_id: str | None, intent: str | None, stop_reason: str | None) -> str:
-    from pipeline.store.schema import COMPLETED, PENDING, PROCESSING, SUBMITTED
-    from pipeline.run.transitions import SENT_NO_ANSWER
+    from pipeline.store.schema import COMPLETED, PENDING, PROCESSING, SUBMITTED  # lazy: imports polars (ledger_figures)
+    from pipeline.run.transitions import SENT_NO_ANSWER  # lazy: imports polars and aiohttp
 
     if status in (SUBMITTED, PROCESSING):
         return f"still generating as job {job_id}: the next run follows it"
@@ -168,10 +170,10 @@ def run_summary(result, plan, ledger, *, manifest: Path, emulated: bool, deadlin
     rows are read of it, and its totals aggregated).
 
     Columnar: a rerun of 100,000 finished rows must not pay a Python loop over them."""
-    import polars as pl
+    import polars as pl  # lazy: this module loads at every command's start (ledger_figures says why)
 
-    from pipeline.plan.actions import SKIP
-    from pipeline.store.schema import FINAL, PENDING, STATUSES
+    from pipeline.plan.actions import SKIP  # lazy: imports polars
+    from pipeline.store.schema import FINAL, PENDING, STATUSES  # lazy: imports polars
 
     now = ledger.rows(plan.rows["job_key"], ["status", "attempts", "job_id", "idempotency_key"]).select(
         "job_key", pl.col("status").alias("now_status"), pl.col("attempts").alias("now_attempts"),
@@ -223,7 +225,7 @@ def deadline_fields(deadline, stopped_run: bool = False) -> dict[str, Any] | Non
 
 def plan_summary(plan, ledger, *, manifest: Path, emulated: bool, ledger_path: Path, started_at: datetime,
                  exit_code: int = EXIT_OK, balance: int | None = None, error: str | None = None) -> BatchSummary:
-    from pipeline.plan.actions import SKIP
+    from pipeline.plan.actions import SKIP  # lazy: imports polars, which a command's start must not (ledger_figures)
 
     skipped = plan.counts.get(SKIP, 0)
     return BatchSummary(
@@ -239,9 +241,9 @@ def refused_summary(command: str, manifest: Path, exit_code: int, error: str, *,
                     emulated: bool, ledger_path: Path, out_dir: Path | None, deadline=None,
                     run_id: str | None = None) -> BatchSummary:
     """A run that never started: bad input (exit 2) or a ledger in use (exit 3)."""
-    from polars.exceptions import PolarsError
+    from polars.exceptions import PolarsError  # lazy: polars, which a command's start must not load (ledger_figures)
 
-    from pipeline.store.ledger import Ledger, StorageFault
+    from pipeline.store.ledger import Ledger, StorageFault  # lazy: imports polars
 
     try:
         ledger = Ledger.open(ledger_path, readonly=True) if ledger_path.exists() else None

@@ -30,10 +30,8 @@ import polars as pl
 from aiohttp import web
 
 from pipeline.review import page as review_page
-from pipeline.store.verdicts import (
-    VerdictError, VerdictLog, verdicts_path, make_verdict, read_verdicts, review_counts,
-    with_review,
-)
+from pipeline.review.decide import VerdictError, make_verdict
+from pipeline.store.verdicts import VerdictLog, verdicts_path, read_verdicts, review_counts, with_review
 from pipeline.http_server import Site
 from pipeline.store.archive import is_archived_col
 from pipeline.store.ledger import Ledger

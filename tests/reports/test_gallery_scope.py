@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.store.ledger import Ledger
+from tests.browser import PNG_SIGNATURE, chromium_page
 from tests.harness import cli_env, run_cli
-from tests.reports.test_gallery import PNG_SIGNATURE, Page, chromium, chromium_page  # noqa: F401 (a fixture)
+from tests.reports.test_gallery import Page
 
 NIGHT = datetime(2026, 11, 24, 1, 0, tzinfo=timezone.utc)
 LATE_ROWS = 1203  # three pages: 500, 500, 203
@@ -80,7 +81,7 @@ def test_pages_cap_run_and_manifest_choose_the_rows(two_nights, tmp_path):
     assert str(tmp_path / "early.yaml") in typo.stderr  # it names what the ledger did run
 
 
-def test_pages_link_to_each_other_in_chromium(chromium, two_nights, tmp_path):  # noqa: F811
+def test_pages_link_to_each_other_in_chromium(chromium, two_nights, tmp_path):
     assert report(tmp_path).returncode == 0
     shot = tmp_path / "report-page-2.png"
     with chromium_page(chromium, 1280, 900) as page:

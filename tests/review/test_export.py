@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.review.export import spreadsheet_safe
 from tests.harness import cli_env, ledger, run_args, run_cli, write_manifest
-from tests.review.test_server import OFFLINE, review_server  # noqa: F401  (the fixture)
+from tests.review.server_cli import OFFLINE
 
 # Cells a spreadsheet would run: prompts that start with = - + @ (the manifest and the review page
 # trim the whitespace of prompts, notes and names, so tab and CR are checked on their own below).
@@ -25,7 +25,7 @@ NOTES = {"link": "-minus", "sum": "@at", "plus": "=1", "at": "plain note"}
 REVIEWER = "=cmd|' /C calc'!A0"
 
 
-def test_cells_that_start_a_formula_are_quoted_and_the_json_keeps_them(emulator_thread, review_server,  # noqa: F811
+def test_cells_that_start_a_formula_are_quoted_and_the_json_keeps_them(emulator_thread, review_server,
                                                                        tmp_path):
     emu = emulator_thread()
     jobs = [{"id": key, "prompt": prompt} for key, prompt in HOSTILE.items()]

@@ -1,14 +1,15 @@
 """`videobatch review` and `export`: the page in headless Chromium, the decisions log, and the runs
-that act on it, all real: the CLI in child processes, the emulator over loopback."""
+that act on it, all real: the CLI in child processes, the emulator over loopback.
+
+Covers: pipeline/review/page.py (the page, its script and style, driven in Chromium by the first test)
+"""
 
 from __future__ import annotations
 
 import csv
-import http.client
 import json
 import re
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,12 +20,12 @@ import pytest
 from pipeline.store.verdicts import verdicts_path
 from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs
+from tests.browser import PNG_SIGNATURE, chromium_page
 from tests.harness import (
     REPO, cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, start_cli, wait_for, write_manifest,
 )
-from tests.reports.test_gallery import PNG_SIGNATURE, chromium, chromium_page  # noqa: F401  (the fixture)
+from tests.review.server_cli import OFFLINE
 
-OFFLINE = cli_env("http://127.0.0.1:9")  # review and export read files only
 NO_KEY = cli_env("http://127.0.0.1:9", key=None)  # plan without a key prices from files, asks no balance
 KOI_PNG = REPO / "manifests" / "refs" / "koi.png"
 EDITED = "A paper boat sails through a sunlit rain puddle, macro lens, golden hour"
@@ -59,64 +60,6 @@ def made(emulator_thread, tmp_path):
     return emu, manifest, rows
 
 
-# --- a review server in a child process --------------------------------------------------------
-
-
-class Review:
-    def __init__(self, tmp: Path, *more: str):
-        self.proc = start_cli("review", "--ledger", str(tmp / "ledger.parquet"), "--port", "0",
-                              "--reviewer", "ana", *more, env=OFFLINE, cwd=tmp)
-        first = self.proc.stdout.readline()
-        assert first.startswith("review: "), first + self.proc.stdout.read()
-        self.link = first.removeprefix("review: ").strip()
-        parts = urlsplit(self.link)
-        self.url = f"{parts.scheme}://{parts.netloc}/"
-        self.host, self.port = parts.hostname, parts.port
-        self.lines = [first]
-
-    def request(self, method: str, path: str, body=None, headers: dict | None = None):
-        """(status, headers, text) of one real HTTP request; redirects are not followed."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        try:
-            data = json.dumps(body) if body is not None and not isinstance(body, (str, bytes)) else body
-            conn.request(method, path, body=data, headers=headers or {})
-            answer = conn.getresponse()
-            return answer.status, dict(answer.getheaders()), answer.read().decode(errors="replace")
-        finally:
-            conn.close()
-
-    def csrf(self, headers: dict | None = None) -> str:
-        status, _, text = self.request("GET", "/", headers=headers)
-        assert status == 200, text
-        return re.search(r'name="csrf-token" content="([^"]+)"', text).group(1)
-
-    def decide(self, body, *, csrf: str | None = None, headers: dict | None = None):
-        sent = {"Content-Type": "application/json", "X-CSRF-Token": csrf or self.csrf(headers), **(headers or {})}
-        status, _, text = self.request("POST", "/api/decisions", body, sent)
-        return status, json.loads(text) if text.startswith("{") else text
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=20)
-        self.lines.append(out)
-        return "".join(self.lines)
-
-
-@pytest.fixture
-def review_server():
-    started: list[Review] = []
-
-    def start(tmp: Path, *more: str) -> Review:
-        server = Review(tmp, *more)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 def plan(tmp: Path, manifest: Path) -> subprocess.CompletedProcess:
     done = run_cli("plan", str(manifest), "--ledger", str(tmp / "ledger.parquet"), env=NO_KEY, cwd=tmp)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -131,7 +74,7 @@ def log_lines(tmp: Path) -> list[dict]:
 # --- the page, then the runs that act on it ----------------------------------------------------
 
 
-def test_review_page_decisions_last_and_the_next_runs_act_on_them(chromium, made, review_server, tmp_path):  # noqa: F811
+def test_review_page_decisions_last_and_the_next_runs_act_on_them(chromium, made, review_server, tmp_path):
     emu, manifest, before = made
     server = review_server(tmp_path)
     problems: list[str] = []
