@@ -206,7 +206,6 @@ def test_an_import_inside_a_function_says_why():
     assert [where for where, said in imports_inside_functions(MODULES) if not said] == []
 
 
-@pytest.mark.xfail(reason="issue 19: the tree is being reshaped", strict=True)
 def test_each_room_imports_only_the_rooms_below_it():
     assert wrong_rooms(MODULES) == []
 
