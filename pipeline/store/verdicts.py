@@ -25,7 +25,6 @@ request for that row changes (`source_hash`, the manifest's request hash the edi
 from __future__ import annotations
 
 import json
-import os
 import threading
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -35,7 +34,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.store.archive import base_key, is_archived, is_archived_col
-from pipeline.store.atomic import fsync_dir
+from pipeline.store.jsonlines import JsonLinesLog
 from pipeline.manifest.load import ManifestError, check_job, request_hash
 from pipeline.store.schema import DOWNLOADED, FINAL
 
@@ -254,16 +253,6 @@ def _checked_edit(row: dict[str, Any], job_key: str, prompt: str) -> tuple[str, 
 # --- writing -----------------------------------------------------------------------------------
 
 
-def _cut_torn_tail(fd: int) -> None:
-    """Drop a last line a crash cut short (never acknowledged), so the next line does not join it
-    into one complete line that is not a decision."""
-    size = os.fstat(fd).st_size
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return
-    data = os.pread(fd, size, 0)
-    os.ftruncate(fd, data.rfind(b"\n") + 1)
-
-
 class VerdictLog:
     """Appends decisions to the log beside a ledger; each is on disk when append() returns."""
 
@@ -274,16 +263,9 @@ class VerdictLog:
     def append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         with self._lock:
-            created = not self.path.exists()
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            log = JsonLinesLog(self.path)
+            log.open()  # cuts a torn tail; a new file's name is made durable
             try:
-                _cut_torn_tail(fd)
-                written = os.write(fd, line)  # one write with O_APPEND: lines of two writers never interleave
-                while written < len(line):
-                    written += os.write(fd, line[written:])
-                os.fsync(fd)
+                log.append(line)  # one write with O_APPEND: lines of two writers never interleave
             finally:
-                os.close(fd)
-            if created:  # the new file's name must survive a crash too
-                fsync_dir(self.path.parent)
-
+                log.close()
