@@ -92,6 +92,12 @@ class JsonLinesLog:
         os.ftruncate(self.fd, self.size)
         os.fsync(self.fd)
 
+    def empty(self) -> None:
+        """Drop every line, durably."""
+        os.ftruncate(self.fd, 0)
+        os.fsync(self.fd)
+        self.size = 0
+
     def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
