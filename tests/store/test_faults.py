@@ -5,15 +5,12 @@ loss is named, never read as a smaller ledger."""
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from pipeline.store import parts as store

@@ -5,7 +5,6 @@ test_ledger.py.)"""
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import datetime, timezone
 
 import pytest
