@@ -10,6 +10,7 @@ does not parse is damage, wherever it is: it is named (DamagedLine), never skipp
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -68,12 +69,14 @@ class JsonLinesLog:
         self.mode = mode
         self.fd: int | None = None
         self.size = 0
+        self._closer: weakref.finalize | None = None
 
     def open(self) -> None:
         """Open for appending, the torn tail cut. A new file's name is made durable too."""
         created = not self.path.exists()
         # O_APPEND: one write lands whole at the end, so lines of two writers never interleave.
         self.fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, self.mode)
+        self._closer = weakref.finalize(self, os.close, self.fd)  # closed when dropped, as a file object is
         self.size = cut_torn_tail(self.fd)
         if created:
             fsync_dir(self.path.parent)
@@ -99,7 +102,7 @@ class JsonLinesLog:
         self.size = 0
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        if self._closer is not None:
+            self._closer()  # os.close, once
+            self._closer = self.fd = None
 

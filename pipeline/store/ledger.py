@@ -46,7 +46,7 @@ import polars as pl
 
 from pipeline.store import parts as store, runs
 from pipeline.store.checkpoint import Checkpoints
-from pipeline.store.faults import RESTORE, LedgerCorrupt, LedgerError, StorageFault, disk_fault
+from pipeline.store.faults import RESTORE, FirstFault, LedgerCorrupt, LedgerError, StorageFault, disk_fault
 from pipeline.store.highwater import check_against, check_parts, read_highwater
 from pipeline.store.journal import Journal, decode_fields
 from pipeline.store.lock import LockHeld, RunLock
@@ -87,10 +87,12 @@ class Ledger:
         self.stats = {"records": 0, "fsyncs": 0, "fsync_seconds": 0.0, "checkpoints": 0,
                       "checkpoint_seconds": 0.0, "checkpoint_rows": 0, "merges": 0}
         self._lock: RunLock | None = None
-        self.fault: StorageFault | None = None  # the first storage failure met: the line a stopped run ends with
+        self._faults = FirstFault()  # the first storage failure met: the line a stopped run ends with
+        # Its parts get the ledger's pieces, never the ledger: no cycle, so a ledger dropped unclosed
+        # (read_ledger's) is freed at once and its pinned parts with it.
         self._rows = LedgerRows()
-        self._journal = Journal(self.journal_path, self.stats, self._met)
-        self._checkpoints = Checkpoints(path, self._rows, self._journal, self.stats, self._met)
+        self._journal = Journal(self.journal_path, self.stats, self._faults.met)
+        self._checkpoints = Checkpoints(path, self._rows, self._journal, self.stats, self._faults.met)
         self._pins: list[int] = []  # a read-only open's descriptors of its parts, closed with it or when it is dropped
         weakref.finalize(self, _close_all, self._pins)
         self._closed = False
@@ -125,6 +127,7 @@ class Ledger:
                 raise LedgerLocked(ledger.path, held.holder) from None
             ledger._load()
         except BaseException as exc:
+            ledger._journal.close()
             ledger._release_lock()
             if isinstance(exc, OSError):
                 raise disk_fault(exc, ledger.path, "open") from None
@@ -260,9 +263,17 @@ class Ledger:
 
     # -- checkpoints (store/checkpoint.py) --
 
+    @property
+    def fault(self) -> StorageFault | BaseException | None:
+        """The first storage failure met: the line a stopped run ends with."""
+        return self._faults.fault
+
+    @fault.setter
+    def fault(self, fault: StorageFault | BaseException | None) -> None:
+        self._faults.fault = fault
+
     def _met(self, fault: StorageFault) -> StorageFault:
-        self.fault = self.fault or fault
-        return fault
+        return self._faults.met(fault)
 
     def _check_lock(self) -> None:
         if self._lock is not None:
