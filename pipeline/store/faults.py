@@ -45,6 +45,18 @@ class LedgerCorrupt(LedgerError):
     """A file of the ledger is missing, cut or damaged: nothing was changed, nothing will be spent."""
 
 
+class FirstFault:
+    """The first storage failure one ledger met: the line a stopped run ends with. Its journal and
+    checkpoints tell it each failure (`met`) without holding the ledger itself."""
+
+    def __init__(self) -> None:
+        self.fault: StorageFault | BaseException | None = None
+
+    def met(self, fault: StorageFault) -> StorageFault:
+        self.fault = self.fault or fault
+        return fault
+
+
 def disk_fault(exc: OSError, path: Path | str, doing: str = "write") -> StorageFault:
     """`exc` as a StorageFault naming `path` (the file the OS error names, if it names one)."""
     return DiskFault(exc, exc.filename or path, doing)

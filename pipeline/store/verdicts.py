@@ -27,7 +27,6 @@ What a reviewer may decide is checked before it is appended here, by pipeline/re
 from __future__ import annotations
 
 import json
-import os
 import threading
 from datetime import datetime
 from enum import StrEnum
@@ -37,7 +36,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.store.archive import is_archived_col
-from pipeline.store.atomic import fsync_dir
+from pipeline.store.jsonlines import DamagedLine, JsonLinesLog, read_lines
 
 
 class Verdict(StrEnum):
@@ -89,25 +88,24 @@ def verdicts_path(ledger_path: str | Path) -> Path:
 def read_verdicts(ledger_path: str | Path) -> pl.DataFrame:
     """Every decision ever logged beside this ledger, oldest first (LOG_SCHEMA)."""
     path = verdicts_path(ledger_path)
-    if not path.exists():
-        return pl.DataFrame(schema=LOG_SCHEMA)
-    data = path.read_bytes()
-    records: list[dict[str, Any]] = []
-    lines = data.split(b"\n")
-    # Only the part after the last newline is torn (a write cut short, never acknowledged); a
-    # complete line that is not a decision is damage, named rather than skipped, as in the journal.
-    for number, line in enumerate(lines[:-1], start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            record["at"] = datetime.fromisoformat(record["at"]) if record.get("at") else None
-        except (ValueError, TypeError, AttributeError):
-            raise VerdictsCorrupt(
-                f"{path}: line {number} is complete but is not a decision; nothing was changed. Move that "
-                "line out of the file (every other line is a whole decision) and try again") from None
-        record["seq"] = number
-        records.append({name: record.get(name) for name in LOG_SCHEMA})
+
+    def parse(line: bytes) -> dict[str, Any]:
+        record = json.loads(line)
+        if not isinstance(record, dict):
+            raise ValueError("not a decision")
+        record["at"] = datetime.fromisoformat(record["at"]) if record.get("at") else None
+        return {name: record.get(name) for name in LOG_SCHEMA}
+
+    # The journal's rule (store/jsonlines.py): only the part after the last newline is torn (a
+    # write cut short, never acknowledged); a complete line that is not a decision is damage, named.
+    try:
+        records, _ = read_lines(path, parse)
+    except DamagedLine as exc:
+        raise VerdictsCorrupt(
+            f"{path}: line {exc.number} is complete but is not a decision; nothing was changed. Move that "
+            "line out of the file (every other line is a whole decision) and try again") from None
+    for seq, record in enumerate(records, start=1):  # the order decisions were made in
+        record["seq"] = seq
     return pl.DataFrame(records, schema=LOG_SCHEMA, orient="row")
 
 
@@ -163,16 +161,6 @@ def review_counts(frame: pl.DataFrame | pl.LazyFrame) -> dict[str, int]:
 # --- writing -----------------------------------------------------------------------------------
 
 
-def _cut_torn_tail(fd: int) -> None:
-    """Drop a last line a crash cut short (never acknowledged), so the next line does not join it
-    into one complete line that is not a decision."""
-    size = os.fstat(fd).st_size
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return
-    data = os.pread(fd, size, 0)
-    os.ftruncate(fd, data.rfind(b"\n") + 1)
-
-
 class VerdictLog:
     """Appends decisions to the log beside a ledger; each is on disk when append() returns."""
 
@@ -183,16 +171,9 @@ class VerdictLog:
     def append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         with self._lock:
-            created = not self.path.exists()
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            log = JsonLinesLog(self.path)
+            log.open()  # cuts a torn tail; a new file's name is made durable
             try:
-                _cut_torn_tail(fd)
-                written = os.write(fd, line)  # one write with O_APPEND: lines of two writers never interleave
-                while written < len(line):
-                    written += os.write(fd, line[written:])
-                os.fsync(fd)
+                log.append(line)  # one write with O_APPEND: lines of two writers never interleave
             finally:
-                os.close(fd)
-            if created:  # the new file's name must survive a crash too
-                fsync_dir(self.path.parent)
-
+                log.close()

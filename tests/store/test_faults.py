@@ -5,15 +5,12 @@ loss is named, never read as a smaller ledger."""
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from pipeline.store import parts as store
@@ -92,7 +89,7 @@ def test_failed_async_checkpoint_puts_its_rows_back_with_what_came_after(disk):
         await ledger.commit()
         disk.fill()
         task = asyncio.create_task(ledger.checkpoint_async())
-        while not ledger._storing.locked() and not task.done():
+        while not ledger._checkpoints.busy and not task.done():
             await asyncio.sleep(0)
         ledger.record("job-1", status="PROCESSING")  # while (or after) the worker fails its part
         ledger.rename("job-2", "job-2@old")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 import signal
@@ -218,3 +219,22 @@ def test_runs_table_appends(tmp_path):
         ledger.append_run({"run_id": "r2", "exit_code": 3, "started_at": NOW, "credits_charged": 5})
     runs = read_runs(tmp_path / "ledger.parquet")
     assert runs["run_id"].to_list() == ["r1", "r2"] and runs["credits_charged"].sum() == 15
+
+
+def test_a_reader_dropped_unclosed_lets_go_of_its_parts_at_once(tmp_path):
+    """read_ledger never closes its read-only open: its pinned parts are closed as it is dropped
+    (no reference cycle waits for the garbage collector)."""
+    path = tmp_path / "ledger.parquet"
+    with Ledger.open(path, run_id="r1") as ledger:
+        fill(ledger, 3)
+        ledger.checkpoint()
+        fill(ledger, 2, start=3)
+        ledger.checkpoint()
+    before = len(os.listdir("/proc/self/fd"))
+    gc.disable()
+    try:
+        for _ in range(5):
+            assert read_ledger(path).height == 5
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        gc.enable()

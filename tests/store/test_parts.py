@@ -1,0 +1,56 @@
+"""The folder of parts: names, which parts are live, the newest version of a row winning, and
+merges by size tier. Real Parquet files in tmp_path."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pipeline.store import parts as store
+
+
+def versions(*rows: tuple[str, int, bool, bool, str]) -> pl.DataFrame:
+    """(job_key, seq, removed, supersedes, status) rows as a part's frame."""
+    return pl.DataFrame([{"job_key": k, store.SEQ: s, store.REMOVED: r, store.SUPERSEDES: sup, "status": st}
+                         for k, s, r, sup, st in rows], schema=store.PART_SCHEMA, orient="row")
+
+
+def test_a_part_name_says_its_seqs_and_rows():
+    name = store.part_name(1, 42, 7)
+    assert name == "part-000000000001-000000000042-7.parquet"
+    assert store.parse_part_name(name) == (1, 42) and store.parse_part_name("notes.txt") == (0, -1)
+
+
+def test_a_merge_input_a_crash_left_behind_is_not_live(tmp_path):
+    old = store.write_part(tmp_path, versions(("a", 1, False, False, "PENDING")), 1, 1)
+    merged = store.write_part(tmp_path, versions(("a", 1, False, False, "PENDING")), 1, 2)
+    (tmp_path / ".tmp-123-part.partial").write_bytes(b"half")
+    assert [p.name for p in store.list_parts(tmp_path)] == [merged.name]
+    assert store.covered_parts(tmp_path) == [old.path]
+
+
+def test_the_newest_version_wins_and_a_removed_row_is_gone(tmp_path):
+    first = store.write_part(tmp_path, versions(("a", 1, False, False, "PENDING"),
+                                                ("b", 1, False, False, "PENDING")), 1, 1)
+    second = store.write_part(tmp_path, versions(("a", 2, False, True, "DOWNLOADED"),
+                                                 ("b", 2, True, True, None)), 2, 2)
+    parts = [first, second]
+    assert store.current(parts, ["status"]).collect().rows() == [("a", "DOWNLOADED")]
+    found = store.lookup(parts, ["a", "b", "c"]).sort("job_key")
+    assert found["job_key"].to_list() == ["a", "b"] and found[store.REMOVED].to_list() == [False, True]
+    overlay = pl.DataFrame([{"job_key": "a", "status": "FAILED"}], schema={"job_key": pl.String, "status": pl.String})
+    assert store.current(parts, ["status"], overlay).collect().rows() == [("a", "FAILED")]
+    assert store.current(parts, ["status"], hidden=["a"]).collect().height == 0
+
+
+def test_merges_take_eight_parts_of_one_tier_and_a_merge_from_the_start_drops_removed_rows(tmp_path):
+    parts = [store.write_part(tmp_path, versions(("a", s, s == 8, s > 1, "PENDING"), (f"k{s}", s, False, False, "PENDING")),
+                              s, s) for s in range(1, store.MERGE_AT + 1)]
+    assert store.merge_candidates(parts[:-1]) == []
+    assert store.merge_candidates(parts) == parts
+    swaps = []
+    store.compact(tmp_path, parts, lambda live, obsolete: swaps.append((live, obsolete)))
+    [(live, obsolete)] = swaps
+    assert obsolete == parts and [(p.first, p.last) for p in live] == [(1, store.MERGE_AT)]
+    merged = pl.read_parquet(live[0].path)
+    assert "a" not in merged["job_key"].to_list() and not merged[store.SUPERSEDES].any()
+    assert merged.height == store.MERGE_AT
