@@ -49,7 +49,7 @@ class Verdict(StrEnum):
 
 
 LOG_SCHEMA: dict[str, pl.DataType] = {
-    "seq": pl.Int64,  # line number: the order decisions were made in
+    "seq": pl.Int64,  # the order decisions were made in (1 for the first line)
     "job_key": pl.String,
     "decision": pl.String,
     "note": pl.String,
