@@ -36,7 +36,8 @@ import polars as pl
 
 from pipeline.store.archive import base_key, is_archived, is_archived_col
 from pipeline.store.atomic import fsync_dir
-from pipeline.manifest.load import ManifestError, check_job, request_hash
+from pipeline.manifest.identity import request_hash
+from pipeline.manifest.rules import ManifestError, check_job
 from pipeline.store.schema import DOWNLOADED, FINAL
 
 
