@@ -24,10 +24,10 @@ from pipeline.store.archive import base_key_col
 from pipeline.store.verdicts import Verdict, edits, latest
 from pipeline.plan.actions import REGENERATE, RESUME, TRACK, Plan, count_actions, make_plan
 
-FROM_REGENERATE = REGENERATE  # the action's own word
+# A row's `from_review`: the action's own word ("regenerate"), FROM_EDIT, or both.
 FROM_EDIT = "edited prompt"
 # How `plan` shows a row's `from_review` beside its action.
-LABELS = {FROM_REGENERATE: "review decision", f"{FROM_REGENERATE}, {FROM_EDIT}": "review decision, edited prompt",
+LABELS = {REGENERATE.value: "review decision", f"{REGENERATE}, {FROM_EDIT}": "review decision, edited prompt",
           FROM_EDIT: "prompt edited in review"}
 
 
@@ -54,8 +54,8 @@ def make_reviewed_plan(manifest_rows: pl.DataFrame, ledger, decisions: pl.DataFr
                   & ~pl.col("action").is_in([TRACK, RESUME]))  # never the case for a final row; belt and braces
     out = out.with_columns(
         action=pl.when(regenerate).then(pl.lit(REGENERATE)).otherwise(pl.col("action")),
-        from_review=pl.when(regenerate & pl.col("review_edit")).then(pl.lit(f"{FROM_REGENERATE}, {FROM_EDIT}"))
-        .when(regenerate).then(pl.lit(FROM_REGENERATE))
+        from_review=pl.when(regenerate & pl.col("review_edit")).then(pl.lit(f"{REGENERATE}, {FROM_EDIT}"))
+        .when(regenerate).then(pl.lit(REGENERATE.value))
         .when(pl.col("review_edit")).then(pl.lit(FROM_EDIT))
         .otherwise(pl.lit(None, dtype=pl.String)),
         attempts_before=pl.col("attempts_before").fill_null(0),
