@@ -1,4 +1,4 @@
-"""The emulator's HTTP face: Apiframe v2 routes, a CDN, and a side door for tests.
+"""The emulator's HTTP face, I/O: Apiframe v2 routes, a CDN, and a side door for tests.
 
 `/v2/*` behaves like the API: key check, sliding-window rate limit, injected faults, then the
 route. `/cdn/*` serves videos and uploads like a CDN (no key, no rate limit: cdn.py). `/_emulator/*`

@@ -1,4 +1,4 @@
-"""The request-body rules of POST /v2/videos/generate for grok-imagine-video, as openapi.json has them.
+"""Decides whether a POST /v2/videos/generate body is valid for grok-imagine-video, by openapi.json's rules.
 
 Errors come back the way the API's Zod validation reports them: a map from JSON path to messages.
 """
