@@ -111,7 +111,8 @@ def test_csv_rows_split_images_on_bars_and_report_their_width(tmp_path):
     row = checker.check(1, {"prompt": "a fox", "reference_images": "https://x.test/a.png | https://x.test/b.png"}, {})
     assert row["reference_images"] == ["https://x.test/a.png", "https://x.test/b.png"]
     assert checker.check(2, "has 3 cells, the header has 2", {}) is None
-    assert str(checker.issues[0]) == "m.csv:2: this row has 3 cells, the header has 2; make every row as wide as the header"
+    assert str(checker.issues[0]) == ("m.csv:2: this row has 3 cells, the header has 2; "
+                                      "make every row as wide as the header")
 
 
 def test_defaults_fill_a_row_and_their_extra_fields_are_metadata(tmp_path):
