@@ -183,7 +183,6 @@ def untested(modules: dict[str, Module]) -> list[str]:
 MODULES = load_modules()
 
 
-@pytest.mark.xfail(reason="issue 19: the tree is being reshaped", strict=True)
 def test_no_import_cycle():
     assert cycles(MODULES) == []
 
@@ -210,7 +209,6 @@ def test_each_room_imports_only_the_rooms_below_it():
     assert wrong_rooms(MODULES) == []
 
 
-@pytest.mark.xfail(reason="issue 19: the tree is being reshaped", strict=True)
 def test_every_module_has_a_test_at_the_mirrored_path_or_a_scenario_that_names_it():
     assert untested(MODULES) == []
 

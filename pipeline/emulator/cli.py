@@ -58,8 +58,9 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 
 async def _serve(config: EmulatorConfig) -> None:
+    # Lazy: aiohttp and the server load only when the emulator serves, not for `--help` or a parse error.
     from pipeline.emulator.server import Emulator
-    from pipeline.http_server import stop_on_signals
+    from pipeline.http_server import stop_on_signals  # with it: http_server imports aiohttp
 
     stop = stop_on_signals()
     async with Emulator(config) as emu:

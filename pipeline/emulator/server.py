@@ -1,7 +1,7 @@
-"""The emulator's HTTP face: Apiframe v2 routes, a CDN, and a side door for tests.
+"""The emulator's HTTP face, I/O: Apiframe v2 routes, a CDN, and a side door for tests.
 
 `/v2/*` behaves like the API: key check, sliding-window rate limit, injected faults, then the
-route. `/cdn/*` serves videos and uploads like a CDN (no key, no rate limit). `/_emulator/*`
+route. `/cdn/*` serves videos and uploads like a CDN (no key, no rate limit: cdn.py). `/_emulator/*`
 is outside the API: server-side truth (`stats`) and live reconfiguration (`config`).
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
-import hashlib
 import json
 import threading
 import time
@@ -19,12 +18,12 @@ from typing import Any
 
 from aiohttp import web
 
+from pipeline.emulator.cdn import Cdn, drop
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.dialects import CONFLICT_WINDOW_S, READ_LAG_S
 from pipeline.emulator.ratelimit import SlidingWindow
 from pipeline.emulator.state import EmulatorState, canonical, iso
 from pipeline.emulator.validation import validate_generate
-from pipeline.emulator.video import ClipCache
 from pipeline.emulator.webhooks import WebhookSender
 from pipeline.http_server import Site
 from pipeline.models import get_model
@@ -41,27 +40,24 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
-def _drop(request: web.Request) -> web.Response:
-    """Close the connection without an answer: the client sees a reset / disconnect."""
-    if request.transport is not None:
-        request.transport.abort()
-    return web.Response(status=204)  # never reaches the client
-
-
 class EmulatorServer:
     def __init__(self, config: EmulatorConfig):
         self.config = config
         self.state = EmulatorState(config)
         self.window = SlidingWindow(config.rpm, config.rate_window_seconds)
-        self.clips = ClipCache()
+        self.cdn = Cdn(config, self.state, self._settle)
         self.webhooks = WebhookSender(config.api_key)
         self.base_url = ""
-        self.cdn_url = ""  # where result URLs point: another host under the cdn-redirect dialect
         self.cdn_key_leaks = 0  # CDN requests that carried an X-API-Key: must stay 0
 
     def set_base_url(self, base_url: str) -> None:
         self.base_url = base_url
-        self.cdn_url = base_url.replace("//127.0.0.1:", "//localhost:") if self.config.speaks("cdn-redirect") else base_url
+        self.cdn.url = base_url.replace("//127.0.0.1:", "//localhost:") if self.config.speaks("cdn-redirect") else base_url
+
+    @property
+    def cdn_url(self) -> str:
+        """Where result URLs point: another host under the cdn-redirect dialect."""
+        return self.cdn.url
 
     def _lagging(self, job, now: float) -> bool:
         return self.config.speaks("read-lag") and now - job.created < READ_LAG_S
@@ -75,9 +71,9 @@ class EmulatorServer:
         r.add_get("/v2/jobs/{id}", self.get_job)
         r.add_get("/v2/me", self.me)
         r.add_post("/v2/uploads", self.upload)
-        r.add_get("/cdn/videos/{id}.mp4", self.cdn_video)
-        r.add_get("/cdn/uploads/{id}/{name}", self.cdn_upload)
-        r.add_get("/signed/videos/{id}.mp4", self.signed_video)
+        r.add_get("/cdn/videos/{id}.mp4", self.cdn.video)
+        r.add_get("/cdn/uploads/{id}/{name}", self.cdn.upload)
+        r.add_get("/signed/videos/{id}.mp4", self.cdn.signed_video)
         r.add_get("/_emulator/stats", self.stats)
         r.add_post("/_emulator/config", self.configure_route)
         app.on_cleanup.append(lambda _app: self.webhooks.close())
@@ -107,7 +103,7 @@ class EmulatorServer:
 
     async def _api(self, request: web.Request, handler, state: EmulatorState) -> web.StreamResponse:
         if state.roll("reset_connection"):
-            return _drop(request)
+            return drop(request)
         if state.roll("slow_response"):
             await asyncio.sleep(state.faults.slow_seconds)
         key = request.headers.get("X-API-Key")
@@ -171,7 +167,7 @@ class EmulatorServer:
                                       "creditsAvailable": max(0, state.balance)}, status=402)
         job = state.create_job(body, idem)
         if state.roll("drop_after_create"):
-            return _drop(request)
+            return drop(request)
         if state.roll("answer_without_id"):
             return web.json_response({"status": "QUEUED"}, status=202)
         return self._accepted(job, "QUEUED")
@@ -274,51 +270,6 @@ class EmulatorServer:
             "id": upload_id, "url": f"{self.base_url}/cdn/uploads/{upload_id}/{safe_name}", "kind": "image",
             "contentType": ctype, "byteSize": len(data), "expiresAt": iso(expires)}, status=201)
 
-    # -- CDN --
-
-    async def _clip(self, job) -> tuple[bytes, str]:
-        width, height = get_model(job.model).frame_size(job.aspect_ratio)
-        clip = self.clips.cached(job.variant, width, height, job.duration)
-        if clip is None:  # encode off the event loop: the API keeps answering meanwhile
-            clip = await asyncio.to_thread(self.clips.get, job.variant, width, height, job.duration)
-        job.served_sha256, job.served_bytes = clip[1], len(clip[0])
-        return clip
-
-    def _signature(self, job_id: str) -> str:
-        return hashlib.sha256(f"{self.state.api_key}:{job_id}".encode()).hexdigest()[:32]
-
-    async def cdn_video(self, request: web.Request) -> web.StreamResponse:
-        self._settle()
-        job = self.state.jobs.get(request.match_info["id"])
-        if job is None or job.final != "COMPLETED" or job.expired() or self.state.roll("cdn_not_found"):
-            return web.Response(status=404, text="Not Found")
-        if self.config.speaks("cdn-redirect"):  # to a signed storage URL, as a CDN may
-            raise web.HTTPFound(f"{self.cdn_url}/signed/videos/{job.id}.mp4?sig={self._signature(job.id)}")
-        return await self._serve_clip(request, job, "video/mp4")
-
-    async def signed_video(self, request: web.Request) -> web.StreamResponse:
-        self._settle()
-        job = self.state.jobs.get(request.match_info["id"])
-        if (job is None or job.final != "COMPLETED" or job.expired()
-                or request.query.get("sig") != self._signature(job.id)):
-            return web.Response(status=404, text="Not Found")
-        return await self._serve_clip(request, job, "binary/octet-stream")
-
-    async def _serve_clip(self, request: web.Request, job, content_type: str) -> web.StreamResponse:
-        data, _ = await self._clip(job)
-        if self.state.roll("truncate_download"):
-            response = web.StreamResponse(headers={"Content-Type": content_type, "Content-Length": str(len(data))})
-            await response.prepare(request)
-            await response.write(data[: len(data) // 2])
-            return _drop(request)
-        return web.Response(body=data, headers={"Content-Type": content_type})
-
-    async def cdn_upload(self, request: web.Request) -> web.Response:
-        entry = self.state.uploads.get(request.match_info["id"])
-        if entry is None or entry[2] != request.match_info["name"]:
-            return web.Response(status=404, text="Not Found")
-        return web.Response(body=entry[0], content_type=entry[1])
-
     # -- side door --
 
     async def stats(self, request: web.Request) -> web.Response:
@@ -328,7 +279,7 @@ class EmulatorServer:
         self._settle()
         for job in self.state.order:
             if job.final == "COMPLETED" and job.served_sha256 is None:
-                await self._clip(job)
+                await self.cdn.clip(job)
         return {**self.state.stats(), "cdn_key_leaks": self.cdn_key_leaks}
 
     async def configure_route(self, request: web.Request) -> web.Response:

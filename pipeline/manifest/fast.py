@@ -1,13 +1,13 @@
-"""The fast path of load_manifest (manifest.py): most rows of a big manifest are checked here
-without building a row dict, by reusing what the full check concluded for an earlier row of the
-same request shape.
+"""Decides, for most rows of a big manifest, what the full check (rules.py) would: the fast path of
+load_manifest (load.py). Such a row is checked without building a row dict, by reusing what the
+full check concluded for an earlier row of the same request shape.
 
 Contract: equivalence with the full check. A row goes through this path only if
-`manifest._Checker.check` would accept that row with the very same result (fields, job key,
+`rules.Checker.check` would accept that row with the very same result (fields, job key,
 metadata text); any row it is not sure of (a new request shape, a problem, an unusual value
 type) goes through the full check, in row order, so the problems reported, their wording and
 their order are the full check's own. tests/manifest/test_load.py proves it by loading every test
-manifest with `manifest.FAST_PATH` on and off.
+manifest with `load.FAST_PATH` on and off.
 
 Why it exists beside the full check: memoising the full check's request-field rules on the same
 request-shape key leaves its per-row cost (a row dict, a merge, the metadata text): a 100,000-row
@@ -22,18 +22,8 @@ import json
 import operator
 from typing import Any
 
-import polars as pl
-
-from pipeline.manifest.load import (
-    COLUMNS,
-    ID_PATTERN,
-    KNOWN_FIELDS,
-    _Checker,
-    _json_text,
-    _request_parts,
-    metadata_too_big,
-    request_hash,
-)
+from pipeline.manifest.identity import json_text, request_hash, request_parts
+from pipeline.manifest.rules import ID_PATTERN, KNOWN_FIELDS, Checker, metadata_too_big
 from pipeline.models import MODELS
 
 _REQUEST_FIELDS = ("duration", "aspect_ratio", "reference_images", "model", "count")  # known, but prompt, id
@@ -70,11 +60,11 @@ class Template:
 
 class Rows:
     """The fast path of load_manifest: a row goes through it only if the full check
-    (`_Checker.check`) would accept that row with the very same result; any row it is not sure of
+    (`Checker.check`) would accept that row with the very same result; any row it is not sure of
     (a new request shape, a problem, an unusual value type) goes through the full check, in row
     order, so the problems reported, their wording and their order are the full check's own."""
 
-    def __init__(self, checker: _Checker, defaults: dict[str, Any], header: list[str] | None):
+    def __init__(self, checker: Checker, defaults: dict[str, Any], header: list[str] | None):
         self.checker = checker
         self.templates: dict[Any, Template] = {}
         self.metadata_texts: dict[Any, str] = {}
@@ -114,8 +104,8 @@ class Rows:
         template.min_chars, template.max_chars = model.prompt_min_chars, model.prompt_max_chars
         template.count, template.model, template.duration = row["count"], row["model"], row["duration"]
         template.aspect_ratio, template.ref_ids = row["aspect_ratio"], row["ref_ids"]
-        head, tail = _request_parts(row["model"], row["duration"], row["aspect_ratio"], row["ref_ids"])
-        fast = hashlib.sha256(f"{head}{_json_text(row['prompt'])}{tail}1}}".encode()).hexdigest()
+        head, tail = request_parts(row["model"], row["duration"], row["aspect_ratio"], row["ref_ids"])
+        fast = hashlib.sha256(f"{head}{json_text(row['prompt'])}{tail}1}}".encode()).hexdigest()
         if fast != request_hash(row["model"], row["prompt"], row["duration"], row["aspect_ratio"],
                                 row["ref_ids"], 1):
             head = None  # never expected; if it happens, request_hash decides every key
@@ -242,14 +232,3 @@ class Rows:
             if not ID_PATTERN.match(job_id) or ".." in job_id:
                 return None
         return template, prompt, job_id, metadata
-
-    def frame(self, manifest_text: str, columns: dict[str, list], template_ids: list[int]) -> pl.DataFrame:
-        rows = pl.DataFrame(columns, schema={name: COLUMNS[name] for name in columns})
-        templates = pl.DataFrame(
-            {"model": self.models, "duration": self.durations, "aspect_ratio": self.aspect_ratios,
-             "reference_images": self.references, "credits_estimated": self.credits},
-            schema={name: COLUMNS[name] for name in
-                    ("model", "duration", "aspect_ratio", "reference_images", "credits_estimated")})
-        picked = templates.select(pl.all().gather(pl.Series(template_ids, dtype=pl.UInt32)))
-        return pl.concat([rows, picked], how="horizontal").with_columns(
-            manifest=pl.lit(manifest_text, dtype=pl.String)).select(list(COLUMNS))

@@ -1,19 +1,13 @@
-"""Manifest file -> one Polars DataFrame row per wanted video, every row checked before any spend.
+"""Does the manifest's I/O: reads a YAML or CSV file and turns its rows into one Polars DataFrame
+row per wanted video, every row checked (rules.py) before any spend.
 
 Formats: YAML (a `defaults:` mapping plus a `jobs:` list, or a bare list of jobs) and CSV (a
-header row; `reference_images` separated by `|`). Known fields are KNOWN_FIELDS; any other field
-is kept as metadata and carried into the ledger, except a field that looks like a typo of a
-known one (`promt`, `durration`): that is an error, since silently keeping it as metadata would
-drop what the user meant.
+header row; `reference_images` separated by `|`). What a row may hold and what each problem says
+is rules.py's; what makes a row a job (request hash, job key) is identity.py's; most rows of a big
+manifest take the fast path (fast.py), which gives the very same rows, keys and problems.
 
 Every problem in the file is collected and reported at once (`FILE:ROW: FIELD: problem; what to
 do`); ManifestError carries them all. Nothing here talks to the network.
-
-Job identity: `job_key` is the row's `id` (variation n >= 2 gets `-v{n}`), else a slug of the
-prompt plus 12 hex digits of `request_hash`, the sha256 of the normalized request (model,
-stripped prompt, duration and aspect ratio after defaults, reference images with local files
-named by their content's sha256, and the variation number). So an edited prompt is a new job,
-while reordering or adding rows, or moving the project folder, changes no key.
 """
 
 from __future__ import annotations
@@ -23,36 +17,30 @@ import difflib
 import gc
 import hashlib
 import io
-import json
 import math
 import re
-from dataclasses import dataclass
-from json.encoder import encode_basestring as _json_text  # json.dumps(ensure_ascii=False)'s own
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import polars as pl
 import yaml
 
-from pipeline.models import DEFAULT_MODEL, MODELS
+from pipeline.manifest.fast import Rows
+from pipeline.manifest.identity import job_key_for, json_text, request_hash, slug
+from pipeline.manifest.rules import (
+    KNOWN_FIELDS,
+    MAX_METADATA_BYTES,
+    MAX_SHOWN_ISSUES,
+    Checker,
+    ManifestError,
+    ManifestIssue,
+)
 
-KNOWN_FIELDS = ("prompt", "duration", "aspect_ratio", "reference_images", "model", "id", "count")
-MAX_COUNT = 100
-MAX_IMAGE_BYTES = 25 * 1024 * 1024
-MAX_SHOWN_ISSUES = 50
-# Metadata labels a clip (campaign, owner, tags); it is copied into the ledger with every attempt
-# and into every export. 16 KiB of JSON a row holds any honest label set.
-MAX_METADATA_BYTES = 16 * 1024
 # YAML aliases (`*name`) repeat a node without repeating its text: nine aliases of nine aliases
 # ... ("billion laughs") make gigabytes of a 1 KB file. So a row may expand to at most this once
 # its aliases are written out, and the whole file to at most EXPANSION_FACTOR times its own size.
 MAX_ROW_EXPANDED = 64 * 1024
 EXPANSION_FACTOR = 16
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # \Z: "$" lets a trailing newline in
-_SLUG_DROP = re.compile(r"[^a-z0-9]+")
-_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
-                (b"GIF89a", "GIF"))
 # What an anchor (`&name`) and an alias (`*name`) look like, to skip the alias check when a file
 # has none ("salt & pepper" has no anchor). A literal first keeps the search at memchr speed.
 _ANCHOR = re.compile(r"&[^\s\[\]{},]")
@@ -67,31 +55,6 @@ COLUMNS: dict[str, pl.DataType] = {
     "metadata": pl.String, "credits_estimated": pl.Int64,
 }
 
-
-@dataclass(frozen=True)
-class ManifestIssue:
-    file: str
-    row: int | str | None  # 1-based row, or "line N" where only a line is known
-    field: str | None
-    problem: str
-    hint: str = ""
-
-    def __str__(self) -> str:
-        where = self.file + (f":{self.row}" if self.row is not None else "")
-        text = f"{where}: " + (f"{self.field}: " if self.field else "") + self.problem
-        return text + (f"; {self.hint}" if self.hint else "")
-
-
-class ManifestError(Exception):
-    def __init__(self, file: str, issues: list[ManifestIssue]):
-        self.file = file
-        self.issues = issues
-        lines = [str(issue) for issue in issues[:MAX_SHOWN_ISSUES]]
-        if len(issues) > MAX_SHOWN_ISSUES:
-            lines.append(f"... and {len(issues) - MAX_SHOWN_ISSUES} more problems")
-        lines.append(f"fix {'this problem' if len(issues) == 1 else f'these {len(issues)} problems'} "
-                     f"in {file} and run again; nothing was submitted")
-        super().__init__("\n".join(lines))
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -219,10 +182,6 @@ def _check_expansion(doc: yaml.Node, text_size: int, file: str) -> None:
         raise ManifestError(file, issues)
 
 
-def metadata_too_big(text: str) -> bool:
-    """Whether a row's metadata JSON passes MAX_METADATA_BYTES (UTF-8 takes at most 4 bytes a character)."""
-    return len(text) * 4 > MAX_METADATA_BYTES and len(text.encode()) > MAX_METADATA_BYTES
-
 
 def _read_csv(text: str, file: str) -> tuple[list[str], list[tuple[int, list[str] | str]]]:
     """(header, [(row number, cells)]); a row of the wrong width comes as the problem's text instead.
@@ -276,296 +235,10 @@ def _csv_job(header: list[str], cells: list[str] | str) -> dict[str, str] | str:
     return {name: cell for name, cell in zip(header, cells) if cell.strip() != ""}
 
 
-# --- checking one row -----------------------------------------------------------------------
-
-
-class _Checker:
-    """Validates and normalizes rows; caches what repeats (field-name sets, local image files)."""
-
-    def __init__(self, file: str, folder: Path, from_csv: bool, image_folders: tuple[Path, ...] | None = None):
-        self.file = file
-        self.folder = folder
-        self.from_csv = from_csv
-        # Local images must resolve (symlinks followed) under one of these folders, the manifest's
-        # and --refs-root: a manifest someone else wrote cannot make a run upload ~/.ssh/id_rsa as
-        # a "reference image". None: not confined (a review edit re-checks images its ledger row holds).
-        self.image_folders = image_folders
-        self.issues: list[ManifestIssue] = []
-        self._field_sets: dict[frozenset, tuple[list[str], list[tuple[str, str]]]] = {}
-        self._images: dict[str, tuple[str | None, str | None]] = {}  # path text -> (abs path, sha) or error
-
-    def issue(self, row: int | str | None, field: str | None, problem: str, hint: str = "") -> None:
-        self.issues.append(ManifestIssue(self.file, row, field, problem, hint))
-
-    def split_fields(self, names: frozenset) -> tuple[list[str], list[tuple[str, str]]]:
-        """(metadata field names, [(typo, meant)]) for a set of field names."""
-        cached = self._field_sets.get(names)
-        if cached is None:
-            extra, typos = [], []
-            for name in sorted(names, key=str):
-                if name in KNOWN_FIELDS:
-                    continue
-                close = difflib.get_close_matches(str(name), KNOWN_FIELDS, n=1, cutoff=0.8)
-                if close:
-                    typos.append((name, close[0]))
-                else:
-                    extra.append(name)
-            cached = self._field_sets[names] = (extra, typos)
-        return cached
-
-    def check(self, row_no: int, job: Any, defaults: dict[str, Any]) -> dict[str, Any] | None:
-        if isinstance(job, str) and self.from_csv:
-            self.issue(row_no, None, f"this row {job}", "make every row as wide as the header")
-            return None
-        if not isinstance(job, dict):
-            self.issue(row_no, None, f"expected a mapping of fields, got {type(job).__name__}",
-                       "write the job as `- prompt: ...` with one field per line")
-            return None
-        merged = {**defaults, **job}
-        start = len(self.issues)
-        extra, typos = self.split_fields(frozenset(job))
-        for typo, meant in typos:
-            self.issue(row_no, str(typo), f"unknown field; did you mean '{meant}'?",
-                       f"rename it to '{meant}' (fields that are not close to a known one are kept as metadata)")
-
-        model_name = merged.get("model", DEFAULT_MODEL)
-        model = MODELS.get(model_name) if isinstance(model_name, str) else None
-        if model is None:
-            self.issue(row_no, "model", f"unknown model {model_name!r}",
-                       f"use one of: {', '.join(MODELS)} (or leave it out)")
-            model = MODELS[DEFAULT_MODEL]
-
-        prompt = merged.get("prompt")
-        if prompt is None:
-            self.issue(row_no, "prompt", "missing", "every job needs a prompt")
-        elif not isinstance(prompt, str):
-            self.issue(row_no, "prompt", f"expected text, got {type(prompt).__name__}", "quote the prompt")
-            prompt = None
-        else:
-            prompt = prompt.strip()
-            if len(prompt) < model.prompt_min_chars:
-                self.issue(row_no, "prompt", "empty", "write what the video should show")
-            elif len(prompt) > model.prompt_max_chars:
-                self.issue(row_no, "prompt", f"{len(prompt)} characters, at most {model.prompt_max_chars}",
-                           "shorten the prompt")
-
-        duration = self._duration(row_no, merged.get("duration", model.default_duration), model)
-        aspect = self._aspect(row_no, merged.get("aspect_ratio", model.default_aspect_ratio), model)
-        refs, ref_ids = self._references(row_no, merged.get("reference_images"), model)
-
-        job_id = merged.get("id") if "id" in job else None  # an id in defaults would repeat: ignore
-        if "id" in job:
-            if isinstance(job_id, int) and not isinstance(job_id, bool):
-                job_id = str(job_id)
-            if not isinstance(job_id, str) or not ID_PATTERN.match(job_id) or ".." in job_id:
-                self.issue(row_no, "id", f"{job_id!r} is not a usable id",
-                           "use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit, "
-                           "without '..' or '/' (it becomes a file name)")
-                job_id = None
-
-        count = merged.get("count", 1)
-        if isinstance(count, str) and count.strip().isascii() and count.strip().isdigit():
-            count = int(count)
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
-            self.issue(row_no, "count", f"{count!r} is not a whole number from 1 to {MAX_COUNT}",
-                       "set how many variations of this row to make")
-            count = 1
-
-        metadata: dict[str, Any] = {}
-        for name in extra:
-            value = job[name]
-            try:
-                json.dumps(value)
-            except (TypeError, ValueError):
-                self.issue(row_no, str(name), f"metadata value of type {type(value).__name__} cannot be stored",
-                           "use text, numbers, true/false, lists or mappings")
-                continue
-            metadata[str(name)] = value
-        for name, value in defaults.items():
-            if name not in KNOWN_FIELDS and name not in job:
-                metadata.setdefault(str(name), value)
-
-        metadata_text = json.dumps(metadata, sort_keys=True, ensure_ascii=False, default=str)
-        if metadata_too_big(metadata_text):
-            biggest = max(metadata, key=lambda name: len(json.dumps(metadata[name], ensure_ascii=False, default=str)))
-            self.issue(row_no, biggest, f"metadata is {len(metadata_text.encode())} bytes of JSON, at most "
-                                        f"{MAX_METADATA_BYTES} ({MAX_METADATA_BYTES // 1024} KiB) a row",
-                       "keep metadata to short labels; put large data elsewhere and refer to it by id or URL")
-        if len(self.issues) > start:
-            return None
-        return {"model": model.name, "prompt": prompt, "duration": duration, "aspect_ratio": aspect,
-                "reference_images": refs, "ref_ids": ref_ids, "id": job_id, "count": count,
-                "metadata": metadata_text,
-                "credits": model.credits_for(duration) if duration in model.credits else 0}
-
-    def _duration(self, row_no: int, value: Any, model) -> int | None:
-        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():  # not "²"
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value not in model.durations:
-            shown = f"{str(value).lower()} (a yes/no value)" if isinstance(value, bool) else repr(value)
-            self.issue(row_no, "duration", f"{shown} is not a clip length this model makes",
-                       f"use one of {', '.join(map(str, model.durations))} (seconds)")
-            return None
-        return value
-
-    def _aspect(self, row_no: int, value: Any, model) -> str | None:
-        if isinstance(value, int) and not isinstance(value, bool):
-            # YAML 1.1 reads an unquoted 16:9 as the base-60 number 969: map it back.
-            value = f"{value // 60}:{value % 60}"
-        if not isinstance(value, str) or value.strip() not in model.aspect_ratios:
-            self.issue(row_no, "aspect_ratio", f"{value!r} is not supported",
-                       f"use one of {', '.join(model.aspect_ratios)} (in quotes in YAML)")
-            return None
-        return value.strip()
-
-    def _references(self, row_no: int, value: Any, model) -> tuple[list[str], list[str]]:
-        if value is None:
-            return [], []
-        if isinstance(value, str):
-            items = [part.strip() for part in value.split("|")] if self.from_csv or "|" in value else [value.strip()]
-        elif isinstance(value, list):
-            items = value
-        else:
-            self.issue(row_no, "reference_images", f"expected a list, got {type(value).__name__}",
-                       "list image URLs or paths (in CSV, separate them with |)")
-            return [], []
-        if len(items) > model.max_reference_images:
-            self.issue(row_no, "reference_images", f"{len(items)} images, at most {model.max_reference_images}",
-                       "drop some reference images")
-            return [], []
-        resolved, ids = [], []
-        for item in items:
-            if not isinstance(item, str) or not item.strip():
-                self.issue(row_no, "reference_images", f"{item!r} is not a URL or a file path",
-                           "give an https URL or a path relative to the manifest")
-                continue
-            item = item.strip()
-            scheme = urlsplit(item).scheme.lower()
-            if scheme in ("http", "https"):
-                if not urlsplit(item).netloc:
-                    self.issue(row_no, "reference_images", f"{item!r} has no host", "give a full https URL")
-                    continue
-                resolved.append(item)
-                ids.append(item)
-            elif scheme and len(scheme) > 1:  # ftp:, file:, data:... (one letter could be a Windows drive)
-                self.issue(row_no, "reference_images", f"{scheme}: URLs are not supported ({item})",
-                           "use an http(s) URL, or a local file path that videobatch uploads for you")
-            else:
-                local = self._local_image(row_no, item)
-                if local:
-                    resolved.append(local[0])
-                    ids.append(f"sha256:{local[1]}")
-        return resolved, ids
-
-    def _local_image(self, row_no: int, text: str) -> tuple[str, str] | None:
-        if text not in self._images:
-            self._images[text] = self._inspect_image(text)
-        path, digest = self._images[text]
-        if digest is None:
-            self.issue(row_no, "reference_images", path, self._image_hint)
-            return None
-        return path, digest
-
-    @property
-    def _image_hint(self) -> str:
-        if self.image_folders is None:
-            return "fix the path (relative to the manifest's folder)"
-        return ("fix the path (relative to the manifest's folder); an image must lie under the manifest's "
-                "folder: move it there, or pass --refs-root DIR naming a folder that holds it")
-
-    def _inspect_image(self, text: str) -> tuple[str, str | None]:
-        path = (self.folder / text).resolve()
-        folders = self.image_folders
-        if folders is not None and not any(path.is_relative_to(folder) for folder in folders):
-            where = " or ".join(map(str, folders))
-            return f"{text}: resolves to {path}, outside the manifest's folder{' and --refs-root' * (len(folders) > 1)} " \
-                   f"({where})", None
-        if not path.is_file():
-            return f"{text}: no such file ({path})", None
-        size = path.stat().st_size
-        if size > MAX_IMAGE_BYTES:
-            return f"{text}: {size} bytes, over the 25 MB upload limit", None
-        data = path.read_bytes()
-        is_webp = data[:4] == b"RIFF" and data[8:12] == b"WEBP"
-        if not is_webp and not any(data.startswith(magic) for magic, _ in _IMAGE_MAGIC):
-            return f"{text}: not a PNG, JPEG, WebP or GIF image", None
-        return str(path), hashlib.sha256(data).hexdigest()
-
-
-def check_job(job: dict[str, Any], *, file: str, folder: Path) -> dict[str, Any]:
-    """One job mapping checked exactly as a manifest row is (no defaults); ManifestError lists its
-    problems. The review page checks an edited prompt with it, so one set of rules holds."""
-    checker = _Checker(file, folder, from_csv=False)
-    checked = checker.check(None, job, {})
-    if checked is None:
-        raise ManifestError(file, checker.issues)
-    return checked
-
-
-# --- identity -------------------------------------------------------------------------------
-
-
-def request_hash(model: str, prompt: str, duration: int, aspect_ratio: str, ref_ids: list[str],
-                 variation: int) -> str:
-    """The definition of a request's identity. Job keys come from it: never change its output.
-
-    The fast path (manifest_fast.py) builds the same canonical text in pieces (`_request_parts`) to save a
-    json.dumps per row, and checks those pieces against this function once per distinct request
-    shape; if they ever disagree, it uses this function.
-    """
-    canonical = json.dumps(
-        {"model": model, "prompt": prompt, "duration": duration, "aspect_ratio": aspect_ratio,
-         "reference_images": ref_ids, "variation": variation},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _request_parts(model: str, duration: int, aspect_ratio: str, ref_ids: list[str]) -> tuple[str, str]:
-    """request_hash's canonical JSON around the prompt: head + json(prompt) + tail + variation + "}".
-
-    Keys in sorted order, no spaces, strings escaped by the encoder json.dumps(ensure_ascii=False)
-    itself uses, ints as json.dumps writes them (duration is a plain int, never a bool).
-    """
-    head = (f'{{"aspect_ratio":{_json_text(aspect_ratio)},"duration":{int.__repr__(duration)},'
-            f'"model":{_json_text(model)},"prompt":')
-    tail = ',"reference_images":[' + ",".join(map(_json_text, ref_ids)) + '],"variation":'
-    return head, tail
-
-
-# For ASCII text, lower() and _SLUG_DROP in one cheap pass: A-Z -> a-z, a-z and 0-9 kept, the rest
-# (never more than ASCII here) -> space.
-_SLUG_ASCII = bytes(c + 32 if 65 <= c <= 90 else c if 48 <= c <= 57 or 97 <= c <= 122 else 32
-                    for c in range(256))
-
-
-def slug(prompt: str, limit: int = 32) -> str:
-    """The prompt's longest run of leading words within `limit` characters, lowercase a-z0-9 words
-    joined by '-'; if the first word alone is longer, its first `limit` characters."""
-    if prompt.isascii():
-        text = b" ".join(prompt.encode().translate(_SLUG_ASCII).split()).decode()
-    else:
-        text = _SLUG_DROP.sub(" ", prompt.lower()).strip()
-    # `text` is the words joined by single spaces; cut it at the last space that keeps <= limit.
-    if len(text) <= limit:
-        return text.replace(" ", "-")
-    if text[limit] == " ":
-        return text[:limit].replace(" ", "-")
-    cut = text.rfind(" ", 0, limit)
-    return text[:cut].replace(" ", "-") if cut > 0 else text[:limit]
-
-
-def job_key_for(job_id: str | None, variation: int, digest: str, name: str) -> str:
-    """The row's id (variation n >= 2: `-vn`), else `name` (slug(prompt), made once per row)
-    plus 12 hex digits of the request hash."""
-    if job_id:
-        return job_id if variation == 1 else f"{job_id}-v{variation}"
-    return f"{name}-{digest[:12]}" if name else digest[:12]
-
-
 # --- loading --------------------------------------------------------------------------------
 
 
-# The tests turn the fast path (manifest_fast.py) off to prove both paths give the very same rows,
+# The tests turn the fast path (fast.py) off to prove both paths give the very same rows,
 # keys and problems.
 FAST_PATH = True
 
@@ -586,6 +259,24 @@ def load_manifest(path: str | Path, *, refs_root: str | Path | None = None) -> p
 
 def _load_manifest(path: Path, refs_root: Path | None) -> pl.DataFrame:
     file = str(path)
+    defaults, header, jobs = _read_jobs(path, refs_root, file)
+    folder = path.resolve().parent
+    checker = Checker(file, folder, from_csv=header is not None,
+                      image_folders=(folder,) if refs_root is None else (folder, refs_root.resolve()))
+    if not jobs:
+        checker.issue(None, "jobs", "no jobs", "list at least one job with a prompt")
+    _check_defaults(checker, defaults)
+    manifest_text = str(path.resolve())
+    rows = Rows(checker, defaults, header)
+    columns, template_ids = _expand(jobs, header, defaults, checker, rows)
+    if checker.issues:
+        raise ManifestError(file, checker.issues)
+    return _frame(rows, manifest_text, columns, template_ids)
+
+
+def _read_jobs(path: Path, refs_root: Path | None,
+               file: str) -> tuple[dict[str, Any], list[str] | None, list[tuple[int, Any]]]:
+    """(defaults, CSV header or None for YAML, [(row number, job)]) of a readable manifest file."""
     if refs_root is not None and not refs_root.is_dir():
         raise ManifestError(file, [ManifestIssue(file, None, None, f"--refs-root {refs_root} is not a folder",
                                                  "name the folder that holds the reference images")])
@@ -601,19 +292,17 @@ def _load_manifest(path: Path, refs_root: Path | None) -> pl.DataFrame:
         raise ManifestError(file, [ManifestIssue(file, None, None, "the file is empty",
                                                  "list at least one job with a prompt")])
     suffix = path.suffix.lower()
-    header: list[str] | None = None
     if suffix == ".csv":
-        defaults, (header, jobs) = {}, _read_csv(text, file)
-    elif suffix in (".yaml", ".yml"):
+        header, jobs = _read_csv(text, file)
+        return {}, header, jobs
+    if suffix in (".yaml", ".yml"):
         defaults, jobs = _read_yaml(text, file)
-    else:
-        raise ManifestError(file, [ManifestIssue(file, None, None, f"unknown manifest type {suffix!r}",
-                                                 "name it .yaml, .yml or .csv")])
-    folder = path.resolve().parent
-    checker = _Checker(file, folder, from_csv=suffix == ".csv",
-                       image_folders=(folder,) if refs_root is None else (folder, refs_root.resolve()))
-    if not jobs:
-        checker.issue(None, "jobs", "no jobs", "list at least one job with a prompt")
+        return defaults, None, jobs
+    raise ManifestError(file, [ManifestIssue(file, None, None, f"unknown manifest type {suffix!r}",
+                                             "name it .yaml, .yml or .csv")])
+
+
+def _check_defaults(checker: Checker, defaults: dict[str, Any]) -> None:
     for name, value in defaults.items():
         if name in ("prompt", "id"):
             checker.issue("defaults", str(name), "cannot have a default", "give it on each job")
@@ -623,12 +312,13 @@ def _load_manifest(path: Path, refs_root: Path | None) -> pl.DataFrame:
                 checker.issue("defaults", str(name), f"unknown field; did you mean '{close[0]}'?",
                               f"rename it to '{close[0]}'")
 
-    manifest_text = str(path.resolve())
-    from pipeline.manifest.fast import Rows  # it builds on this module's rules
 
-    rows = Rows(checker, defaults, header)
+def _expand(jobs: list[tuple[int, Any]], header: list[str] | None, defaults: dict[str, Any], checker: Checker,
+            rows: Rows) -> tuple[dict[str, list], list[int]]:
+    """Every checked row as its variations' columns (job keys, request hashes...), and for each
+    the template its request fields come from; a problem goes to `checker`."""
     fast, key_of, learn = (rows.fast if FAST_PATH else lambda job: None), rows.key, rows.learn
-    sha256, json_text = hashlib.sha256, _json_text
+    sha256, quoted = hashlib.sha256, json_text  # as locals: looked up once, not per row
     row_nos: list[int] = []
     variations: list[int] = []
     job_keys: list[str] = []
@@ -650,7 +340,7 @@ def _load_manifest(path: Path, refs_root: Path | None) -> pl.DataFrame:
         else:
             template, prompt, job_id, metadata = hit
         head = template.head
-        middle = json_text(prompt) + template.tail
+        middle = quoted(prompt) + template.tail
         name = "" if job_id else slug(prompt)
         for variation in range(1, template.count + 1):
             if head is not None:
@@ -676,8 +366,18 @@ def _load_manifest(path: Path, refs_root: Path | None) -> pl.DataFrame:
             prompts.append(prompt)
             metadatas.append(metadata)
             template_ids.append(template.index)
-    if checker.issues:
-        raise ManifestError(file, checker.issues)
-    return rows.frame(manifest_text, {
-        "row": row_nos, "variation": variations, "job_key": job_keys, "request_hash": digests,
-        "key_source": key_sources, "prompt": prompts, "metadata": metadatas}, template_ids)
+    return {"row": row_nos, "variation": variations, "job_key": job_keys, "request_hash": digests,
+            "key_source": key_sources, "prompt": prompts, "metadata": metadatas}, template_ids
+
+
+def _frame(rows: Rows, manifest_text: str, columns: dict[str, list], template_ids: list[int]) -> pl.DataFrame:
+    """The manifest's frame: each row's own columns beside its template's request fields."""
+    own = pl.DataFrame(columns, schema={name: COLUMNS[name] for name in columns})
+    templates = pl.DataFrame(
+        {"model": rows.models, "duration": rows.durations, "aspect_ratio": rows.aspect_ratios,
+         "reference_images": rows.references, "credits_estimated": rows.credits},
+        schema={name: COLUMNS[name] for name in
+                ("model", "duration", "aspect_ratio", "reference_images", "credits_estimated")})
+    picked = templates.select(pl.all().gather(pl.Series(template_ids, dtype=pl.UInt32)))
+    return pl.concat([own, picked], how="horizontal").with_columns(
+        manifest=pl.lit(manifest_text, dtype=pl.String)).select(list(COLUMNS))

@@ -1,4 +1,4 @@
-"""Manifest rows + ledger -> Plan: what a run would do with each row and what it would cost.
+"""Decides, from manifest rows + ledger, the Plan: what a run would do with each row and what it costs.
 
 Pure: reads the ledger (only the manifest's rows, and a few columns of a lazy scan) and the file
 system (is a finished video still on disk?), changes nothing. The run and the `plan` command share it, so what `plan` prints is what `run` does.

@@ -15,7 +15,8 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.manifest.load import ManifestError, check_job, request_hash
+from pipeline.manifest.identity import request_hash
+from pipeline.manifest.rules import ManifestError, check_job
 from pipeline.store.archive import base_key, is_archived
 from pipeline.store.schema import DOWNLOADED, FINAL
 from pipeline.store.verdicts import Verdict, edits

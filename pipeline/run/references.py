@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.api.uploads import LocalImage
-from pipeline.manifest.load import request_hash
+from pipeline.manifest.identity import request_hash
 
 
 class ReferenceChanged(ValueError):

@@ -1,5 +1,10 @@
 """The emulator speaks the Apiframe v2 contract: every route, status and rule, over real HTTP,
-every answer checked against openapi.json's own schemas."""
+every answer checked against openapi.json's own schemas.
+
+Covers: pipeline/emulator/server.py pipeline/emulator/cdn.py pipeline/emulator/state.py pipeline/emulator/config.py
+Covers: pipeline/emulator/ratelimit.py pipeline/emulator/video.py pipeline/emulator/webhooks.py
+Covers: pipeline/emulator/cli.py pipeline/emulator/__main__.py
+"""
 
 from __future__ import annotations
 
@@ -356,3 +361,12 @@ def test_standalone_emulator_prints_its_url_and_stops_on_sigterm(tmp_path):
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert TEST_KEY not in out + err
+
+
+def test_python_dash_m_pipeline_emulator_takes_the_same_options():
+    """`python -m pipeline.emulator` (pipeline/emulator/__main__.py) parses the options `videobatch emulator` does."""
+    done = subprocess.run([sys.executable, "-m", "pipeline.emulator", "--dialect", "nope"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("usage: python -m pipeline.emulator ")
+    assert "argument --dialect: unknown dialect nope; known: result-string," in done.stderr

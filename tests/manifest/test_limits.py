@@ -15,7 +15,8 @@ import polars as pl
 import pytest
 
 import pipeline.manifest.load as manifest
-from pipeline.manifest.load import MAX_METADATA_BYTES, ManifestError, load_manifest
+from pipeline.manifest.load import ManifestError, load_manifest
+from pipeline.manifest.rules import MAX_METADATA_BYTES
 from tests.harness import REPO, check_books, cli_env, ledger, run_args, run_cli
 
 BROKEN = Path(__file__).resolve().parents[1] / "manifests" / "broken"

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import polars as pl
 import pytest
 
-from pipeline.manifest.load import request_hash
+from pipeline.manifest.identity import request_hash
 from pipeline.review.decide import MAX_NOTE_CHARS, MAX_REVIEWER_CHARS, VerdictError, make_verdict
 from pipeline.store.archive import archived_name
 from pipeline.store.verdicts import LOG_SCHEMA
