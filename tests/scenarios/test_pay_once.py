@@ -21,7 +21,8 @@ from pipeline.api.client import ApiClient
 from pipeline.emulator import EmulatorConfig, EmulatorThread
 from pipeline.manifest.load import load_manifest
 from pipeline.models import get_model
-from pipeline.run.runner import ROW_FIELDS, body_bytes, idempotency_key
+from pipeline.plan.actions import ROW_FIELDS
+from pipeline.run.attempts import body_bytes, idempotency_key
 from pipeline.store.ledger import Ledger
 from tests.harness import (TEST_KEY, check_books, cli_env, jobs_per_key, ledger, run_args, run_cli, start_cli,
                            wait_for, write_manifest)

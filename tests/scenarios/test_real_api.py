@@ -26,7 +26,7 @@ from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs
 from pipeline.manifest.load import load_manifest
 from pipeline.models import get_model
-from pipeline.run.runner import body_bytes, idempotency_key
+from pipeline.run.attempts import body_bytes, idempotency_key
 from pipeline.api.uploads import LocalImage, UploadCache
 from pipeline.api.webhooks import WebhookReceiver, signature
 from tests.harness import TEST_KEY, cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, write_manifest
