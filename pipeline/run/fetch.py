@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 from pipeline.api.client import NotFound
 from pipeline.redact import redact
 from pipeline.run import transitions as t
 from pipeline.run.download import DOWNLOAD_RETRY, RETRIED, download_with_retries, frame_size, video_path
-from pipeline.run.work import Work
-
-if TYPE_CHECKING:
-    from pipeline.run.runner import Runner
+from pipeline.run.work import Run, Work
 
 
 class Fetcher:
-    def __init__(self, runner: Runner):
+    def __init__(self, runner: Run):
         self.runner = runner
         self.queue: asyncio.Queue[Work] = asyncio.Queue()
         self.verify_cpu_s = 0.0  # CPU spent checking videos with PyAV, for the run log

@@ -5,19 +5,15 @@ generating past --job-timeout gets one last read, then is left in flight."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from pipeline.api.client import ApiError, AuthError
 from pipeline.run import transitions as t
 from pipeline.run.tracker import Observation, Tracker, read_job
-from pipeline.run.work import Work
-
-if TYPE_CHECKING:
-    from pipeline.run.runner import Runner
+from pipeline.run.work import Run, Work
 
 
 class Follower:
-    def __init__(self, runner: Runner):
+    def __init__(self, runner: Run):
         self.runner = runner
         options = runner.options
         rate = (options.rpm / options.rate_period) if options.rpm else None

@@ -4,22 +4,18 @@ ledger row), then each row of the plan handed to the step that carries its actio
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 import polars as pl
 
 from pipeline.plan.actions import (DOWNLOAD, NEW_VERSION, REGENERATE, RESUME, RETRY, ROW_FIELDS, SUBMIT, TRACK,
                                    versions_to_follow)
 from pipeline.run.download import video_path
-from pipeline.run.work import Recorded, Work
+from pipeline.run.work import Recorded, Run, Work
 from pipeline.store.archive import archived_name
 from pipeline.store.faults import disk_fault
 
-if TYPE_CHECKING:
-    from pipeline.run.runner import Runner
 
-
-def load_plan(runner: Runner) -> None:
+def load_plan(runner: Run) -> None:
     plan, ledger = runner.plan, runner.ledger
     replaced = plan.rows.filter(pl.col("action").is_in([NEW_VERSION, REGENERATE]))["job_key"]
     archived = [archive_old_version(runner, key) for key in replaced if key in ledger]
@@ -34,7 +30,7 @@ def load_plan(runner: Runner) -> None:
         _hand_out(runner, work, record)
 
 
-def _hand_out(runner: Runner, work: Work, record: dict) -> None:
+def _hand_out(runner: Run, work: Work, record: dict) -> None:
     action = record["action"]
     if action == NEW_VERSION:  # the key has no ledger row now: the next attempt starts afresh
         work.recorded = Recorded()
@@ -59,7 +55,7 @@ def _hand_out(runner: Runner, work: Work, record: dict) -> None:
         runner.fetcher.queue.put_nowait(work)
 
 
-def archive_old_version(runner: Runner, job_key: str) -> str:
+def archive_old_version(runner: Run, job_key: str) -> str:
     """Same id, edited request: keep the old row and its video under `<key>@<old hash>`."""
     ledger = runner.ledger
     old = ledger.get(job_key) or {}

@@ -5,18 +5,14 @@ longer settle a replay, is searched for in the job list before anything is sent 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from pipeline.run import transitions as t
 from pipeline.run.tracker import find_in_job_list
-from pipeline.run.work import Work
-
-if TYPE_CHECKING:
-    from pipeline.run.runner import Runner
+from pipeline.run.work import Run, Work
 
 
 class OldIntents:
-    def __init__(self, runner: Runner):
+    def __init__(self, runner: Run):
         self.runner = runner
 
     async def settle(self, work: Work) -> None:

@@ -1,8 +1,8 @@
 """Decides what a run comes to: its exit code (the scheduler's contract, README "Exit codes"), its
 tally of failed and unfinished rows with their reasons, and the RunResult that carries them.
 
-The CLI imports this module at start-up (`videobatch --help`), so it imports no polars: the types
-it names for the run (Plan, Counters, Account) are for the type checker only.
+The CLI imports this module at start-up (`videobatch --help`), so it imports no polars, and
+transitions.py imports it: the run's Plan, Counters and Account are named, not imported.
 """
 
 from __future__ import annotations
@@ -11,12 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # names only: importing them would load polars and tqdm into `--help`
-    from pipeline.plan.actions import Plan
-    from pipeline.run.account import Account
-    from pipeline.run.progress import Counters
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -67,7 +62,7 @@ class RunResult:
     run_id: str
     exit_code: ExitCode
     stop_reason: str | None
-    counters: Counters
+    counters: Any  # pipeline.run.progress.Counters
     credits_estimated: int  # attempts started in this run, at the model's price
     credits_charged: int  # creditCost reported for this run's jobs (net of refunds)
     rows_finished: int
@@ -80,18 +75,18 @@ class RunResult:
     ended_at: datetime
     failures: list[tuple[str, str]] = field(default_factory=list)  # (job_key, reason)
     unfinished: list[tuple[str, str]] = field(default_factory=list)  # (job_key, reason), left for the next run
-    account: Account | None = None
+    account: Any = None  # pipeline.run.account.Account, once the key's account is known
 
     @property
     def rows_submitted(self) -> int:
         """Submits that got a job_id in this run."""
         return self.counters.submitted
 
-    def to_runs_row(self, plan: Plan, *, emulated: bool, log_path: Path) -> dict[str, Any]:
+    def to_runs_row(self, plan: Any, *, emulated: bool, log_path: Path) -> dict[str, Any]:
         """This run as a row of the runs table: the only code that builds one."""
         # Lazy: both load polars, which `videobatch --help` (importing this module) must not.
-        from pipeline.plan.actions import SKIP
-        from pipeline.store.schema import RUNS_SCHEMA
+        from pipeline.plan.actions import SKIP  # the plan's Plan is passed in, its SKIP read here
+        from pipeline.store.schema import RUNS_SCHEMA  # lazy too: store.schema loads polars
 
         account = self.account
         row = {

@@ -13,7 +13,6 @@ import json
 import time
 from collections import deque
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 from pipeline.api.client import ApiError
 from pipeline.api.retry import RetryPolicy
@@ -24,11 +23,8 @@ from pipeline.run import transitions as t
 from pipeline.run.attempts import intent_fields, request_body
 from pipeline.run.references import ReferenceChanged, read_references
 from pipeline.run.tracker import find_by_content
-from pipeline.run.work import Work
+from pipeline.run.work import Run, Work
 from pipeline.store.archive import base_key
-
-if TYPE_CHECKING:
-    from pipeline.run.runner import Runner
 
 SUBMIT_PARALLEL = 32  # submit calls in the air at once; the rate limiter is the real pace
 REPLAY_PAUSE = RetryPolicy(base=1.0, cap=30.0, jitter=False)  # before replaying a key after a 409: 1, 2, 4 ... 30 s
@@ -37,7 +33,7 @@ REPLAY_PAUSE = RetryPolicy(base=1.0, cap=30.0, jitter=False)  # before replaying
 class Submitter:
     """The submit queue, and the submits in the air (counted, so the run waits for their job_id)."""
 
-    def __init__(self, runner: Runner):
+    def __init__(self, runner: Run):
         self.runner = runner
         self.client = runner.client
         self.uploads = UploadCache(runner.client)

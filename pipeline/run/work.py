@@ -1,13 +1,18 @@
 """Holds what the run knows of a row: its manifest fields, what the ledger has recorded of it
-(Recorded), and what this run alone counts (Work). Data only: no rule, no I/O."""
+(Recorded), and what this run alone counts (Work); and says what a step may ask of the run it
+belongs to (Run, which the Runner fulfils). Data and an interface only: no rule, no I/O.
+
+The steps (run/submit.py, old_intents.py, follow.py, fetch.py, intake.py) name `Run`, never the
+Runner, so no step imports the module that wires them."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Awaitable, Protocol, runtime_checkable
 
+from pipeline.run import transitions as t
 from pipeline.store.archive import is_archived
 
 
@@ -71,3 +76,45 @@ class Work:
     def superseded(self) -> bool:
         """An archived version (`<key>@<hash>`): followed to its end, never paid for again."""
         return is_archived(self.job_key)
+
+
+@runtime_checkable
+class Run(Protocol):
+    """What a step may read of the run and ask of it. The steps, the stop flags (Control) and the
+    reporter (RunEvents) are named Any here: each of their modules imports this one."""
+
+    client: Any  # pipeline.api.client.ApiClient
+    ledger: Any  # pipeline.store.ledger.Ledger
+    plan: Any  # pipeline.plan.actions.Plan
+    options: Any  # pipeline.run.runner.RunOptions
+    limits: t.Limits
+    payers: Any  # pipeline.run.payers.JobPayers
+    spending: Any  # pipeline.run.spending.Spending
+    control: Any  # pipeline.run.control.Control
+    events: Any  # pipeline.run.events.RunEvents
+    work: dict[str, Work]
+    by_job_id: dict[str, Work]
+    active: set[str]
+    submitter: Any  # pipeline.run.submit.Submitter
+    old_intents: Any  # pipeline.run.old_intents.OldIntents
+    follower: Any  # pipeline.run.follow.Follower
+    fetcher: Any  # pipeline.run.fetch.Fetcher
+
+    def row(self, work: Work) -> t.Row: ...
+
+    def record(self, work: Work, **fields: Any) -> None: ...
+
+    async def apply(self, work: Work, decision: t.Decision, *, stop_message: str | None = None,
+                    sent: float | None = None, resumed: bool = False) -> None: ...
+
+    def take_on(self, work: Work) -> None: ...
+
+    def leave(self, work: Work, reason: str) -> None: ...
+
+    async def slot_free(self) -> None: ...
+
+    def spawn(self, coro: Awaitable[Any]) -> None: ...
+
+    async def guarded(self, work: Work, coro: Awaitable[Any]) -> None: ...
+
+    def check_finished(self) -> None: ...

@@ -3,6 +3,8 @@ a clock that disagrees with the API's, a reference image changed after the manif
 
 Each test drives the real `videobatch run` (or `run_batch`) against the emulator over real
 sockets and ends by judging the books by the emulator's own records (harness.check_books).
+
+Covers: pipeline/run/old_intents.py
 """
 
 from __future__ import annotations
