@@ -142,7 +142,8 @@ def run_batch(manifest: Path | str, *, interrupts: Any = None,
     metrics if asked. Returns the run's summary whatever the outcome.
 
     `interrupts`: an object whose `runner` and `loop` attributes are set while the runner runs
-    (the CLI's signal handler uses them to stop cleanly). `on_start(run_id, plan, where)` is
+    (`runner` to the run's stop flags, run/control.py's Control: the CLI's signal handler calls
+    its `interrupt(name)` on `loop` to stop cleanly). `on_start(run_id, plan, where)` is
     called once the plan is made, before anything is submitted.
     """
     settings = BatchSettings(**options)

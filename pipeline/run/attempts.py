@@ -23,8 +23,8 @@ def idempotency_key(job_key: str, attempt: int, request: bytes) -> str:
     named by its content's sha256 and no webhook (`key_request`), never a URL the API handed back.
     So a rerun that lost its journal and uploads again reaches the same key: within 24 h the API
     answers with the original job, or a 409 for the new body (CONTRACT.md, Idempotency-Key; the
-    SDK's ConflictError), after which the job is found by content (`Submitter.adopt_by_content`)
-    or the row stays in flight: never a second paid job."""
+    SDK's ConflictError), after which the job is found by content (run/submit.py,
+    `Submitter._adopt_by_content`) or the row stays in flight: never a second paid job."""
     return f"vb-{job_key}-a{attempt}-{hashlib.sha256(request).hexdigest()[:16]}"
 
 
