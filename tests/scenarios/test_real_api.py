@@ -138,7 +138,7 @@ def _run_in_process(args: list[str], monkeypatch, tmp_path: Path, base_url: str)
 def test_an_exception_in_our_own_code_leaves_rows_in_flight_and_ends_with_exit_3(tmp_path, monkeypatch, capsys, where):
     import signal
 
-    from pipeline.run import runner as runner_module, tracker as tracker_module
+    from pipeline.run import download as download_module, tracker as tracker_module
 
     manifest = write_manifest(tmp_path / "m.yaml", prompts(4, prefix="bug"))
     args = run_args(manifest, tmp_path)
@@ -147,7 +147,7 @@ def test_an_exception_in_our_own_code_leaves_rows_in_flight_and_ends_with_exit_3
             raise RuntimeError("a bug of ours")
 
         if where == "download":
-            monkeypatch.setattr(runner_module, "download_video", broken)
+            monkeypatch.setattr(download_module, "download_video", broken)  # what the fetch step calls
         else:
             async def broken_poll(self):
                 raise RuntimeError("a bug of ours")
