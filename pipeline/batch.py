@@ -1,7 +1,6 @@
 """Plan or run a batch in-process and get its summary: what `videobatch plan` and `videobatch run`
 do, for orchestrators (Airflow, Dagster, a script) that call the library instead of a subprocess.
 
-    from pipeline import run_batch
     summary = run_batch("manifests/nightly.yaml", max_credits=2000, deadline="07:00")
     summary.exit_code, summary.rows, summary.to_dict()   # the --summary-json document
 
@@ -14,25 +13,40 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.reports.summary import BatchSummary
-from pipeline.run.outcome import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED
+import polars as pl
 
-REAL_OUT = Path("outputs")
-EMULATED_OUT = Path("outputs/emulator")  # emulated runs never share a ledger with real ones
-LEDGER_NAME = "ledger.parquet"
-DEMO_TIME_SCALE = 0.05  # the emulator's 30-150 s generations take 1.5-7.5 s in a demo
+from pipeline.api.client import ApiClient, ApiError, AuthError, RequestGate
+from pipeline.config import (DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OUT, RECONCILE_PAGES, RECONCILE_READS,
+                             ApiConfig, load_api_config)
+from pipeline.manifest.load import ManifestError, load_manifest
+from pipeline.plan.reviewed import make_reviewed_plan
+from pipeline.reports.metrics import write_metrics
+from pipeline.reports.notify import NotifyUrlError, check_url, notify
+from pipeline.reports.summary import BatchSummary, plan_summary, refused_summary, run_summary
+from pipeline.run.account import balance_of, settle_account
+from pipeline.run.deadline import Deadline, DeadlineError, parse_deadline
+from pipeline.run.outcome import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED, RunResult
+from pipeline.run.payers import JobPayers
+from pipeline.run.reconcile import (LEDGER_COLUMNS, JobCollector, ReconcileReport, RequestIndex, exit_code,
+                                    reconcile, unlisted_in_flight)
+from pipeline.run.runlog import RunLog
+from pipeline.run.tracker import read_job, read_job_list
+from pipeline.run.transitions import ReadError
+from pipeline.store.faults import StorageFault, disk_fault
+from pipeline.store.ledger import Ledger, LedgerCorrupt, reading_parts
+from pipeline.store.runs import read_runs
+from pipeline.store.verdicts import VerdictsCorrupt, read_verdicts
 
 
 @dataclass
 class BatchSettings:
     """The options of `videobatch run`, named as its flags."""
-
     ledger: Path | str | None = None  # default <out>/ledger.parquet
     out: Path | str | None = None  # default outputs/, or outputs/emulator/ with emulate
     emulate: bool = False
@@ -73,9 +87,6 @@ def _now() -> datetime:
 
 async def _balance(config) -> int | None:
     """The team's credits from GET /v2/me; None when the answer does not say (never a guessed 0)."""
-    from pipeline.run.account import balance_of
-    from pipeline.api.client import ApiClient
-
     async with ApiClient(config.base_url, config.api_key) as client:
         return balance_of(await client.me())
 
@@ -85,16 +96,6 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
                take_over: bool = False) -> BatchSummary:
     """Price a manifest against its ledger and (with an API key) the account's balance; submits
     nothing. `summary.plan` holds the row-by-row Plan."""
-    from pipeline.api.client import ApiError
-    from pipeline.config import load_api_config
-    from pipeline.store.faults import StorageFault
-    from pipeline.store.ledger import Ledger, reading_parts
-    from pipeline.store.runs import read_runs
-    from pipeline.manifest.load import ManifestError, load_manifest
-    from pipeline.store.verdicts import VerdictsCorrupt, read_verdicts
-    from pipeline.plan.reviewed import make_reviewed_plan
-    from pipeline.reports.summary import plan_summary, refused_summary
-
     started = _now()
     manifest = Path(manifest)
     ledger_path = Path(ledger or (EMULATED_OUT if emulate else REAL_OUT) / LEDGER_NAME)
@@ -141,7 +142,8 @@ def run_batch(manifest: Path | str, *, interrupts: Any = None,
     metrics if asked. Returns the run's summary whatever the outcome.
 
     `interrupts`: an object whose `runner` and `loop` attributes are set while the runner runs
-    (the CLI's signal handler uses them to stop cleanly). `on_start(run_id, plan, where)` is
+    (`runner` to the run's stop flags, run/control.py's Control: the CLI's signal handler calls
+    its `interrupt(name)` on `loop` to stop cleanly). `on_start(run_id, plan, where)` is
     called once the plan is made, before anything is submitted.
     """
     settings = BatchSettings(**options)
@@ -150,17 +152,19 @@ def run_batch(manifest: Path | str, *, interrupts: Any = None,
     return summary
 
 
-def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> BatchSummary:
-    from pipeline.config import load_api_config
-    from pipeline.run.deadline import Deadline, DeadlineError, parse_deadline
-    from pipeline.store.faults import StorageFault
-    from pipeline.store.ledger import Ledger, reading_parts
-    from pipeline.manifest.load import ManifestError, load_manifest
-    from pipeline.store.verdicts import VerdictsCorrupt, read_verdicts
-    from pipeline.reports.notify import NotifyUrlError, check_url
-    from pipeline.plan.reviewed import make_reviewed_plan
-    from pipeline.reports.summary import refused_summary, run_summary
+def _settings_refusal(settings: BatchSettings, config: ApiConfig) -> str | None:
+    """Why these options cannot run (exit 2), before the manifest is even read."""
+    if bool(settings.webhook_listen) != bool(settings.webhook_url):
+        return "--webhook-listen and --webhook-url go together: the API must be told where to post"
+    if settings.dialect and not settings.emulate:
+        return "--dialect shapes the built-in emulator: add --emulate (the real API speaks for itself)"
+    if not settings.emulate and not config.api_key:
+        return ("no API key: set APIFRAME_API_KEY in the environment or in .env, "
+                "or add --emulate to try the batch on the built-in emulator (no credits spent)")
+    return None
 
+
+def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> BatchSummary:
     started = _now()
     config = load_api_config()
     out_dir = Path(settings.out or (EMULATED_OUT if settings.emulate else REAL_OUT))
@@ -178,14 +182,9 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
             deadline = settings.deadline if isinstance(settings.deadline, Deadline) else parse_deadline(settings.deadline)
     except (DeadlineError, NotifyUrlError) as exc:
         return refused(EXIT_BAD_INPUT, str(exc))
-    if bool(settings.webhook_listen) != bool(settings.webhook_url):
-        return refused(EXIT_BAD_INPUT, "--webhook-listen and --webhook-url go together: the API must be told where to post")
-    if settings.dialect and not settings.emulate:
-        return refused(EXIT_BAD_INPUT, "--dialect shapes the built-in emulator: add --emulate "
-                       "(the real API speaks for itself)")
-    if not settings.emulate and not config.api_key:
-        return refused(EXIT_BAD_INPUT, "no API key: set APIFRAME_API_KEY in the environment or in .env, "
-                       "or add --emulate to try the batch on the built-in emulator (no credits spent)")
+    message = _settings_refusal(settings, config)
+    if message:
+        return refused(EXIT_BAD_INPUT, message)
     try:
         rows = load_manifest(manifest, refs_root=settings.refs_root)
     except ManifestError as exc:
@@ -200,26 +199,8 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
     except StorageFault as exc:  # in use by another run (LedgerLocked), damaged, or not writable
         return refused(EXIT_STOPPED, str(exc))
     try:
-        manifest = manifest.resolve()
-        try:
-            with reading_parts(ledger_path):
-                plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=settings.retry_failed,
-                                          manifest=manifest, take_over=settings.take_over)
-        except StorageFault as exc:  # a damaged part, before any request: one line, never a traceback
-            return refused(EXIT_STOPPED, str(exc), run_id)
-        refusal = plan.shared_ids_refusal(ledger_path)
-        if refusal:  # before any request: the ids are another manifest's
-            return refused(EXIT_BAD_INPUT, refusal, run_id)
-        log_path = ledger_path.parent / "logs" / f"{run_id}.jsonl"
-        if on_start is not None:
-            on_start(run_id, plan, "emulator" if settings.emulate else config.base_url)
-        result = asyncio.run(_run_async(settings, config, ledger, plan, out_dir, log_path, interrupts, deadline))
-        try:
-            ledger.append_run(result.to_runs_row(plan, emulated=bool(settings.emulate), log_path=log_path))
-        except StorageFault:
-            pass  # ledger.fault says it below; the journal holds every row for the rerun
-        summary = run_summary(result, plan, ledger, manifest=manifest, emulated=bool(settings.emulate),
-                              deadline=deadline, ledger_path=ledger_path, out_dir=out_dir, log_path=log_path)
+        summary = _run_planned(manifest.resolve(), settings, config, ledger, rows, decisions, deadline,
+                               out_dir, interrupts, on_start, refused)
     finally:
         try:
             with reading_parts(ledger_path):  # its last checkpoint reads the rows it changed
@@ -231,11 +212,34 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
     return summary
 
 
-async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, interrupts, deadline=None):
-    from contextlib import AsyncExitStack
+def _run_planned(manifest: Path, settings: BatchSettings, config: ApiConfig, ledger: Ledger, rows, decisions,
+                 deadline, out_dir: Path, interrupts, on_start, refused) -> BatchSummary:
+    """With the ledger open: the plan, the run, its row in the runs table, and its summary."""
+    ledger_path, run_id = ledger.path, ledger.run_id
+    try:
+        with reading_parts(ledger_path):
+            plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=settings.retry_failed,
+                                      manifest=manifest, take_over=settings.take_over)
+    except StorageFault as exc:  # a damaged part, before any request: one line, never a traceback
+        return refused(EXIT_STOPPED, str(exc), run_id)
+    refusal = plan.shared_ids_refusal(ledger_path)
+    if refusal:  # before any request: the ids are another manifest's
+        return refused(EXIT_BAD_INPUT, refusal, run_id)
+    log_path = ledger_path.parent / "logs" / f"{run_id}.jsonl"
+    if on_start is not None:
+        on_start(run_id, plan, "emulator" if settings.emulate else config.base_url)
+    result = asyncio.run(_run_async(settings, config, ledger, plan, out_dir, log_path, interrupts, deadline))
+    try:
+        ledger.append_run(result.to_runs_row(plan, emulated=bool(settings.emulate), log_path=log_path))
+    except StorageFault:
+        pass  # ledger.fault says it below; the journal holds every row for the rerun
+    return run_summary(result, plan, ledger, manifest=manifest, emulated=bool(settings.emulate),
+                       deadline=deadline, ledger_path=ledger_path, out_dir=out_dir, log_path=log_path)
 
-    from pipeline.api.client import ApiClient, RequestGate
-    from pipeline.run.runlog import RunLog
+
+async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, interrupts,
+                     deadline=None) -> RunResult:
+    # Lazy: the runner loads PyAV (the downloads' check), which `plan` and `reconcile` never need.
     from pipeline.run.runner import Runner, RunOptions
 
     options = RunOptions(
@@ -258,10 +262,11 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
         )
         await stack.enter_async_context(client)
         runner = Runner(ledger, client, plan, options, log, progress_interval=args.progress_interval)
-        client.should_stop = lambda: runner.hard_stopped
-        if interrupts is not None:
-            interrupts.runner, interrupts.loop = runner, asyncio.get_running_loop()
-        timers = _arm_deadline(runner, deadline)
+        control = runner.control
+        client.should_stop = control.stopped
+        if interrupts is not None:  # the CLI's signal handler calls its `runner.interrupt(name)`
+            interrupts.runner, interrupts.loop = control, asyncio.get_running_loop()
+        timers = control.arm_deadline(deadline, lambda: not plan.to_run(longest_first=False).is_empty())
         log_fault = None
         try:
             result = await runner.run()
@@ -270,16 +275,10 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
                 timer.cancel()
             if interrupts is not None:
                 interrupts.runner = None
-            # What the run cost in requests and durable writes: for operators, and for `make bench`.
-            log.event("run_end", host=socket.gethostname(), requests=client.gate.requests,
-                      rate_limited=client.rate_limited, tracking_requests=runner.tracker.requests,
-                      missed_by_lists=runner.tracker.missed_by_lists,
-                      verify_cpu_seconds=round(runner.verify_cpu_s, 3), ledger=dict(ledger.stats))
+            runner.log_run_end()
             try:
                 log.close()
             except OSError as exc:  # the run log shares the ledger's disk: its tail is lost, say so
-                from pipeline.store.faults import disk_fault
-
                 log_fault = disk_fault(exc, log_path)
     if log_fault is not None:
         result.exit_code, result.stop_reason = EXIT_STOPPED, result.stop_reason or str(log_fault)
@@ -294,6 +293,7 @@ def emulator_state_path(ledger_path: Path) -> Path:
 async def _start_emulator(stack, ledger_path: Path, *, credits: int = 1_000_000, time_scale: float = DEMO_TIME_SCALE,
                           dialects: tuple[str, ...] = ()) -> tuple[str, str]:
     """The built-in emulator for an emulated ledger, stopped with `stack`: (base URL, API key)."""
+    # Lazy: the emulator (its server, PyAV to make videos) is loaded only for --emulate.
     from pipeline.emulator import Emulator, EmulatorConfig
 
     api_key = "afk_emulated_" + secrets.token_hex(8)  # a throwaway key, never the user's
@@ -305,28 +305,12 @@ async def _start_emulator(stack, ledger_path: Path, *, credits: int = 1_000_000,
     return emu.base_url, api_key
 
 
-def _arm_deadline(runner, deadline) -> list[asyncio.TimerHandle]:
-    """At the deadline the run stops (rows still generating stay in flight for the next run).
-    Submits stop a moment before, so those already sent bring back their job_id first. A run with
-    nothing to do has nothing a deadline could cut: it is not armed, and the run ends with exit 0."""
-    if deadline is None or runner.plan.to_run(longest_first=False).is_empty():
-        return []
-    from pipeline.run.runner import STOP_GRACE_S
-
-    loop = asyncio.get_running_loop()
-    left = max(0.0, deadline.seconds_left())
-    reason = deadline.reached_reason()
-    return [loop.call_later(max(0.0, left - STOP_GRACE_S), runner.stop_submitting, reason),
-            loop.call_later(left, runner.hard_stop, reason)]
-
-
 # --- after the run --------------------------------------------------------------------------
 
 
 def _after(summary: BatchSummary, settings: BatchSettings) -> None:
     """Metrics first (local and quick), then the notification (may wait on a slow server)."""
     if settings.metrics_file:
-        from pipeline.reports.metrics import write_metrics
 
         try:
             write_metrics(Path(settings.metrics_file), summary)
@@ -337,9 +321,6 @@ def _after(summary: BatchSummary, settings: BatchSettings) -> None:
 
 
 def _notify(summary: BatchSummary, settings: BatchSettings) -> None:
-    from pipeline.reports.notify import NotifyUrlError, check_url, notify
-    from pipeline.run.runlog import RunLog
-
     try:
         check_url(settings.notify)
     except NotifyUrlError:
@@ -362,9 +343,6 @@ def _notify(summary: BatchSummary, settings: BatchSettings) -> None:
 
 # --- reconcile ------------------------------------------------------------------------------
 
-RECONCILE_PAGES = 1000  # job-list pages of 100 read at most: a busy month's jobs, about 2 min at 500 rpm
-RECONCILE_READS = 1000  # in-flight jobs the pages did not show, read one by one at most
-
 
 def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, adopt: bool = False,
                     emulate: bool = False, max_pages: int = RECONCILE_PAGES, rpm: int = 500,
@@ -372,11 +350,6 @@ def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, a
     """Match the API's jobs to a manifest's rows and compare them with the ledger; with `adopt`,
     take the matching jobs the ledger does not know into it. Only GETs: nothing is paid for.
     Returns a reconcile.ReconcileReport (`exit_code`, `error`, `found`, `after`, `as_dict()`)."""
-    from pipeline.config import load_api_config
-    from pipeline.manifest.load import ManifestError, load_manifest
-    from pipeline.run.reconcile import ReconcileReport
-    from pipeline.store.ledger import Ledger, LedgerCorrupt, StorageFault, reading_parts
-
     manifest = Path(manifest)
     ledger_path = Path(ledger or (EMULATED_OUT if emulate else REAL_OUT) / LEDGER_NAME)
     config = load_api_config()
@@ -410,7 +383,6 @@ def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, a
         return refused(EXIT_STOPPED, f"could not write the ledger {ledger_path}: "
                        f"{getattr(exc, 'strerror', None) or exc}; run the same command again")
     if report.error is None:
-        from pipeline.run.reconcile import exit_code
 
         report.exit_code = exit_code(report)
     return report
@@ -419,10 +391,6 @@ def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, a
 def _ledger_rows(ledger, rows, job_ids) -> dict[str, dict[str, Any]]:
     """What the ledger holds of a manifest's keys, of its archived versions, and of every row that
     records one of `job_ids`: one scan."""
-    import polars as pl
-
-    from pipeline.run.reconcile import LEDGER_COLUMNS
-
     frame = ledger.scan(LEDGER_COLUMNS).filter(
         pl.col("job_key").is_in(rows["job_key"].implode()) | (pl.col("manifest") == rows["manifest"][0])
         | pl.col("job_id").is_in(pl.Series(sorted(job_ids), dtype=pl.String).implode())).collect()
@@ -430,13 +398,6 @@ def _ledger_rows(ledger, rows, job_ids) -> dict[str, dict[str, Any]]:
 
 
 async def _reconcile_async(report, rows, ledger, config, *, adopt: bool, emulate: bool, rpm: int) -> None:
-    from contextlib import AsyncExitStack
-
-    from pipeline.api.client import ApiClient, AuthError, RequestGate
-    from pipeline.run.reconcile import JobCollector, RequestIndex, reconcile, unlisted_in_flight
-    from pipeline.run.tracker import read_job, read_job_list
-    from pipeline.run.transitions import ReadError
-
     async with AsyncExitStack() as stack:
         base_url, api_key = config.base_url, config.api_key
         if emulate:
@@ -491,10 +452,6 @@ async def _reconcile_async(report, rows, ledger, config, *, adopt: bool, emulate
 async def _adopt(report, ledger, client) -> bool:
     """Record the adoptions under the ledger's lock, journaled like any change, once the key is
     known to be of the account that owns this ledger's jobs (the adopted jobs are this key's)."""
-    from pipeline.run.account import settle_account
-    from pipeline.run.payers import JobPayers
-    from pipeline.run.runlog import RunLog
-
     adoptions = report.found.adoptions
     log = RunLog(ledger.path.parent / "logs" / f"{ledger.run_id}.jsonl")
     try:

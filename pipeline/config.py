@@ -43,3 +43,12 @@ def load_api_config(cwd: Path | None = None) -> ApiConfig:
     key = os.environ.get(KEY_VAR) or dotenv.get(KEY_VAR) or None
     base_url = os.environ.get(URL_VAR) or dotenv.get(URL_VAR) or DEFAULT_BASE_URL
     return ApiConfig(base_url=base_url.rstrip("/"), api_key=key)
+
+# Where a batch keeps its ledger and videos, unless told: the CLI names them in its --help, so
+# they live here, where reading them imports nothing heavy (pipeline/batch.py imports polars).
+REAL_OUT = Path("outputs")
+EMULATED_OUT = Path("outputs/emulator")  # emulated runs never share a ledger with real ones
+LEDGER_NAME = "ledger.parquet"
+DEMO_TIME_SCALE = 0.05  # the emulator's 30-150 s generations take 1.5-7.5 s in a demo
+RECONCILE_PAGES = 1000  # job-list pages of 100 read at most: a busy month's jobs, about 2 min at 500 rpm
+RECONCILE_READS = 1000  # in-flight jobs the pages did not show, read one by one at most

@@ -1,10 +1,12 @@
-"""pipeline/config.py: the environment over `.env` in the working folder, and a key never shown."""
+"""pipeline/config.py: the environment over `.env` in the working folder, a key never shown, and the
+CLI's default places."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.config import DEFAULT_BASE_URL, KEY_VAR, URL_VAR, ApiConfig, load_api_config, read_dotenv
+from pipeline.config import (DEFAULT_BASE_URL, EMULATED_OUT, KEY_VAR, LEDGER_NAME, REAL_OUT, URL_VAR, ApiConfig,
+                             load_api_config, read_dotenv)
 
 
 @pytest.fixture
@@ -70,3 +72,8 @@ def test_the_repr_says_whether_a_key_is_set_never_what_it_is():
     assert secret not in shown and shown == "ApiConfig(base_url='http://x', api_key=set)"
     assert repr(ApiConfig(base_url="http://x", api_key=None)) == "ApiConfig(base_url='http://x', api_key=unset)"
     assert secret not in f"{ApiConfig(base_url='http://x', api_key=secret)}"  # str() falls back to repr
+
+
+def test_emulated_runs_never_share_the_real_ledger():
+    assert EMULATED_OUT != REAL_OUT and EMULATED_OUT.is_relative_to(REAL_OUT)
+    assert (REAL_OUT / LEDGER_NAME) != (EMULATED_OUT / LEDGER_NAME)

@@ -9,7 +9,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.api.client import ApiClient, DownloadError
+from typing import Callable
+
+from pipeline.api.client import ApiClient, DownloadError, TransientError
+from pipeline.api.retry import OnRetry, RetryPolicy
+from pipeline.models import get_model
 from pipeline.run.video_check import VideoMismatch, verify_video
 
 VIDEO_DIR = "videos"
@@ -17,6 +21,8 @@ VIDEO_DIR = "videos"
 # spills to its `.part` file as it streams (those writes, rare, run on the event loop), so eight
 # downloads never hold more than ~128 MB.
 SPILL_BYTES = 16 * 1024 * 1024
+DOWNLOAD_RETRY = RetryPolicy(attempts=4, base=1.0, cap=8.0, jitter=False)  # 4 tries, 1, 2, 4 s apart
+RETRIED = (TransientError, DownloadError, OSError)  # what a download tries again (a 404 is not)
 
 
 @dataclass(frozen=True)
@@ -135,3 +141,21 @@ async def download_video(
             raise DownloadError(f"downloaded file is not the video asked for: {exc}") from None
         raise
     return SavedVideo(final, size, digest, verify_cpu)
+
+
+@functools.lru_cache(maxsize=64)
+def frame_size(model: str, aspect_ratio: str) -> tuple[int, int]:
+    """The frame a model renders at an aspect ratio: what a downloaded video is checked against."""
+    return get_model(model).frame_size(aspect_ratio)
+
+
+async def download_with_retries(
+    client: ApiClient, url: str, final: Path, *, duration: int, frame_size: tuple[int, int], max_bytes: int,
+    verify: bool, on_retry: OnRetry, should_stop: Callable[[], bool],
+) -> SavedVideo:
+    """`download_video` under DOWNLOAD_RETRY: the last failure of RETRIED is raised, and so is a
+    NotFound at once (the CDN's URL is gone: the job is read again for a fresh one)."""
+    return await DOWNLOAD_RETRY.run(
+        lambda: download_video(client, url, final, duration=duration, frame_size=frame_size,
+                               max_bytes=max_bytes, verify=verify),
+        retry_on=RETRIED, on_retry=on_retry, should_stop=should_stop)

@@ -31,7 +31,7 @@ from pipeline.run import transitions as t
 from pipeline.api.wire import ApiStatus, job_id_of, parse_api_time, request_shape, same_request
 from pipeline.models import get_model
 from pipeline.run.references import is_remote
-from pipeline.run.runner import ROW_FIELDS
+from pipeline.plan.actions import ROW_FIELDS
 from pipeline.store.schema import FAILED, IN_FLIGHT, PENDING, REJECTED, SUBMITTED
 from pipeline.run.outcome import ExitCode
 

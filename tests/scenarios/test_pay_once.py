@@ -4,7 +4,7 @@ a clock that disagrees with the API's, a reference image changed after the manif
 Each test drives the real `videobatch run` (or `run_batch`) against the emulator over real
 sockets and ends by judging the books by the emulator's own records (harness.check_books).
 
-Covers: pipeline/cli.py pipeline/batch.py pipeline/run/runner.py pipeline/run/account.py pipeline/run/references.py pipeline/api/uploads.py
+Covers: pipeline/cli.py pipeline/batch.py pipeline/run/runner.py pipeline/run/account.py pipeline/run/references.py pipeline/api/uploads.py pipeline/run/old_intents.py
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pipeline.api.client import ApiClient
 from pipeline.emulator import EmulatorConfig, EmulatorThread
 from pipeline.manifest.load import load_manifest
 from pipeline.models import get_model
-from pipeline.run.runner import ROW_FIELDS, body_bytes, idempotency_key
+from pipeline.plan.actions import ROW_FIELDS
+from pipeline.run.attempts import body_bytes, idempotency_key
 from pipeline.store.ledger import Ledger
 from tests.harness import (TEST_KEY, check_books, cli_env, jobs_per_key, ledger, run_args, run_cli, start_cli,
                            wait_for, write_manifest)

@@ -28,7 +28,7 @@ from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs
 from pipeline.manifest.load import load_manifest
 from pipeline.models import get_model
-from pipeline.run.runner import body_bytes, idempotency_key
+from pipeline.run.attempts import body_bytes, idempotency_key
 from pipeline.api.uploads import LocalImage, UploadCache
 from pipeline.api.webhooks import WebhookReceiver, signature
 from tests.harness import TEST_KEY, cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, write_manifest
@@ -140,7 +140,7 @@ def _run_in_process(args: list[str], monkeypatch, tmp_path: Path, base_url: str)
 def test_an_exception_in_our_own_code_leaves_rows_in_flight_and_ends_with_exit_3(tmp_path, monkeypatch, capsys, where):
     import signal
 
-    from pipeline.run import runner as runner_module, tracker as tracker_module
+    from pipeline.run import download as download_module, tracker as tracker_module
 
     manifest = write_manifest(tmp_path / "m.yaml", prompts(4, prefix="bug"))
     args = run_args(manifest, tmp_path)
@@ -149,7 +149,7 @@ def test_an_exception_in_our_own_code_leaves_rows_in_flight_and_ends_with_exit_3
             raise RuntimeError("a bug of ours")
 
         if where == "download":
-            monkeypatch.setattr(runner_module, "download_video", broken)
+            monkeypatch.setattr(download_module, "download_video", broken)  # what the fetch step calls
         else:
             async def broken_poll(self):
                 raise RuntimeError("a bug of ours")

@@ -1,0 +1,60 @@
+"""Wires the fetch step: a COMPLETED job's video downloaded (run/download.py, with its retries),
+checked, journaled as DOWNLOADED; what a failure means is transitions.after_download's call."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+from pipeline.api.client import NotFound
+from pipeline.redact import redact
+from pipeline.run import transitions as t
+from pipeline.run.download import DOWNLOAD_RETRY, RETRIED, download_with_retries, frame_size, video_path
+from pipeline.run.work import Run, Work
+
+
+class Fetcher:
+    def __init__(self, runner: Run):
+        self.runner = runner
+        self.queue: asyncio.Queue[Work] = asyncio.Queue()
+        self.verify_cpu_s = 0.0  # CPU spent checking videos with PyAV, for the run log
+
+    async def loop(self) -> None:
+        while True:
+            work = await self.queue.get()
+            size = frame_size(work.row["model"], work.row["aspect_ratio"])
+            await self.runner.guarded(work, self._download(work, size))
+
+    async def _download(self, work: Work, frame: tuple[int, int]) -> None:
+        runner = self.runner
+        options, control = runner.options, runner.control
+        final = video_path(options.out_dir, work.job_key)
+        if control.hard_stopped:
+            return
+        try:
+            saved = await download_with_retries(
+                runner.client, work.recorded.video_url, final, duration=work.duration, frame_size=frame,
+                max_bytes=options.max_download_bytes, verify=options.verify_videos,
+                on_retry=lambda exc, attempt, _delay: runner.events.retry_download(work, exc, attempt),
+                should_stop=control.stopped)
+        except NotFound:
+            work.uncertain += 1
+            work.after_cdn_404 = True
+            await runner.apply(work, t.after_download(runner.row(work), t.DownloadOutcome.CDN_NOT_FOUND,
+                                                      limits=runner.limits))
+            return
+        except RETRIED as exc:
+            if control.hard_stopped:
+                return
+            # The video exists at the API: a later run downloads it again without generating it again.
+            await runner.apply(work, t.after_download(runner.row(work), t.DownloadOutcome.FAILED_TRIES,
+                                                      f"{DOWNLOAD_RETRY.attempts} tries: {redact(str(exc))}",
+                                                      limits=runner.limits))
+            return
+        self.verify_cpu_s += saved.verify_cpu_s
+        decision = t.after_download(runner.row(work), t.DownloadOutcome.SAVED, limits=runner.limits)
+        runner.record(work, **decision.fields, output_path=str(saved.path), bytes=saved.bytes,
+                      sha256=saved.sha256, downloaded_at=datetime.now(timezone.utc))
+        await runner.ledger.commit()
+        runner.events.downloaded(work, str(saved.path), saved.bytes, saved.sha256)
+        await runner.apply(work, t.Decision(decision.step))

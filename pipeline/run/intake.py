@@ -1,0 +1,76 @@
+"""Does the run's first I/O: an edited row's old version moved aside (`<key>@<hash>`, video and
+ledger row), then each row of the plan handed to the step that carries its action out."""
+
+from __future__ import annotations
+
+import os
+
+import polars as pl
+
+from pipeline.plan.actions import (DOWNLOAD, NEW_VERSION, REGENERATE, RESUME, RETRY, ROW_FIELDS, SUBMIT, TRACK,
+                                   versions_to_follow)
+from pipeline.run.download import video_path
+from pipeline.run.work import Recorded, Run, Work
+from pipeline.store.archive import archived_name
+from pipeline.store.faults import disk_fault
+
+
+def load_plan(runner: Run) -> None:
+    plan, ledger = runner.plan, runner.ledger
+    replaced = plan.rows.filter(pl.col("action").is_in([NEW_VERSION, REGENERATE]))["job_key"]
+    archived = [archive_old_version(runner, key) for key in replaced if key in ledger]
+    # An edited row's old version may hold a paid job not yet downloaded: followed like any row.
+    plan.follow(versions_to_follow(ledger.rows(archived)))
+    wanted = plan.to_run(longest_first=runner.options.max_credits is None)
+    runner.events.planned(wanted.height)
+    for record in wanted.iter_rows(named=True):
+        work = Work(record["job_key"], {name: record[name] for name in ROW_FIELDS},
+                    Recorded.of(record, prefix="ledger_"))
+        runner.work[work.job_key] = work
+        _hand_out(runner, work, record)
+
+
+def _hand_out(runner: Run, work: Work, record: dict) -> None:
+    action = record["action"]
+    if action == NEW_VERSION:  # the key has no ledger row now: the next attempt starts afresh
+        work.recorded = Recorded()
+    elif action == REGENERATE:  # numbering goes on: a new Idempotency-Key, so a new video, not the old job
+        work.recorded = Recorded(attempts=record["attempts_before"])
+    if action in (SUBMIT, RETRY, NEW_VERSION, REGENERATE):
+        runner.submitter.queue.append((work, False))
+    elif action == RESUME:
+        runner.submitter.queue.appendleft((work, True))  # they may already exist: settle them first
+    elif action == TRACK:
+        runner.take_on(work)
+        runner.by_job_id[work.job_id] = work
+        # Made by an earlier run: read on its own first, since no list depth is known for it.
+        runner.follower.follow_resumed(work)
+    elif action == DOWNLOAD and work.recorded.video_url is None:  # no URL to fetch: read the job
+        runner.take_on(work)
+        runner.by_job_id[work.job_id] = work
+        runner.follower.follow_resumed(work)
+    elif action == DOWNLOAD:
+        runner.take_on(work)
+        runner.by_job_id[work.job_id] = work
+        runner.fetcher.queue.put_nowait(work)
+
+
+def archive_old_version(runner: Run, job_key: str) -> str:
+    """Same id, edited request: keep the old row and its video under `<key>@<old hash>`."""
+    ledger = runner.ledger
+    old = ledger.get(job_key) or {}
+    archived = archived_name(job_key, old.get("request_hash"), taken=ledger)
+    old_path = old.get("output_path")
+    new_path = video_path(runner.options.out_dir, archived)
+    if old_path and os.path.exists(old_path):
+        # The video moves first: if it cannot, the ledger still says the row is where it was,
+        # and the new version is never downloaded over the old one's paid clip.
+        try:
+            os.replace(old_path, new_path)
+        except OSError as exc:
+            raise disk_fault(exc, old_path) from None
+    ledger.rename(job_key, archived)
+    if old_path and os.path.exists(new_path):  # moved now, or by a run killed before its journal said so
+        ledger.record(archived, output_path=str(new_path))
+    runner.events.new_version(job_key, archived)
+    return archived
