@@ -36,10 +36,13 @@ def _summary(tmp: Path, name: str) -> dict:
 
 
 def test_a_version_edited_away_while_generating_is_followed_downloaded_and_counted(emulator_thread, tmp_path):
-    emu = emulator_thread(**_slow(6.0))  # still generating when run 2 gives up on it, a second in
+    # Every clip takes 10 minutes: still generating when runs 1 and 2 give up on it, however slow a
+    # loaded machine starts them (a 6 s clip finished before run 2 read it when CLI starts were slow);
+    # before run 3 the emulator's clock moves on past them.
+    emu = emulator_thread(**_slow(600.0))
     env = cli_env(emu.base_url)
     manifest = write_manifest(tmp_path / "m.yaml", [{"id": "hero", "prompt": "a red kite", "duration": 6}])
-    # Run 1 leaves the job generating (--job-timeout 1 s, the job takes 6 s).
+    # Run 1 leaves the job generating (--job-timeout 1 s).
     first = run_cli(*run_args(manifest, tmp_path, "--job-timeout", "1"), env=env, cwd=tmp_path)
     assert first.returncode == 3, first.stdout + first.stderr
     old = _rows(tmp_path)["hero"]
@@ -65,6 +68,7 @@ def test_a_version_edited_away_while_generating_is_followed_downloaded_and_count
     assert "earlier versions of edited rows whose job is still followed: 1" in shown.stdout
     assert "a run would spend at most 0 credits" in shown.stdout
 
+    emu.configure(clock_offset_s=600.0)  # ten minutes pass: both versions' clips are ready
     third = run_cli(*run_args(manifest, tmp_path, "--summary-json", "s3.json"), env=env, cwd=tmp_path)
     assert third.returncode == 0, third.stdout + third.stderr
     assert _summary(tmp_path, "s3.json")["rows"]["downloaded"] == 2
