@@ -10,10 +10,12 @@ __all__ = ["BatchSummary", "plan_batch", "run_batch"]
 
 def __getattr__(name: str):
     if name in ("plan_batch", "run_batch"):
+        # Lazy: on first use, so `import pipeline` (and every `import pipeline.x`) stays cheap.
         from pipeline import batch
 
         return getattr(batch, name)
     if name == "BatchSummary":
+        # Lazy, as batch above.
         from pipeline.reports.summary import BatchSummary
 
         return BatchSummary

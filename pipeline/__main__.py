@@ -1,3 +1,5 @@
+"""Wires `python -m pipeline` to pipeline/cli.py, as the `videobatch` script does."""
+
 import sys
 
 from pipeline.cli import main

@@ -12,14 +12,22 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import getpass
 import json
 import os
 import signal
 import sys
 from pathlib import Path
 
-from pipeline.config import DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OUT, RECONCILE_PAGES
+from pipeline.config import (DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OUT, RECONCILE_PAGES,
+                             load_api_config)
 from pipeline.run.outcome import EXIT_BAD_INPUT, EXIT_FAILED_ROWS, EXIT_OK, EXIT_STOPPED  # noqa: F401
+from pipeline.store.atomic import write_text_atomic
+from pipeline.store.faults import StorageFault
+
+# Imported where they are used, not here: whatever loads polars, aiohttp or PyAV (the ledger, the
+# reports, the review server, the emulator). `videobatch --help` stays quick, and `run` has its
+# signal handlers in place (main) before the slow imports begin.
 
 
 def _positive_int(text: str) -> int:
@@ -58,13 +66,19 @@ TAKE_OVER_HELP = ("let this manifest take over the ids another manifest's rows h
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Lazy: the emulator loads aiohttp and PyAV, after main() has put the run's signal handlers in place.
     from pipeline.emulator import cli as emulator_cli
-    from pipeline.emulator.dialects import DIALECTS, emulator_dialects
 
     parser = argparse.ArgumentParser(
         prog="videobatch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    for add_command in (_add_plan, _add_run, _add_status, _add_report, _add_review, _add_export, _add_reconcile):
+        add_command(sub)
+    emulator_cli.add_arguments(sub.add_parser("emulator", help="serve the local Apiframe emulator"))
+    return parser
 
+
+def _add_plan(sub) -> None:
     plan = sub.add_parser("plan", help="price a manifest and show what a run would do; submits nothing")
     plan.add_argument("manifest", type=Path)
     plan.add_argument("--ledger", type=Path, help=f"ledger file (default {REAL_OUT / LEDGER_NAME})")
@@ -74,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     _refs_root_argument(plan)
     plan.add_argument("--take-over", action="store_true", help=TAKE_OVER_HELP)
 
+
+def _add_run(sub) -> None:
     run = sub.add_parser("run", help="submit, track and download every row the ledger has not finished")
     run.add_argument("manifest", type=Path)
     run.add_argument("--ledger", type=Path, help="ledger file (default <out>/ledger.parquet)")
@@ -100,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="receive Apiframe's signed webhooks here (hints; polling stays on)")
     run.add_argument("--webhook-url", metavar="URL",
                      help="the public URL that reaches --webhook-listen; sent with every submit")
+    _run_report_arguments(run)
+    _run_test_arguments(run)
+
+
+def _run_report_arguments(run: argparse.ArgumentParser) -> None:
+    """Where a run reports: progress, deadline, summary, notice, metrics (and where references lie)."""
     run.add_argument("--progress-interval", type=float, default=10.0,
                      help="seconds between progress lines when not on a terminal (default 10)")
     run.add_argument("--deadline", metavar="TIME",
@@ -115,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write Prometheus metrics of the run to PATH (atomically) for node_exporter's "
                           "textfile collector: last run, last success, credits, rows, requests")
     _refs_root_argument(run)
+
+
+def _run_test_arguments(run: argparse.ArgumentParser) -> None:
+    """Tuning for tests and demos, hidden from --help; and the emulator's dialects."""
+    # Lazy: the emulator's dialects load aiohttp and PyAV, after main()'s signal handlers are in place.
+    from pipeline.emulator.dialects import DIALECTS, emulator_dialects
+
     run.add_argument("--notify-retry-delay", type=float, default=1.0, help=argparse.SUPPRESS)
     run.add_argument("--poll-interval", type=float, default=1.0, help=argparse.SUPPRESS)
     run.add_argument("--rate-period", type=float, default=60.0, help=argparse.SUPPRESS)
@@ -125,10 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --emulate: make the emulator answer like a variant of the real API "
                           f"({', '.join(DIALECTS)}, or all)")
 
+
+def _add_status(sub) -> None:
     status = sub.add_parser("status", help="totals, last run and failures, from the ledger alone")
     status.add_argument("--ledger", type=Path, default=REAL_OUT / LEDGER_NAME)
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
 
+
+def _add_report(sub) -> None:
     report = sub.add_parser("report", help="write the HTML gallery of a ledger")
     report.add_argument("--ledger", type=Path, default=REAL_OUT / LEDGER_NAME)
     report.add_argument("--html", type=Path, help="page to write (default report.html beside the ledger)")
@@ -138,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--pages", type=_positive_int, default=20, metavar="N",
                         help="pages of 500 cards to write at most (default 20); the page says what it leaves out")
 
+
+def _add_review(sub) -> None:
     review = sub.add_parser("review", help="a local page to approve, reject or regenerate each clip")
     _scope_arguments(review)
     review.add_argument("--port", type=_non_negative_int, default=8800, help="port to serve on (default 8800; 0 = any free)")
@@ -147,10 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--out", type=Path, help="the run's output folder, if not the ledger's folder (videos are "
                                                  "served only from inside it)")
 
+
+def _add_export(sub) -> None:
     export = sub.add_parser("export", help="copy (or hard-link) the approved clips, with a CSV and JSON sidecar")
     export.add_argument("--approved", type=Path, required=True, metavar="DEST", help="folder to put the approved clips in")
     _scope_arguments(export)
 
+
+def _add_reconcile(sub) -> None:
     reconcile = sub.add_parser("reconcile", help="match the API's jobs to a manifest's rows and audit the ledger "
                                                  "against them; sends no paid request")
     reconcile.add_argument("manifest", type=Path)
@@ -166,9 +205,6 @@ def build_parser() -> argparse.ArgumentParser:
                            help="API requests per minute (default 500; 0 = no limit)")
     reconcile.add_argument("--json", action="store_true", help="print JSON for scripts")
     _refs_root_argument(reconcile)  # the manifest loads as `run` loads it, or its rows could not be matched
-
-    emulator_cli.add_arguments(sub.add_parser("emulator", help="serve the local Apiframe emulator"))
-    return parser
 
 
 def _refs_root_argument(parser: argparse.ArgumentParser) -> None:
@@ -229,18 +265,16 @@ def _reads_ledger(command):
 
     @functools.wraps(command)
     def checked(args: argparse.Namespace) -> int:
-        from pipeline.store.verdicts import VerdictsCorrupt
-        from pipeline.store.scope import ScopeError
-        from pipeline.store.faults import StorageFault
-        from pipeline.store.ledger import reading_parts
+        # Lazy, as every import of the ledger: polars, which --help and the parser do without.
+        from pipeline.store import ledger, scope, verdicts
 
         if not args.ledger.exists():
             _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
             return EXIT_BAD_INPUT
         try:
-            with reading_parts(args.ledger):
+            with ledger.reading_parts(args.ledger):
                 return command(args)
-        except (ScopeError, VerdictsCorrupt) as exc:
+        except (scope.ScopeError, verdicts.VerdictsCorrupt) as exc:
             _error(str(exc))
             return EXIT_BAD_INPUT
         except StorageFault as exc:
@@ -253,41 +287,10 @@ def _reads_ledger(command):
 # --- plan -----------------------------------------------------------------------------------
 
 
-def print_plan(plan, ledger_path: Path, *, show_all: bool) -> None:
-    from pipeline.plan import actions as p
-    from pipeline.store.archive import is_archived_col
-    from pipeline.plan.reviewed import LABELS
-
-    rows = plan.rows
-    c = plan.counts
-    print(f"plan for {plan.manifest} (ledger {ledger_path})")
-    shown = rows if show_all else rows.head(40)
-    print(f"  {'row':>5}  {'job_key':<44} {'dur':>4} {'aspect':>6} {'credits':>7}  action")
-    for r in shown.iter_rows(named=True):
-        print(f"  {r['row']:>5}  {r['job_key'][:44]:<44} {r['duration']:>3}s {r['aspect_ratio']:>6} "
-              f"{r['credits_estimated']:>7}  {r['action']}" + (f" ({LABELS[r['from_review']]})" if r.get("from_review") else ""))
-    if rows.height > shown.height:
-        print(f"  ... {rows.height - shown.height} more rows (--all lists them)")
-    print(f"  jobs in manifest: {rows.height}, {plan.credits_total} credits for all of them")
-    versions = rows.select(is_archived_col()).to_series().sum()
-    if versions:  # pipeline.plan.actions.versions_to_follow
-        print(f"  of them, earlier versions of edited rows whose job is still followed: {versions}")
-    print(f"  already downloaded: {c[p.SKIP]}; failed and left alone: {c[p.LEAVE_FAILED]}")
-    print(f"  to track: {c[p.TRACK]}; to download again: {c[p.DOWNLOAD]}")
-    print(f"  to submit: {c[p.SUBMIT]} new, {c[p.RESUME]} resumed with their original key, "
-          f"{c[p.RETRY]} retried, {c[p.NEW_VERSION]} new versions of edited rows")
-    if c[p.REGENERATE] or rows["from_review"].is_not_null().any():
-        print(f"  from review decisions, not the manifest: {c[p.REGENERATE]} to regenerate "
-              f"({rows.filter(rows['action'] == p.REGENERATE)['credits_estimated'].sum()} credits), "
-              f"{rows['from_review'].str.contains('edited').sum()} with a prompt edited in review")
-    print(f"  a run would spend at most {plan.credits_to_spend} credits")
-    if plan.orphans:
-        print(f"  note: the ledger has {plan.orphans} rows of this manifest that it no longer lists "
-              "(edited or removed); they are kept, not touched")
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
+    # Lazy: batch (the library) and the plan's text load polars, which `--help` does without.
     from pipeline.batch import plan_batch
+    from pipeline.reports import console
 
     summary = plan_batch(args.manifest, ledger=args.ledger, retry_failed=args.retry_failed, emulate=args.emulate,
                          refs_root=args.refs_root, take_over=args.take_over)
@@ -295,18 +298,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _error(summary.error)
         return summary.exit_code
     plan = summary.plan
-    print_plan(plan, Path(summary.paths["ledger"]), show_all=args.all)
+    print(console.format_plan(plan, Path(summary.paths["ledger"]), show_all=args.all))
     if summary.error:
         _error(summary.error)
         return summary.exit_code
     if summary.balance is not None:
-        balance = summary.balance
-        verdict = "covers the plan" if balance >= plan.credits_to_spend else (
-            f"SHORT by {plan.credits_to_spend - balance}: top up, or run with --max-credits {balance}")
-        print(f"  balance: {balance} credits ({verdict})")
+        print(console.format_balance(summary.balance, plan.credits_to_spend))
     elif not args.emulate:
-        from pipeline.config import load_api_config
-
         why = "GET /v2/me did not say; see the account's dashboard" if load_api_config().api_key \
             else "no APIFRAME_API_KEY set"
         print(f"  balance: unknown ({why})")
@@ -349,12 +347,12 @@ class Interrupts:
 
 
 def cmd_run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
-    from pipeline.store.atomic import write_text_atomic
-    from pipeline.batch import BatchSettings, run_batch
-
     to_stdout = args.summary_json == "-"
     interrupts = interrupts or Interrupts()
     interrupts.install()
+    # Lazy: batch loads polars, aiohttp and the run; the signal handlers above are in place first.
+    from pipeline.batch import BatchSettings, run_batch
+
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(BatchSettings)}
     # With --summary-json -, standard output carries the JSON alone; the usual text goes to stderr.
     with contextlib.redirect_stdout(sys.stderr if to_stdout else sys.stdout):
@@ -362,7 +360,7 @@ def cmd_run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> i
         if summary.error:
             _error(summary.error)
         else:
-            print_summary(summary)
+            print(_console().format_summary(summary))
         for warning in summary.warnings:
             _error(warning)
     if to_stdout:
@@ -376,36 +374,14 @@ def cmd_run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> i
 
 
 def _announce(run_id: str, plan, where: str) -> None:
-    print(f"run {run_id} on {where}: {plan.rows.height} jobs, {plan.counts['skip']} already done, "
-          f"up to {plan.credits_to_spend} credits to spend", flush=True)
+    print(_console().format_start(run_id, plan, where), flush=True)
 
 
-def print_summary(summary) -> None:
-    rows, credits, paths = summary.rows, summary.credits, summary.paths
-    print()
-    print(f"run {summary.run_id} ended with exit code {summary.exit_code}"
-          + (f": {summary.stop_reason}" if summary.stop_reason else ""))
-    print(f"  rows: {rows['downloaded']} downloaded now, {rows['skipped']} skipped (already done), "
-          f"{rows['failed']} failed or rejected, {rows['unfinished']} unfinished")
-    if rows["expired"]:
-        print(f"  {rows['expired']} results expired before download: "
-              "run again with --retry-failed to generate them again")
-    print(f"  credits: {credits['estimated']} estimated and {credits['charged']} charged this run; "
-          f"{summary.ledger['credits']['charged']} charged in this ledger to date")
-    print(f"  requests: {summary.requests['total']} ({summary.requests['rate_limited']} rate-limited)")
-    for row in summary.failed[:20]:
-        print(f"  FAILED {row['job_key']}: {row['error'] or ''}")
-    if len(summary.failed) > 20:
-        print(f"  ... {len(summary.failed) - 20} more failures: videobatch status --ledger {paths['ledger']}")
-    for row in summary.unfinished[:20]:
-        print(f"  UNFINISHED {row['job_key']}: {row['reason']}")
-    if len(summary.unfinished) > 20:
-        print(f"  ... {len(summary.unfinished) - 20} more unfinished rows: --summary-json lists them all")
-    print(f"  videos: {paths['videos']}")
-    print(f"  ledger: {paths['ledger']}   log: {paths['log']}")
-    print(f"  report: videobatch report --ledger {paths['ledger']}  (writes {paths['report']})")
-    if summary.exit_code == EXIT_STOPPED:
-        print("  stopped early: run the same command again to continue where it stopped")
+def _console():
+    # Lazy: the run's text reads its polars frames; interrupts.install() has loaded polars by then.
+    from pipeline.reports import console
+
+    return console
 
 
 # --- status and report ----------------------------------------------------------------------
@@ -413,24 +389,26 @@ def print_summary(summary) -> None:
 
 @_reads_ledger
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.store.verdicts import read_verdicts, with_review
-    from pipeline.store.ledger import Ledger
-    from pipeline.store.runs import read_runs
-    from pipeline.reports.status import STATUS_COLUMNS, format_status, summarize
+    # Lazy, as every import of the ledger: polars, which --help and the parser do without.
+    from pipeline.store import ledger, runs, verdicts
+    # Lazy: the status is a polars query.
+    from pipeline.reports import status
 
-    decisions = read_verdicts(args.ledger)
-    ledger = Ledger.open(args.ledger, readonly=True)
-    scan = ledger.scan([*STATUS_COLUMNS, "idempotency_key", "request_hash"])
-    summary = summarize(with_review(scan, decisions) if decisions.height else scan, read_runs(args.ledger))
+    decisions = verdicts.read_verdicts(args.ledger)
+    opened = ledger.Ledger.open(args.ledger, readonly=True)
+    scan = opened.scan([*status.STATUS_COLUMNS, "idempotency_key", "request_hash"])
+    summary = status.summarize(verdicts.with_review(scan, decisions) if decisions.height else scan,
+                               runs.read_runs(args.ledger))
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
-        print(format_status(summary))
+        print(status.format_status(summary))
     return EXIT_OK
 
 
 @_reads_ledger
 def cmd_report(args: argparse.Namespace) -> int:
+    # Lazy: the gallery loads polars and PyAV.
     from pipeline.reports.gallery import write_report
 
     pages = write_report(args.ledger, args.html, run=args.run, manifest=args.manifest, max_pages=args.pages)
@@ -445,10 +423,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 @_reads_ledger
 def cmd_review(args: argparse.Namespace) -> int:
-    import getpass
-
-    from pipeline.http_server import stop_on_signals
+    # Lazy: the review server loads aiohttp and polars.
     from pipeline.review.server import ReviewConfig, ReviewServer, new_token, serve
+    # Lazy: aiohttp, as the server above.
+    from pipeline.http_server import stop_on_signals
+    # Lazy, as every import of the ledger: polars, which --help and the parser do without.
     from pipeline.store.ledger import Ledger
 
     Ledger.open(args.ledger, readonly=True).close()  # a damaged ledger is said now, not as a page's error
@@ -470,6 +449,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 @_reads_ledger
 def cmd_export(args: argparse.Namespace) -> int:
+    # Lazy: the export reads the ledger with polars.
     from pipeline.review.export import export_approved
 
     done = export_approved(args.ledger, args.approved, run=args.run, manifest=args.manifest)
@@ -486,6 +466,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    # Lazy: batch and reconcile's report module load polars and the API client (aiohttp).
     from pipeline.batch import reconcile_batch
     from pipeline.run.reconcile import format_report
 
@@ -521,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
 def _command(argv: list[str], interrupts: Interrupts | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "emulator":
+        # Lazy: aiohttp and PyAV, for this command only (build_parser has loaded them already).
         from pipeline.emulator import cli as emulator_cli
 
         return emulator_cli.run(args)

@@ -1,4 +1,7 @@
-"""Whose jobs a ledger follows: the Apiframe account (user and team) behind the key.
+"""Decides whose jobs a ledger follows (its holder: the Apiframe account, user and team, behind a key).
+
+It also does the I/O that settles the holder: GET /v2/me, the account file beside the ledger,
+and in-flight jobs read back to prove whose they are.
 
 A job is visible only to the account that made it: the spec's 404 reads "Job not found, or owned
 by a different user". So a run with a key of another account would see every in-flight job of
@@ -12,7 +15,7 @@ spending request, naming the file and the account.
 
 When neither the file nor the runs table can name the holder (a run killed before its runs row,
 or jobs adopted by `reconcile`), this key may still prove it is theirs: a job is visible only to
-its holder, so in-flight jobs that all read back with this key are this account's, and with them
+the account that made it, so in-flight jobs that all read back with this key are this account's, and with them
 every intent of this ledger in flight (one account at a time, above).
 
 Two keys of one user and team are one account: the key id is recorded but does not decide.
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Account:
+    """An Apiframe account as GET /v2/me names it; the key id is kept but does not decide."""
+
     user_id: str | None
     team_id: str | None
     key_id: str | None = None
@@ -153,7 +158,7 @@ def account_in_runs(ledger: Ledger, ledger_path: Path) -> tuple[Account | None, 
     return accounts.pop(), ""
 
 
-PROOF_READS = 20  # in-flight jobs read back to prove this key's account owns them (GETs, no spending)
+PROOF_READS = 20  # in-flight jobs read back to prove this key's account made them (GETs, no spending)
 
 
 async def unseen_by_this_key(client: ApiClient, ledger: Ledger) -> str | None:

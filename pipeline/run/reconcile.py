@@ -276,6 +276,21 @@ def adoption_fields(w: Wanted, job: ApiJob, row: dict[str, Any] | None, earlier:
     return {**fields, **seen.fields}
 
 
+@dataclass
+class _Books:
+    """What `reconcile` finds, filled in one request (Group) at a time."""
+
+    unknown: list[Finding] = field(default_factory=list)
+    unpaid: list[Finding] = field(default_factory=list)
+    several: list[tuple[list[str], list[ApiJob]]] = field(default_factory=list)
+    adoptions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    credit_lines: list[Credits] = field(default_factory=list)
+    counted: set[str] = field(default_factory=set)  # the ledger rows whose credits stand against the API's
+
+    def found(self, finding: Finding) -> None:
+        (self.unknown if finding.job.paid else self.unpaid).append(finding)
+
+
 def reconcile(collector: JobCollector, ledger: dict[str, dict[str, Any]], *, manifest: str,
               not_shown: dict[str, str], unread: dict[str, str], list_complete: bool,
               list_oldest: float | None, clock_offset: float) -> Reconciliation:
@@ -291,51 +306,14 @@ def reconcile(collector: JobCollector, ledger: dict[str, dict[str, Any]], *, man
     for key, row in ledger.items():
         if row["job_id"]:
             recorded.setdefault(row["job_id"], []).append(key)
-    unknown, unpaid, several, adoptions, lines = [], [], [], [], []
-    ledger_total: set[str] = set()
+    books = _Books()
     for group in index.groups.values():
-        jobs = _newest_first(group.jobs.values())
-        if len(jobs) > len(group.rows):
-            several.append((group.keys, jobs))
-        fresh = [j for j in jobs if j.id not in recorded]
-        live = [j for j in fresh if not j.failed]
-        failed = [j for j in fresh if j.failed]
-        # The newest job that did not fail goes to the first row with no live job of its own.
-        taken = {job.id: w for w, job in zip([w for w in group.rows if _open_for(group, ledger, w)], live)}
-        # Rows the ledger lost count the failed jobs as their earlier attempts, oldest first, in turn.
-        lost = [w.job_key for w in taken.values() if w.job_key not in ledger]
-        earlier: dict[str, list[ApiJob]] = {key: [] for key in lost}
-        for n, job in enumerate(reversed(failed) if lost else ()):
-            earlier[lost[n % len(lost)]].append(job)
-        for job in fresh:
-            finding = Finding(job, group.keys, group.by_prompt_only)
-            w = taken.get(job.id)
-            if w is not None:
-                finding.adopt_into = w.job_key
-                adoptions.append((w.job_key, adoption_fields(w, job, ledger.get(w.job_key), earlier.get(w.job_key, []))))
-            elif job.failed:
-                finding.note = "failed: an earlier attempt"
-            else:  # the account paid for this request more than once
-                finding.note = "not adopted: " + ("a newer job of this request was adopted" if taken
-                                                  else "its row already has a job of its own")
-            (unknown if job.paid else unpaid).append(finding)
-        owners = {k for j in jobs for k in recorded.get(j.id, ())} | {k for k in group.keys if k in ledger}
-        ledger_total |= owners
-        mine = Credits(group.keys, sum(int(ledger[k]["credits_charged"] or 0) for k in owners),
-                       sum(j.cost or 0 for j in jobs))
-        if mine.ledger != mine.api:
-            lines.append(mine)
-    for job, groups in collector.ambiguous.values():
-        keys = [k for g in groups for k in g.keys]
-        ledger_total |= set(recorded.get(job.id, ()))
-        if job.id not in recorded:
-            finding = Finding(job, keys, True, note="not adopted: its request matches several rows that "
-                                                    "differ only in their local reference images")
-            (unknown if job.paid else unpaid).append(finding)
+        _reconcile_group(group, ledger, recorded, books)
+    _reconcile_ambiguous(collector, recorded, books)
     matched = collector.matched
     missing, unsettled = _in_flight(collector, ledger, manifest, not_shown, unread, list_complete,
                                     list_oldest, clock_offset)
-    credits = Credits([], sum(int(ledger[k]["credits_charged"] or 0) for k in ledger_total),
+    credits = Credits([], sum(int(ledger[k]["credits_charged"] or 0) for k in books.counted),
                       sum(j.cost or 0 for j in matched.values()))
     groups = index.groups.values()
     unsure = {id(g) for _, gs in collector.ambiguous.values() for g in gs}
@@ -343,8 +321,64 @@ def reconcile(collector: JobCollector, ledger: dict[str, dict[str, Any]], *, man
     return Reconciliation(
         rows=sum(len(g.rows) for g in groups), matched_rows=sum(len(g.rows) for g in hit),
         matched_jobs=len(matched), by_prompt_rows=sum(len(g.rows) for g in hit if g.by_prompt_only),
-        unknown=unknown, unpaid=unpaid, missing=missing, unsettled=unsettled, several=several,
-        credits=credits, credit_lines=lines, adoptions=adoptions)
+        unknown=books.unknown, unpaid=books.unpaid, missing=missing, unsettled=unsettled, several=books.several,
+        credits=credits, credit_lines=books.credit_lines, adoptions=books.adoptions)
+
+
+def _takers(group: Group, ledger: dict[str, dict[str, Any]],
+            fresh: list[ApiJob]) -> tuple[dict[str, Wanted], dict[str, list[ApiJob]]]:
+    """Of the jobs no row records (`fresh`, newest first): the row each job that did not fail is
+    adopted into, and the failed jobs each row the ledger lost counts as its earlier attempts."""
+    live = [j for j in fresh if not j.failed]
+    failed = [j for j in fresh if j.failed]
+    # The newest job that did not fail goes to the first row with no live job of its own.
+    taken = {job.id: w for w, job in zip([w for w in group.rows if _open_for(group, ledger, w)], live)}
+    # Rows the ledger lost count the failed jobs as their earlier attempts, oldest first, in turn.
+    lost = [w.job_key for w in taken.values() if w.job_key not in ledger]
+    earlier: dict[str, list[ApiJob]] = {key: [] for key in lost}
+    for n, job in enumerate(reversed(failed) if lost else ()):
+        earlier[lost[n % len(lost)]].append(job)
+    return taken, earlier
+
+
+def _reconcile_group(group: Group, ledger: dict[str, dict[str, Any]], recorded: dict[str, list[str]],
+                     books: _Books) -> None:
+    """One request's rows against its jobs: each job no row records is adopted or said why not,
+    and the credits of the rows that record the jobs stand against the jobs' costs."""
+    jobs = _newest_first(group.jobs.values())
+    if len(jobs) > len(group.rows):
+        books.several.append((group.keys, jobs))
+    fresh = [j for j in jobs if j.id not in recorded]
+    taken, earlier = _takers(group, ledger, fresh)
+    for job in fresh:
+        finding = Finding(job, group.keys, group.by_prompt_only)
+        w = taken.get(job.id)
+        if w is not None:
+            finding.adopt_into = w.job_key
+            books.adoptions.append(
+                (w.job_key, adoption_fields(w, job, ledger.get(w.job_key), earlier.get(w.job_key, []))))
+        elif job.failed:
+            finding.note = "failed: an earlier attempt"
+        else:  # the account paid for this request more than once
+            finding.note = "not adopted: " + ("a newer job of this request was adopted" if taken
+                                              else "its row already has a job of its own")
+        books.found(finding)
+    counted = {k for j in jobs for k in recorded.get(j.id, ())} | {k for k in group.keys if k in ledger}
+    books.counted |= counted
+    mine = Credits(group.keys, sum(int(ledger[k]["credits_charged"] or 0) for k in counted),
+                   sum(j.cost or 0 for j in jobs))
+    if mine.ledger != mine.api:
+        books.credit_lines.append(mine)
+
+
+def _reconcile_ambiguous(collector: JobCollector, recorded: dict[str, list[str]], books: _Books) -> None:
+    """Jobs whose request matches several rows that differ only in local images: never adopted."""
+    for job, groups in collector.ambiguous.values():
+        keys = [k for g in groups for k in g.keys]
+        books.counted |= set(recorded.get(job.id, ()))
+        if job.id not in recorded:
+            books.found(Finding(job, keys, True, note="not adopted: its request matches several rows that "
+                                                      "differ only in their local reference images"))
 
 
 def _of_manifest(index: RequestIndex, ledger: dict[str, dict[str, Any]], manifest: str) -> list[tuple[str, dict]]:

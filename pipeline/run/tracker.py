@@ -282,24 +282,45 @@ class Tracker:
         jobs leave `pending`; the caller adds back the ones it wants read again."""
         self.last_poll = time.monotonic()
         self.polls += 1
-        if not self.status_filter_ok:
-            statuses: tuple[str | None, ...] = (None,)  # one unfiltered listing shows every status
-        else:
-            statuses = LIST_STATUSES if self._may_have_failed() else (ApiStatus.COMPLETED,)  # before hints clear
+        statuses = self._statuses_to_list()  # before hints clear
         self.hinted_ids.clear()
-        requests = 0
         finished: dict[str, dict[str, Any]] = {}
+        requests = await self._list_pages(statuses, finished)
+        now = time.monotonic()
+        observations: list[Observation] = []
+        reads, first_reads = await self._read_singles(now, finished, observations)
+        requests += reads
+        self._settle(finished, now, observations)
+        self.hinted_ids &= self.pending.keys()  # hints that came in while this poll ran
+        # The one-off first reads of jobs an earlier run made set no cadence: after a crash with N
+        # jobs in flight, the next poll should not wait as if every poll cost N requests.
+        self.last_requests = max(1, requests - first_reads)
+        self.requests += requests
+        return observations
+
+    def _statuses_to_list(self) -> tuple[str | None, ...]:
+        if not self.status_filter_ok:
+            return (None,)  # one unfiltered listing shows every status
+        return LIST_STATUSES if self._may_have_failed() else (ApiStatus.COMPLETED,)
+
+    async def _list_pages(self, statuses: tuple[str | None, ...], finished: dict[str, dict[str, Any]]) -> int:
+        """Page each listing in turn into `finished`, until every pending job is accounted for;
+        returns the requests it took."""
+        requests = 0
         # Jobs of unknown age are read on their own below: a list cannot be paged deep enough for them.
         listable = any(p.timed or p.created is not None for p in self.pending.values())
         for status in statuses:
             if not listable or not self.lists_ok or len(finished) == len(self.pending):
                 break
             requests += await self._list(status if self.status_filter_ok else None, finished)
-        now = time.monotonic()
-        observations: list[Observation] = []
-        first_reads = 0
-        # Jobs of unknown age, jobs the lists did not show for far too long, jobs to read again,
-        # and every job when lists are off: read each one on its own.
+        return requests
+
+    async def _read_singles(self, now: float, finished: dict[str, dict[str, Any]],
+                            observations: list[Observation]) -> tuple[int, int]:
+        """Jobs of unknown age, jobs the lists did not show for far too long, jobs to read again,
+        and every job when lists are off: read each one on its own. Returns the requests made and
+        how many of them were first reads of jobs of unknown age."""
+        requests = first_reads = 0
         for p in list(self.pending.values()):
             if p.job_id in finished or now < p.read_after:
                 continue
@@ -311,25 +332,33 @@ class Tracker:
                 continue  # lists off: each job read at most once a second, not at every poll
             requests += 1
             p.last_seen = now
-            seen = await read_job(self.client, p.job_id)
-            if seen.error is not None:
-                self.discard(p.job_id)
-                observations.append(seen)
-                continue
-            job = seen.job
-            status = job.get("status") if isinstance(job, dict) else None
-            if status in ENDED:
-                finished[p.job_id] = job
-                if p.timed and self.lists_ok and status in LIST_STATUSES:
-                    # The lists should have shown it: page deeper from now on.
-                    self.missed_by_lists += 1
-                    self.margin = min(MAX_MARGIN_S, self.margin * 2)
-            elif status in GENERATING:
-                self._learn_clock(p, job)
-                observations.append(Observation(p.job_id, job=job))  # its cost, its state: still pending
-            else:  # an answer we cannot read: the transitions decide
-                self.discard(p.job_id)
-                observations.append(Observation(p.job_id, job=job))
+            await self._read_single(p, finished, observations)
+        return requests, first_reads
+
+    async def _read_single(self, p: Pending, finished: dict[str, dict[str, Any]],
+                           observations: list[Observation]) -> None:
+        seen = await read_job(self.client, p.job_id)
+        if seen.error is not None:
+            self.discard(p.job_id)
+            observations.append(seen)
+            return
+        job = seen.job
+        status = job.get("status") if isinstance(job, dict) else None
+        if status in ENDED:
+            finished[p.job_id] = job
+            if p.timed and self.lists_ok and status in LIST_STATUSES:
+                # The lists should have shown it: page deeper from now on.
+                self.missed_by_lists += 1
+                self.margin = min(MAX_MARGIN_S, self.margin * 2)
+        elif status in GENERATING:
+            self._learn_clock(p, job)
+            observations.append(Observation(p.job_id, job=job))  # its cost, its state: still pending
+        else:  # an answer we cannot read: the transitions decide
+            self.discard(p.job_id)
+            observations.append(Observation(p.job_id, job=job))
+
+    def _settle(self, finished: dict[str, dict[str, Any]], now: float, observations: list[Observation]) -> None:
+        """The jobs that ended leave `pending`; their waits teach the cadence."""
         for job_id, job in finished.items():
             p = self.pending.pop(job_id)
             self.hinted_ids.discard(job_id)
@@ -337,12 +366,6 @@ class Tracker:
             if job.get("status") == ApiStatus.COMPLETED and p.timed:  # only waits this run measured
                 self._observe(p.duration, now - p.since)
             observations.append(Observation(job_id, job=job))
-        self.hinted_ids &= self.pending.keys()  # hints that came in while this poll ran
-        # The one-off first reads of jobs an earlier run made set no cadence: after a crash with N
-        # jobs in flight, the next poll should not wait as if every poll cost N requests.
-        self.last_requests = max(1, requests - first_reads)
-        self.requests += requests
-        return observations
 
 
 SEARCH_PAGES = 50  # job-list pages read looking for an intent past the replay window (5,000 jobs)

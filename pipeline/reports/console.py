@@ -1,0 +1,102 @@
+"""Formats what `videobatch plan` and `videobatch run` print for people: a plan, a run's start and end.
+
+Decides nothing and prints nothing: each function turns a Plan or a BatchSummary into text, and
+pipeline/cli.py prints it. The words are the ones scripts and people already read; --json and
+--summary-json are summary.py's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.plan import actions as p
+from pipeline.plan.reviewed import LABELS
+from pipeline.reports.summary import BatchSummary
+from pipeline.run.outcome import EXIT_STOPPED
+from pipeline.store.archive import is_archived_col
+
+PLAN_ROWS_SHOWN = 40  # rows a plan lists without --all
+SUMMARY_ROWS_SHOWN = 20  # failed or unfinished rows a run's end lists
+
+
+def _plan_row(r: dict) -> str:
+    review = f" ({LABELS[r['from_review']]})" if r.get("from_review") else ""
+    return (f"  {r['row']:>5}  {r['job_key'][:44]:<44} {r['duration']:>3}s {r['aspect_ratio']:>6} "
+            f"{r['credits_estimated']:>7}  {r['action']}" + review)
+
+
+def format_plan(plan: p.Plan, ledger_path: Path, *, show_all: bool) -> str:
+    """The plan's rows (the first 40 unless `show_all`) and what a run would do and spend."""
+    rows = plan.rows
+    c = plan.counts
+    shown = rows if show_all else rows.head(PLAN_ROWS_SHOWN)
+    lines = [f"plan for {plan.manifest} (ledger {ledger_path})",
+             f"  {'row':>5}  {'job_key':<44} {'dur':>4} {'aspect':>6} {'credits':>7}  action"]
+    lines += [_plan_row(r) for r in shown.iter_rows(named=True)]
+    if rows.height > shown.height:
+        lines.append(f"  ... {rows.height - shown.height} more rows (--all lists them)")
+    lines.append(f"  jobs in manifest: {rows.height}, {plan.credits_total} credits for all of them")
+    versions = rows.select(is_archived_col()).to_series().sum()
+    if versions:  # pipeline.plan.actions.versions_to_follow
+        lines.append(f"  of them, earlier versions of edited rows whose job is still followed: {versions}")
+    lines.append(f"  already downloaded: {c[p.SKIP]}; failed and left alone: {c[p.LEAVE_FAILED]}")
+    lines.append(f"  to track: {c[p.TRACK]}; to download again: {c[p.DOWNLOAD]}")
+    lines.append(f"  to submit: {c[p.SUBMIT]} new, {c[p.RESUME]} resumed with their original key, "
+                 f"{c[p.RETRY]} retried, {c[p.NEW_VERSION]} new versions of edited rows")
+    if c[p.REGENERATE] or rows["from_review"].is_not_null().any():
+        lines.append(f"  from review decisions, not the manifest: {c[p.REGENERATE]} to regenerate "
+                     f"({rows.filter(rows['action'] == p.REGENERATE)['credits_estimated'].sum()} credits), "
+                     f"{rows['from_review'].str.contains('edited').sum()} with a prompt edited in review")
+    lines.append(f"  a run would spend at most {plan.credits_to_spend} credits")
+    if plan.orphans:
+        lines.append(f"  note: the ledger has {plan.orphans} rows of this manifest that it no longer lists "
+                     "(edited or removed); they are kept, not touched")
+    return "\n".join(lines)
+
+
+def format_balance(balance: int, credits_to_spend: int) -> str:
+    """The account's balance against what the plan would spend."""
+    verdict = "covers the plan" if balance >= credits_to_spend else (
+        f"SHORT by {credits_to_spend - balance}: top up, or run with --max-credits {balance}")
+    return f"  balance: {balance} credits ({verdict})"
+
+
+def format_start(run_id: str, plan: p.Plan, where: str) -> str:
+    """The line a run prints once its plan is made, before its first request."""
+    return (f"run {run_id} on {where}: {plan.rows.height} jobs, {plan.counts['skip']} already done, "
+            f"up to {plan.credits_to_spend} credits to spend")
+
+
+def _listed(summary: BatchSummary) -> list[str]:
+    """The first failed and unfinished rows, and where to read the rest."""
+    lines = [f"  FAILED {row['job_key']}: {row['error'] or ''}" for row in summary.failed[:SUMMARY_ROWS_SHOWN]]
+    if len(summary.failed) > SUMMARY_ROWS_SHOWN:
+        lines.append(f"  ... {len(summary.failed) - SUMMARY_ROWS_SHOWN} more failures: "
+                     f"videobatch status --ledger {summary.paths['ledger']}")
+    lines += [f"  UNFINISHED {row['job_key']}: {row['reason']}" for row in summary.unfinished[:SUMMARY_ROWS_SHOWN]]
+    if len(summary.unfinished) > SUMMARY_ROWS_SHOWN:
+        lines.append(f"  ... {len(summary.unfinished) - SUMMARY_ROWS_SHOWN} more unfinished rows: "
+                     "--summary-json lists them all")
+    return lines
+
+
+def format_summary(summary: BatchSummary) -> str:
+    """A run's end: its exit code and why, rows, credits, requests, failures, and where things are."""
+    rows, credits, paths = summary.rows, summary.credits, summary.paths
+    lines = ["", f"run {summary.run_id} ended with exit code {summary.exit_code}"
+             + (f": {summary.stop_reason}" if summary.stop_reason else ""),
+             f"  rows: {rows['downloaded']} downloaded now, {rows['skipped']} skipped (already done), "
+             f"{rows['failed']} failed or rejected, {rows['unfinished']} unfinished"]
+    if rows["expired"]:
+        lines.append(f"  {rows['expired']} results expired before download: "
+                     "run again with --retry-failed to generate them again")
+    lines.append(f"  credits: {credits['estimated']} estimated and {credits['charged']} charged this run; "
+                 f"{summary.ledger['credits']['charged']} charged in this ledger to date")
+    lines.append(f"  requests: {summary.requests['total']} ({summary.requests['rate_limited']} rate-limited)")
+    lines += _listed(summary)
+    lines.append(f"  videos: {paths['videos']}")
+    lines.append(f"  ledger: {paths['ledger']}   log: {paths['log']}")
+    lines.append(f"  report: videobatch report --ledger {paths['ledger']}  (writes {paths['report']})")
+    if summary.exit_code == EXIT_STOPPED:
+        lines.append("  stopped early: run the same command again to continue where it stopped")
+    return "\n".join(lines)
