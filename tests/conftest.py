@@ -60,3 +60,12 @@ def emulator_thread():
 def chromium() -> str:
     """Path of a Chromium binary, installing Debian's package once where it is missing."""
     return find_chromium()
+
+
+def pytest_collection_modifyitems(items):
+    """The long end-to-end runs first (slow-marked, then tests/scenarios/), the quick unit tests
+    last: under `-n 2` a long test handed out last leaves the other worker idle till it ends."""
+    def weight(item) -> tuple[bool, bool]:
+        return item.get_closest_marker("slow") is None, "scenarios" not in item.nodeid.split("/")
+
+    items.sort(key=weight)
