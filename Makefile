@@ -41,7 +41,7 @@ report: $(STAMP)
 
 # Two workers: the fault tests run their own CLI processes and emulators, each in its own folder and ports.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -62,10 +62,8 @@ def chromium() -> str:
     return find_chromium()
 
 
-def pytest_collection_modifyitems(items):
-    """The long end-to-end runs first (slow-marked, then tests/scenarios/), the quick unit tests
-    last: under `-n 2` a long test handed out last leaves the other worker idle till it ends."""
-    def weight(item) -> tuple[bool, bool]:
-        return item.get_closest_marker("slow") is None, "scenarios" not in item.nodeid.split("/")
 
-    items.sort(key=weight)
+def pytest_collection_modifyitems(items):
+    """The slow-marked end-to-end runs first: under `-n 2` a long test handed out last leaves the
+    other worker idle till it ends (the Makefile also lets idle workers steal queued tests)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
