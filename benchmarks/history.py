@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
+from pipeline.store import archive
 from pipeline.store.schema import LEDGER_SCHEMA
 
 ROWS_PER_NIGHT = 2700
@@ -50,7 +51,7 @@ def history_frame(n: int, *, manifest_folder: str = "/srv/batches") -> pl.DataFr
     digest = pl.concat_str(request_hash, request_hash, request_hash, pl.lit("0000")).str.slice(0, 64)
     archived = draw < 4  # 0.4 %: an older version kept after its prompt was edited
     key = pl.concat_str(pl.lit("shot-"), i.cast(pl.String), pl.lit("-"), request_hash.str.slice(0, 8))
-    job_key = pl.when(archived).then(pl.concat_str(key, pl.lit("@"), request_hash.str.slice(8, 8))).otherwise(key)
+    job_key = pl.when(archived).then(pl.concat_str(key, pl.lit(archive.MARK), request_hash.str.slice(8, 8))).otherwise(key)
     status = (pl.when(draw < 30).then(pl.lit("FAILED")).when(draw < 38).then(pl.lit("REJECTED"))
               .otherwise(pl.lit("DOWNLOADED")))
     ok = status == "DOWNLOADED"

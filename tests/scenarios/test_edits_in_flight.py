@@ -18,6 +18,7 @@ from pipeline.run import transitions as t
 from pipeline.api.client import ApiClient
 from pipeline.run.download import video_path
 from pipeline.emulator import EmulatorConfig, EmulatorThread
+from pipeline.store.archive import archived_name
 from pipeline.store.runs import read_runs
 from tests.harness import TEST_KEY, check_books, cli_env, ledger, run_args, run_cli, write_manifest
 from tests.scenarios.test_real_api import _old_intent
@@ -25,6 +26,18 @@ from tests.scenarios.test_real_api import _old_intent
 def _slow(seconds: float) -> dict:
     """Emulator settings under which every clip generates `seconds`: long enough to edit meanwhile."""
     return {"time_scale": 1.0, "generation_seconds": {d: (seconds, seconds) for d in (6, 10, 15)}}
+
+
+def _edited_while_generating(emu, tmp_path: Path) -> tuple[dict, Path, dict]:
+    """Run 1 leaves `hero` generating (--job-timeout 1 s), then its prompt is edited under the same
+    id: the environment, the manifest and the old version's row."""
+    env = cli_env(emu.base_url)
+    manifest = write_manifest(tmp_path / "m.yaml", [{"id": "hero", "prompt": "a red kite", "duration": 6}])
+    first = run_cli(*run_args(manifest, tmp_path, "--job-timeout", "1"), env=env, cwd=tmp_path)
+    assert first.returncode == 3, first.stdout + first.stderr
+    old = _rows(tmp_path)["hero"]
+    write_manifest(manifest, [{"id": "hero", "prompt": "a blue kite", "duration": 6}])
+    return env, manifest, old
 
 
 def _rows(tmp: Path) -> dict[str, dict]:
@@ -40,18 +53,12 @@ def test_a_version_edited_away_while_generating_is_followed_downloaded_and_count
     # loaded machine starts them (a 6 s clip finished before run 2 read it when CLI starts were slow);
     # before run 3 the emulator's clock moves on past them.
     emu = emulator_thread(**_slow(600.0))
-    env = cli_env(emu.base_url)
-    manifest = write_manifest(tmp_path / "m.yaml", [{"id": "hero", "prompt": "a red kite", "duration": 6}])
-    # Run 1 leaves the job generating (--job-timeout 1 s).
-    first = run_cli(*run_args(manifest, tmp_path, "--job-timeout", "1"), env=env, cwd=tmp_path)
-    assert first.returncode == 3, first.stdout + first.stderr
-    old = _rows(tmp_path)["hero"]
+    env, manifest, old = _edited_while_generating(emu, tmp_path)
     assert old["status"] in ("SUBMITTED", "PROCESSING") and old["job_id"]
-    archived = f"hero@{old['request_hash'][:8]}"
+    archived = archived_name("hero", old["request_hash"])
 
-    # Edited while it generates; run 2 also stops before either job ends: it must not exit 0, and
-    # its summary names the archived version among the rows left for the next run.
-    write_manifest(manifest, [{"id": "hero", "prompt": "a blue kite", "duration": 6}])
+    # Run 2 also stops before either job ends: it must not exit 0, and its summary names the
+    # archived version among the rows left for the next run.
     second = run_cli(*run_args(manifest, tmp_path, "--job-timeout", "1", "--summary-json", "s2.json"),
                      env=env, cwd=tmp_path)
     assert second.returncode == 3, second.stdout + second.stderr
@@ -88,12 +95,8 @@ def test_a_version_edited_away_while_generating_is_followed_downloaded_and_count
 
 def test_the_run_that_archives_a_generating_version_finishes_it(emulator_thread, tmp_path):
     emu = emulator_thread(**_slow(3.0))
-    env = cli_env(emu.base_url)
-    manifest = write_manifest(tmp_path / "m.yaml", [{"id": "hero", "prompt": "a red kite", "duration": 6}])
-    first = run_cli(*run_args(manifest, tmp_path, "--job-timeout", "1"), env=env, cwd=tmp_path)
-    assert first.returncode == 3, first.stdout + first.stderr
-    archived = f"hero@{_rows(tmp_path)['hero']['request_hash'][:8]}"
-    write_manifest(manifest, [{"id": "hero", "prompt": "a blue kite", "duration": 6}])
+    env, manifest, old = _edited_while_generating(emu, tmp_path)
+    archived = archived_name("hero", old["request_hash"])
     second = run_cli(*run_args(manifest, tmp_path, "--summary-json", "s.json"), env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr
     summary = _summary(tmp_path, "s.json")
@@ -127,7 +130,7 @@ def test_an_archived_intent_without_a_job_id_is_never_paid_for_twice(tmp_path, h
     manifest = write_manifest(tmp_path / "m.yaml", [{"id": "hero", "prompt": "a red kite"}])
     key, body = _old_intent(tmp_path, manifest, hours=hours)
     intent = _rows(tmp_path)[key]
-    archived = f"hero@{intent['request_hash'][:8]}"
+    archived = archived_name("hero", intent["request_hash"])
     write_manifest(manifest, [{"id": "hero", "prompt": "a blue kite"}])
     with EmulatorThread(EmulatorConfig(api_key=TEST_KEY, time_scale=0.0, rpm=0)) as emu:
         if sent:
@@ -197,7 +200,7 @@ def test_an_old_version_whose_video_cannot_be_moved_aside_stops_the_run_and_keep
     again = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     rows = _rows(tmp_path)
-    archived = rows[f"hero@{old['request_hash'][:8]}"]
+    archived = rows[archived_name("hero", old["request_hash"])]
     assert archived["output_path"] != rows["hero"]["output_path"]
     assert hashlib.sha256(Path(archived["output_path"]).read_bytes()).hexdigest() == old["sha256"]  # the paid clip kept
     check_books(emu.stats(), ledger(tmp_path), in_flight_ok=False)
@@ -242,13 +245,13 @@ def test_an_old_clip_moved_aside_by_a_killed_run_is_still_the_archived_versions(
     manifest = write_manifest(tmp_path / "m.yaml", [{"id": "hero", "prompt": "a red kite", "duration": 6}])
     assert run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path).returncode == 0
     old = _rows(tmp_path)["hero"]
-    archived_name = f"hero@{old['request_hash'][:8]}"
-    Path(old["output_path"]).replace(video_path(tmp_path / "out", archived_name))  # what the killed run did
+    name = archived_name("hero", old["request_hash"])
+    Path(old["output_path"]).replace(video_path(tmp_path / "out", name))  # what the killed run did
     write_manifest(manifest, [{"id": "hero", "prompt": "a blue kite", "duration": 6}])
     done = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = _rows(tmp_path)
-    archived = rows[archived_name]
-    assert archived["output_path"] == str(video_path(tmp_path / "out", archived_name)) != rows["hero"]["output_path"]
+    archived = rows[name]
+    assert archived["output_path"] == str(video_path(tmp_path / "out", name)) != rows["hero"]["output_path"]
     assert hashlib.sha256(Path(archived["output_path"]).read_bytes()).hexdigest() == archived["sha256"] == old["sha256"]
     check_books(emu.stats(), ledger(tmp_path), in_flight_ok=False)

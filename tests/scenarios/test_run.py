@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 
 from pipeline.emulator import Faults
+from pipeline.store.archive import archived_name
 from pipeline.store.runs import read_runs
 from pipeline.run.video_check import probe_video
 from tests.harness import (
@@ -320,7 +321,7 @@ def test_editing_a_prompt_under_the_same_id_makes_a_new_version(emulator_thread,
     done = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {r["job_key"]: r for r in ledger(tmp_path).iter_rows(named=True)}
-    archived = f"hero@{first['request_hash'][:8]}"
+    archived = archived_name("hero", first["request_hash"])
     assert set(rows) == {"hero", archived}
     assert rows["hero"]["prompt"] == "a blue kite" and rows[archived]["prompt"] == "a red kite"
     assert Path(rows["hero"]["output_path"]).exists() and Path(rows[archived]["output_path"]).exists()
