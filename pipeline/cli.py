@@ -17,8 +17,10 @@ import json
 import os
 import signal
 import sys
+from importlib import metadata
 from pathlib import Path
 
+from pipeline import __version__
 from pipeline.config import (DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OUT, RECONCILE_PAGES,
                              load_api_config)
 from pipeline.run.outcome import EXIT_BAD_INPUT, EXIT_FAILED_ROWS, EXIT_OK, EXIT_STOPPED  # noqa: F401
@@ -65,12 +67,33 @@ TAKE_OVER_HELP = ("let this manifest take over the ids another manifest's rows h
                   "replaces that manifest, moved or renamed): those rows are kept as earlier versions")
 
 
+def installed_version() -> str:
+    """The installed package's version; a checkout run without installing has only the source's."""
+    try:
+        return metadata.version("videobatch")
+    except metadata.PackageNotFoundError:
+        return __version__
+
+
+class _Version(argparse.Action):
+    """--version, read only when asked: the package metadata lookup scans sys.path."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"videobatch {installed_version()}")  # to standard output, as git, uv and pip do
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Lazy: the emulator loads aiohttp and PyAV, after main() has put the run's signal handlers in place.
     from pipeline.emulator import cli as emulator_cli
 
     parser = argparse.ArgumentParser(
-        prog="videobatch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="videobatch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="`videobatch COMMAND --help` lists a command's options.")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     for add_command in (_add_plan, _add_run, _add_status, _add_report, _add_review, _add_export, _add_reconcile):
         add_command(sub)
@@ -500,7 +523,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command(argv: list[str], interrupts: Interrupts | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not argv:
+        # A bare `videobatch`: the commands, as --help lists them, yet exit 2 as for any call that
+        # did nothing it was asked to, so a script whose command word went missing fails.
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    args = parser.parse_args(argv)
     if args.command == "emulator":
         # Lazy: aiohttp and PyAV, for this command only (build_parser has loaded them already).
         from pipeline.emulator import cli as emulator_cli

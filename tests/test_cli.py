@@ -11,9 +11,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tomllib
+from importlib import metadata
+from pathlib import Path
 
 import pytest
 
+import pipeline
+from pipeline import cli
 from pipeline.cli import build_parser
 from pipeline.run.outcome import EXIT_BAD_INPUT
 from tests.harness import cli_env, free_port, run_cli
@@ -135,6 +140,35 @@ def test_help_lists_every_command_and_exits_0(tmp_path):
     for command in [*COMMANDS, "emulator"]:
         assert re.search(rf"^    {command}\s", done.stdout, re.M), command
     assert "Exit codes: 0 every row downloaded" in done.stdout  # the module's docstring, for people
+
+
+def test_a_bare_videobatch_prints_the_commands_and_exits_2(tmp_path):
+    done = _cli(tmp_path)
+    assert done.returncode == EXIT_BAD_INPUT and done.stderr == ""  # a script that lost its command fails
+    assert done.stdout.startswith("usage: videobatch")
+    for command in [*COMMANDS, "emulator"]:
+        assert re.search(rf"^    {command}\s", done.stdout, re.M), command
+    assert done.stdout.rstrip().endswith("`videobatch COMMAND --help` lists a command's options.")
+    assert list(tmp_path.iterdir()) == []  # nothing ran
+
+
+PROJECT_VERSION = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+
+
+def test_version_prints_the_installed_version_and_exits_0(tmp_path):
+    done = _cli(tmp_path, "--version")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"videobatch {PROJECT_VERSION}\n", "")
+    assert PROJECT_VERSION == "0.1.0"
+
+
+def test_version_from_a_checkout_that_was_never_installed_is_the_sources(monkeypatch):
+    assert pipeline.__version__ == PROJECT_VERSION  # one version, in pyproject.toml and the package
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(cli.metadata, "version", not_installed)  # no other way to uninstall in-process
+    assert cli.installed_version() == PROJECT_VERSION
 
 
 @pytest.mark.parametrize("args, expected", [
