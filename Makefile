@@ -1,52 +1,83 @@
-# videobatch: every target builds the virtualenv and installs the project first when needed,
-# from nothing but Python 3.11+.
+# videobatch: every target builds the virtualenv and installs what it needs first, from nothing but
+# Python 3.11+. Two stamps: the runtime (install, demo, run, plan, status, report, emulator) and,
+# on top of it, the test extras (test, bench), so `make test` after `make demo` adds only those.
+# The versions come from the lock files in requirements/ (see docs/install.md to regenerate them).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
 VB     := $(BIN)/videobatch
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
+TEST_STAMP    := $(VENV)/.test-stamp
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
+# `make install` links videobatch into $(PREFIX)/bin: ~/.local/bin unless told otherwise.
+PREFIX ?= $(HOME)/.local
+BINDIR := $(PREFIX)/bin
 
 MANIFEST ?= manifests/example.yaml
 LEDGER   ?= outputs/ledger.parquet
+# EMULATE=1: `make status` and `make report` read the demo's ledger (outputs/emulator/).
+EMULATE  ?=
 ARGS     ?=
 TEST_WORKERS ?= 2
 
-.PHONY: install demo run plan status report test bench emulator clean
+.PHONY: install uninstall demo run plan status report test bench emulator clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME_STAMP): pyproject.toml requirements/runtime.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "videobatch needs Python 3.11 or newer: run make PYTHON=python3.11 ...")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
-	touch $(STAMP)
+	@echo "videobatch: installing into $(VENV): polars, aiohttp, PyAV, PyYAML, tqdm (about 230 MB; 20-60 s the first time)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PIP) -r requirements/runtime.txt
+	@$(PIP) --no-deps -e .
+	@touch $@
+	@echo "videobatch: installed $$($(VB) --version | cut -d' ' -f2) in $(VENV) ($$(du -sh $(VENV) | cut -f1))"
 
-install: $(STAMP)
+$(TEST_STAMP): $(RUNTIME_STAMP) requirements/test.txt
+	@echo "videobatch: adding the test extras to $(VENV): pytest, playwright, duckdb, pandas, pyarrow (about 500 MB more; 20-60 s the first time)"
+	@$(PIP) -r requirements/test.txt
+	@touch $@
+
+# One step puts `videobatch` on the PATH: a link to .venv/bin/videobatch (this checkout stays
+# where it is: the link and the editable install point into it).
+install: $(RUNTIME_STAMP)
+	@mkdir -p $(BINDIR)
+	@if [ -e $(BINDIR)/videobatch ] && [ ! -L $(BINDIR)/videobatch ]; then \
+	  echo "videobatch: $(BINDIR)/videobatch exists and is not our link; remove it, or run make install PREFIX=/another/prefix"; exit 2; fi
+	@ln -sfn $(abspath $(VB)) $(BINDIR)/videobatch
+	@echo "videobatch: linked $(BINDIR)/videobatch -> $(abspath $(VB))"
+	@case ":$$PATH:" in *":$(BINDIR):"*) ;; *) \
+	  echo "videobatch: $(BINDIR) is not on your PATH; add it (then open a new terminal):"; \
+	  echo "  echo 'export PATH=\"$(BINDIR):\$$PATH\"' >> ~/.profile && export PATH=\"$(BINDIR):\$$PATH\"";; esac
+
+uninstall:
+	@if [ -L $(BINDIR)/videobatch ]; then rm $(BINDIR)/videobatch && echo "videobatch: removed $(BINDIR)/videobatch"; fi
 
 # The report is written even when the run ends early, and the run's exit code is kept.
-demo: $(STAMP)
+demo: install
 	$(VB) run manifests/example.yaml --emulate $(ARGS); code=$$?; \
 	$(VB) report --ledger outputs/emulator/ledger.parquet; exit $$code
 
-run: $(STAMP)
+run: $(RUNTIME_STAMP)
 	$(VB) run $(MANIFEST) --ledger $(LEDGER) $(ARGS)
 
-plan: $(STAMP)
+plan: $(RUNTIME_STAMP)
 	$(VB) plan $(MANIFEST) --ledger $(LEDGER) $(ARGS)
 
-status: $(STAMP)
-	$(VB) status --ledger $(LEDGER) $(ARGS)
+status: $(RUNTIME_STAMP)
+	$(VB) status $(if $(EMULATE),--emulate,--ledger $(LEDGER)) $(ARGS)
 
-report: $(STAMP)
-	$(VB) report --ledger $(LEDGER) $(ARGS)
+report: $(RUNTIME_STAMP)
+	$(VB) report $(if $(EMULATE),--emulate,--ledger $(LEDGER)) $(ARGS)
 
 # Two workers: the fault tests run their own CLI processes and emulators, each in its own folder and ports.
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(ARGS)
 
-bench: $(STAMP)
+# The test extras: the review page's benchmark drives Chromium through playwright.
+bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)
 
-emulator: $(STAMP)
+emulator: $(RUNTIME_STAMP)
 	$(VB) emulator $(ARGS)
 
 clean:
