@@ -1,8 +1,6 @@
 """The README and docs/ against the code: every relative link reaches a file (and heading) that
 exists, docs/cli.md lists exactly the options of each command, every `videobatch ...` command
 they show is one the parser takes, and the README stays the first hour (at most 250 lines).
-
-Covers: README.md, docs/ (no module of pipeline/: the text that tells people how to use it).
 """
 
 from __future__ import annotations
