@@ -21,7 +21,7 @@ EMULATE  ?=
 ARGS     ?=
 TEST_WORKERS ?= 2
 
-.PHONY: install uninstall demo run plan status report test bench emulator clean
+.PHONY: install link uninstall demo run plan status report test bench emulator clean
 
 $(RUNTIME_STAMP): pyproject.toml requirements/runtime.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "videobatch needs Python 3.11 or newer: run make PYTHON=python3.11 ...")'
@@ -39,21 +39,24 @@ $(TEST_STAMP): $(RUNTIME_STAMP) requirements/test.txt
 
 # One step puts `videobatch` on the PATH: a link to .venv/bin/videobatch (this checkout stays
 # where it is: the link and the editable install point into it).
-install: $(RUNTIME_STAMP)
+install: link
+	@echo "videobatch: ready. Next: make demo (a batch on the built-in emulator; no key, no credits)"
+
+link: $(RUNTIME_STAMP)
 	@mkdir -p $(BINDIR)
 	@if [ -e $(BINDIR)/videobatch ] && [ ! -L $(BINDIR)/videobatch ]; then \
 	  echo "videobatch: $(BINDIR)/videobatch exists and is not our link; remove it, or run make install PREFIX=/another/prefix"; exit 2; fi
 	@ln -sfn $(abspath $(VB)) $(BINDIR)/videobatch
 	@echo "videobatch: linked $(BINDIR)/videobatch -> $(abspath $(VB))"
 	@case ":$$PATH:" in *":$(BINDIR):"*) ;; *) \
-	  echo "videobatch: $(BINDIR) is not on your PATH; add it (then open a new terminal):"; \
+	  echo "videobatch: $(BINDIR) is not on your PATH; to add it (now and in new terminals), run:"; \
 	  echo "  echo 'export PATH=\"$(BINDIR):\$$PATH\"' >> ~/.profile && export PATH=\"$(BINDIR):\$$PATH\"";; esac
 
 uninstall:
 	@if [ -L $(BINDIR)/videobatch ]; then rm $(BINDIR)/videobatch && echo "videobatch: removed $(BINDIR)/videobatch"; fi
 
 # The report is written even when the run ends early, and the run's exit code is kept.
-demo: install
+demo: link
 	$(VB) run manifests/example.yaml --emulate $(ARGS); code=$$?; \
 	$(VB) report --ledger outputs/emulator/ledger.parquet; exit $$code
 
