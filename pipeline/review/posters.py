@@ -9,6 +9,7 @@ ledger); it is made again only when the video is newer than it. PyAV encodes the
 from __future__ import annotations
 
 import os
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -43,6 +44,19 @@ def _early_frame(video: Path) -> av.VideoFrame | None:
         return frame
 
 
+def _replace(poster: Path, data: bytes) -> None:
+    """Write `poster` whole or not at all. Two requests (or two servers) may make the same poster
+    at once: each writes its own temporary file, and the last rename wins."""
+    fd, temporary = tempfile.mkstemp(dir=poster.parent, prefix=f".{poster.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(temporary, poster)
+    except OSError:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def ensure_poster(video: Path) -> Path | None:
     """The poster of `video`, made now if missing or older than the video; None when the video
     cannot be read (the page then shows the video's own first frame once played)."""
@@ -55,9 +69,7 @@ def ensure_poster(video: Path) -> Path | None:
             return None
         data = _encode_jpeg(frame)
         poster.parent.mkdir(parents=True, exist_ok=True)
-        temporary = poster.with_name(f".{poster.name}.{os.getpid()}.tmp")  # two servers may race: each renames its own
-        temporary.write_bytes(data)
-        os.replace(temporary, poster)
+        _replace(poster, data)
         return poster
     except (OSError, av.FFmpegError, IndexError, ValueError):
         return None

@@ -1,11 +1,14 @@
 """The review page keeps up: a thousand clips paged in, a later run picked up without a reload, and
 a regenerated clip's earlier take played beside the new one. Real Chromium, the real CLI in child
 processes, the emulator over loopback; screenshots land in /work/shots/ (or outputs/) to look at.
+
+Covers: pipeline/review/clips.py pipeline/reports/gallery.py (an earlier take's card)
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -97,6 +100,14 @@ def test_an_open_page_shows_a_later_runs_new_take_beside_the_earlier_one(chromiu
         assert server.request("GET", f"/poster/{archived[0]}")[1]["Content-Type"] == "image/jpeg"
         status, answer = server.decide({"job_key": archived[0], "decision": "approve"})
         assert status == 409 and "decide on boat instead" in answer["error"]
+
+    # The static report puts the earlier take right after the current one, and says what it is.
+    made = run_cli("report", "--ledger", str(tmp_path / "ledger.parquet"), env=cli_env("http://127.0.0.1:9"), cwd=tmp_path)
+    assert made.returncode == 0, made.stdout + made.stderr
+    html = (tmp_path / "report.html").read_text()
+    keys = re.findall(r'<article class="card" data-status="\w+" data-job-key="([^"]+)"', html)
+    assert keys[keys.index("boat") + 1] == archived[0]
+    assert f'data-job-key="{archived[0]}"' in html and "earlier take of boat, kept with its video" in html
 
     # The books: one paid job per wanted row and take, the ledger's credits the emulator's.
     per_key = {k: len(v) for k, v in jobs_per_key(emu.stats()).items()}
