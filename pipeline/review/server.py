@@ -43,9 +43,9 @@ from pipeline.store.archive import is_archived
 from pipeline.redact import register_secret
 
 TOKEN_COOKIE = "vb_review_token"
-POSTER_WORKERS = 4  # posters decoded at once (PyAV releases the GIL while it decodes)
 TOKEN_HEADER = "X-Review-Token"
 CSRF_HEADER = "X-CSRF-Token"
+POSTER_WORKERS = 4  # posters decoded at once (PyAV releases the GIL while it decodes)
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".webp": "image/webp"}
 SECURITY_HEADERS = {
