@@ -18,12 +18,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks import history_section, sections
+from benchmarks import history_section, review_section, sections
 
 FULL = dict(tracking_jobs=2000, overhead_jobs=10_000, resume_rows=100_000, dialect_jobs=60, history_rows=1_000_000,
-            compress=10.0)
-QUICK = dict(tracking_jobs=60, overhead_jobs=200, resume_rows=2000, dialect_jobs=8, history_rows=5400, compress=60.0)
-SECTIONS = ["tracking", "overhead", "resume", "dialects", "history"]
+            review_clips=1000, compress=10.0)
+QUICK = dict(tracking_jobs=60, overhead_jobs=200, resume_rows=2000, dialect_jobs=8, history_rows=5400, review_clips=60,
+             compress=60.0)
+SECTIONS = ["tracking", "overhead", "resume", "dialects", "history", "review"]
+REVIEW_GOAL_S = 3.0  # issue 20: 1,000 clips usable (first cards shown, keys responsive) within 3 s
 HISTORY_TIME_SCALE = 0.05  # the 10-job run: 30-150 s generations take 1.5-7.5 s, as in `make demo`
 # Goals on the history ledger: (wall seconds, peak MB), or a wall ratio to the empty ledger.
 HISTORY_GOALS = {"run": (None, 300.0), "noop": (2.0, 400.0), "plan": (1.0, 300.0), "status": (1.0, 300.0),
@@ -144,10 +146,31 @@ def table(results: dict) -> str:
             rows.append(("   checkpoints in that run (worker thread): rows written, seconds",
                          f"{ledger['checkpoint_rows']} rows in {ledger['checkpoints']}, "
                          f"{ledger['checkpoint_seconds']:.2f} s", ""))
+    rows += _review_rows(results.get("review"))
     width = max(len(r[0]) for r in rows)
     value_width = max(len(r[1]) for r in rows)
     lines += [f"{name:<{width}}  {value:>{value_width}}  {goal}".rstrip() for name, value, goal in rows]
     return "\n".join(lines)
+
+
+def _review_rows(r: dict | None) -> list[tuple[str, str, str]]:
+    if not r:
+        return []
+    if "skipped" in r:
+        return [(f"r. review page, {r['clips']} clips in headless Chromium", "skipped", r["skipped"])]
+    rows = [(f"r. review page, {r['clips']} clips in headless Chromium: ready, first screen, key moved focus",
+             "", "usable = the later of the last two")]
+    for name, label in (("ours", "this checkout"), ("baseline", r.get("baseline", {}).get("root", ""))):
+        if name not in r:
+            continue
+        for visit in ("cold", "warm"):
+            f = r[name][visit]
+            goal = f"<= {REVIEW_GOAL_S:g} s {_check(f['usable_s'], REVIEW_GOAL_S)}" if name == "ours" else \
+                f"{f['usable_s'] / r['ours'][visit]['usable_s']:.0f}x this checkout"
+            rows.append((f"   {label}, {visit}: {f['cards_in_page']} cards, {f['videos_in_page']} <video> in the page",
+                         f"{f['ready_s']:.2f} / {f['first_screen_s']:.2f} / {f['key_s']:.2f} s, "
+                         f"usable {f['usable_s']:.2f} s, j {f['key_latency_ms']:.0f} ms", goal))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,12 +180,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="run just this part (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench.json"), help="where the JSON goes")
     parser.add_argument("--compress", type=float, help="time compression of the tracking run (default 10)")
-    for name in ("tracking_jobs", "overhead_jobs", "resume_rows", "dialect_jobs", "history_rows"):
+    parser.add_argument("--review-baseline", type=Path, metavar="PATH",
+                        help="also measure the review page another checkout serves (e.g. the main branch)")
+    for name in ("tracking_jobs", "overhead_jobs", "resume_rows", "dialect_jobs", "history_rows", "review_clips"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, metavar="N",
                             help=f"size of that part (default {FULL[name]})")
     args = parser.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
-    for name in ("compress", "tracking_jobs", "overhead_jobs", "resume_rows", "dialect_jobs", "history_rows"):
+    for name in ("compress", "tracking_jobs", "overhead_jobs", "resume_rows", "dialect_jobs", "history_rows",
+                 "review_clips"):
         if getattr(args, name):
             sizes[name] = getattr(args, name)
     wanted = [name for name in SECTIONS if name in (args.only or SECTIONS)]
@@ -195,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
             results["history"] = history_section.history(
                 work, rows_in_history=sizes["history_rows"], noop_rows=sizes["resume_rows"],
                 time_scale=HISTORY_TIME_SCALE / (5 if args.quick else 1))
+        if "review" in wanted:
+            print(f"r: the review page with {sizes['review_clips']} clips in headless Chromium, cold then warm"
+                  + (f", then as {args.review_baseline} serves it" if args.review_baseline else "") + " ...", flush=True)
+            results["review"] = review_section.review_page(work, clips=sizes["review_clips"],
+                                                           baseline=args.review_baseline)
     results["bench_seconds"] = time.perf_counter() - started
     print()
     print(table(results))

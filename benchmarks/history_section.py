@@ -59,7 +59,7 @@ def _review(ledger: Path) -> None:
     server = ReviewServer(ReviewConfig(ledger=ledger))
     clips = server.clips()["clips"]
     for clip in clips[:REVIEW_LOOKUPS]:
-        server._row(clip["job_key"])
+        server.book.row(clip["job_key"])
     print(f"{len(clips)} clips, {min(len(clips), REVIEW_LOOKUPS)} lookups")
 
 

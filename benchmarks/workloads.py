@@ -51,6 +51,7 @@ def write_finished_ledger(manifest: Path, ledger: Path, videos: Path) -> int:
     frame = frame.with_columns(
         status=pl.lit(DOWNLOADED), output_path=pl.Series(paths), bytes=pl.lit(0), attempts=pl.lit(1),
         credits_charged=pl.col("credits_estimated"), credits_prior=pl.lit(0),
+        idempotency_key=pl.format("vb-{}-a1-bench", pl.col("job_key")),  # as every finished attempt has one
     )
     frame = frame.select(
         pl.col(name) if name in frame.columns else pl.lit(None).alias(name) for name in LEDGER_SCHEMA
@@ -66,3 +67,22 @@ def part_frame(frame: pl.DataFrame, seq: int) -> pl.DataFrame:
 
     return frame.with_columns(pl.lit(seq, pl.Int64).alias(ledger_store.SEQ), pl.lit(False).alias(ledger_store.REMOVED),
                               pl.lit(False).alias(ledger_store.SUPERSEDES))
+
+
+def write_review_ledger(folder: Path, n: int) -> Path:
+    """A ledger of `n` DOWNLOADED clips with real, small, playable videos, for the review page.
+
+    Built straight as a finished run leaves it (write_finished_ledger), then each empty file is
+    replaced by one of the emulator's clips: a dozen encoded once and copied, not `n` jobs.
+    Returns the ledger's path; its runs table is empty, so the page is opened with `--run all`.
+    """
+    from pipeline.emulator.video import VARIANTS, render_clip
+    from pipeline.store.ledger import read_ledger
+
+    ledger = folder / "ledger.parquet"
+    manifest = write_csv(folder / "review.csv", [dict(r, duration=6, aspect_ratio="16:9") for r in rows(n, "review")])
+    write_finished_ledger(manifest, ledger, folder / "videos")
+    clips = [render_clip(variant, 480, 270, 6) for variant in range(VARIANTS)]
+    for i, path in enumerate(read_ledger(ledger)["output_path"]):
+        Path(path).write_bytes(clips[i % VARIANTS])
+    return ledger

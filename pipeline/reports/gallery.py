@@ -20,6 +20,7 @@ from pathlib import Path
 import av
 import polars as pl
 
+from pipeline.store.archive import base_key, is_archived
 from pipeline.store.verdicts import read_verdicts, with_review
 from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs
@@ -97,6 +98,8 @@ def _card(row: dict, page_dir: Path) -> str:
         reason += (f'<p class="review {e(row["review_decision"])}">{e(said)} by '
                    f'{e(row.get("review_reviewer") or "?")}{e(note)}</p>')
     charged = row.get("credits_charged")
+    if is_archived(row["job_key"]):  # sorted right after its row's current take (ORDER ends with job_key)
+        reason += f'<p class="take">earlier take of {e(base_key(row["job_key"]))}, kept with its video</p>'
     return (
         f'<article class="card" data-status="{e(status)}" data-job-key="{e(row["job_key"])}" '
         f'style="--ratio: {_aspect(row.get("model"), row.get("aspect_ratio"))}">'
@@ -251,6 +254,7 @@ main {{ padding: 18px 28px 40px; display: grid; grid-template-columns: repeat(au
 .reason {{ margin: 8px 0 0; color: #b42318; font-size: 13px; }}
 .review {{ margin: 8px 0 0; font-size: 13px; font-weight: 600; }} .review.approve {{ color: #12805c; }} .review.reject {{ color: #c4320a; }} .review.regenerate {{ color: #b54708; }}
 .none {{ color: var(--muted); }}
+.take {{ margin: 8px 0 0; font-size: 13px; color: #b54708; }}
 .scope {{ margin: 12px 0 0; color: var(--muted); font-size: 13px; }} .scope a {{ color: var(--ink); }}
 </style></head>
 <body data-summary="{data}">

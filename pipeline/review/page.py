@@ -3,6 +3,13 @@
 The script fetches the clips as JSON and builds every card with textContent, never innerHTML,
 so a prompt with markup shows as text. A decision is posted with the page's CSRF secret; the
 card says "saved" only when the server answered that the decision is on disk.
+
+A thousand clips stay quick: cards are rendered CHUNK at a time as the reader scrolls near the
+end (IntersectionObserver), each shows a poster image (lazy-loaded), and only the selected card
+holds <video> elements (attached on selection, taken back to posters when it loses it). The
+page polls the server's state version and merges a changed clip list in place: a later run's
+new or regenerated clips appear without a reload. A regenerated clip's earlier takes play side
+by side with the current one (`t`, or the card's "earlier takes" button).
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import html
 
 SHORTCUTS = [("j / →", "next"), ("k / ←", "previous"), ("a", "approve"), ("r", "reject"),
-             ("g", "regenerate"), ("space", "play / pause"), ("Ctrl+Enter", "save"), ("Esc", "cancel")]
+             ("g", "regenerate"), ("t", "earlier takes"), ("space", "play / pause"), ("Ctrl+Enter", "save"), ("Esc", "cancel")]
 
 
 def render(*, csrf: str, reviewer: str, scope: str) -> str:
@@ -34,7 +41,7 @@ def render(*, csrf: str, reviewer: str, scope: str) -> str:
     <div class="filters" id="decision-filters" aria-label="filter by decision"></div>
     <div class="filters" id="status-filters" aria-label="filter by status"></div>
   </div>
-  <div class="keys">{keys}</div>
+  <div class="keys">{keys}<span id="live" class="live" aria-live="polite"></span></div>
 </header>
 <main id="grid"><p class="none">loading…</p></main>
 <script src="/app.js"></script>
@@ -96,7 +103,26 @@ dl.metadata dt { color: var(--muted); } dl.metadata dd { margin: 0; word-break: 
 .state { margin: 6px 0 0; font-size: 12px; min-height: 1em; }
 .state.saving { color: var(--muted); } .state.saved { color: #12805c; } .state.error { color: #b42318; }
 .none { color: var(--muted); }
+.slot { position: relative; display: block; width: 100%; aspect-ratio: var(--ratio, 16 / 9); max-height: 360px; background: #111; cursor: pointer; }
+.slot img, .slot video { display: block; width: 100%; height: 100%; object-fit: contain; }
+.slot .play { position: absolute; left: 50%; top: 50%; transform: translate(-50%, -50%); width: 44px; height: 44px; border-radius: 50%; border: 0; background: rgba(0,0,0,.55); color: #fff; font-size: 18px; cursor: pointer; }
+.slot .caption { display: none; }
+.stage .take { display: none; }
+.card.comparing { grid-column: 1 / -1; }
+.card.comparing .stage { display: grid; grid-template-columns: repeat(auto-fit, minmax(240px, 1fr)); gap: 2px; background: #111; }
+.card.comparing .stage .take { display: block; }
+.card.comparing .slot { aspect-ratio: auto; max-height: none; }
+.card.comparing .slot img, .card.comparing .slot video { aspect-ratio: var(--ratio, 16 / 9); height: auto; max-height: 360px; }
+.card.comparing .slot .caption { display: block; padding: 4px 8px; font-size: 12px; color: #e4e7ec; background: #1d2430; cursor: default; white-space: pre-wrap; }
+.card.comparing .slot .play { top: calc(50% - 14px); }
+.takes { margin: 6px 0 0; }
+.takes button { font: inherit; font-size: 12px; border: 1px solid var(--line); border-radius: 8px; background: #fff; padding: 2px 8px; cursor: pointer; }
+.card.comparing .takes button { background: var(--ink); color: #fff; border-color: var(--ink); }
+.fresh { font-weight: 700; border-radius: 6px; padding: 1px 7px; font-size: 11px; background: #fef0c7; color: #93370d; }
+.live { margin-left: auto; color: #12805c; }
+#more { grid-column: 1 / -1; height: 1px; }
 """
+
 
 
 SCRIPT = r"""
@@ -104,11 +130,20 @@ SCRIPT = r"""
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const grid = document.getElementById("grid");
 const reviewer = document.getElementById("reviewer");
+const live = document.getElementById("live");
 const DECISIONS = [["ALL", "all"], ["undecided", "undecided"], ["approve", "approved"], ["reject", "rejected"], ["regenerate", "to regenerate"]];
 const VERBS = {approve: "approved", reject: "rejected", regenerate: "to regenerate"};
-let clips = [];
+const CHUNK = 48;  // cards rendered at a time; more as the reader scrolls near the end
+const POLL_MS = 2000;  // how often the page asks whether a run or a reviewer changed anything
+let clips = [];  // every clip in scope, in the server's order
+let view = [];  // the clips the filters keep
+let shown = CHUNK;  // how many of `view` are rendered
+const nodes = new Map();  // job_key -> its card, reused until the clip changes
+const fresh = new Set();  // keys a later run added or changed since the page loaded
+let version = null;
 let filter = {decision: "ALL", status: "ALL"};
 let selected = null;  // job_key
+const more = document.createElement("div"); more.id = "more";
 
 if (localStorage.getItem("vb-reviewer")) reviewer.value = localStorage.getItem("vb-reviewer");
 reviewer.addEventListener("change", () => localStorage.setItem("vb-reviewer", reviewer.value.trim()));
@@ -121,10 +156,74 @@ function el(tag, cls, text) {
 }
 
 function decisionOf(clip) { return clip.review.decision || "undecided"; }
+function nodeOf(key) { return key && nodes.get(key); }
 
 function ratio(clip) {
   const [w, h] = (clip.aspect_ratio || "16:9").split(":");
   return w + " / " + h;
+}
+
+function when(iso) { return iso ? iso.slice(0, 16).replace("T", " ") + " UTC" : "date unknown"; }
+
+// A take's place on the card: its poster until the card is selected, then its <video>.
+function slot(take, cls, caption) {
+  const box = el("div", "slot " + cls);
+  box.dataset.video = take.video; box.dataset.poster = take.poster || "";
+  box.append(posterOf(box), el("div", "caption", caption));
+  box.addEventListener("click", (event) => {
+    if (event.target.closest("video, .caption")) return;
+    const node = box.closest(".card");
+    select(node.dataset.jobKey, false);
+    const video = box.querySelector("video");
+    if (video) played(video);
+  });
+  return box;
+}
+
+function posterOf(box) {
+  const frag = document.createDocumentFragment();
+  if (box.dataset.poster) {
+    const img = el("img"); img.loading = "lazy"; img.decoding = "async"; img.alt = "poster"; img.src = box.dataset.poster;
+    frag.append(img);
+  }
+  const play = el("button", "play", "▶"); play.title = "play (space)"; play.tabIndex = -1;
+  frag.append(play);
+  return frag;
+}
+
+function attach(box) {
+  if (box.querySelector("video")) return;
+  const video = el("video");
+  video.preload = "metadata"; video.controls = true; video.loop = true; video.muted = true; video.playsInline = true;
+  if (box.dataset.poster) video.poster = box.dataset.poster;
+  video.src = box.dataset.video;
+  box.querySelectorAll("img, .play").forEach(n => n.remove());
+  box.prepend(video);
+}
+
+function detach(box) {
+  const video = box.querySelector("video");
+  if (!video) return;
+  video.pause(); video.removeAttribute("src"); video.load();  // frees the decoder
+  video.replaceWith(posterOf(box));
+}
+
+function liveSlots(node) { return [...node.querySelectorAll(node.classList.contains("comparing") ? ".slot" : ".slot.main")]; }
+
+function media(clip) {
+  const stage = el("div", "stage");
+  if (clip.video) {
+    stage.append(slot(clip, "main", "current take · " + when(clip.made_at) + " · " + (clip.credits_charged ?? "–") + " cr"));
+  } else {
+    stage.append(el("div", "media empty", clip.status === "DOWNLOADED" ? "video file missing" : "no video: " + (clip.status || "not made yet")));
+  }
+  clip.takes.forEach((take, i) => {
+    const words = "earlier take " + (i + 1) + " · " + when(take.made_at) + " · " + (take.credits_charged ?? "–") + " cr"
+      + (take.prompt !== clip.prompt ? "\n“" + take.prompt + "”" : "");
+    if (take.video) { const box = slot(take, "take", words); box.dataset.take = take.job_key; stage.append(box); }
+    else { const box = el("div", "media empty take", words + "\nno video: " + (take.status || "?")); stage.append(box); }
+  });
+  return stage;
 }
 
 function card(clip) {
@@ -133,19 +232,13 @@ function card(clip) {
   node.dataset.status = clip.status || "PENDING";
   node.dataset.decision = decisionOf(clip);
   node.style.setProperty("--ratio", ratio(clip));
-  if (clip.video) {
-    const video = el("video", "media");
-    video.src = clip.video; video.preload = "metadata"; video.controls = true; video.loop = true;
-    video.muted = true; video.playsInline = true;
-    node.append(video);
-  } else {
-    node.append(el("div", "media empty", clip.status === "DOWNLOADED" ? "video file missing" : "no video: " + (clip.status || "not made yet")));
-  }
+  node.append(media(clip));
   const body = el("div", "body");
   const meta = el("div", "meta");
   meta.append(el("span", "badge " + (clip.status || "pending").toLowerCase(), clip.status));
   const d = decisionOf(clip);
   meta.append(el("span", "decision " + d, d === "undecided" ? "undecided" : VERBS[d]));
+  if (fresh.has(clip.job_key)) meta.append(el("span", "fresh", clip.takes.length ? "new take" : "new"));
   meta.append(el("span", null, (clip.duration || "?") + " s"), el("span", null, clip.aspect_ratio || "?"));
   const credits = el("span", "credits", (clip.credits_charged ?? "–") + " / " + (clip.credits_estimated ?? 0) + " cr");
   credits.title = "credits charged / estimated";
@@ -172,11 +265,19 @@ function card(clip) {
     }
     body.append(refs);
   }
+  if (clip.takes.length) {
+    const takes = el("p", "takes");
+    const button = el("button", "compare", (clip.takes.length === 1 ? "1 earlier take" : clip.takes.length + " earlier takes") + ": compare");
+    button.title = "t";
+    button.addEventListener("click", () => { select(clip.job_key, false); compare(node); });
+    takes.append(button);
+    body.append(takes);
+  }
   body.append(el("p", "key", clip.job_key + " · " + (clip.manifest || "?") + " row " + (clip.row ?? "?")));
   if (clip.error && clip.status !== "DOWNLOADED") body.append(el("p", "reason", (clip.expired ? "result expired · " : "") + clip.error));
   if (clip.review.decision) {
-    const when = clip.review.at ? clip.review.at.slice(0, 16).replace("T", " ") + " UTC" : "";
-    body.append(el("p", "said", VERBS[clip.review.decision] + " by " + clip.review.reviewer + ", " + when + (clip.review.note ? "\n“" + clip.review.note + "”" : "")));
+    const at = clip.review.at ? clip.review.at.slice(0, 16).replace("T", " ") + " UTC" : "";
+    body.append(el("p", "said", VERBS[clip.review.decision] + " by " + clip.review.reviewer + ", " + at + (clip.review.note ? "\n“" + clip.review.note + "”" : "")));
   }
   const final = ["DOWNLOADED", "FAILED", "REJECTED"].includes(clip.status);
   const actions = el("div", "actions");
@@ -189,12 +290,22 @@ function card(clip) {
   const rejectForm = form("reject", "note for the team (optional)", clip.review.decision === "reject" ? clip.review.note || "" : "", "Save rejection");
   const regenForm = form("regenerate", "prompt for the new version", clip.review.prompt || clip.prompt || "", "Save: regenerate");
   body.append(rejectForm, regenForm, el("p", "state"));
-  approve.addEventListener("click", () => { select(clip.job_key); send(clip, {decision: "approve"}); });
-  reject.addEventListener("click", () => { select(clip.job_key); openForm(node, "reject"); });
-  regen.addEventListener("click", () => { select(clip.job_key); openForm(node, "regenerate"); });
-  node.addEventListener("click", (event) => { if (!event.target.closest("button, textarea, video, a")) select(clip.job_key); });
+  approve.addEventListener("click", () => { select(clip.job_key, false); send(clip.job_key, {decision: "approve"}); });
+  reject.addEventListener("click", () => { select(clip.job_key, false); openForm(node, "reject"); });
+  regen.addEventListener("click", () => { select(clip.job_key, false); openForm(node, "regenerate"); });
+  node.addEventListener("click", (event) => { if (!event.target.closest("button, textarea, video, a, .slot")) select(clip.job_key, false); });
   node.append(body);
   return node;
+}
+
+// Earlier takes beside the current one: the card spans the row, every take gets its player.
+function compare(node) {
+  if (!node.querySelector(".slot.take, .media.take")) return;
+  const on = node.classList.toggle("comparing");
+  if (node.dataset.jobKey === selected) {
+    for (const box of node.querySelectorAll(".slot.take")) { if (on) attach(box); else detach(box); }
+  }
+  node.scrollIntoView({block: "nearest"});
 }
 
 function form(kind, placeholder, value, label) {
@@ -217,21 +328,19 @@ function openForm(node, kind) {
 }
 
 function submitForm(node, kind) {
-  const clip = clips.find(c => c.job_key === node.dataset.jobKey);
   const text = node.querySelector(".form." + kind + " textarea").value;
-  send(clip, kind === "reject" ? {decision: "reject", note: text} : {decision: "regenerate", prompt: text});
+  send(node.dataset.jobKey, kind === "reject" ? {decision: "reject", note: text} : {decision: "regenerate", prompt: text});
 }
 
-async function send(clip, decision) {
-  const node = grid.querySelector('.card[data-job-key="' + CSS.escape(clip.job_key) + '"]');
-  const state = node.querySelector(".state");
+async function send(key, decision) {
+  const state = nodeOf(key).querySelector(".state");
   state.className = "state saving"; state.textContent = "saving…";
   let answer, payload;
   try {
     answer = await fetch("/api/decisions", {
       method: "POST", credentials: "same-origin",
       headers: {"Content-Type": "application/json", "X-CSRF-Token": CSRF},
-      body: JSON.stringify({job_key: clip.job_key, reviewer: reviewer.value.trim(), ...decision}),
+      body: JSON.stringify({job_key: key, reviewer: reviewer.value.trim(), ...decision}),
     });
     payload = await answer.json();
   } catch (err) {
@@ -242,14 +351,20 @@ async function send(clip, decision) {
     state.className = "state error"; state.textContent = "not saved: " + (payload.error || answer.status);
     return;
   }
-  const index = clips.findIndex(c => c.job_key === clip.job_key);
-  clips[index] = payload.clip;
-  const fresh = card(payload.clip);
-  node.replaceWith(fresh);
-  const shown = fresh.querySelector(".state");
-  shown.className = "state saved"; shown.textContent = "saved ✓ " + VERBS[payload.clip.review.decision];
-  fresh.dataset.saved = payload.clip.review.decision;
-  buildFilters(); applyFilter(); select(clip.job_key);
+  const index = clips.findIndex(c => c.job_key === key);
+  if (index >= 0) clips[index] = payload.clip;
+  const place = view.findIndex(c => c.job_key === key);
+  const old = nodeOf(key), made = card(payload.clip);
+  nodes.set(key, made);
+  if (old && old.isConnected) old.replaceWith(made);
+  const shownState = made.querySelector(".state");
+  shownState.className = "state saved"; shownState.textContent = "saved ✓ " + VERBS[payload.clip.review.decision];
+  made.dataset.saved = payload.clip.review.decision;
+  buildFilters(); applyFilter(false);
+  // A decided clip the filters now hide hands the focus to the one that took its place.
+  const stays = view.some(c => c.job_key === key);
+  if (stays || !view.length) select(stays ? key : null, true);
+  else select(view[Math.min(Math.max(place, 0), view.length - 1)].job_key, true);
 }
 
 function counts(key) {
@@ -265,7 +380,7 @@ function filterButtons(boxId, by, options, count) {
     const n = value === "ALL" ? clips.length : (count[value] || 0);
     const b = el("button", filter[by] === value ? "on" : "", label + " (" + n + ")");
     b.dataset[by] = value;
-    b.addEventListener("click", () => { filter[by] = value; buildFilters(); applyFilter(); });
+    b.addEventListener("click", () => { filter[by] = value; buildFilters(); applyFilter(true); });
     return b;
   }));
 }
@@ -277,33 +392,54 @@ function buildFilters() {
                 [["ALL", "any status"], ...Object.keys(byStatus).sort().map(s => [s, s.toLowerCase()])], byStatus);
 }
 
-function visibleCards() { return [...grid.querySelectorAll(".card:not(.hidden)")]; }
+// The rendered cards are the first `shown` of `view`; existing cards are kept, new ones appended.
+function render() {
+  const wanted = view.slice(0, shown).map(c => { if (!nodes.has(c.job_key)) nodes.set(c.job_key, card(c)); return nodes.get(c.job_key); });
+  const have = [...grid.children];
+  let same = 0;
+  while (same < have.length && same < wanted.length && have[same] === wanted[same]) same++;
+  if (same === have.length - 1 && have[same] === more) { more.before(...wanted.slice(same)); }
+  else if (!wanted.length) { grid.replaceChildren(el("p", "none", clips.length ? "No clips match these filters." : "No clips in this scope: try --run all.")); }
+  else { grid.replaceChildren(...wanted, more); }
+}
 
-function applyFilter() {
-  for (const node of grid.querySelectorAll(".card")) {
-    const ok = (filter.decision === "ALL" || node.dataset.decision === filter.decision)
-      && (filter.status === "ALL" || node.dataset.status === filter.status);
-    node.classList.toggle("hidden", !ok);
-  }
-  const shown = visibleCards();
-  if (!shown.some(n => n.dataset.jobKey === selected)) select(shown.length ? shown[0].dataset.jobKey : null, false);
+function applyFilter(reset) {
+  view = clips.filter(c => (filter.decision === "ALL" || decisionOf(c) === filter.decision)
+    && (filter.status === "ALL" || (c.status || "PENDING") === filter.status));
+  if (reset) shown = CHUNK;
+  const at = view.findIndex(c => c.job_key === selected);
+  if (at >= shown) shown = at + 1;
+  render();
+  if (at < 0) select(view.length ? view[0].job_key : null, false);
 }
 
 function select(key, scroll = true) {
+  const old = nodeOf(selected);
+  if (old && selected !== key) { old.classList.remove("selected"); old.querySelectorAll(".slot").forEach(detach); }
   selected = key;
-  for (const node of grid.querySelectorAll(".card")) {
-    const on = node.dataset.jobKey === key;
-    node.classList.toggle("selected", on);
-    if (on && scroll) node.scrollIntoView({block: "nearest"});
-  }
+  const node = nodeOf(key);
+  if (!node) return;
+  node.classList.add("selected");
+  liveSlots(node).forEach(attach);
+  if (scroll) node.scrollIntoView({block: "nearest"});
 }
 
 function move(step) {
-  const shown = visibleCards();
-  if (!shown.length) return;
-  const at = shown.findIndex(n => n.dataset.jobKey === selected);
-  const next = shown[Math.min(shown.length - 1, Math.max(0, at < 0 ? 0 : at + step))];
-  select(next.dataset.jobKey);
+  if (!view.length) return;
+  const at = view.findIndex(c => c.job_key === selected);
+  const next = Math.min(view.length - 1, Math.max(0, at < 0 ? 0 : at + step));
+  if (next >= shown) { shown = next + CHUNK; render(); }
+  select(view[next].job_key);
+}
+
+// play() is refused when a pause() (a key, or the card losing focus) comes first: that is no error.
+function played(video) { video.play().catch(() => {}); }
+
+function playPause(node) {
+  const videos = node ? [...node.querySelectorAll(".slot video")] : [];
+  if (!videos.length) return;
+  if (videos.some(v => !v.paused)) videos.forEach(v => v.pause());
+  else videos.forEach(v => { if (videos.length > 1) v.currentTime = 0; played(v); });  // takes side by side start together
 }
 
 document.addEventListener("keydown", (event) => {
@@ -317,31 +453,77 @@ document.addEventListener("keydown", (event) => {
     return;
   }
   if (event.ctrlKey || event.metaKey || event.altKey) return;
-  const node = selected && grid.querySelector('.card[data-job-key="' + CSS.escape(selected) + '"]');
-  const clip = node && clips.find(c => c.job_key === selected);
+  const node = nodeOf(selected);
   switch (event.key) {
     case "j": case "ArrowRight": case "ArrowDown": move(1); break;
     case "k": case "ArrowLeft": case "ArrowUp": move(-1); break;
-    case "a": if (clip && !node.querySelector(".actions .approve").disabled) send(clip, {decision: "approve"}); break;
-    case "r": if (clip && !node.querySelector(".actions .reject").disabled) openForm(node, "reject"); break;
-    case "g": if (clip && !node.querySelector(".actions .regenerate").disabled) openForm(node, "regenerate"); break;
-    case " ": {
-      const video = node && node.querySelector("video");
-      if (video) { if (video.paused) video.play(); else video.pause(); }
-      break;
-    }
+    case "a": if (node && !node.querySelector(".actions .approve").disabled) send(selected, {decision: "approve"}); break;
+    case "r": if (node && !node.querySelector(".actions .reject").disabled) openForm(node, "reject"); break;
+    case "g": if (node && !node.querySelector(".actions .regenerate").disabled) openForm(node, "regenerate"); break;
+    case "t": if (node) compare(node); break;
+    case " ": playPause(node); break;
     default: return;
   }
   event.preventDefault();
 });
 
-async function load() {
-  const answer = await fetch("/api/clips", {credentials: "same-origin"});
-  if (!answer.ok) { grid.replaceChildren(el("p", "none", "could not load the clips: " + answer.status)); return; }
-  clips = (await answer.json()).clips;
-  grid.replaceChildren(...(clips.length ? clips.map(card) : [el("p", "none", "No clips in this scope: try --run all.")]));
-  buildFilters(); applyFilter();
-  document.body.dataset.ready = "1";
+const nearEnd = new IntersectionObserver((entries) => {
+  if (entries.some(e => e.isIntersecting) && shown < view.length) {
+    shown += CHUNK; render();
+    nearEnd.unobserve(more); nearEnd.observe(more);  // asks again: a tall screen may still show the end
+  }
+}, {rootMargin: "1200px"});
+nearEnd.observe(more);
+
+// What a run changes about a clip (a reviewer's decision is not a new take).
+function take(clip) { return [clip.status, clip.made_at, clip.video, clip.takes.length].join("|"); }
+
+// A later list of clips merged in place: unchanged cards are kept (a playing video, an open
+// form), changed or new ones are rebuilt and marked, clips gone from the scope are dropped.
+function merge(list) {
+  const before = new Map(clips.map(c => [c.job_key, c]));
+  let changed = 0;
+  const kept = [];
+  for (const clip of list) {
+    const was = before.get(clip.job_key);
+    const node = nodes.get(clip.job_key);
+    if (was && JSON.stringify(was) === JSON.stringify(clip)) { kept.push(was); continue; }
+    if (node && node.querySelector(".form.open")) { kept.push(was); continue; }  // mid-edit: merged next time
+    if (version !== null && (!was || take(was) !== take(clip))) { fresh.add(clip.job_key); changed++; }
+    if (node) {
+      nodes.delete(clip.job_key);
+      if (node.isConnected) node.replaceWith(nodes.set(clip.job_key, card(clip)).get(clip.job_key));
+    }
+    kept.push(clip);
+  }
+  const wanted = new Set(list.map(c => c.job_key));
+  for (const key of [...nodes.keys()]) if (!wanted.has(key)) { nodes.get(key).remove(); nodes.delete(key); }
+  clips = kept;
+  return changed;
 }
-load();
+
+async function refresh() {
+  const answer = await fetch("/api/clips", {credentials: "same-origin"});
+  if (!answer.ok) { if (version === null) grid.replaceChildren(el("p", "none", "could not load the clips: " + answer.status)); return; }
+  const payload = await answer.json();
+  const first = version === null;
+  const changed = merge(payload.clips);
+  version = payload.version;
+  document.body.dataset.version = version;
+  buildFilters(); applyFilter(false);
+  const now = new Date().toISOString().slice(11, 19);
+  if (changed) live.textContent = changed + (changed === 1 ? " clip" : " clips") + " new or remade by a run · " + now + " UTC";
+  if (selected) select(selected, false);
+  if (first) document.body.dataset.ready = "1";
+}
+
+async function poll() {
+  try {
+    const answer = await fetch("/api/version", {credentials: "same-origin"});
+    if (answer.ok && (await answer.json()).version !== version) await refresh();
+  } catch (err) { /* the server stopped or restarts: ask again later */ }
+  setTimeout(poll, POLL_MS);
+}
+
+refresh().then(() => setTimeout(poll, POLL_MS));
 """

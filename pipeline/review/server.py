@@ -12,9 +12,13 @@ Who may talk to it:
 - a POST must carry the page's per-server CSRF secret in X-CSRF-Token, be JSON, and come from
   this origin (Origin, Sec-Fetch-Site) when the browser says where it comes from.
 
-What it serves: the page, its script and style, the clips' JSON, a video by job_key only when
-that row's file resolves inside the output folder (anything else is 404), and a reference image
-by job_key and position only when that row lists it as a local file (URLs are shown as links).
+What it serves: the page, its script and style, the clips' JSON (pipeline/review/clips.py) and the
+version the page polls to pick up later runs, a video or its poster (pipeline/review/posters.py)
+by job_key only when that row (or the current row of an earlier take) is in scope and its file
+resolves inside the output folder (anything else is 404), and a reference image by job_key and
+position only when that row lists it as a local file (URLs are shown as links).
+
+`--host 0.0.0.0` prints a link with the machine's reachable address (pipeline/review/address.py).
 """
 
 from __future__ import annotations
@@ -26,23 +30,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 from aiohttp import web
 
 from pipeline.review import page as review_page
+from pipeline.review.address import links
+from pipeline.review.clips import ClipBook
 from pipeline.review.decide import VerdictError, make_verdict
-from pipeline.store.verdicts import VerdictLog, verdicts_path, read_verdicts, review_counts, with_review
+from pipeline.review.posters import ensure_poster
+from pipeline.store.verdicts import VerdictLog, verdicts_path, with_review
 from pipeline.http_server import Site
-from pipeline.store.archive import is_archived_col
-from pipeline.store.ledger import Ledger
-from pipeline.store.runs import read_runs
+from pipeline.store.archive import is_archived
 from pipeline.redact import register_secret
-from pipeline.store.schema import DOWNLOADED
-from pipeline.store.scope import ALL, resolve_manifest, resolve_run, rows_in_scope
 
 TOKEN_COOKIE = "vb_review_token"
 TOKEN_HEADER = "X-Review-Token"
 CSRF_HEADER = "X-CSRF-Token"
+POSTER_WORKERS = 4  # posters decoded at once (PyAV releases the GIL while it decodes)
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".webp": "image/webp"}
 SECURITY_HEADERS = {
@@ -58,7 +61,7 @@ SECURITY_HEADERS = {
 @dataclass
 class ReviewConfig:
     ledger: Path
-    run: str = "last"  # --run: an id, last or all (resolved once, at start)
+    run: str = "last"  # --run: an id, last (grows with later runs) or all
     manifest: Path | None = None
     out_dir: Path | None = None  # where the videos live; default the ledger's folder
     host: str | None = None  # None: 127.0.0.1, no token
@@ -70,86 +73,19 @@ class ReviewConfig:
 class ReviewServer:
     def __init__(self, config: ReviewConfig):
         self.config = config
-        self.ledger_path = config.ledger
-        runs = read_runs(config.ledger)
-        self.run_id = resolve_run(runs, config.run)  # ScopeError for a bad --run or --manifest
-        self.manifest = resolve_manifest(runs, config.manifest)
-        self.video_root = (config.out_dir or config.ledger.parent).resolve()
+        self.book = ClipBook(config.ledger, run=config.run, manifest=config.manifest,  # ScopeError: bad scope
+                             video_root=(config.out_dir or config.ledger.parent).resolve())
         self.csrf = secrets.token_urlsafe(32)
         self.token = config.token if config.host else None
         register_secret(self.token)
         self.log = VerdictLog(config.ledger)
         self._deciding = asyncio.Lock()  # read, check and append one decision at a time
+        self._posters = asyncio.Semaphore(POSTER_WORKERS)  # a page of new posters must not starve the rest
         self._site = Site()
         self.port = config.port  # after start(), the port it got (0 picks a free one)
 
-    # -- data --
-
-    def _scope(self) -> pl.Expr:
-        condition = ~is_archived_col()
-        if self.run_id is not None:
-            condition = condition & (pl.col("run_id") == self.run_id)
-        if self.manifest is not None:
-            condition = condition & (pl.col("manifest") == self.manifest)
-        return condition
-
-    def _ledger(self) -> Ledger:
-        """Opened afresh for each request: the run may have moved on since the last one. Only the
-        rows a request needs are read, never the whole history."""
-        return Ledger.open(self.ledger_path, readonly=True)
-
-    def _one(self, job_key: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """(the ledger's row of job_key, 0 or 1 of it; the decisions log), read afresh."""
-        return self._ledger().rows([job_key]), read_verdicts(self.ledger_path)
-
-    def _video_file(self, row: dict[str, Any]) -> Path | None:
-        """The row's video if it resolves inside the output folder, else None."""
-        if row.get("status") != DOWNLOADED or not row.get("output_path"):
-            return None
-        try:
-            path = Path(row["output_path"]).resolve(strict=True)
-        except OSError:
-            return None
-        if not path.is_relative_to(self.video_root) or not path.is_file() or path.suffix != ".mp4":
-            return None
-        return path
-
-    def _clip(self, row: dict[str, Any]) -> dict[str, Any]:
-        try:
-            metadata = json.loads(row["metadata"]) if row.get("metadata") else {}
-        except ValueError:
-            metadata = {}
-        references = []
-        for i, ref in enumerate(row.get("reference_images") or []):
-            if ref.startswith(("http://", "https://")):
-                references.append({"url": ref, "local": False, "name": ref})
-            else:
-                references.append({"url": f"/reference/{row['job_key']}/{i}", "local": True,
-                                   "name": Path(ref).name})
-        key = row["job_key"]
-        return {
-            "job_key": key, "status": row.get("status"), "prompt": row.get("prompt"),
-            "duration": row.get("duration"), "aspect_ratio": row.get("aspect_ratio"), "model": row.get("model"),
-            "metadata": metadata, "credits_estimated": row.get("credits_estimated"),
-            "credits_charged": row.get("credits_charged"), "attempts": row.get("attempts"),
-            "error": row.get("error"), "expired": bool(row.get("expired")), "row": row.get("row"),
-            "variation": row.get("variation"), "manifest": Path(row["manifest"]).name if row.get("manifest") else None,
-            "run_id": row.get("run_id"),
-            "video": f"/video/{key}" if self._video_file(row) else None,
-            "references": references,
-            "review": {"decision": row.get("review_decision"), "note": row.get("review_note"),
-                       "reviewer": row.get("review_reviewer"),
-                       "at": row["review_at"].isoformat() if row.get("review_at") else None,
-                       "prompt": row.get("review_prompt")},
-            "edited": bool(row.get("review_edited")),
-        }
-
     def clips(self) -> dict[str, Any]:
-        rows = with_review(rows_in_scope(self._ledger(), self._scope()), read_verdicts(self.ledger_path)).sort(
-            "manifest", "row", "variation", nulls_last=True)
-        return {"clips": [self._clip(row) for row in rows.iter_rows(named=True)],
-                "counts": review_counts(rows),
-                "scope": {"run": self.run_id or ALL, "manifest": self.manifest}}
+        return self.book.clips()
 
     # -- decisions --
 
@@ -160,19 +96,20 @@ class ReviewServer:
         if not isinstance(job_key, str) or not job_key:
             raise VerdictError("job_key is missing")
         async with self._deciding:
-            found, decisions = await asyncio.to_thread(self._one, job_key)
+            found, decisions = await asyncio.to_thread(self.book.one, job_key)
             row = found.row(0, named=True) if found.height else None
-            if row is not None and not found.filter(self._scope()).height:
+            if row is not None and not is_archived(job_key) and not self.book.in_scope(found):
                 raise VerdictError(
-                    f"{job_key} is not in this review's scope (run {self.run_id or ALL}"
-                    + (f", manifest {self.manifest}" if self.manifest else "")
-                    + "): start `videobatch review` with the --run or --manifest that includes it", status=403)
+                    f"{job_key} is not in this review's scope ({self.book.describe()}): start "
+                    "`videobatch review` with the --run or --manifest that includes it", status=403)
             record = make_verdict(row, job_key, body.get("decision"), note=body.get("note"),
                                    prompt=body.get("prompt"),
                                    reviewer=body.get("reviewer") or self.config.reviewer, decisions=decisions)
             await asyncio.to_thread(self.log.append, record)  # durable before we answer
-        fresh = with_review(*await asyncio.to_thread(self._one, job_key))
-        return {"saved": True, "clip": self._clip(fresh.row(0, named=True))}
+        found, decisions = await asyncio.to_thread(self.book.one, job_key)
+        fresh = with_review(found, decisions).row(0, named=True)
+        takes = await asyncio.to_thread(lambda: self.book.takes(self.book.ledger(), [job_key]))
+        return {"saved": True, "clip": self.book.clip(fresh, takes.get(job_key))}
 
     # -- http --
 
@@ -183,8 +120,10 @@ class ReviewServer:
         app.router.add_get("/app.css", self.asset)
         app.router.add_get("/favicon.ico", lambda request: web.Response(status=204))
         app.router.add_get("/api/clips", self.api_clips)
+        app.router.add_get("/api/version", self.api_version)
         app.router.add_post("/api/decisions", self.api_decide)
         app.router.add_get("/video/{job_key}", self.video)
+        app.router.add_get("/poster/{job_key}", self.poster)
         app.router.add_get("/reference/{job_key}/{index}", self.reference)
         return app
 
@@ -230,10 +169,8 @@ class ReviewServer:
         return None
 
     async def page(self, request: web.Request) -> web.Response:
-        scope = f"run {self.run_id}" if self.run_id else "all runs"
-        if self.manifest:
-            scope += f" · {Path(self.manifest).name}"
-        return web.Response(text=review_page.render(csrf=self.csrf, reviewer=self.config.reviewer, scope=scope),
+        return web.Response(text=review_page.render(csrf=self.csrf, reviewer=self.config.reviewer,
+                                                    scope=self.book.describe()),
                             content_type="text/html", headers={"Cache-Control": "no-store"})
 
     async def asset(self, request: web.Request) -> web.Response:
@@ -242,7 +179,11 @@ class ReviewServer:
         return web.Response(text=review_page.STYLE, content_type="text/css")
 
     async def api_clips(self, request: web.Request) -> web.Response:
-        return _json(200, await asyncio.to_thread(self.clips))
+        return _json(200, await asyncio.to_thread(self.book.clips))
+
+    async def api_version(self, request: web.Request) -> web.Response:
+        """What the page polls: a new value means a run or a reviewer changed something."""
+        return _json(200, {"version": self.book.version()})
 
     async def api_decide(self, request: web.Request) -> web.Response:
         try:
@@ -254,19 +195,30 @@ class ReviewServer:
         except VerdictError as exc:
             return _json(exc.status, {"error": str(exc)})
 
-    def _row(self, job_key: str) -> dict[str, Any] | None:
-        found = self._ledger().rows([job_key]).filter(self._scope())
-        return found.row(0, named=True) if found.height else None
+    def _video(self, job_key: str) -> Path | None:
+        row = self.book.row(job_key)
+        return self.book.video_file(row) if row else None
 
     async def video(self, request: web.Request) -> web.StreamResponse:
-        row = await asyncio.to_thread(self._row, request.match_info["job_key"])
-        path = self._video_file(row) if row else None
+        path = await asyncio.to_thread(self._video, request.match_info["job_key"])
         if path is None:
             return _plain(404, "no such video")
         return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
 
+    async def poster(self, request: web.Request) -> web.StreamResponse:
+        """A JPEG of the clip's early frame, made on first request and cached beside the videos."""
+        path = await asyncio.to_thread(self._video, request.match_info["job_key"])
+        if path is None:
+            return _plain(404, "no such video")
+        async with self._posters:
+            poster = await asyncio.to_thread(ensure_poster, path)
+        if poster is None:
+            return _plain(404, "no poster for this video")
+        return web.FileResponse(poster, headers={"Content-Type": "image/jpeg", "Cache-Control": "no-cache"})
+
     async def reference(self, request: web.Request) -> web.StreamResponse:
-        row = await asyncio.to_thread(self._row, request.match_info["job_key"])
+        key = request.match_info["job_key"]
+        row = None if is_archived(key) else await asyncio.to_thread(self.book.row, key)
         refs = (row or {}).get("reference_images") or []
         index = request.match_info["index"]
         if not index.isdigit() or int(index) >= len(refs) or refs[int(index)].startswith(("http://", "https://")):
@@ -278,17 +230,14 @@ class ReviewServer:
 
     # -- serving --
 
-    async def start(self) -> str:
+    async def start(self) -> list[str]:
+        """Serve; the links to print, the best first (a reachable address for every interface)."""
         host = self.config.host or "127.0.0.1"
         _, self.port = await self._site.start(self.app(), host, self.config.port)
-        return f"http://{_url_host(host)}:{self.port}/"
+        return links(host, self.port)
 
     async def stop(self) -> None:
         await self._site.stop()
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def _secure(response: web.StreamResponse) -> None:
@@ -310,12 +259,15 @@ def _json(status: int, payload: Any) -> web.Response:
 async def serve(config: ReviewConfig, stop: asyncio.Event) -> None:
     """Serve until `stop` is set; prints the address (with the token, when one is needed) first."""
     server = ReviewServer(config)
-    url = await server.start()
+    urls = await server.start()
+    suffix = f"?token={server.token}" if server.token else ""  # the token is printed in these links only
+    print(f"review: {urls[0]}{suffix}", flush=True)
+    if len(urls) > 1:
+        for url in urls[1:-1]:
+            print(f"  also at: {url}{suffix}", flush=True)
+        print(f"  on this machine: {urls[-1]}{suffix}", flush=True)
     if server.token:
-        print(f"review: {url}?token={server.token}", flush=True)
         print("  anyone with this link can review: share it only with reviewers", flush=True)
-    else:
-        print(f"review: {url}", flush=True)
     print(f"  decisions go to {verdicts_path(config.ledger)}; Ctrl-C stops the server", flush=True)
     try:
         await stop.wait()

@@ -49,8 +49,13 @@ class Review:
         return status, json.loads(text) if text.startswith("{") else text
 
     def stop(self) -> str:
+        if self.proc.stdout.closed:  # stopped already (the fixture stops every server it started)
+            return "".join(self.lines)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=20)
-        self.lines.append(out)
+        self.proc.wait(timeout=20)
+        # Read through the same buffered stream as readline() did (communicate() with a timeout
+        # reads the raw pipe, and would lose lines readline() had already buffered).
+        self.lines.append(self.proc.stdout.read())
+        self.proc.stdout.close()
         return "".join(self.lines)

@@ -97,9 +97,19 @@ def test_review_page_decisions_last_and_the_next_runs_act_on_them(chromium, made
         # The reference image and the videos load from the server.
         page.wait_for_function("""() => { const i = document.querySelector('.card[data-job-key="koi"] .refs img');
                                           return i && i.complete && i.naturalWidth > 0; }""")
-        durations = page.evaluate("""() => Promise.all([...document.querySelectorAll('video')].map(v =>
-            v.readyState >= 1 ? v.duration : new Promise(done => v.addEventListener('loadedmetadata', () => done(v.duration)))))""")
+        # Posters, not players: every card shows its poster (a JPEG the server made); only the
+        # selected card holds a <video>, and it plays the clip's file.
+        page.wait_for_function("""() => [...document.querySelectorAll('.card .slot img')].length === 3
+            && [...document.querySelectorAll('.card .slot img')].every(i => i.complete && i.naturalWidth === 320)""")
+        assert page.locator("video").count() == 1 and page.locator(".card.selected video").count() == 1
+        durations = []
+        for key in ("hero", "koi", "boat", "extra"):
+            page.locator(f'.card[data-job-key="{key}"] .prompt').click()
+            assert page.locator("video").count() == 1
+            durations.append(page.evaluate("""() => { const v = document.querySelector('.card.selected video');
+                return v.readyState >= 1 ? v.duration : new Promise(done => v.addEventListener('loadedmetadata', () => done(v.duration))); }"""))
         assert durations == [pytest.approx(before[k]["duration"], abs=0.5) for k in ("hero", "koi", "boat", "extra")]
+        page.locator('.card[data-job-key="hero"] .prompt').click()
 
         # Keyboard: the first card is selected; space plays and pauses it; `a` approves it.
         assert page.locator(".card.selected").get_attribute("data-job-key") == "hero"

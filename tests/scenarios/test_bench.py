@@ -47,3 +47,10 @@ def test_quick_bench_runs_and_its_counts_hold(tmp_path):
         figures = results["dialects"][name]
         assert figures["ledger_credits"] == figures["server_credits"] and figures["cdn_key_leaks"] == 0
         assert figures["exit_code"] == 3  # a stuck job is left in flight, named, with exit 3
+    review = results["review"]
+    if "skipped" not in review:  # a machine without Chromium says so in the table instead
+        for visit in ("cold", "warm"):  # paged: a first chunk of cards, one <video> (the selected card's)
+            figures = review["ours"][visit]
+            assert figures["cards_in_page"] < review["clips"] and figures["videos_in_page"] == 1
+            assert figures["ready_s"] <= figures["usable_s"]
+    assert f"r. review page, {review['clips']} clips in headless Chromium" in done.stdout
