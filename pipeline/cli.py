@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pipeline.config import (DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OUT, RECONCILE_PAGES,
                              load_api_config)
+from pipeline.reports import next_step
 from pipeline.run.outcome import EXIT_BAD_INPUT, EXIT_FAILED_ROWS, EXIT_OK, EXIT_STOPPED  # noqa: F401
 from pipeline.store.atomic import write_text_atomic
 from pipeline.store.faults import StorageFault
@@ -296,18 +297,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
                          refs_root=args.refs_root, take_over=args.take_over)
     if summary.plan is None:
         _error(summary.error)
+        _next_step(next_step.after_plan(args.argv, summary.exit_code), to=sys.stderr)
         return summary.exit_code
     plan = summary.plan
     print(console.format_plan(plan, Path(summary.paths["ledger"]), show_all=args.all))
     if summary.error:
         _error(summary.error)
+        _next_step(next_step.after_plan(args.argv, summary.exit_code), to=sys.stderr)
         return summary.exit_code
     if summary.balance is not None:
         print(console.format_balance(summary.balance, plan.credits_to_spend))
     elif not args.emulate:
         why = "GET /v2/me did not say; see the account's dashboard" if load_api_config().api_key \
-            else "no APIFRAME_API_KEY set"
+            else "no APIFRAME_API_KEY set: the key is checked once it is"
         print(f"  balance: unknown ({why})")
+    _next_step(next_step.after_plan(args.argv, summary.exit_code))
     return summary.exit_code
 
 
@@ -363,6 +367,7 @@ def cmd_run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> i
             print(_console().format_summary(summary))
         for warning in summary.warnings:
             _error(warning)
+        _next_step(_after_run(args, summary), to=sys.stderr if summary.error else sys.stdout)
     if to_stdout:
         print(summary.to_json(), flush=True)
     elif args.summary_json:
@@ -371,6 +376,17 @@ def cmd_run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> i
         except OSError as exc:
             _error(f"could not write --summary-json {args.summary_json}: {exc}")
     return summary.exit_code
+
+
+def _after_run(args: argparse.Namespace, summary) -> list[str]:
+    failed = sum(1 for row in summary.failed if row.get("status") == "FAILED")
+    return next_step.after_run(args.argv, summary.exit_code, failed=failed, rejected=len(summary.failed) - failed,
+                               ledger=summary.paths.get("ledger"), emulated=args.emulate)
+
+
+def _next_step(lines: list[str], to=None) -> None:
+    for line in lines:
+        print(line, file=to or sys.stdout, flush=True)
 
 
 def _announce(run_id: str, plan, where: str) -> None:
@@ -501,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(argv: list[str], interrupts: Interrupts | None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the next command a run or plan suggests is built from the user's own
     if args.command == "emulator":
         # Lazy: aiohttp and PyAV, for this command only (build_parser has loaded them already).
         from pipeline.emulator import cli as emulator_cli
