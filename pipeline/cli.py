@@ -158,13 +158,13 @@ def _run_test_arguments(run: argparse.ArgumentParser) -> None:
 
 def _add_status(sub) -> None:
     status = sub.add_parser("status", help="totals, last run and failures, from the ledger alone")
-    status.add_argument("--ledger", type=Path, default=REAL_OUT / LEDGER_NAME)
+    _ledger_arguments(status)
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
 def _add_report(sub) -> None:
     report = sub.add_parser("report", help="write the HTML gallery of a ledger")
-    report.add_argument("--ledger", type=Path, default=REAL_OUT / LEDGER_NAME)
+    _ledger_arguments(report)
     report.add_argument("--html", type=Path, help="page to write (default report.html beside the ledger)")
     report.add_argument("--run", default="last", metavar="ID|last|all",
                         help="whose rows: a run id, the last run (default), or all runs")
@@ -213,8 +213,16 @@ def _refs_root_argument(parser: argparse.ArgumentParser) -> None:
                         help="local reference images may also lie under DIR (else only under the manifest's folder)")
 
 
+def _ledger_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ledger a reading command reads: --ledger, else the emulator's with --emulate, else the default."""
+    parser.add_argument("--ledger", type=Path, help=f"ledger file (default {REAL_OUT / LEDGER_NAME}, "
+                                                    f"or {EMULATED_OUT / LEDGER_NAME} with --emulate)")
+    parser.add_argument("--emulate", action="store_true",
+                        help="the emulator's ledger, the one `run --emulate` and `make demo` write")
+
+
 def _scope_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ledger", type=Path, default=REAL_OUT / LEDGER_NAME)
+    _ledger_arguments(parser)
     parser.add_argument("--run", default="last", metavar="ID|last|all",
                         help="the rows a run last changed: a run id, last (default) or all")
     parser.add_argument("--manifest", type=Path, help="only the rows of this manifest")
@@ -269,8 +277,9 @@ def _reads_ledger(command):
         # Lazy, as every import of the ledger: polars, which --help and the parser do without.
         from pipeline.store import ledger, scope, verdicts
 
+        args.ledger = args.ledger or (EMULATED_OUT if args.emulate else REAL_OUT) / LEDGER_NAME
         if not args.ledger.exists():
-            _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
+            _error(_no_ledger(args))
             return EXIT_BAD_INPUT
         try:
             with ledger.reading_parts(args.ledger):
@@ -283,6 +292,30 @@ def _reads_ledger(command):
             return EXIT_STOPPED
 
     return checked
+
+
+LEDGERS_SHOWN = 5  # other ledgers a missing ledger's error names at most
+
+
+def _no_ledger(args: argparse.Namespace) -> str:
+    """A missing ledger, the ledgers that do exist here, and the one command to read one of them."""
+    defaults = [REAL_OUT / LEDGER_NAME, EMULATED_OUT / LEDGER_NAME]
+    found = [path for path in defaults if path.exists()]
+    found += sorted(path for path in REAL_OUT.glob(f"*/{LEDGER_NAME}") if path not in defaults)
+    said = f"no ledger at {args.ledger}"
+    if not found:
+        return (f"{said} (nor the emulator's at {EMULATED_OUT / LEDGER_NAME}): run a batch first "
+                "(videobatch run MANIFEST, or videobatch run MANIFEST --emulate to try one), or pass --ledger PATH")
+    options = [next_step.ledger_option(path, emulated=False) for path in found[:LEDGERS_SHOWN]]
+    named = "; ".join(f"{path} ({option or 'the default'})" for path, option in zip(found, options))
+    bare = [word for word in args.argv if word != "--emulate"]
+    if "--ledger" in args.argv or any(word.startswith("--ledger=") for word in args.argv):
+        return f"{said}: the ledgers here are {named}; or pass the --ledger PATH of another"
+    first = options[0]
+    command = next_step.command_line(bare, add=tuple(first.split(" ", 1)) if first else ())
+    if found == [EMULATED_OUT / LEDGER_NAME]:
+        return f"{said}; the emulator's ledger is at {found[0]} (make demo, run --emulate): use --emulate: {command}"
+    return f"{said}; this folder has {named}: {command}"
 
 
 # --- plan -----------------------------------------------------------------------------------
@@ -469,8 +502,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.review.export import export_approved
 
     done = export_approved(args.ledger, args.approved, run=args.run, manifest=args.manifest)
-    print(f"exported {done.clips} approved clips to {done.dest} ({done.linked} hard-linked, {done.copied} copied)")
+    scope = f" of run {done.run_id}" if done.run_id else ""
+    print(f"exported {done.clips} approved clips{scope} to {done.dest} ({done.linked} hard-linked, {done.copied} copied)")
     print(f"  sidecar: {done.dest / 'approved.csv'} and {done.dest / 'approved.json'}")
+    if done.outside:  # approved in earlier runs that this --run leaves out: said, never silently skipped
+        print(f"  {done.outside} more approved in other runs, left out by --run {args.run}: add --run all "
+              f"to export them too: {next_step.command_line(args.argv, drop_option='--run', add=('--run', 'all'))}")
     if done.missing:
         print(f"  {len(done.missing)} approved clips have no file on disk (run the batch again to download them): "
               + ", ".join(done.missing[:20]))

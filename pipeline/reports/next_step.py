@@ -27,24 +27,26 @@ def _is_secret_option(name: str) -> bool:
 
 
 def command_line(argv: list[str], *, command: str | None = None, add: tuple[str, ...] = (),
-                 drop: tuple[str, ...] = ()) -> str:
+                 drop: tuple[str, ...] = (), drop_option: str | None = None) -> str:
     """`videobatch` and `argv` (the words after it) as a shell line, the command word replaced by
-    `command`, the flags `drop` left out and `add` appended when missing; secrets as placeholders."""
+    `command`, the flags `drop` and the option `drop_option` (with its value) left out, and `add`
+    appended when missing; secrets as placeholders."""
     words: list[str] = []
-    hidden = False
+    after = None  # what becomes of the next word: the value of a secret option, or of `drop_option`
     for word in argv[1:]:
-        if hidden:  # the value after a separate --notify
-            words.append(SECRET_PLACEHOLDER)
-            hidden = False
+        if after is not None:
+            words += [after] if after else []
+            after = None
             continue
         name, equals, _ = word.partition("=")
-        if name.startswith("--") and _is_secret_option(name):
+        if name == drop_option:
+            after = None if equals else ""
+        elif name.startswith("--") and _is_secret_option(name):
             words.append(f"{SECRET_OPTION}={SECRET_PLACEHOLDER}" if equals else SECRET_OPTION)
-            hidden = not equals
-            continue
-        if word not in drop:
+            after = None if equals else SECRET_PLACEHOLDER
+        elif word not in drop:
             words.append(shlex.quote(redact(word)))
-    words += [flag for flag in add if flag not in argv]
+    words += [flag for flag in add if flag not in words]
     return " ".join([PROGRAM, command or (argv[0] if argv else ""), *words])
 
 
