@@ -1,8 +1,9 @@
 """videobatch: turn a manifest of prompts into grok-imagine-video clips, with a ledger of every credit.
 
-Exit codes: 0 every row downloaded; 1 finished with FAILED or REJECTED rows; 2 bad manifest or
-arguments, nothing submitted; 3 stopped early (credits, budget, deadline, authentication,
-interrupt, a ledger in use): run again to continue.
+Exit codes: 0 every row downloaded; 1 finished with FAILED or REJECTED rows; 2 bad manifest,
+arguments or key, nothing submitted; 3 stopped early (credits, budget, deadline, interrupt, a
+ledger in use): run again to continue; 4 the API could not be reached, nothing submitted.
+Each run ends with the one next command ("next: ...").
 """
 
 from __future__ import annotations
