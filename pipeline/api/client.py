@@ -32,10 +32,10 @@ from pipeline.api.wire import parse_retry_after
 MAX_REDIRECTS = 5
 # The first request of a command (GET /v2/me) with nothing in flight: an API it cannot connect to at
 # all is said within half a minute (exit 4), not after the ~90 s a request rides out mid-run.
-# Three tries of at most 6 s to connect (DNS, TCP, TLS) each; a try that got an answer (a 5xx)
+# Three tries of at most 5 s to connect (DNS, TCP, TLS) each; a try that got an answer (a 5xx)
 # goes on under the usual policy, since the API is there.
 FIRST_CONTACT_TRIES = 3
-FIRST_CONTACT_CONNECT_S = 6.0
+FIRST_CONTACT_CONNECT_S = 5.0
 
 
 def _user_agent() -> str:
