@@ -331,13 +331,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
                          refs_root=args.refs_root, take_over=args.take_over)
     if summary.plan is None:
         _error(summary.error)
-        _next_step(next_step.after_plan(args.argv, summary.exit_code), to=sys.stderr)
+        _next_step(next_step.after_plan(args.argv, summary.exit_code))
         return summary.exit_code
     plan = summary.plan
     print(console.format_plan(plan, Path(summary.paths["ledger"]), show_all=args.all))
     if summary.error:
         _error(summary.error)
-        _next_step(next_step.after_plan(args.argv, summary.exit_code), to=sys.stderr)
+        _next_step(next_step.after_plan(args.argv, summary.exit_code))
         return summary.exit_code
     if summary.balance is not None:
         print(console.format_balance(summary.balance, plan.credits_to_spend))
@@ -401,7 +401,7 @@ def cmd_run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> i
             print(_console().format_summary(summary))
         for warning in summary.warnings:
             _error(warning)
-        _next_step(_after_run(args, summary), to=sys.stderr if summary.error else sys.stdout)
+        _next_step(_after_run(args, summary))
     if to_stdout:
         print(summary.to_json(), flush=True)
     elif args.summary_json:
@@ -418,9 +418,10 @@ def _after_run(args: argparse.Namespace, summary) -> list[str]:
                                ledger=summary.paths.get("ledger"), emulated=args.emulate)
 
 
-def _next_step(lines: list[str], to=None) -> None:
+def _next_step(lines: list[str]) -> None:
+    """On standard output, after the text or the one error line (standard error stays that one line)."""
     for line in lines:
-        print(line, file=to or sys.stdout, flush=True)
+        print(line, flush=True)
 
 
 def _announce(run_id: str, plan, where: str) -> None:
