@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import polars as pl
 
-from pipeline.api.client import ApiClient, ApiError, AuthError, RequestGate
+from pipeline.api.client import ApiClient, ApiError, AuthError, RequestGate, TransientError
 from pipeline.config import (DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OUT, RECONCILE_PAGES, RECONCILE_READS,
                              ApiConfig, load_api_config)
 from pipeline.manifest.load import ManifestError, load_manifest
@@ -29,7 +29,7 @@ from pipeline.plan.reviewed import make_reviewed_plan
 from pipeline.reports.metrics import write_metrics
 from pipeline.reports.notify import NotifyUrlError, check_url, notify
 from pipeline.reports.summary import BatchSummary, plan_summary, refused_summary, run_summary
-from pipeline.run.account import balance_of, settle_account
+from pipeline.run.account import NoContact, balance_of, key_refused, settle_account, unreachable
 from pipeline.run.deadline import Deadline, DeadlineError, parse_deadline
 from pipeline.run.outcome import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED, RunResult
 from pipeline.run.payers import JobPayers
@@ -86,9 +86,17 @@ def _now() -> datetime:
 
 
 async def _balance(config) -> int | None:
-    """The team's credits from GET /v2/me; None when the answer does not say (never a guessed 0)."""
+    """The team's credits from GET /v2/me; None when the answer does not say (never a guessed 0).
+    NoContact when the key is refused or the API cannot be connected to: the plan says so."""
     async with ApiClient(config.base_url, config.api_key) as client:
-        return balance_of(await client.me())
+        try:
+            return balance_of(await client.me(first_contact=True))
+        except AuthError as exc:
+            raise key_refused(exc) from None
+        except TransientError as exc:
+            if exc.reached:
+                raise
+            raise unreachable(config.base_url, exc) from None
 
 
 def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_failed: bool = False,
@@ -127,6 +135,8 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
     if check_balance and config.api_key and not emulate:
         try:
             balance = asyncio.run(_balance(config))
+        except NoContact as exc:  # a wrong key is a configuration error (2), no API at all is 4
+            code, error = exc.exit_code, str(exc)
         except ApiError as exc:
             code, error = EXIT_STOPPED, f"could not read the balance: {exc}"
     return plan_summary(plan, ledger, manifest=manifest.resolve(), emulated=emulate, ledger_path=ledger_path,
@@ -455,7 +465,11 @@ async def _adopt(report, ledger, client) -> bool:
     adoptions = report.found.adoptions
     log = RunLog(ledger.path.parent / "logs" / f"{ledger.run_id}.jsonl")
     try:
-        _, refused = await settle_account(client, ledger, ledger.path, len(adoptions), False, log)
+        try:
+            _, refused = await settle_account(client, ledger, ledger.path, len(adoptions), False, log)
+        except NoContact as exc:
+            report.exit_code, report.error = exc.exit_code, f"{exc}; nothing was adopted"
+            return False
         if refused:
             report.exit_code, report.error = EXIT_STOPPED, f"{refused}; nothing was adopted"
             return False

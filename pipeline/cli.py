@@ -1,8 +1,9 @@
 """videobatch: turn a manifest of prompts into grok-imagine-video clips, with a ledger of every credit.
 
-Exit codes: 0 every row downloaded; 1 finished with FAILED or REJECTED rows; 2 bad manifest or
-arguments, nothing submitted; 3 stopped early (credits, budget, deadline, authentication,
-interrupt, a ledger in use): run again to continue.
+Exit codes: 0 every row downloaded; 1 finished with FAILED or REJECTED rows; 2 bad manifest,
+arguments or key, nothing submitted; 3 stopped early (credits, budget, deadline, interrupt, a
+ledger in use): run again to continue; 4 the API could not be reached, nothing submitted.
+Each run ends with the one next command ("next: ...").
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from pipeline import __version__
 from pipeline.config import (DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OUT, RECONCILE_PAGES,
                              load_api_config)
+from pipeline.reports import next_step
 from pipeline.run.outcome import EXIT_BAD_INPUT, EXIT_FAILED_ROWS, EXIT_OK, EXIT_STOPPED  # noqa: F401
 from pipeline.store.atomic import write_text_atomic
 from pipeline.store.faults import StorageFault
@@ -180,13 +182,13 @@ def _run_test_arguments(run: argparse.ArgumentParser) -> None:
 
 def _add_status(sub) -> None:
     status = sub.add_parser("status", help="totals, last run and failures, from the ledger alone")
-    status.add_argument("--ledger", type=Path, default=REAL_OUT / LEDGER_NAME)
+    _ledger_arguments(status)
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
 def _add_report(sub) -> None:
     report = sub.add_parser("report", help="write the HTML gallery of a ledger")
-    report.add_argument("--ledger", type=Path, default=REAL_OUT / LEDGER_NAME)
+    _ledger_arguments(report)
     report.add_argument("--html", type=Path, help="page to write (default report.html beside the ledger)")
     report.add_argument("--run", default="last", metavar="ID|last|all",
                         help="whose rows: a run id, the last run (default), or all runs")
@@ -235,8 +237,16 @@ def _refs_root_argument(parser: argparse.ArgumentParser) -> None:
                         help="local reference images may also lie under DIR (else only under the manifest's folder)")
 
 
+def _ledger_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ledger a reading command reads: --ledger, else the emulator's with --emulate, else the default."""
+    parser.add_argument("--ledger", type=Path, help=f"ledger file (default {REAL_OUT / LEDGER_NAME}, "
+                                                    f"or {EMULATED_OUT / LEDGER_NAME} with --emulate)")
+    parser.add_argument("--emulate", action="store_true",
+                        help="the emulator's ledger, the one `run --emulate` and `make demo` write")
+
+
 def _scope_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ledger", type=Path, default=REAL_OUT / LEDGER_NAME)
+    _ledger_arguments(parser)
     parser.add_argument("--run", default="last", metavar="ID|last|all",
                         help="the rows a run last changed: a run id, last (default) or all")
     parser.add_argument("--manifest", type=Path, help="only the rows of this manifest")
@@ -291,8 +301,9 @@ def _reads_ledger(command):
         # Lazy, as every import of the ledger: polars, which --help and the parser do without.
         from pipeline.store import ledger, scope, verdicts
 
+        args.ledger = args.ledger or (EMULATED_OUT if args.emulate else REAL_OUT) / LEDGER_NAME
         if not args.ledger.exists():
-            _error(f"no ledger at {args.ledger}: run a batch first, or pass --ledger PATH")
+            _error(_no_ledger(args))
             return EXIT_BAD_INPUT
         try:
             with ledger.reading_parts(args.ledger):
@@ -307,6 +318,30 @@ def _reads_ledger(command):
     return checked
 
 
+LEDGERS_SHOWN = 5  # other ledgers a missing ledger's error names at most
+
+
+def _no_ledger(args: argparse.Namespace) -> str:
+    """A missing ledger, the ledgers that do exist here, and the one command to read one of them."""
+    defaults = [REAL_OUT / LEDGER_NAME, EMULATED_OUT / LEDGER_NAME]
+    found = [path for path in defaults if path.exists()]
+    found += sorted(path for path in REAL_OUT.glob(f"*/{LEDGER_NAME}") if path not in defaults)
+    said = f"no ledger at {args.ledger}"
+    if not found:
+        return (f"{said} (nor the emulator's at {EMULATED_OUT / LEDGER_NAME}): run a batch first "
+                "(videobatch run MANIFEST, or videobatch run MANIFEST --emulate to try one), or pass --ledger PATH")
+    options = [next_step.ledger_option(path, emulated=False) for path in found[:LEDGERS_SHOWN]]
+    named = "; ".join(f"{path} ({option or 'the default'})" for path, option in zip(found, options))
+    bare = [word for word in args.argv if word != "--emulate"]
+    if "--ledger" in args.argv or any(word.startswith("--ledger=") for word in args.argv):
+        return f"{said}: the ledgers here are {named}; or pass the --ledger PATH of another"
+    first = options[0]
+    command = next_step.command_line(bare, add=tuple(first.split(" ", 1)) if first else ())
+    if found == [EMULATED_OUT / LEDGER_NAME]:
+        return f"{said}; the emulator's ledger is at {found[0]} (make demo, run --emulate): use --emulate: {command}"
+    return f"{said}; this folder has {named}: {command}"
+
+
 # --- plan -----------------------------------------------------------------------------------
 
 
@@ -319,18 +354,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
                          refs_root=args.refs_root, take_over=args.take_over)
     if summary.plan is None:
         _error(summary.error)
+        _next_step(next_step.after_plan(args.argv, summary.exit_code))
         return summary.exit_code
     plan = summary.plan
     print(console.format_plan(plan, Path(summary.paths["ledger"]), show_all=args.all))
     if summary.error:
         _error(summary.error)
+        _next_step(next_step.after_plan(args.argv, summary.exit_code))
         return summary.exit_code
     if summary.balance is not None:
         print(console.format_balance(summary.balance, plan.credits_to_spend))
     elif not args.emulate:
         why = "GET /v2/me did not say; see the account's dashboard" if load_api_config().api_key \
-            else "no APIFRAME_API_KEY set"
+            else "no APIFRAME_API_KEY set: the key is checked once it is"
         print(f"  balance: unknown ({why})")
+    _next_step(next_step.after_plan(args.argv, summary.exit_code))
     return summary.exit_code
 
 
@@ -386,6 +424,7 @@ def cmd_run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> i
             print(_console().format_summary(summary))
         for warning in summary.warnings:
             _error(warning)
+        _next_step(_after_run(args, summary))
     if to_stdout:
         print(summary.to_json(), flush=True)
     elif args.summary_json:
@@ -394,6 +433,18 @@ def cmd_run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> i
         except OSError as exc:
             _error(f"could not write --summary-json {args.summary_json}: {exc}")
     return summary.exit_code
+
+
+def _after_run(args: argparse.Namespace, summary) -> list[str]:
+    failed = sum(1 for row in summary.failed if row.get("status") == "FAILED")
+    return next_step.after_run(args.argv, summary.exit_code, failed=failed, rejected=len(summary.failed) - failed,
+                               ledger=summary.paths.get("ledger"), emulated=args.emulate)
+
+
+def _next_step(lines: list[str]) -> None:
+    """On standard output, after the text or the one error line (standard error stays that one line)."""
+    for line in lines:
+        print(line, flush=True)
 
 
 def _announce(run_id: str, plan, where: str) -> None:
@@ -476,8 +527,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.review.export import export_approved
 
     done = export_approved(args.ledger, args.approved, run=args.run, manifest=args.manifest)
-    print(f"exported {done.clips} approved clips to {done.dest} ({done.linked} hard-linked, {done.copied} copied)")
+    scope = f" of run {done.run_id}" if done.run_id else ""
+    print(f"exported {done.clips} approved clips{scope} to {done.dest} ({done.linked} hard-linked, {done.copied} copied)")
     print(f"  sidecar: {done.dest / 'approved.csv'} and {done.dest / 'approved.json'}")
+    if done.outside:  # approved in earlier runs that this --run leaves out: said, never silently skipped
+        print(f"  {done.outside} more approved in other runs, left out by --run {args.run}: add --run all "
+              f"to export them too: {next_step.command_line(args.argv, drop_option='--run', add=('--run', 'all'))}")
     if done.missing:
         print(f"  {len(done.missing)} approved clips have no file on disk (run the batch again to download them): "
               + ", ".join(done.missing[:20]))
@@ -530,6 +585,7 @@ def _command(argv: list[str], interrupts: Interrupts | None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     args = parser.parse_args(argv)
+    args.argv = argv  # the next command a run or plan suggests is built from the user's own
     if args.command == "emulator":
         # Lazy: aiohttp and PyAV, for this command only (build_parser has loaded them already).
         from pipeline.emulator import cli as emulator_cli

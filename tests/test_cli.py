@@ -37,16 +37,18 @@ COMMANDS = {
             "--notify", f"{NOWHERE}/hook", "--metrics-file", "run.prom", "--refs-root", ".", "--dialect", "all",
             "--notify-retry-delay", "0", "--poll-interval", "0.1", "--rate-period", "1", "--checkpoint-every", "1",
             "--emulator-time-scale", "0", "--emulator-credits", "5"],
-    "status": ["status", "--ledger", "l.parquet", "--json"],
+    "status": ["status", "--ledger", "l.parquet", "--json", "--emulate"],
     "report": ["report", "--ledger", "l.parquet", "--html", "r.html", "--run", "all", "--manifest", "m.yaml",
-               "--pages", "2"],
+               "--pages", "2", "--emulate"],
     "review": ["review", "--ledger", "l.parquet", "--run", "last", "--manifest", "m.yaml", "--port", "0",
-               "--host", "127.0.0.1", "--reviewer", "someone", "--out", "out"],
-    "export": ["export", "--approved", "dest", "--ledger", "l.parquet", "--run", "r1", "--manifest", "m.yaml"],
+               "--host", "127.0.0.1", "--reviewer", "someone", "--out", "out", "--emulate"],
+    "export": ["export", "--approved", "dest", "--ledger", "l.parquet", "--run", "r1", "--manifest", "m.yaml",
+               "--emulate"],
     "reconcile": ["reconcile", "missing.yaml", "--ledger", "l.parquet", "--adopt", "--emulate", "--max-pages", "2",
                   "--rpm", "0", "--json", "--refs-root", "."],
 }
-NO_LEDGER = "videobatch: no ledger at l.parquet: run a batch first, or pass --ledger PATH"
+NO_LEDGER = ("videobatch: no ledger at l.parquet (nor the emulator's at outputs/emulator/ledger.parquet): run a "
+             "batch first (videobatch run MANIFEST, or videobatch run MANIFEST --emulate to try one), or pass --ledger PATH")
 NO_MANIFEST = "missing.yaml: no such file; check the path"
 
 
@@ -176,8 +178,8 @@ def test_version_from_a_checkout_that_was_never_installed_is_the_sources(monkeyp
                          "max_credits": None, "emulate": False, "dialect": (), "progress_interval": 10.0}),
     (["run", "m.yaml", "--webhook-listen", "0.0.0.0:8080", "--rpm", "0"], {"webhook_listen": ("0.0.0.0", 8080),
                                                                            "rpm": 0}),
-    (["status"], {"json": False, "ledger": "outputs/ledger.parquet"}),
-    (["review"], {"port": 8800, "host": None, "run": "last", "ledger": "outputs/ledger.parquet"}),
+    (["status"], {"json": False, "ledger": None, "emulate": False}),  # None: the default, or --emulate's
+    (["review"], {"port": 8800, "host": None, "run": "last", "ledger": None}),
     (["reconcile", "m.yaml"], {"max_pages": 1000, "rpm": 500, "adopt": False, "ledger": None}),
     (["report", "--run", "r1"], {"run": "r1", "pages": 20}),
 ])

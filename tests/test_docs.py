@@ -19,11 +19,6 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 
-# Options h20-cli adds on its branch (issue 20, point 3); documented here for what it builds. Once
-# the parser has one, it is checked like any other (these are dropped only while it lacks them).
-AWAITED = {command: {"--emulate"} for command in ("status", "report", "review", "export")}
-
-
 def github_anchor(heading: str) -> str:
     """The id GitHub gives a heading: lower case, punctuation but `-` and `_` dropped, spaces to `-`."""
     text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
@@ -101,7 +96,7 @@ def test_docs_cli_lists_exactly_the_options_of_each_command(command):
     assert command in documented, f"docs/cli.md has no section `## videobatch {command}`"
     options = _options(_subcommands()[command])
     assert options - documented[command] == set(), f"options of `videobatch {command}` docs/cli.md does not list"
-    stale = documented[command] - options - AWAITED.get(command, set())
+    stale = documented[command] - options
     assert stale == set(), f"docs/cli.md lists options `videobatch {command}` does not take"
 
 
@@ -121,9 +116,7 @@ def _shown_commands() -> list[tuple[str, str]]:
 
 
 def _parses(argv: list[str]) -> None:
-    subcommands = _subcommands()
-    lacking = AWAITED.get(argv[0], set()) - _options(subcommands[argv[0]])
-    build_parser().parse_args([arg for arg in argv if arg not in lacking])
+    build_parser().parse_args(argv)
 
 
 def test_every_command_the_pages_show_is_one_the_parser_takes():

@@ -15,6 +15,7 @@ import contextlib
 import email.utils
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from importlib import metadata
@@ -29,6 +30,12 @@ from pipeline.api.retry import RetryPolicy
 from pipeline.api.wire import parse_retry_after
 
 MAX_REDIRECTS = 5
+# The first request of a command (GET /v2/me) with nothing in flight: an API it cannot connect to at
+# all is said within half a minute (exit 4), not after the ~90 s a request rides out mid-run.
+# Three tries of at most 5 s to connect (DNS, TCP, TLS) each; a try that got an answer (a 5xx)
+# goes on under the usual policy, since the API is there.
+FIRST_CONTACT_TRIES = 3
+FIRST_CONTACT_CONNECT_S = 5.0
 
 
 def _user_agent() -> str:
@@ -113,6 +120,7 @@ class TransientError(ApiError):
     # Whether the request may have reached the API. Only a connection never made (refused,
     # unreachable, timed out while connecting) proves it did not; `_call` folds this over every try.
     reached: bool = True
+    no_connection: str | None = None  # why no connection was made, in words, when none was
 
 
 class DownloadError(ApiError):
@@ -263,8 +271,13 @@ class ApiClient:
             params["cursor"] = cursor
         return await self._call("GET", "/v2/jobs", params=params)
 
-    async def me(self) -> Any:
-        return await self._call("GET", "/v2/me")
+    async def me(self, *, first_contact: bool = False) -> Any:
+        """GET /v2/me. `first_contact`: the command's first request with nothing in flight, so an API
+        that cannot be connected to at all fails fast (FIRST_CONTACT_TRIES), with `reached` False."""
+        if not first_contact:
+            return await self._call("GET", "/v2/me")
+        return await self._call("GET", "/v2/me", unreached_tries=FIRST_CONTACT_TRIES,
+                                timeout=aiohttp.ClientTimeout(total=self.timeout.total, connect=FIRST_CONTACT_CONNECT_S))
 
     async def upload(self, data: bytes, filename: str) -> Any:
         """POST /v2/uploads (multipart) of exactly `data`: the caller read and checked them, and
@@ -289,20 +302,26 @@ class ApiClient:
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         form: Callable[[], aiohttp.FormData] | None = None,
+        unreached_tries: int | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
     ) -> Any:
         what = f"{method} {path.split('?')[0]}"
         limited = 0  # 429s in this call, for the backoff when one comes without a readable Retry-After
         reached = False  # whether any try may have reached the API (TransientError.reached)
+        unreached = 0  # tries that could not connect at all
+
+        def give_up() -> bool:  # the run stops, or (first contact) the API was never there to answer
+            return self.should_stop() or (unreached_tries is not None and not reached and unreached >= unreached_tries)
 
         async def paced_try() -> Any:
             """One try: 429s are waited out here. Costs nothing to wait; a storm slows the run
             down but never fails a job, so pacing is not a failure the retry policy counts."""
-            nonlocal limited, reached
+            nonlocal limited, reached, unreached
             while True:
                 await self.gate.wait_turn()
                 try:
                     return await self._send(method, path, data=data, params=params, headers=headers,
-                                            form=form)
+                                            form=form, timeout=timeout)
                 except RateLimitedAnswer as answer:
                     self.rate_limited += 1
                     limited += 1
@@ -315,10 +334,11 @@ class ApiClient:
                     self.on_retry(what, "429 rate limited", wait)
                 except TransientError as failure:  # a 429 (above) made nothing; this may have
                     reached = reached or failure.reached
+                    unreached += not failure.reached
                     raise
 
         try:
-            return await self.retry.run(paced_try, retry_on=(TransientError,), should_stop=self.should_stop,
+            return await self.retry.run(paced_try, retry_on=(TransientError,), should_stop=give_up,
                                         on_retry=lambda exc, _failures, delay: self.on_retry(what, str(exc), delay))
         except TransientError as failure:
             failure.reached = reached  # the last try alone does not say whether an earlier one got there
@@ -333,6 +353,7 @@ class ApiClient:
         params: dict[str, str] | None,
         headers: dict[str, str] | None,
         form: Callable[[], aiohttp.FormData] | None,
+        timeout: aiohttp.ClientTimeout | None = None,
     ) -> Any:
         all_headers = dict(self._headers)
         if headers:
@@ -345,6 +366,7 @@ class ApiClient:
                 params=params,
                 headers=all_headers,
                 allow_redirects=False,
+                **({"timeout": timeout} if timeout else {}),
             ) as response:
                 raw = await response.read()
                 self._note_server_clock(response.headers.get("Date"))
@@ -431,13 +453,26 @@ def _transient_transport(timed_out: str, failed: str) -> Iterator[None]:
     try:
         yield
     except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-        error = TransientError(f"{failed} ({type(exc).__name__})")
+        error = TransientError(f"{failed} ({_no_connection(exc)})")
+        error.no_connection = _no_connection(exc)
         error.reached = False  # no connection, so no request: nothing can have been made
         raise error from None
     except asyncio.TimeoutError:
         raise TransientError(timed_out) from None
     except aiohttp.ClientError as exc:
         raise TransientError(f"{failed} ({type(exc).__name__})") from None
+
+
+def _no_connection(exc: Exception) -> str:
+    """Why no connection was made, in words a person can act on (aiohttp's own text carries the URL)."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "the host name does not resolve"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "no connection within the time allowed"
+    if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientConnectorSSLError)):
+        return f"TLS failed: {type(exc).__name__}"
+    number = getattr(getattr(exc, "os_error", None), "errno", None)  # its strerror may carry the address
+    return os.strerror(number).lower() if number else type(exc).__name__
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

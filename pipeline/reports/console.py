@@ -12,7 +12,7 @@ from pathlib import Path
 from pipeline.plan import actions as p
 from pipeline.plan.reviewed import LABELS
 from pipeline.reports.summary import BatchSummary
-from pipeline.run.outcome import EXIT_STOPPED
+from pipeline.run.outcome import EXIT_BAD_INPUT, EXIT_UNREACHABLE
 from pipeline.store.archive import is_archived_col
 
 PLAN_ROWS_SHOWN = 40  # rows a plan lists without --all
@@ -73,6 +73,8 @@ def _listed(summary: BatchSummary) -> list[str]:
     if len(summary.failed) > SUMMARY_ROWS_SHOWN:
         lines.append(f"  ... {len(summary.failed) - SUMMARY_ROWS_SHOWN} more failures: "
                      f"videobatch status --ledger {summary.paths['ledger']}")
+    if summary.exit_code in (EXIT_BAD_INPUT, EXIT_UNREACHABLE):
+        return lines  # nothing was submitted: every row waits for the next run, for the one reason said above
     lines += [f"  UNFINISHED {row['job_key']}: {row['reason']}" for row in summary.unfinished[:SUMMARY_ROWS_SHOWN]]
     if len(summary.unfinished) > SUMMARY_ROWS_SHOWN:
         lines.append(f"  ... {len(summary.unfinished) - SUMMARY_ROWS_SHOWN} more unfinished rows: "
@@ -97,6 +99,4 @@ def format_summary(summary: BatchSummary) -> str:
     lines.append(f"  videos: {paths['videos']}")
     lines.append(f"  ledger: {paths['ledger']}   log: {paths['log']}")
     lines.append(f"  report: videobatch report --ledger {paths['ledger']}  (writes {paths['report']})")
-    if summary.exit_code == EXIT_STOPPED:
-        lines.append("  stopped early: run the same command again to continue where it stopped")
-    return "\n".join(lines)
+    return "\n".join(lines)  # the next command follows: pipeline/reports/next_step.py

@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.store.archive import is_archived_col
 from pipeline.store.verdicts import review_counts
 from pipeline.store.schema import FAILED, REJECTED, STATUSES
 from pipeline.reports.summary import SUMMARY_VERSION
@@ -58,6 +59,12 @@ def summarize(ledger: pl.DataFrame | pl.LazyFrame, runs: pl.DataFrame) -> dict[s
                                "charged": int(row["charged"] or 0)}
         for row in _credits(ledger, "duration").sort("duration", nulls_last=False).iter_rows(named=True)
     }
+    # A row edited under the same id keeps its old version as `<key>@<hash>` (store/archive.py):
+    # a paid job, but not a row anyone wants now. Counted apart, so 10 rows never read as 12.
+    rows_by_status = {status: 0 for status in STATUSES}
+    versions_by_status = {status: 0 for status in STATUSES}
+    for archived, status, n in ledger.group_by(is_archived_col().alias("archived"), "status").len().collect().iter_rows():
+        (versions_by_status if archived else rows_by_status)[status] = n
     totals = ledger.select(
         pl.len().alias("jobs"), pl.col("credits_estimated").sum().alias("estimated"),
         pl.col("credits_charged").sum().alias("charged"),
@@ -71,8 +78,12 @@ def summarize(ledger: pl.DataFrame | pl.LazyFrame, runs: pl.DataFrame) -> dict[s
         last_run = {name: _iso(value) for name, value in last.items()} | _run_figures(last)
     return {
         "version": SUMMARY_VERSION,
-        "jobs": totals["jobs"],
+        "jobs": totals["jobs"],  # every row of the ledger: the wanted rows and their earlier versions
         "by_status": by_status,
+        "rows": sum(rows_by_status.values()),  # the manifests' current rows (base keys)
+        "rows_by_status": rows_by_status,
+        "versions": sum(versions_by_status.values()),  # earlier versions of edited rows, kept
+        "versions_by_status": versions_by_status,
         "credits": {"estimated": int(totals["estimated"] or 0), "charged": int(totals["charged"] or 0),
                     "by_status": credits_by_status, "by_duration": credits_by_duration},
         "expired": int(totals["expired"] or 0),
@@ -85,10 +96,16 @@ def summarize(ledger: pl.DataFrame | pl.LazyFrame, runs: pl.DataFrame) -> dict[s
     }
 
 
+def _by_status(counts: dict[str, int]) -> str:
+    return "  " + ", ".join(f"{status} {n}" for status, n in counts.items() if n)
+
+
 def format_status(summary: dict[str, Any]) -> str:
-    lines = [f"jobs: {summary['jobs']}"]
-    lines.append("  " + ", ".join(f"{status} {n}" for status, n in summary["by_status"].items() if n)
-                 if summary["jobs"] else "  (the ledger is empty)")
+    lines = [f"rows: {summary['rows']}", _by_status(summary["rows_by_status"]) if summary["rows"]
+             else "  (the ledger is empty)" if not summary["jobs"] else "  (none: only earlier versions)"]
+    if summary["versions"]:
+        lines.append(f"earlier versions of edited rows, kept with their videos: {summary['versions']}")
+        lines.append(_by_status(summary["versions_by_status"]))
     credits = summary["credits"]
     lines.append(f"credits: {credits['charged']} charged, {credits['estimated']} estimated")
     for duration, figures in credits["by_duration"].items():

@@ -25,7 +25,7 @@ from pipeline.store.verdicts import Verdict, read_verdicts, with_review
 from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs
 from pipeline.store.schema import DOWNLOADED
-from pipeline.store.scope import rows_in_scope, scope_filter
+from pipeline.store.scope import ALL, resolve_run, rows_in_scope, scope_filter
 
 # A spreadsheet reads a cell that starts with one of these as a formula (CSV injection). OWASP's
 # advice: prefix such a cell with a single quote, so it shows as text. approved.json keeps the exact values.
@@ -42,6 +42,12 @@ class Exported:
     linked: int
     copied: int
     missing: list[str]  # approved, but the file is gone: run again to download it
+    run_id: str | None = None  # the run whose rows were looked at (None: every run)
+    outside: int = 0  # approved clips of other runs, left out by --run
+
+
+def _approved(frame):
+    return frame.filter((pl.col("review_decision") == Verdict.APPROVE) & (pl.col("status") == DOWNLOADED))
 
 
 def approved_rows(ledger_path: Path, run: str, manifest: Path | None) -> pl.DataFrame:
@@ -49,8 +55,21 @@ def approved_rows(ledger_path: Path, run: str, manifest: Path | None) -> pl.Data
                          scope_filter(read_runs(ledger_path), run, manifest)
                          & ~is_archived_col())
     reviewed = with_review(rows, read_verdicts(ledger_path))
-    return reviewed.filter((pl.col("review_decision") == Verdict.APPROVE) & (pl.col("status") == DOWNLOADED)).sort(
-        "manifest", "row", "variation", nulls_last=True)
+    return _approved(reviewed).sort("manifest", "row", "variation", nulls_last=True)
+
+
+def approved_outside(ledger_path: Path, run: str, manifest: Path | None) -> int:
+    """Approved clips of this --manifest (or any) that `run` leaves out: a later run changed no
+    approved row, and `--run all` would export them. Counted on a scan of a few columns."""
+    if run == ALL:
+        return 0
+    runs = read_runs(ledger_path)
+    in_scope = scope_filter(runs, run, manifest)
+    everywhere = scope_filter(runs, ALL, manifest)
+    book = Ledger.open(ledger_path, readonly=True)  # held while its scan is collected: the scan reads its parts
+    outside = book.scan(["status", "run_id", "manifest", "idempotency_key", "request_hash"]).filter(
+        everywhere & ~in_scope & ~is_archived_col())
+    return _approved(with_review(outside, read_verdicts(ledger_path))).select(pl.len()).collect().item()
 
 
 def spreadsheet_safe(value):
@@ -112,4 +131,6 @@ def export_approved(ledger_path: Path, dest: Path, *, run: str = "last", manifes
                  "note": record["note"] or "", "reviewer": record["reviewer"] or ""}
         writer.writerow({name: spreadsheet_safe(value) for name, value in cells.items()})
     write_text_atomic(dest / "approved.csv", buffer.getvalue(), mode=0o666)
-    return Exported(dest=dest, clips=len(records), linked=linked, copied=copied, missing=missing)
+    return Exported(dest=dest, clips=len(records), linked=linked, copied=copied, missing=missing,
+                    run_id=resolve_run(read_runs(ledger_path), run),
+                    outside=approved_outside(ledger_path, run, manifest))

@@ -27,11 +27,14 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import polars as pl
 
-from pipeline.api.client import ApiError, AuthError
+from pipeline.api.client import FIRST_CONTACT_TRIES, ApiError, AuthError, TransientError
+from pipeline.config import DEFAULT_BASE_URL, KEY_VAR, URL_VAR
 from pipeline.redact import redact
+from pipeline.run.outcome import ExitCode
 from pipeline.store.atomic import write_text_atomic
 from pipeline.store.runs import read_runs, runs_path
 from pipeline.store.schema import IN_FLIGHT, PENDING
@@ -76,6 +79,31 @@ def balance_of(me: Any) -> int | None:
     team = me.get("team") if isinstance(me, dict) else None
     credits = team.get("credits") if isinstance(team, dict) else None
     return credits if isinstance(credits, int) and not isinstance(credits, bool) else None
+
+
+class NoContact(Exception):
+    """The command's first request, with nothing sent yet that costs: the key was refused (exit 2)
+    or the API could not be connected to at all (exit 4). Nothing was submitted."""
+
+    def __init__(self, message: str, exit_code: ExitCode):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def key_refused(exc: AuthError) -> NoContact:
+    return NoContact(f"the API refused the key ({exc.status}): {KEY_VAR} is wrong, inactive or lacks permission; "
+                     f"nothing was submitted. Set {KEY_VAR} (in the environment or .env) to a key from your "
+                     f"Apiframe dashboard{exc.for_support}", ExitCode.BAD_INPUT)
+
+
+def unreachable(base_url: str, exc: TransientError) -> NoContact:
+    parts = urlsplit(base_url)
+    shown = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl() \
+        if parts.hostname else base_url  # never a user:password@ a URL may carry
+    return NoContact(f"could not connect to the API at {shown} ({exc.no_connection or exc}; {FIRST_CONTACT_TRIES} "
+                     f"tries): nothing was submitted. Check {URL_VAR} (in the environment or .env; unset means "
+                     f"{DEFAULT_BASE_URL}) and that this machine reaches it: network, proxy, firewall, DNS",
+                     ExitCode.UNREACHABLE)
 
 
 def account_path(ledger_path: Path) -> Path:
@@ -194,15 +222,18 @@ async def settle_account(client: ApiClient, ledger: Ledger, ledger_path: Path | 
                          spends: bool, log: RunLog) -> tuple[Account | None, str | None]:
     """GET /v2/me before any spending request: this key's account, and why the run may not start
     (None: it may). A refusal names both accounts; the account file is written before the run spends.
+    NoContact: the key was refused, or (nothing in flight) the API could not be connected to.
     `in_flight`: the plan's rows with a job or intent to follow; `spends`: it has attempts to pay for."""
     if not in_flight and not spends:
         return None, None  # nothing to follow or pay for: a no-op rerun sends no request at all
     account = None
-    try:
-        account = account_of(await client.me())
+    try:  # the run's first request: with nothing in flight, an API not there at all fails fast
+        account = account_of(await client.me(first_contact=not in_flight))
     except AuthError as exc:
-        return None, exc.stop_reason
+        raise key_refused(exc) from None
     except (ApiError, OSError) as exc:
+        if isinstance(exc, TransientError) and not exc.reached and not in_flight:
+            raise unreachable(client.base_url, exc) from None
         log.event("account_unknown", reason=redact(str(exc)))
     if ledger_path is None:
         return account, None

@@ -21,14 +21,16 @@ class ExitCode(IntEnum):
     FAILED_ROWS = 1
     BAD_INPUT = 2
     STOPPED = 3
+    UNREACHABLE = 4
 
 
-EXIT_OK, EXIT_FAILED_ROWS, EXIT_BAD_INPUT, EXIT_STOPPED = ExitCode
+EXIT_OK, EXIT_FAILED_ROWS, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_UNREACHABLE = ExitCode
 EXIT_MEANINGS = {
     EXIT_OK: "every row is downloaded",
     EXIT_FAILED_ROWS: "finished, with failed or rejected rows",
-    EXIT_BAD_INPUT: "bad manifest or arguments: nothing was submitted",
+    EXIT_BAD_INPUT: "bad manifest, arguments or configuration (such as a key the API refused): nothing was submitted",
     EXIT_STOPPED: "stopped early: run the same command again to continue",
+    EXIT_UNREACHABLE: "the API could not be reached: nothing was submitted",
 }
 
 

@@ -31,7 +31,7 @@ from pipeline.api.client import ApiClient
 from pipeline.plan.actions import DOWNLOAD, LEAVE_FAILED, RESUME, TRACK, Plan
 from pipeline.redact import redact
 from pipeline.run import transitions as t
-from pipeline.run.account import Account, account_path, settle_account
+from pipeline.run.account import Account, NoContact, account_path, settle_account
 from pipeline.run.control import Control
 from pipeline.run.deadline import Deadline
 from pipeline.run.events import RunEvents
@@ -97,6 +97,7 @@ class Runner:
         self.by_job_id: dict[str, Work] = {}
         self.active: set[str] = set()  # rows taken on (holding a concurrency slot), not yet let go
         self.account: Account | None = None
+        self.no_contact: NoContact | None = None  # the first request found no API or refused the key
         self.spending = Spending(options.max_credits, options.deadline)
         self.tally = Tally()
         self.payers = JobPayers(ledger)
@@ -173,6 +174,9 @@ class Runner:
             fault = disk_fault(exc, account_path(self.options.ledger_path))
             self.events.storage_failed("account file", str(fault))
             return str(fault)
+        except NoContact as exc:  # nothing was sent that costs: the run ends with the exit code it says
+            self.no_contact = exc
+            return str(exc)
         return refused
 
     async def _start_webhooks(self):
@@ -325,7 +329,7 @@ class Runner:
         errors = dict(zip(failed_rows["job_key"].to_list(), failed_rows["error"].to_list()))
         unfinished = len(outcome.unfinished)
         return RunResult(
-            run_id=self.run_id, exit_code=outcome.exit_code,
+            run_id=self.run_id, exit_code=self.no_contact.exit_code if self.no_contact else outcome.exit_code,
             stop_reason=stop_reason(self.control.stop_reason, self.control.internal_error, unfinished),
             counters=self.counters, credits_estimated=self.spending.started,
             credits_charged=self.counters.credits_charged, rows_finished=outcome.downloaded,

@@ -256,3 +256,43 @@ async def test_the_clock_offset_is_measured_from_the_date_header(emulator, offse
         await client.me()
     assert client.measured_offset == pytest.approx(offset, abs=1.5)  # Date has whole seconds
     assert client.clock_offset == client.measured_offset
+
+
+# -- the first contact: an API that cannot be connected to -----------------------------------------
+
+
+async def test_a_first_contact_with_no_connection_gives_up_after_three_short_tries(monkeypatch):
+    """A listener whose backlog is full drops each SYN: a connect timeout, the slowest way for an API
+    not to be there. The first contact allows FIRST_CONTACT_CONNECT_S a try (shortened here)."""
+    import socket
+
+    from pipeline.api import client as client_module
+
+    monkeypatch.setattr(client_module, "FIRST_CONTACT_CONNECT_S", 0.3)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filling = [socket.socket() for _ in range(4)]
+    for sock in filling:
+        sock.setblocking(False)
+        sock.connect_ex(listener.getsockname())
+    try:
+        host, port = listener.getsockname()
+        slow = RetryPolicy(attempts=12, base=0.001, jitter=False)  # the run's policy would try 12 times
+        async with ApiClient(f"http://{host}:{port}", TEST_KEY, retry=slow) as client:
+            with pytest.raises(TransientError) as failed:
+                await client.me(first_contact=True)
+            assert client.gate.requests == client_module.FIRST_CONTACT_TRIES
+    finally:
+        for sock in [*filling, listener]:
+            sock.close()
+    assert not failed.value.reached and failed.value.no_connection == "no connection within the time allowed"
+
+
+async def test_a_first_contact_that_reaches_the_api_keeps_the_usual_retries(emulator):
+    emu = await emulator(faults=Faults(error_503=1.0))
+    async with ApiClient(emu.base_url, TEST_KEY, retry=RetryPolicy(attempts=5, base=0.001, jitter=False)) as client:
+        with pytest.raises(TransientError) as failed:
+            await client.me(first_contact=True)
+        assert client.gate.requests == 5  # the API is there: a 503 is ridden out as mid-run
+    assert failed.value.reached and failed.value.no_connection is None

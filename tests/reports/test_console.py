@@ -14,7 +14,7 @@ import pytest
 from pipeline.batch import plan_batch
 from pipeline.reports.console import format_balance, format_plan, format_start, format_summary
 from pipeline.reports.summary import BatchSummary
-from pipeline.run.outcome import EXIT_FAILED_ROWS, EXIT_OK, EXIT_STOPPED
+from pipeline.run.outcome import EXIT_BAD_INPUT, EXIT_FAILED_ROWS, EXIT_OK, EXIT_STOPPED, EXIT_UNREACHABLE
 from tests.harness import prompts, write_manifest
 
 NOW = datetime(2026, 11, 24, 1, 2, 3, tzinfo=timezone.utc)
@@ -105,7 +105,16 @@ def test_failures_and_unfinished_rows_are_listed_up_to_20_each():
     assert not any("stopped early" in line for line in lines)
 
 
-def test_a_run_stopped_early_says_why_and_that_the_next_run_goes_on():
+def test_a_run_stopped_early_says_why_and_lists_what_is_left():
     lines = format_summary(_summary(EXIT_STOPPED, unfinished=2, stop_reason="the deadline 07:00")).splitlines()
     assert lines[1] == "run r1 ended with exit code 3: the deadline 07:00"
-    assert lines[-1] == "  stopped early: run the same command again to continue where it stopped"
+    assert len([line for line in lines if line.startswith("  UNFINISHED ")]) == 2
+    # The next command ("the same command again") is next_step.py's, printed after this text.
+    assert not any(line.startswith("next: ") or "run the same command again" in line for line in lines)
+
+
+@pytest.mark.parametrize("code", [EXIT_BAD_INPUT, EXIT_UNREACHABLE])
+def test_a_run_that_submitted_nothing_says_its_one_reason_once_not_per_row(code):
+    lines = format_summary(_summary(code, unfinished=3, stop_reason="could not connect")).splitlines()
+    assert lines[1] == f"run r1 ended with exit code {code}: could not connect"
+    assert not [line for line in lines if line.startswith("  UNFINISHED ")]

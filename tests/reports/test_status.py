@@ -63,8 +63,9 @@ def test_status_json_and_text_agree_with_the_ledger_and_runs(batch, tmp_path):
     text = status(tmp_path)
     assert text.returncode == 0, text.stdout + text.stderr
     lines = text.stdout.splitlines()
-    assert lines[0] == "jobs: 6"
+    assert lines[0] == "rows: 6"  # no row was edited: no earlier version to count apart
     assert lines[1] == "  DOWNLOADED 4, FAILED 2"
+    assert (summary["rows"], summary["versions"]) == (6, 0) and not any("earlier versions" in line for line in lines)
     assert f"credits: {rows['credits_charged'].sum()} charged, {rows['credits_estimated'].sum()} estimated" in lines
     for (duration,), part in rows.group_by("duration"):
         assert (f"  {duration:>3} s clips: {part.height} jobs, {part['credits_charged'].sum()} charged, "
@@ -82,6 +83,7 @@ def test_status_without_a_ledger_says_so_and_fails(tmp_path):
         assert done.returncode == 2
         assert done.stdout == ""
         assert f"no ledger at {tmp_path / 'ledger.parquet'}" in done.stderr and "--ledger PATH" in done.stderr
+        assert "run a batch first (videobatch run MANIFEST" in done.stderr  # the one next command
 
 
 def read_log(path: Path) -> list[dict]:

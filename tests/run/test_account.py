@@ -12,12 +12,15 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.api.client import ApiClient
-from pipeline.run.account import (Account, AccountFileError, account_of, account_path, balance_of, read_account_file,
-                                  refusal, settle_account, unknown_account_refusal, write_account_file)
+from pipeline.api.client import FIRST_CONTACT_TRIES, ApiClient
+from pipeline.api.retry import RetryPolicy
+from pipeline.run.account import (Account, AccountFileError, NoContact, account_of, account_path, balance_of,
+                                  read_account_file, refusal, settle_account, unknown_account_refusal,
+                                  write_account_file)
+from pipeline.run.outcome import ExitCode
 from pipeline.run.runlog import RunLog
 from pipeline.store.ledger import Ledger
-from tests.harness import TEST_KEY
+from tests.harness import TEST_KEY, free_port
 
 MINE = Account("u1", "t1", "k1")
 MY_OTHER_KEY = Account("u1", "t1", "k2")  # one user and team: one account, whatever the key
@@ -192,3 +195,40 @@ async def test_a_damaged_account_file_with_nothing_in_flight_is_written_again(em
     log.flush()
     events = _events(log.path)
     assert [e["event"] for e in events] == ["account_file_replaced"] and "is corrupt" in events[0]["reason"]
+
+
+# --- the first request: a refused key, an API not there --------------------------------------------
+
+
+async def test_a_refused_key_is_a_configuration_error_before_anything_is_sent(emulator, books):
+    emu = await emulator()
+    ledger, log = books
+    async with ApiClient(emu.base_url, "afk_wrong_key_0000") as client:
+        with pytest.raises(NoContact) as refused:
+            await settle_account(client, ledger, ledger.path, 0, True, log)
+    assert refused.value.exit_code == ExitCode.BAD_INPUT
+    assert "APIFRAME_API_KEY is wrong, inactive or lacks permission" in str(refused.value)
+    assert "afk_wrong_key_0000" not in str(refused.value)
+    assert emu.stats()["requests"] == {"GET /v2/me": 1} and not account_path(ledger.path).exists()
+
+
+async def test_an_api_that_cannot_be_connected_to_fails_fast_only_with_nothing_in_flight(books):
+    ledger, log = books
+    nowhere = f"http://user:secret@127.0.0.1:{free_port()}"
+    fast = RetryPolicy(attempts=4, base=0.01, cap=0.01)
+    async with ApiClient(nowhere, TEST_KEY, retry=fast) as client:
+        with pytest.raises(NoContact) as unreachable:
+            await settle_account(client, ledger, ledger.path, 0, True, log)
+        assert client.gate.requests == FIRST_CONTACT_TRIES  # not the policy's 4: the API was never there
+    said = str(unreachable.value)
+    assert unreachable.value.exit_code == ExitCode.UNREACHABLE
+    assert said.startswith(f"could not connect to the API at {nowhere.replace('user:secret@', '')} (connection refused; ")
+    assert "nothing was submitted" in said and "APIFRAME_BASE_URL" in said and "secret" not in said
+    # A job in flight from an earlier run: a blip is ridden out as before (every try), never exit 4,
+    # and the in-flight rows keep their holder's rules (here: the key's account is unknown, refused).
+    _in_flight(ledger)
+    write_account_file(ledger.path, MINE)
+    async with ApiClient(nowhere, TEST_KEY, retry=fast) as client:
+        account, reason = await settle_account(client, ledger, ledger.path, 1, True, log)
+        assert client.gate.requests == 4
+    assert account is None and reason == refusal(MINE, None, 1)

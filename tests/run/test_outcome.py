@@ -18,7 +18,8 @@ T0 = datetime(2026, 12, 2, tzinfo=timezone.utc)
 
 
 def test_every_exit_code_has_a_meaning():
-    assert set(EXIT_MEANINGS) == set(ExitCode) and [int(c) for c in ExitCode] == [0, 1, 2, 3]
+    assert set(EXIT_MEANINGS) == set(ExitCode) and [int(c) for c in ExitCode] == [0, 1, 2, 3, 4]
+    assert exit_meaning(4) == "the API could not be reached: nothing was submitted"
     assert exit_meaning(3) == EXIT_MEANINGS[ExitCode.STOPPED] and exit_meaning(None) is None
 
 
