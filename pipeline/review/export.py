@@ -66,10 +66,10 @@ def approved_outside(ledger_path: Path, run: str, manifest: Path | None) -> int:
     runs = read_runs(ledger_path)
     in_scope = scope_filter(runs, run, manifest)
     everywhere = scope_filter(runs, ALL, manifest)
-    book = Ledger.open(ledger_path, readonly=True)  # held while its scan is collected: the scan reads its parts
-    outside = book.scan(["status", "run_id", "manifest", "idempotency_key", "request_hash"]).filter(
-        everywhere & ~in_scope & ~is_archived_col())
-    return _approved(with_review(outside, read_verdicts(ledger_path))).select(pl.len()).collect().item()
+    with Ledger.open(ledger_path, readonly=True) as book:  # open until collected: the scan reads its parts
+        outside = book.scan(["status", "run_id", "manifest", "idempotency_key", "request_hash"]).filter(
+            everywhere & ~in_scope & ~is_archived_col())
+        return _approved(with_review(outside, read_verdicts(ledger_path))).select(pl.len()).collect().item()
 
 
 def spreadsheet_safe(value):
