@@ -40,8 +40,11 @@ class RunEvents:
         except OSError as exc:
             raise disk_fault(exc, self.log.path) from None
 
-    def planned(self, rows: int) -> None:
+    def planned(self, rows: int, credits: int) -> None:
+        """The rows this run must bring to DOWNLOADED (those already done are not its work) and
+        what the plan expects them to cost."""
         self.counters.planned = rows
+        self.counters.credits_planned = credits
 
     def webhooks(self, host: str, port: int) -> None:
         self.log.event("webhooks", listen=f"{host}:{port}")
@@ -54,6 +57,12 @@ class RunEvents:
 
     def internal_error(self, job_key: str | None, where: str, error: str, traceback: str) -> None:
         self.log.event("internal_error", job_key=job_key, where=where, error=error, traceback=traceback)
+
+    def left_out(self, work: Work, retry: bool) -> None:
+        """--max-credits left this attempt out: a first one is no longer this run's work."""
+        if not retry:
+            self.counters.left_out += 1
+        self.log.event("left_out", job_key=work.job_key, credits=int(work.row["credits_estimated"]), retry=retry)
 
     def stop_submitting(self, reason: str) -> None:
         self.log.event("stop_submitting", reason=reason)

@@ -54,7 +54,9 @@ class Submitter:
                 work, resume = self.queue.popleft()
                 await runner.slot_free()
                 if control.submits_stopped or not self.admit(work):
-                    break
+                    if control.submits_stopped:
+                        break
+                    continue  # left out by --max-credits: a cheaper row after it may still fit
                 await gate.acquire()
                 if control.submits_stopped:
                     gate.release()
@@ -66,17 +68,26 @@ class Submitter:
             self.feeding = False
             runner.check_finished()
 
-    def admit(self, work: Work) -> bool:
-        """A new paid attempt for `work` if the budget and the deadline allow it; else stop submitting."""
-        refused = self.runner.spending.admit(int(work.row["credits_estimated"]), work.duration,
-                                             self.runner.follower.tracker.observed)
-        if refused:
-            self.runner.control.stop_submitting(refused)
-        return refused is None
+    def admit(self, work: Work, *, retry: bool = False) -> bool:
+        """A new paid attempt for `work` if the deadline and the budget allow it. Else the deadline
+        stops submitting; the budget leaves this row out (a first attempt is left unsent, named at
+        the end; a retry's row stays FAILED), and the next row may still fit."""
+        runner = self.runner
+        refused = runner.spending.admit(work.job_key, int(work.row["credits_estimated"]), work.duration,
+                                        runner.follower.tracker.observed, retry=retry)
+        if refused is None:
+            return True
+        if refused.stops:
+            runner.control.stop_submitting(refused.reason)
+        else:
+            runner.events.left_out(work, retry)
+            if not retry:
+                runner.leave(work, f"not submitted: {refused.reason}")
+        return False
 
     def retry(self, work: Work, reason: str | None) -> bool:
         """A new attempt after a definite FAILED, if admitted; False: the row's failure is final."""
-        if not self.admit(work):
+        if not self.admit(work, retry=True):
             return False
         self.runner.events.retry_generate(work, reason)
         self.in_air += 1
