@@ -174,15 +174,16 @@ class Progress:
         self._bar: tqdm | None = None  # made at the first draw, once the run knows its total
 
     def update(self, force: bool = False, *, final: bool = False) -> None:
-        c = self.counters
-        now = self.gauge() if self.gauge is not None else None
         if self.bars:
-            self._draw(now, final)
+            self._draw(self._now(), final)
             return
         clock = time.monotonic()
         if force or clock - self._last_line >= self.interval:
             self._last_line = clock
-            print(progress_line(c, now, final=final), file=self.stream, flush=True)
+            print(progress_line(self.counters, self._now(), final=final), file=self.stream, flush=True)
+
+    def _now(self) -> Gauge | None:
+        return self.gauge() if self.gauge is not None else None
 
     def _draw(self, now: Gauge | None, final: bool) -> None:
         c = self.counters
