@@ -3,8 +3,12 @@ it left out (before a run: the cap that takes them in; after it: the cap for the
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import polars as pl
 import pytest
 
+from pipeline.plan.actions import RESUME, SKIP, SUBMIT, TRACK, Plan
 from pipeline.plan.budget import NAMED, Budget, LeftOut, fit
 
 # The issue's case: first-stop made 25 of 40; first fit makes 35.
@@ -43,3 +47,22 @@ def test_a_long_list_is_cut_and_counted():
     line = many.line(after_run=False)
     assert f"{NAMED + 3} rows left out ({10 * (NAMED + 3)} credits)" in line
     assert f"row-{NAMED - 1} and 3 more;" in line and f"row-{NAMED}," not in line
+
+
+def test_a_plan_fills_its_budget_in_the_order_a_run_submits():
+    """Plan.budget: the spending rows only (a row to track or already done costs nothing new), resumed
+    intents first (the run settles them first), then manifest order, not longest first."""
+    rows = pl.DataFrame({
+        "job_key": ["new-15", "done", "new-6", "tracked", "resumed-10", "new-10"],
+        "action": [SUBMIT, SKIP, SUBMIT, TRACK, RESUME, SUBMIT],
+        "duration": [15, 6, 6, 10, 10, 10],
+        "credits_estimated": [25, 10, 10, 15, 15, 15],
+    })
+    plan = Plan(manifest=Path("m.yaml"), rows=rows)
+    assert plan.budget is None and plan.credits_to_spend == 65
+    assert plan.submit_order()["job_key"].to_list() == ["resumed-10", "new-15", "new-10", "new-6"]  # longest first
+    plan.max_credits = 30
+    assert plan.submit_order()["job_key"].to_list() == ["resumed-10", "new-15", "new-6", "new-10"]
+    budget = plan.budget
+    assert (budget.started, [row.job_key for row in budget.left]) == (25, ["new-15", "new-10"])
+    assert plan.credits_to_spend == 25
