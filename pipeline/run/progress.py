@@ -24,7 +24,7 @@ from pipeline.run.work import Run
 
 # tqdm's own remaining time and rate are left out on purpose: the postfix carries our ETA.
 BAR_FORMAT = "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} done [{elapsed}{postfix}]"
-FALLBACK_COLUMNS = 100
+FALLBACK_SCREEN = (100, 24)  # columns, rows
 
 
 @dataclass
@@ -147,16 +147,17 @@ def progress_line(counters: Counters, now: Gauge | None, *, final: bool = False)
     return f"progress: {c.downloaded}/{c.total} done ({percent}%), {describe(c, now, final=final)}"
 
 
-def _columns(stream: TextIO) -> int | None:
-    """None: tqdm follows the terminal's width; a width where the terminal does not say
-    (`script`, a serial console, a test's stream): there tqdm would read 0 columns and -1 rows, and
-    draw nothing."""
+def _screen(stream: TextIO) -> tuple[int, int] | None:
+    """None: tqdm follows the terminal's size as it changes. (columns, rows) where the terminal
+    does not say (`script`, a serial console, a test's stream): there tqdm reads 0 columns or -1
+    rows, and draws nothing."""
     try:
-        if os.get_terminal_size(stream.fileno()).columns > 0:
-            return None
+        size = os.get_terminal_size(stream.fileno())
     except (AttributeError, OSError, ValueError):  # not a real terminal (io.UnsupportedOperation is an OSError)
-        pass
-    return FALLBACK_COLUMNS
+        return FALLBACK_SCREEN
+    if size.columns > 0 and size.lines > 0:
+        return None
+    return (size.columns or FALLBACK_SCREEN[0], size.lines or FALLBACK_SCREEN[1])
 
 
 class Progress:
@@ -190,9 +191,10 @@ class Progress:
         if self._bar is None:
             if not c.total:
                 return  # nothing to do: the summary says so
-            width = _columns(self.stream)
+            fixed = _screen(self.stream)
+            columns, rows = fixed or (None, None)
             self._bar = tqdm(total=c.total, file=self.stream, bar_format=BAR_FORMAT, leave=True, mininterval=0,
-                             dynamic_ncols=width is None, ncols=width, nrows=None if width is None else 24,
+                             dynamic_ncols=fixed is None, ncols=columns, nrows=rows,
                              postfix=describe(c, now, final=final))
         bar = self._bar
         bar.total, bar.n = c.total, c.downloaded
