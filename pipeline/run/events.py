@@ -4,6 +4,7 @@ steps tell it what happened; it decides nothing and hands nothing back."""
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 from pipeline.redact import redact
@@ -121,6 +122,8 @@ class RunEvents:
 
     def downloaded(self, work: Work, path: str, size: int, sha256: str) -> None:
         self.counters.downloaded += 1
+        if self.counters.first_download_at is None:  # the downloads' pace is timed from here (the ETA)
+            self.counters.first_download_at = time.monotonic()
         self.log.event("download", job_key=work.job_key, path=path, bytes=size, sha256=sha256)
 
     # -- endings --

@@ -7,7 +7,8 @@ row --max-credits leaves out stops being its work. The ETA is the run's own, not
 measures the rate of finished rows, which says nothing until the first generations end, then
 everything ends at once): each row left needs a clip of its length's typical generation time
 (the tracker's observed table, the one --deadline reads), less what it has already waited, and
-the rows share --concurrency slots. Before any generation has finished it is "unknown".
+the rows share --concurrency slots; once downloads have a pace, the rows left at that pace, if
+longer. Before any generation has finished it is "unknown".
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Counters:
     credits_charged: int = 0
     credits_planned: int = 0  # what the plan expects this run's attempts to cost
     left_out: int = 0  # rows --max-credits left unsent: no longer this run's work
+    first_download_at: float | None = None  # monotonic time of the first download: the downloads' pace
 
     @property
     def total(self) -> int:
@@ -68,12 +70,15 @@ def generation_seconds(duration: int, observed: dict[int, tuple[float, float]]) 
     return (fast + slow) / 2 * scale, slow * scale
 
 
-def _still_to_wait(duration: int, waited: float, observed: dict[int, tuple[float, float]]) -> float:
+def _still_to_wait(duration: int, waited: float, observed: dict[int, tuple[float, float]],
+                   longest_wait: float) -> float:
     """Seconds a generation that has waited `waited` may still take: the typical time less the
     wait; once past the fastest seen, half the way to the slowest (what is left of an even spread
-    between the two); past the slowest, nothing seen says: 0."""
-    typical, slowest = generation_seconds(duration, observed)
-    fastest = 2 * typical - slowest
+    between the two). A job of its length still generating after `longest_wait` proves the slowest
+    is at least that (only the quick ones have finished early in a run); past both: 0."""
+    typical, seen_slowest = generation_seconds(duration, observed)
+    fastest = 2 * typical - seen_slowest
+    slowest = max(seen_slowest, longest_wait)
     if waited < fastest:
         return typical - waited
     return max(0.0, (slowest - waited) / 2)
@@ -89,7 +94,10 @@ def eta_seconds(queued: list[int], generating: list[tuple[int, float]], observed
     generation was seen to finish; 0 when the rows left are past every time seen (any moment)."""
     if not observed:
         return None
-    need = [_still_to_wait(duration, waited, observed) for duration, waited in generating]
+    longest: dict[int, float] = {}
+    for duration, waited in generating:
+        longest[duration] = max(waited, longest.get(duration, 0.0))
+    need = [_still_to_wait(duration, waited, observed, longest[duration]) for duration, waited in generating]
     need += [generation_seconds(duration, observed)[0] for duration in queued]
     if not need:
         return 0.0
@@ -97,6 +105,14 @@ def eta_seconds(queued: list[int], generating: list[tuple[int, float]], observed
     if queued and submits_per_second:
         eta = max(eta, len(queued) / submits_per_second + need[-1])
     return eta
+
+
+def fetch_seconds(rows_left: int, downloaded: int, first_download_at: float | None, now: float) -> float | None:
+    """Seconds until the rows left are downloaded at the pace downloads have kept since the first
+    (the downloads, not the generations, may be what a run waits for); None before two."""
+    if first_download_at is None or downloaded < 2 or now <= first_download_at:
+        return None
+    return rows_left * (now - first_download_at) / (downloaded - 1)
 
 
 def format_eta(seconds: float | None) -> str:
@@ -121,6 +137,10 @@ def gauge(run: Run) -> Gauge:
     options = run.options
     rate = options.rpm / options.rate_period if options.rpm else None
     eta = eta_seconds(queued, generating, tracker.observed, workers=options.concurrency, submits_per_second=rate)
+    c = run.events.counters
+    fetch = fetch_seconds(c.rows_left, c.downloaded, c.first_download_at, now)
+    if eta is not None and fetch is not None:
+        eta = max(eta, fetch)
     return Gauge(len(run.active), eta)
 
 

@@ -46,7 +46,8 @@ def test_each_report_is_one_line_and_its_counters(tmp_path, call, args, kind, fi
     lines = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
     assert len(lines) == 1 and lines[0]["event"] == kind
     assert {name: lines[0][name] for name in fields} == fields
-    assert {k: v for k, v in asdict(counters).items() if v} == moved
+    assert {k: v for k, v in asdict(counters).items() if v and k != "first_download_at"} == moved
+    assert (counters.first_download_at is not None) == (call == "downloaded")  # the downloads' pace starts
 
 
 def test_charges_are_counted_net_of_what_was_recorded_before():

@@ -8,8 +8,8 @@ import io
 
 import pytest
 
-from pipeline.run.progress import (BAR_FORMAT, Counters, Gauge, Progress, eta_seconds, format_eta,
-                                   generation_seconds, progress_line)
+from pipeline.run.progress import (BAR_FORMAT, Counters, Gauge, Progress, eta_seconds, fetch_seconds,
+                                   format_eta, generation_seconds, progress_line)
 
 SEEN = {6: (30.0, 60.0), 15: (60.0, 150.0)}  # clip length -> (fastest, slowest) seconds seen
 
@@ -21,6 +21,7 @@ ETA = [  # queued lengths, generating (length, waited), workers, submits/s -> se
     ([], [(6, 15.0)], SEEN, 10, None, 30.0),  # waited 15 of a typical 45
     ([], [(6, 50.0)], SEEN, 10, None, 5.0),  # past the fastest: half the way left to the slowest
     ([], [(6, 90.0)], SEEN, 10, None, 0.0),  # past every time seen: any moment
+    ([], [(6, 90.0), (6, 70.0)], SEEN, 10, None, 10.0),  # one still going at 90 s: the slowest is >= 90
     ([10], [], SEEN, 10, None, 75.0),  # a length not seen: the nearest seen (6 s), scaled: 45 * 10 / 6
     ([6] * 4, [], SEEN, 2, None, 90.0),  # 4 rows on 2 slots: two rounds of 45
     ([6] * 4, [], SEEN, 100, None, 45.0),  # every row at once: the longest one
@@ -33,6 +34,15 @@ ETA = [  # queued lengths, generating (length, waited), workers, submits/s -> se
 def test_eta_from_the_generation_times_seen(queued, generating, observed, workers, rate, expected):
     got = eta_seconds(queued, generating, observed, workers=workers, submits_per_second=rate)
     assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+@pytest.mark.parametrize("left, downloaded, first, now, expected", [
+    (10, 0, None, 100.0, None), (10, 1, 90.0, 100.0, None),  # no pace before two downloads
+    (10, 5, 90.0, 100.0, 25.0),  # 4 more in 10 s since the first: 10 rows take 25 s
+    (0, 5, 90.0, 100.0, 0.0),
+])
+def test_the_downloads_pace(left, downloaded, first, now, expected):
+    assert fetch_seconds(left, downloaded, first, now) == expected
 
 
 def test_a_length_not_seen_is_scaled_from_the_nearest_seen():
