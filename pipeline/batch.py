@@ -101,9 +101,10 @@ async def _balance(config) -> int | None:
 
 def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_failed: bool = False,
                emulate: bool = False, check_balance: bool = True, refs_root: Path | str | None = None,
-               take_over: bool = False) -> BatchSummary:
+               take_over: bool = False, max_credits: int | None = None) -> BatchSummary:
     """Price a manifest against its ledger and (with an API key) the account's balance; submits
-    nothing. `summary.plan` holds the row-by-row Plan."""
+    nothing. `summary.plan` holds the row-by-row Plan (with `max_credits`, its budget: the rows
+    a run would leave out)."""
     started = _now()
     manifest = Path(manifest)
     ledger_path = Path(ledger or (EMULATED_OUT if emulate else REAL_OUT) / LEDGER_NAME)
@@ -123,6 +124,7 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
         with reading_parts(ledger_path):
             plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=retry_failed,
                                       manifest=manifest.resolve(), take_over=take_over)
+        plan.max_credits = max_credits
     except StorageFault as exc:  # a damaged or unreadable ledger: named, never planned as empty
         return refused_summary("plan", manifest, EXIT_STOPPED, str(exc), started_at=started, emulated=emulate,
                                ledger_path=ledger_path, out_dir=None)
@@ -230,6 +232,7 @@ def _run_planned(manifest: Path, settings: BatchSettings, config: ApiConfig, led
         with reading_parts(ledger_path):
             plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=settings.retry_failed,
                                       manifest=manifest, take_over=settings.take_over)
+        plan.max_credits = settings.max_credits  # what it spends, and in what order (plan/budget.py)
     except StorageFault as exc:  # a damaged part, before any request: one line, never a traceback
         return refused(EXIT_STOPPED, str(exc), run_id)
     refusal = plan.shared_ids_refusal(ledger_path)

@@ -110,6 +110,8 @@ def _add_plan(sub) -> None:
     plan.add_argument("--retry-failed", action="store_true", help="count FAILED rows as new attempts")
     plan.add_argument("--emulate", action="store_true", help=f"use the emulator's ledger ({EMULATED_OUT})")
     plan.add_argument("--all", action="store_true", help="list every row, not just the first 40")
+    plan.add_argument("--max-credits", type=_non_negative_int,
+                      help="price the run with this cap: the rows that fit, and the rows it would leave out")
     _refs_root_argument(plan)
     plan.add_argument("--take-over", action="store_true", help=TAKE_OVER_HELP)
 
@@ -124,7 +126,8 @@ def _add_run(sub) -> None:
     run.add_argument("--concurrency", type=_positive_int, default=1000,
                      help="jobs in flight at once (default 1000)")
     run.add_argument("--max-credits", type=_non_negative_int,
-                     help="stop submitting before this run's spend would pass this many credits")
+                     help="spend at most this many credits: the rows that fit, in manifest order, are made; "
+                          "the rest are named at the end")
     run.add_argument("--retries", type=_non_negative_int, default=2,
                      help="new attempts for a FAILED generation (default 2)")
     run.add_argument("--retry-failed", action="store_true",
@@ -351,7 +354,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from pipeline.reports import console
 
     summary = plan_batch(args.manifest, ledger=args.ledger, retry_failed=args.retry_failed, emulate=args.emulate,
-                         refs_root=args.refs_root, take_over=args.take_over)
+                         refs_root=args.refs_root, take_over=args.take_over, max_credits=args.max_credits)
     if summary.plan is None:
         _error(summary.error)
         _next_step(next_step.after_plan(args.argv, summary.exit_code))

@@ -29,7 +29,7 @@ NOWHERE = f"http://127.0.0.1:{free_port()}"  # no API: none of these commands ma
 # manifest or ledger that is not there: the command itself refuses, after the parser accepted all.
 COMMANDS = {
     "plan": ["plan", "missing.yaml", "--ledger", "l.parquet", "--retry-failed", "--emulate", "--all",
-             "--refs-root", ".", "--take-over"],
+             "--refs-root", ".", "--take-over", "--max-credits", "40"],
     "run": ["run", "missing.yaml", "--ledger", "l.parquet", "--out", "out", "--rpm", "10", "--concurrency", "2",
             "--max-credits", "5", "--retries", "1", "--retry-failed", "--take-over", "--emulate", "--timeout", "5",
             "--job-timeout", "60", "--webhook-listen", "127.0.0.1:0", "--webhook-url", "http://hooks.test/h",

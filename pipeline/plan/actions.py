@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.plan.budget import Budget, fit
 from pipeline.store.archive import base_key_col, is_archived_col
 from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, IN_FLIGHT, PENDING, REJECTED
 
@@ -62,6 +63,7 @@ class Plan:
     # Rows whose id another manifest's ledger row holds with another request (job_key, row,
     # held_by): running would replace that manifest's video, and the two would pay in turn.
     shared: pl.DataFrame | None = None
+    max_credits: int | None = None  # --max-credits: the first attempts that fit go in (plan/budget.py)
 
     def follow(self, versions: pl.DataFrame) -> None:
         """Add archived versions to follow (`versions_to_follow`), counted with the rest. In place:
@@ -87,9 +89,29 @@ class Plan:
 
     @property
     def credits_to_spend(self) -> int:
-        """Upper bound of what a run would charge: one attempt for every spending row."""
+        """Upper bound of what a run would charge: one attempt for every spending row (under
+        --max-credits, for every one that fits)."""
+        budget = self.budget
+        if budget is not None:
+            return budget.started
         spending = self.rows.filter(pl.col("action").is_in(SPENDING))
         return int(spending["credits_estimated"].sum() or 0)
+
+    @property
+    def budget(self) -> Budget | None:
+        """Under --max-credits: the first attempts that fit, in the order a run submits them, and
+        the rows left out. None without a cap."""
+        if self.max_credits is None:
+            return None
+        attempts = self.submit_order().select("job_key", "credits_estimated")
+        return fit(self.max_credits, attempts.iter_rows())
+
+    def submit_order(self) -> pl.DataFrame:
+        """The spending rows in the order a run submits them (run/intake.py): resumed intents first
+        (they may already have made their job), then the rest as `to_run` orders them."""
+        wanted = self.to_run(longest_first=self.max_credits is None)
+        spending = wanted.filter(pl.col("action").is_in(SPENDING))
+        return spending.sort(pl.col("action") != RESUME, maintain_order=True)
 
     @property
     def credits_total(self) -> int:

@@ -48,6 +48,9 @@ def format_plan(plan: p.Plan, ledger_path: Path, *, show_all: bool) -> str:
                      f"({rows.filter(rows['action'] == p.REGENERATE)['credits_estimated'].sum()} credits), "
                      f"{rows['from_review'].str.contains('edited').sum()} with a prompt edited in review")
     lines.append(f"  a run would spend at most {plan.credits_to_spend} credits")
+    budget = plan.budget
+    if budget is not None and budget.left:  # plan/budget.py words it; the run ends with the same names
+        lines.append(f"  {budget.line(after_run=False)}")
     if plan.orphans:
         lines.append(f"  note: the ledger has {plan.orphans} rows of this manifest that it no longer lists "
                      "(edited or removed); they are kept, not touched")

@@ -77,7 +77,7 @@ def render(summary: BatchSummary, last_success: float) -> str:
     one("videobatch_last_run_end_timestamp_seconds", "When the last run ended (Unix time).",
         summary.ended_at.timestamp())
     one("videobatch_last_run_exit_code",
-        "Exit code of the last run: 0 all downloaded, 1 failed rows, 2 bad input, 3 stopped early.",
+        "Exit code of the last run: 0 all downloaded, 1 failed rows, 2 bad input or configuration, 3 stopped early, 4 API unreachable.",
         summary.exit_code)
     one(LAST_SUCCESS, "When a run last ended with exit code 0 (Unix time; 0 if never).", last_success)
     one("videobatch_last_run_credits_charged", "Credits the API charged for the last run's jobs (net of refunds).",

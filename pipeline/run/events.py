@@ -4,6 +4,7 @@ steps tell it what happened; it decides nothing and hands nothing back."""
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 from pipeline.redact import redact
@@ -40,8 +41,11 @@ class RunEvents:
         except OSError as exc:
             raise disk_fault(exc, self.log.path) from None
 
-    def planned(self, rows: int) -> None:
+    def planned(self, rows: int, credits: int) -> None:
+        """The rows this run must bring to DOWNLOADED (those already done are not its work) and
+        what the plan expects them to cost."""
         self.counters.planned = rows
+        self.counters.credits_planned = credits
 
     def webhooks(self, host: str, port: int) -> None:
         self.log.event("webhooks", listen=f"{host}:{port}")
@@ -54,6 +58,12 @@ class RunEvents:
 
     def internal_error(self, job_key: str | None, where: str, error: str, traceback: str) -> None:
         self.log.event("internal_error", job_key=job_key, where=where, error=error, traceback=traceback)
+
+    def left_out(self, work: Work, retry: bool) -> None:
+        """--max-credits left this attempt out: a first one is no longer this run's work."""
+        if not retry:
+            self.counters.left_out += 1
+        self.log.event("left_out", job_key=work.job_key, credits=int(work.row["credits_estimated"]), retry=retry)
 
     def stop_submitting(self, reason: str) -> None:
         self.log.event("stop_submitting", reason=reason)
@@ -112,6 +122,8 @@ class RunEvents:
 
     def downloaded(self, work: Work, path: str, size: int, sha256: str) -> None:
         self.counters.downloaded += 1
+        if self.counters.first_download_at is None:  # the downloads' pace is timed from here (the ETA)
+            self.counters.first_download_at = time.monotonic()
         self.log.event("download", job_key=work.job_key, path=path, bytes=size, sha256=sha256)
 
     # -- endings --

@@ -22,12 +22,19 @@ def load_plan(runner: Run) -> None:
     # An edited row's old version may hold a paid job not yet downloaded: followed like any row.
     plan.follow(versions_to_follow(ledger.rows(archived)))
     wanted = plan.to_run(longest_first=runner.options.max_credits is None)
-    runner.events.planned(wanted.height)
+    runner.events.planned(wanted.height, plan.credits_to_spend)
+    resumed: list[Work] = []
     for record in wanted.iter_rows(named=True):
         work = Work(record["job_key"], {name: record[name] for name in ROW_FIELDS},
                     Recorded.of(record, prefix="ledger_"))
         runner.work[work.job_key] = work
-        _hand_out(runner, work, record)
+        if record["action"] == RESUME:
+            resumed.append(work)
+        else:
+            _hand_out(runner, work, record)
+    # They may already exist: settled first, in plan order, as Plan.submit_order has them (the
+    # order --max-credits fills the budget in).
+    runner.submitter.queue.extendleft((work, True) for work in reversed(resumed))
 
 
 def _hand_out(runner: Run, work: Work, record: dict) -> None:
@@ -38,8 +45,6 @@ def _hand_out(runner: Run, work: Work, record: dict) -> None:
         work.recorded = Recorded(attempts=record["attempts_before"])
     if action in (SUBMIT, RETRY, NEW_VERSION, REGENERATE):
         runner.submitter.queue.append((work, False))
-    elif action == RESUME:
-        runner.submitter.queue.appendleft((work, True))  # they may already exist: settle them first
     elif action == TRACK:
         runner.take_on(work)
         runner.by_job_id[work.job_id] = work

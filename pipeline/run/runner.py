@@ -41,7 +41,7 @@ from pipeline.run.intake import load_plan
 from pipeline.run.old_intents import OldIntents
 from pipeline.run.outcome import RunResult, Tally, stop_reason
 from pipeline.run.payers import JobPayers
-from pipeline.run.progress import Counters, Progress
+from pipeline.run.progress import Counters, Progress, gauge
 from pipeline.run.runlog import RunLog
 from pipeline.run.spending import Spending
 from pipeline.run.submit import Submitter
@@ -115,7 +115,8 @@ class Runner:
 
     async def run(self) -> RunResult:
         started = _now()
-        progress = Progress(self.counters, interval=self.progress_interval, bars=self.progress_bars)
+        progress = Progress(self.counters, interval=self.progress_interval, bars=self.progress_bars,
+                            gauge=lambda: gauge(self))
         refused = await self._check_account()
         if refused:
             self.control.hard_stop(refused)
@@ -249,8 +250,8 @@ class Runner:
             attempts=held.attempts, job_id=held.job_id, video_url=held.video_url,
             credits_prior=held.credits_prior, credits_charged=held.credits_charged,
             pays=work.job_id is None or self.payers.claim(work.job_id, work.job_key) == work.job_key,
-            may_spend=not work.superseded and not self.control.submits_stopped
-            and self.spending.affords(int(work.row["credits_estimated"])),
+            # The budget is asked at the attempt itself (Submitter.admit), so a retry it leaves out is named.
+            may_spend=not work.superseded and not self.control.submits_stopped,
             superseded=work.superseded,
             uncertain=work.uncertain, after_cdn_404=work.after_cdn_404,
         )
@@ -330,7 +331,8 @@ class Runner:
         unfinished = len(outcome.unfinished)
         return RunResult(
             run_id=self.run_id, exit_code=self.no_contact.exit_code if self.no_contact else outcome.exit_code,
-            stop_reason=stop_reason(self.control.stop_reason, self.control.internal_error, unfinished),
+            stop_reason=stop_reason(self.control.stop_reason or self.spending.left_out_line(),
+                                    self.control.internal_error, unfinished),
             counters=self.counters, credits_estimated=self.spending.started,
             credits_charged=self.counters.credits_charged, rows_finished=outcome.downloaded,
             rows_failed=len(outcome.failed), rows_expired=self.tally.rows_expired, rows_unfinished=unfinished,

@@ -1,30 +1,50 @@
 """What this run may still start: `--max-credits` against the credits of the attempts it has
-started, and `--deadline` against the slowest generation seen so far.
+started (every attempt that still fits, plan/budget.py), and `--deadline` against the slowest
+generation seen so far.
 
-It only decides; the runner carries the answer out (stops submitting, logs the reason).
+It only decides; the runner carries the answer out: a deadline stops submitting, a row the budget
+leaves out is left unsent (or, for a retry, FAILED) and the cheaper rows after it still go.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
+from pipeline.plan.budget import Budget
 from pipeline.run.deadline import Deadline
+
+
+class Refusal(NamedTuple):
+    reason: str
+    stops: bool  # True: no new attempt may start at all (the deadline); False: only this one
 
 
 @dataclass
 class Spending:
     limit: int | None = None  # --max-credits
     deadline: Deadline | None = None
-    started: int = 0  # credits_estimated of the attempts started in this run
+    budget: Budget = field(init=False)
 
-    def affords(self, cost: int) -> bool:
-        return self.limit is None or self.started + cost <= self.limit
+    def __post_init__(self) -> None:
+        self.budget = Budget(self.limit)
 
-    def admit(self, cost: int, duration: int, observed: dict[int, tuple[float, float]]) -> str | None:
-        """Reserve `cost` for a new attempt, or say why no new attempt may start."""
+    @property
+    def started(self) -> int:
+        """credits_estimated of the attempts started in this run."""
+        return self.budget.started
+
+    def admit(self, job_key: str, cost: int, duration: int, observed: dict[int, tuple[float, float]],
+              *, retry: bool = False) -> Refusal | None:
+        """Reserve `cost` for a new attempt of `job_key`, or say why it may not start."""
         if self.deadline is not None and not self.deadline.allows(duration, observed):
-            return self.deadline.submit_stop_reason(duration, observed)
-        if not self.affords(cost):
-            return f"budget: --max-credits {self.limit} reached ({self.started} credits of attempts started)"
-        self.started += cost  # reserved at once: submits run concurrently
-        return None
+            return Refusal(self.deadline.submit_stop_reason(duration, observed), stops=True)
+        if self.budget.admits(job_key, cost, retry=retry):
+            return None
+        what = "its retry's" if retry else "its"
+        return Refusal(f"budget: --max-credits {self.limit}: {what} {cost} credits did not fit "
+                       f"({self.started} credits of attempts started)", stops=False)
+
+    def left_out_line(self) -> str | None:
+        """The rows the budget left out, named, and the next step; None if it left none."""
+        return self.budget.line(after_run=True)

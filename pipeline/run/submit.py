@@ -53,8 +53,13 @@ class Submitter:
             while self.queue and not control.submits_stopped:
                 work, resume = self.queue.popleft()
                 await runner.slot_free()
-                if control.submits_stopped or not self.admit(work):
+                refused = None if control.submits_stopped else self.admit(work)
+                if control.submits_stopped:
                     break
+                if refused is not None:  # left out by --max-credits: a cheaper row after it may still fit
+                    runner.leave(work, f"not sent again (its earlier send may have made a job; the next run "
+                                       f"settles it): {refused}" if resume else f"not submitted: {refused}")
+                    continue
                 await gate.acquire()
                 if control.submits_stopped:
                     gate.release()
@@ -66,17 +71,24 @@ class Submitter:
             self.feeding = False
             runner.check_finished()
 
-    def admit(self, work: Work) -> bool:
-        """A new paid attempt for `work` if the budget and the deadline allow it; else stop submitting."""
-        refused = self.runner.spending.admit(int(work.row["credits_estimated"]), work.duration,
-                                             self.runner.follower.tracker.observed)
-        if refused:
-            self.runner.control.stop_submitting(refused)
-        return refused is None
+    def admit(self, work: Work, *, retry: bool = False) -> str | None:
+        """None: a new paid attempt for `work` may start (its credits are reserved). Else why not:
+        the deadline stops submitting; the budget leaves only this attempt out (named at the end),
+        and the next row may still fit."""
+        runner = self.runner
+        refused = runner.spending.admit(work.job_key, int(work.row["credits_estimated"]), work.duration,
+                                        runner.follower.tracker.observed, retry=retry)
+        if refused is None:
+            return None
+        if refused.stops:
+            runner.control.stop_submitting(refused.reason)
+        else:
+            runner.events.left_out(work, retry)
+        return refused.reason
 
     def retry(self, work: Work, reason: str | None) -> bool:
         """A new attempt after a definite FAILED, if admitted; False: the row's failure is final."""
-        if not self.admit(work):
+        if self.admit(work, retry=True) is not None:
             return False
         self.runner.events.retry_generate(work, reason)
         self.in_air += 1

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 import pytest
 
 from pipeline.run.deadline import DeadlineError, parse_deadline
-from pipeline.run.spending import Spending
 from tests.harness import Receiver, cli_env, jobs_per_key, ledger, run_args, run_cli, write_manifest
 
 NOW = datetime(2026, 11, 24, 22, 30).astimezone()  # local time, like a cron job's clock
@@ -114,14 +113,3 @@ def test_a_deadline_cuts_a_run_and_the_next_run_finishes_it_without_a_second_job
     assert set(per_key) == set(rows["job_key"]) and all(len(jobs) == 1 for jobs in per_key.values()), per_key
     assert rows["credits_charged"].sum() == emu.stats()["credits"]["charged"] == 60
 
-
-def test_spending_reserves_each_admitted_attempt_and_names_what_stops_the_next():
-    spending = Spending(limit=25)
-    assert spending.admit(10, 6, {}) is None and spending.admit(15, 10, {}) is None
-    assert spending.started == 25 and not spending.affords(1)
-    assert spending.admit(1, 6, {}) == "budget: --max-credits 25 reached (25 credits of attempts started)"
-    assert spending.started == 25  # a refused attempt reserves nothing
-    late = Spending(deadline=parse_deadline("2026-11-24T21:00Z", now=datetime(2026, 11, 24, 20, 0).astimezone()))
-    refused = late.admit(10, 6, {})  # the deadline has passed on the real clock
-    assert refused is not None and refused.startswith("deadline:") and late.started == 0
-    assert Spending().admit(10**9, 15, {}) is None  # no budget, no deadline: nothing refuses

@@ -13,7 +13,7 @@ from pipeline.run.progress import Counters
 from pipeline.run.runlog import RunLog
 from pipeline.run.work import Recorded, Work
 
-WORK = Work("scene-1", {"duration": 6}, Recorded(attempts=2, job_id="job-1", credits_charged=15,
+WORK = Work("scene-1", {"duration": 6, "credits_estimated": 10}, Recorded(attempts=2, job_id="job-1", credits_charged=15,
                                                  idempotency_key="vb-scene-1-a2-0123"))
 
 REPORTS = [  # (call, args) -> (event, fields it has, counters moved)
@@ -31,6 +31,8 @@ REPORTS = [  # (call, args) -> (event, fields it has, counters moved)
     ("uncertain", (WORK, "reread", "timeout"), "uncertain", {"step": "reread", "count": 0}, {}),
     ("old_intent", (WORK, "resubmit", "not listed"), "old_intent", {"step": "resubmit"}, {}),
     ("stop_submitting", ("budget",), "stop_submitting", {"reason": "budget"}, {}),
+    ("left_out", (WORK, False), "left_out", {"credits": 10, "retry": False}, {"left_out": 1}),
+    ("left_out", (WORK, True), "left_out", {"credits": 10, "retry": True}, {}),  # its row counts as failed
     ("new_version", ("scene-1", "scene-1@abc"), "new_version", {"archived_as": "scene-1@abc"}, {}),
 ]
 
@@ -44,7 +46,8 @@ def test_each_report_is_one_line_and_its_counters(tmp_path, call, args, kind, fi
     lines = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
     assert len(lines) == 1 and lines[0]["event"] == kind
     assert {name: lines[0][name] for name in fields} == fields
-    assert {k: v for k, v in asdict(counters).items() if v} == moved
+    assert {k: v for k, v in asdict(counters).items() if v and k != "first_download_at"} == moved
+    assert (counters.first_download_at is not None) == (call == "downloaded")  # the downloads' pace starts
 
 
 def test_charges_are_counted_net_of_what_was_recorded_before():
@@ -54,5 +57,5 @@ def test_charges_are_counted_net_of_what_was_recorded_before():
     events.charged(15, 10)  # a refund
     events.charged(10, None)
     assert counters.credits_charged == 0
-    events.planned(7)
-    assert counters.planned == 7
+    events.planned(7, 105)
+    assert (counters.planned, counters.credits_planned) == (7, 105)
