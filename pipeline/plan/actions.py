@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.manifest.identity import job_key_for, legacy_slug, slug
 from pipeline.store.archive import base_key_col, is_archived_col
 from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, IN_FLIGHT, PENDING, REJECTED
 
@@ -232,14 +233,47 @@ def _versions_of(ledger, archived: pl.DataFrame, keys: pl.Series, manifest_text:
     return versions_to_follow(rows)
 
 
+def _held(ledger, keys: list[str]) -> set[str]:
+    """Which of `keys` the ledger (a Ledger or a frame) has a row of."""
+    wanted = pl.Series("job_key", keys, dtype=pl.String)
+    found = ledger.filter(pl.col("job_key").is_in(wanted.implode())).select("job_key") \
+        if isinstance(ledger, pl.DataFrame) else ledger.rows(wanted, ["job_key"])
+    return set(found["job_key"].to_list())
+
+
+def keep_ledger_keys(manifest_rows: pl.DataFrame, ledger) -> pl.DataFrame:
+    """The manifest's rows, each under the key the ledger already knows it by.
+
+    A row without an id whose prompt has accents was keyed with `legacy_slug` before slugs
+    transliterated (`un-caf-paris-<hash>`, now `un-cafe-a-paris-<hash>`). While the ledger holds
+    the old key and not the new one, the row keeps the old key: under the new one it would be a new
+    job, paid again. Only a key made from the row's own prompt is considered (not one a review edit
+    stands in for); ASCII prompts, whose two slugs agree, cost one vectorised filter.
+    """
+    accented = manifest_rows.filter(
+        (pl.col("key_source") == "hash") & pl.col("prompt").str.contains(r"[^\x00-\x7F]"))
+    pairs = {}
+    for key, prompt, variation, digest in accented.select("job_key", "prompt", "variation", "request_hash").iter_rows():
+        old = job_key_for(None, variation, digest, legacy_slug(prompt))
+        if old != key and key == job_key_for(None, variation, digest, slug(prompt)):
+            pairs[key] = old
+    if not pairs:
+        return manifest_rows
+    held = _held(ledger, [*pairs, *pairs.values()])
+    kept = {new: old for new, old in pairs.items() if new not in held and old in held}
+    return manifest_rows.with_columns(pl.col("job_key").replace(kept)) if kept else manifest_rows
+
+
 def make_plan(manifest_rows: pl.DataFrame, ledger, *, retry_failed: bool, manifest: Path,
               take_over: bool = False) -> Plan:
     """Decide every row's action from its ledger state (vectorised: 100,000 rows in well under a second).
 
     `ledger` is a Ledger (only the manifest's rows are read, and a few columns of the rest) or a frame.
     A row whose id another manifest holds with another request is `shared` (refused by the run and
-    `plan`), unless `take_over` hands those rows to this manifest.
+    `plan`), unless `take_over` hands those rows to this manifest. A row keeps the key the ledger
+    knows it by (`keep_ledger_keys`).
     """
+    manifest_rows = keep_ledger_keys(manifest_rows, ledger)
     mine, everything = _ledger_reads(ledger, manifest_rows["job_key"])
     # Earlier versions of edited rows (`<key>@<hash>`): one scan serves the disk check and the follow.
     archived = everything.filter(is_archived_col()).collect()
