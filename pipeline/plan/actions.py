@@ -233,12 +233,11 @@ def _versions_of(ledger, archived: pl.DataFrame, keys: pl.Series, manifest_text:
     return versions_to_follow(rows)
 
 
-def _held(ledger, keys: list[str]) -> set[str]:
-    """Which of `keys` the ledger (a Ledger or a frame) has a row of."""
-    wanted = pl.Series("job_key", keys, dtype=pl.String)
-    found = ledger.filter(pl.col("job_key").is_in(wanted.implode())).select("job_key") \
-        if isinstance(ledger, pl.DataFrame) else ledger.rows(wanted, ["job_key"])
-    return set(found["job_key"].to_list())
+def _keys_ending(ledger, suffixes: pl.Series) -> pl.Series:
+    """The ledger's keys (of current rows, not archived versions) that end in one of `suffixes`."""
+    scan = ledger.lazy().select("job_key") if isinstance(ledger, pl.DataFrame) else ledger.scan(["job_key"])
+    return scan.filter(pl.col("job_key").str.slice(-12).is_in(suffixes.implode()) & ~is_archived_col()) \
+        .collect()["job_key"]
 
 
 def keep_ledger_keys(manifest_rows: pl.DataFrame, ledger) -> pl.DataFrame:
@@ -248,19 +247,27 @@ def keep_ledger_keys(manifest_rows: pl.DataFrame, ledger) -> pl.DataFrame:
     transliterated (`un-caf-paris-<hash>`, now `un-cafe-a-paris-<hash>`). While the ledger holds
     the old key and not the new one, the row keeps the old key: under the new one it would be a new
     job, paid again. Only a key made from the row's own prompt is considered (not one a review edit
-    stands in for); ASCII prompts, whose two slugs agree, cost one vectorised filter.
+    stands in for). Vectorised up to the rows whose request hash ends a ledger key they do not
+    have: only those slug their prompt again (none in a ledger made since, or of ASCII prompts).
     """
+    prompt = pl.col("prompt")  # not ASCII: more UTF-8 bytes than characters (~1 ms for 100,000 rows)
     accented = manifest_rows.filter(
-        (pl.col("key_source") == "hash") & pl.col("prompt").str.contains(r"[^\x00-\x7F]"))
-    pairs = {}
-    for key, prompt, variation, digest in accented.select("job_key", "prompt", "variation", "request_hash").iter_rows():
-        old = job_key_for(None, variation, digest, legacy_slug(prompt))
-        if old != key and key == job_key_for(None, variation, digest, slug(prompt)):
-            pairs[key] = old
-    if not pairs:
+        (pl.col("key_source") == "hash") & (prompt.str.len_bytes() != prompt.str.len_chars())
+    ).select("job_key", "prompt", "variation", "request_hash")
+    if not accented.height:
         return manifest_rows
-    held = _held(ledger, [*pairs, *pairs.values()])
-    kept = {new: old for new, old in pairs.items() if new not in held and old in held}
+    held = _keys_ending(ledger, accented["request_hash"].str.slice(0, 12))
+    others = held.filter(~held.is_in(accented["job_key"].implode()))  # keys no row has: legacy ones?
+    if not others.len():
+        return manifest_rows
+    legacy = set(others.to_list())
+    unknown = accented.filter(~pl.col("job_key").is_in(held.implode())  # the ledger lacks the new key
+                              & pl.col("request_hash").str.slice(0, 12).is_in(others.str.slice(-12).implode()))
+    kept = {}
+    for key, prompt, variation, digest in unknown.iter_rows():
+        old = job_key_for(None, variation, digest, legacy_slug(prompt))
+        if old in legacy and key == job_key_for(None, variation, digest, slug(prompt)):
+            kept[key] = old
     return manifest_rows.with_columns(pl.col("job_key").replace(kept)) if kept else manifest_rows
 
 
