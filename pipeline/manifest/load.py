@@ -190,7 +190,7 @@ CSV_DELIMITERS = ",;\t"
 _FIRST_LINE = re.compile(r"[^\r\n]*")
 
 
-def csv_delimiter(text: str) -> str:
+def _csv_delimiter(text: str) -> str:
     """The cell separator of a CSV file, told from its header line alone (csv.Sniffer among
     CSV_DELIMITERS): a header with no separator at all (one column) is read with ","."""
     try:
@@ -207,7 +207,7 @@ def _read_csv(text: str, file: str) -> tuple[list[str], list[tuple[int, list[str
     Cells stay a list: `_csv_job` makes a row's {field: value} (blank cells left out) only where
     the full per-row check needs one.
     """
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=csv_delimiter(text))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_csv_delimiter(text))
     try:
         header = next(reader)
     except StopIteration:

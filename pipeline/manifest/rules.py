@@ -37,7 +37,7 @@ _IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF
 @dataclass(frozen=True)
 class ManifestIssue:
     file: str
-    row: int | str | None  # 1-based row, or "line N" where only a line is known
+    row: int | str | None  # 1-based row (in CSV as a spreadsheet numbers it, the header being 1), or "line N"
     field: str | None
     problem: str
     hint: str = ""
