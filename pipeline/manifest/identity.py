@@ -1,9 +1,10 @@
 """Decides what makes a manifest row a job: its request hash, its job key and the slug in that key.
 
 `job_key` is the row's `id` (variation n >= 2 gets `-v{n}`), else a slug of the prompt (accents
-transliterated: "Un café à Paris" -> `un-cafe-a-paris`) plus 12 hex digits of `request_hash`, the sha256 of the normalized request (model, stripped prompt, duration
-and aspect ratio after defaults, reference images with local files named by their content's
-sha256, and the variation number). So an edited prompt is a new job, while reordering or adding
+transliterated: "Un café à Paris" -> `un-cafe-a-paris`) plus 12 hex digits of `request_hash`, the
+sha256 of the normalized request (model, stripped prompt, duration and aspect ratio after
+defaults, reference images with local files named by their content's sha256, and the variation
+number). So an edited prompt is a new job, while reordering or adding
 rows, or moving the project folder, changes no key.
 
 Ledgers made before the slug transliterated hold `legacy_slug` keys (`un-caf-paris-...`) for rows

@@ -4,8 +4,9 @@ row per wanted video, every row checked (rules.py) before any spend.
 Formats: YAML (a `defaults:` mapping plus a `jobs:` list, or a bare list of jobs) and CSV (a
 header row; cells separated by `,`, `;` or tabs, as a spreadsheet exports them; `reference_images`
 separated by `|`; rows numbered as the spreadsheet shows them, the header being row 1; a header
-problem said once). What a row may hold and what each problem says is rules.py's; what makes a row a job (request hash, job key) is identity.py's; most rows of a big
-manifest take the fast path (fast.py), which gives the very same rows, keys and problems.
+problem said once). What a row may hold and what each problem says is rules.py's; what makes a
+row a job (request hash, job key) is identity.py's; most rows of a big manifest take the fast
+path (fast.py), which gives the very same rows, keys and problems.
 
 Every problem in the file is collected and reported at once (`FILE:ROW: FIELD: problem; what to
 do`); ManifestError carries them all. Nothing here talks to the network.

@@ -250,9 +250,9 @@ def keep_ledger_keys(manifest_rows: pl.DataFrame, ledger) -> pl.DataFrame:
     stands in for). Vectorised up to the rows whose request hash ends a ledger key they do not
     have: only those slug their prompt again (none in a ledger made since, or of ASCII prompts).
     """
-    prompt = pl.col("prompt")  # not ASCII: more UTF-8 bytes than characters (~1 ms for 100,000 rows)
+    text = pl.col("prompt")  # not ASCII: more UTF-8 bytes than characters (~1 ms for 100,000 rows)
     accented = manifest_rows.filter(
-        (pl.col("key_source") == "hash") & (prompt.str.len_bytes() != prompt.str.len_chars())
+        (pl.col("key_source") == "hash") & (text.str.len_bytes() != text.str.len_chars())
     ).select("job_key", "prompt", "variation", "request_hash")
     if not accented.height:
         return manifest_rows

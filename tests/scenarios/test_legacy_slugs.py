@@ -19,6 +19,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
 
 from pipeline.manifest.identity import legacy_slug, slug
 from tests.harness import REPO, check_books, cli_env, ledger, run_args, run_cli, write_manifest
@@ -38,8 +39,11 @@ ACCENTED = [
 ADDED = [{"prompt": "Église de Saint-Étienne à l'aube", "duration": 6}]
 
 
-def _old_code(tmp: Path) -> Path | None:
-    """A folder holding the `pipeline` package as it was at BEFORE, or None without that commit."""
+def _old_code(tmp: Path, maker: str) -> Path | None:
+    """A folder holding the `pipeline` package as it was at BEFORE, or None without that commit
+    (or when the test asks for the fallback)."""
+    if maker != BEFORE:
+        return None
     found = subprocess.run(["git", "-C", str(REPO), "archive", BEFORE, "pipeline"], capture_output=True)
     if found.returncode != 0:
         return None
@@ -49,9 +53,9 @@ def _old_code(tmp: Path) -> Path | None:
     return folder
 
 
-def _run_old(tmp: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+def _run_old(tmp: Path, *args: str, env: dict[str, str], maker: str = BEFORE) -> subprocess.CompletedProcess:
     """`videobatch ARGS` as the code before the change ran it."""
-    old = _old_code(tmp)
+    old = _old_code(tmp, maker)
     if old is not None:
         return subprocess.run([sys.executable, "-m", "pipeline", *args], env={**env, "PYTHONPATH": str(old)},
                               cwd=tmp, capture_output=True, text=True, timeout=120)
@@ -63,10 +67,12 @@ def _new_env(base_url: str) -> dict[str, str]:
     return cli_env(base_url, PYTHONPATH=str(REPO))
 
 
-def test_an_old_ledger_s_accented_rows_keep_their_keys_and_nothing_is_paid_again(emulator_thread, tmp_path):
+# The old ledger made by the old code itself, and by the fallback (which must make the same keys).
+@pytest.mark.parametrize("maker", [BEFORE, "legacy_slug"])
+def test_an_old_ledger_s_accented_rows_keep_their_keys_and_nothing_is_paid_again(emulator_thread, tmp_path, maker):
     emu = emulator_thread()
     manifest = write_manifest(tmp_path / "m.yaml", ACCENTED)
-    old = _run_old(tmp_path, *run_args(manifest, tmp_path), env=cli_env(emu.base_url))
+    old = _run_old(tmp_path, *run_args(manifest, tmp_path), env=cli_env(emu.base_url), maker=maker)
     assert old.returncode == 0, old.stdout + old.stderr
     before = ledger(tmp_path)
     old_keys = set(before["job_key"])
@@ -113,7 +119,7 @@ def test_a_fresh_ledger_gets_transliterated_keys_and_file_names(emulator_thread,
     assert done.returncode == 0, done.stdout + done.stderr
     rows = ledger(tmp_path)
     [key] = rows["job_key"].to_list()
-    assert key.startswith("un-cafe-a-paris-la-pluie-sur-les-") and len(key) == len("un-cafe-a-paris-la-pluie-sur-les-") + 12
+    assert re.fullmatch(r"un-cafe-a-paris-la-pluie-sur-les-[0-9a-f]{12}", key), key
     assert Path(rows["output_path"][0]).name == f"{key}.mp4" and Path(rows["output_path"][0]).is_file()
     check_books(emu.stats(), rows, in_flight_ok=False)
 
