@@ -25,6 +25,7 @@ from pipeline.api.client import ApiClient, ApiError, AuthError, RequestGate, Tra
 from pipeline.config import (DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OUT, RECONCILE_PAGES, RECONCILE_READS,
                              ApiConfig, load_api_config)
 from pipeline.manifest.load import ManifestError, load_manifest
+from pipeline.plan.actions import keep_ledger_keys
 from pipeline.plan.reviewed import make_reviewed_plan
 from pipeline.reports.metrics import write_metrics
 from pipeline.reports.notify import NotifyUrlError, check_url, notify
@@ -389,6 +390,7 @@ def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, a
         return refused(EXIT_STOPPED, f"{exc}; nothing was adopted" if adopt else str(exc))
     try:
         with reading_parts(ledger_path), book:  # book.close() checkpoints: inside, so it is named too
+            rows = keep_ledger_keys(rows, book)  # an accented row of an older ledger keeps its key
             asyncio.run(_reconcile_async(report, rows, book, config, adopt=adopt, emulate=emulate, rpm=rpm))
     except LedgerCorrupt as exc:  # a damaged part: named; running again would not help
         return refused(EXIT_STOPPED, f"{exc}; nothing was adopted" if adopt else str(exc))

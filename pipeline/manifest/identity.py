@@ -1,10 +1,15 @@
 """Decides what makes a manifest row a job: its request hash, its job key and the slug in that key.
 
-`job_key` is the row's `id` (variation n >= 2 gets `-v{n}`), else a slug of the prompt plus 12 hex
-digits of `request_hash`, the sha256 of the normalized request (model, stripped prompt, duration
-and aspect ratio after defaults, reference images with local files named by their content's
-sha256, and the variation number). So an edited prompt is a new job, while reordering or adding
+`job_key` is the row's `id` (variation n >= 2 gets `-v{n}`), else a slug of the prompt (accents
+transliterated: "Un café à Paris" -> `un-cafe-a-paris`) plus 12 hex digits of `request_hash`, the
+sha256 of the normalized request (model, stripped prompt, duration and aspect ratio after
+defaults, reference images with local files named by their content's sha256, and the variation
+number). So an edited prompt is a new job, while reordering or adding
 rows, or moving the project folder, changes no key.
+
+Ledgers made before the slug transliterated hold `legacy_slug` keys (`un-caf-paris-...`) for rows
+with accented prompts: the plan keeps such a row's old key (plan/actions.py, `keep_ledger_keys`),
+since a new key would be a new job, paid again.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from json.encoder import encode_basestring as json_text  # json.dumps(ensure_ascii=False)'s own
 
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
@@ -50,9 +56,11 @@ _SLUG_ASCII = bytes(c + 32 if 65 <= c <= 90 else c if 48 <= c <= 57 or 97 <= c <
                     for c in range(256))
 
 
-def slug(prompt: str, limit: int = 32) -> str:
-    """The prompt's longest run of leading words within `limit` characters, lowercase a-z0-9 words
-    joined by '-'; if the first word alone is longer, its first `limit` characters."""
+def legacy_slug(prompt: str, limit: int = 32) -> str:
+    """The slug of the first releases, kept for the keys ledgers already hold: never change its
+    output. The prompt's longest run of leading words within `limit` characters, lowercase a-z0-9
+    words joined by '-' (any other letter dropped: "café" -> "caf"); if the first word alone is
+    longer, its first `limit` characters."""
     if prompt.isascii():
         text = b" ".join(prompt.encode().translate(_SLUG_ASCII).split()).decode()
     else:
@@ -64,6 +72,20 @@ def slug(prompt: str, limit: int = 32) -> str:
         return text[:limit].replace(" ", "-")
     cut = text.rfind(" ", 0, limit)
     return text[:cut].replace(" ", "-") if cut > 0 else text[:limit]
+
+
+# Letters NFKD does not split into a base letter and a mark, spelled as their languages do in ASCII.
+_FOLDS = str.maketrans({"ß": "ss", "æ": "ae", "ø": "o", "ł": "l", "œ": "oe", "đ": "d", "ð": "d",
+                        "þ": "th", "ħ": "h", "ı": "i", "ŧ": "t"})
+
+
+def slug(prompt: str, limit: int = 32) -> str:
+    """legacy_slug of the prompt with its Latin letters' accents dropped ("Un café à Paris" ->
+    `un-cafe-a-paris`, "Straße" -> `strasse`); letters of other scripts are dropped, as before."""
+    if not prompt.isascii():
+        text = unicodedata.normalize("NFKD", prompt.lower().translate(_FOLDS))
+        prompt = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return legacy_slug(prompt, limit)
 
 
 def job_key_for(job_id: str | None, variation: int, digest: str, name: str) -> str:

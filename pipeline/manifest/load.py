@@ -2,9 +2,11 @@
 row per wanted video, every row checked (rules.py) before any spend.
 
 Formats: YAML (a `defaults:` mapping plus a `jobs:` list, or a bare list of jobs) and CSV (a
-header row; `reference_images` separated by `|`). What a row may hold and what each problem says
-is rules.py's; what makes a row a job (request hash, job key) is identity.py's; most rows of a big
-manifest take the fast path (fast.py), which gives the very same rows, keys and problems.
+header row; cells separated by `,`, `;` or tabs, as a spreadsheet exports them; `reference_images`
+separated by `|`; rows numbered as the spreadsheet shows them, the header being row 1; a header
+problem said once). What a row may hold and what each problem says is rules.py's; what makes a
+row a job (request hash, job key) is identity.py's; most rows of a big manifest take the fast
+path (fast.py), which gives the very same rows, keys and problems.
 
 Every problem in the file is collected and reported at once (`FILE:ROW: FIELD: problem; what to
 do`); ManifestError carries them all. Nothing here talks to the network.
@@ -13,7 +15,6 @@ do`); ManifestError carries them all. Nothing here talks to the network.
 from __future__ import annotations
 
 import csv
-import difflib
 import gc
 import hashlib
 import io
@@ -34,6 +35,7 @@ from pipeline.manifest.rules import (
     Checker,
     ManifestError,
     ManifestIssue,
+    meant_field,
 )
 
 # YAML aliases (`*name`) repeat a node without repeating its text: nine aliases of nine aliases
@@ -70,7 +72,7 @@ def _decode(data: bytes, file: str) -> str:
         raise ManifestError(file, [ManifestIssue(
             file, f"line {line}", None,
             f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
-            "save the file as UTF-8")]) from None
+            "save the file as UTF-8 (from a spreadsheet: Save As, \"CSV UTF-8\")")]) from None
 
 
 def _read_yaml(text: str, file: str) -> tuple[dict[str, Any], list[tuple[int, Any]]]:
@@ -183,13 +185,30 @@ def _check_expansion(doc: yaml.Node, text_size: int, file: str) -> None:
 
 
 
+# A spreadsheet's CSV export separates cells with "," or, where "," is the decimal mark (much of
+# Europe), ";"; "Unicode text" uses tabs. Anything else is read as ",".
+CSV_DELIMITERS = ",;\t"
+_FIRST_LINE = re.compile(r"[^\r\n]*")
+
+
+def _csv_delimiter(text: str) -> str:
+    """The cell separator of a CSV file, told from its header line alone (csv.Sniffer among
+    CSV_DELIMITERS): a header with no separator at all (one column) is read with ","."""
+    try:
+        return csv.Sniffer().sniff(_FIRST_LINE.match(text).group(), delimiters=CSV_DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
 def _read_csv(text: str, file: str) -> tuple[list[str], list[tuple[int, list[str] | str]]]:
     """(header, [(row number, cells)]); a row of the wrong width comes as the problem's text instead.
 
+    Rows are numbered as a spreadsheet shows them: the header is row 1, and each record (a quoted
+    cell may hold line breaks, a blank line is an empty row) is the next row, whatever the lines.
     Cells stay a list: `_csv_job` makes a row's {field: value} (blank cells left out) only where
     the full per-row check needs one.
     """
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_csv_delimiter(text))
     try:
         header = next(reader)
     except StopIteration:
@@ -200,11 +219,11 @@ def _read_csv(text: str, file: str) -> tuple[list[str], list[tuple[int, list[str
     issues = []
     blank = [i + 1 for i, name in enumerate(header) if not name]
     if blank:
-        issues.append(ManifestIssue(file, "line 1", None, f"header column {blank[0]} has no name",
+        issues.append(ManifestIssue(file, 1, None, f"header column {blank[0]} has no name",
                                     "name every column, or delete the empty one"))
     repeated = sorted({name for name in header if name and header.count(name) > 1})
     if repeated:
-        issues.append(ManifestIssue(file, "line 1", repeated[0], "column appears twice in the header",
+        issues.append(ManifestIssue(file, 1, repeated[0], "column appears twice in the header",
                                     "keep one column per field"))
     if issues:
         raise ManifestError(file, issues)
@@ -212,7 +231,7 @@ def _read_csv(text: str, file: str) -> tuple[list[str], list[tuple[int, list[str
     append = rows.append
     width = len(header)
     try:
-        for number, cells in enumerate(reader, start=1):
+        for number, cells in enumerate(reader, start=2):
             if len(cells) == width > 1:  # the usual row (a blank line has 0 or 1 cells)
                 append((number, cells))
                 continue
@@ -226,6 +245,36 @@ def _read_csv(text: str, file: str) -> tuple[list[str], list[tuple[int, list[str
         raise ManifestError(file, [ManifestIssue(file, f"line {reader.line_num}", None,
                                                  f"not valid CSV: {exc}", "check the quoting")]) from None
     return header, rows
+
+
+def _meant_columns(checker: Checker, header: list[str]) -> list[str]:
+    """The header with each column that looks like a typo of a known field (`promt`) renamed to
+    the field it most likely means, reported once, at row 1: the column's values are then checked
+    under the meant name, so one pass shows every problem. A typo whose field has a column of its
+    own is reported, and its values kept out of the check (as metadata: nothing runs anyway). A
+    header with no prompt column is said once too, with the columns as read, not once a row."""
+    meant_header = list(header)
+    for name in header:
+        meant = meant_field(name)
+        if meant is None:
+            continue
+        column = f'column "{name}"'
+        if meant in meant_header:
+            checker.issue(1, column, f'unknown column (did you mean "{meant}"? the header has a "{meant}" column)',
+                          "delete this column, or give it a name of its own")
+            checker.reported_typos.add(name)
+        else:
+            checker.issue(1, column, f'unknown column (did you mean "{meant}"?)',
+                          f'rename the header cell to "{meant}" (its values were checked as {meant})')
+            meant_header[meant_header.index(name)] = meant
+    if "prompt" not in meant_header:
+        shown = ", ".join(f'"{name}"' for name in header[:6]) + (", ..." if len(header) > 6 else "")
+        one = len(header) == 1  # the cells may be split at something else than , ; or tab
+        checker.issue(1, None, f'the header has no "prompt" column (its columns as read: {shown})',
+                      'name the column of prompts "prompt"' + (", and separate the cells with commas or "
+                                                               "semicolons (a spreadsheet's CSV export)") * one)
+        checker.no_prompt_column = True
+    return meant_header
 
 
 def _csv_job(header: list[str], cells: list[str] | str) -> dict[str, str] | str:
@@ -266,6 +315,8 @@ def _load_manifest(path: Path, refs_root: Path | None) -> pl.DataFrame:
     if not jobs:
         checker.issue(None, "jobs", "no jobs", "list at least one job with a prompt")
     _check_defaults(checker, defaults)
+    if header is not None:
+        header = _meant_columns(checker, header)
     manifest_text = str(path.resolve())
     rows = Rows(checker, defaults, header)
     columns, template_ids = _expand(jobs, header, defaults, checker, rows)
@@ -307,10 +358,10 @@ def _check_defaults(checker: Checker, defaults: dict[str, Any]) -> None:
         if name in ("prompt", "id"):
             checker.issue("defaults", str(name), "cannot have a default", "give it on each job")
         elif name not in KNOWN_FIELDS:
-            close = difflib.get_close_matches(str(name), KNOWN_FIELDS, n=1, cutoff=0.8)
+            close = meant_field(name)
             if close:
-                checker.issue("defaults", str(name), f"unknown field; did you mean '{close[0]}'?",
-                              f"rename it to '{close[0]}'")
+                checker.issue("defaults", str(name), f"unknown field; did you mean '{close}'?",
+                              f"rename it to '{close}'")
 
 
 def _expand(jobs: list[tuple[int, Any]], header: list[str] | None, defaults: dict[str, Any], checker: Checker,

@@ -37,7 +37,7 @@ _IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF
 @dataclass(frozen=True)
 class ManifestIssue:
     file: str
-    row: int | str | None  # 1-based row, or "line N" where only a line is known
+    row: int | str | None  # 1-based row (in CSV as a spreadsheet numbers it, the header being 1), or "line N"
     field: str | None
     problem: str
     hint: str = ""
@@ -65,6 +65,14 @@ def metadata_too_big(text: str) -> bool:
     return len(text) * 4 > MAX_METADATA_BYTES and len(text.encode()) > MAX_METADATA_BYTES
 
 
+def meant_field(name: Any) -> str | None:
+    """The known field a field name that is not one looks like a typo of (`promt` -> prompt), or None."""
+    if name in KNOWN_FIELDS:
+        return None
+    close = difflib.get_close_matches(str(name), KNOWN_FIELDS, n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
 class Checker:
     """Validates and normalizes rows; caches what repeats (field-name sets, local image files)."""
 
@@ -77,6 +85,10 @@ class Checker:
         # a "reference image". None: not confined (a review edit re-checks images its ledger row holds).
         self.image_folders = image_folders
         self.issues: list[ManifestIssue] = []
+        # Typos of a CSV column already reported once at its header (load.py): not again per row;
+        # nor, when the header has no prompt column at all (reported there too), each row's prompt.
+        self.reported_typos: set[str] = set()
+        self.no_prompt_column = False
         self._field_sets: dict[frozenset, tuple[list[str], list[tuple[str, str]]]] = {}
         self._images: dict[str, tuple[str | None, str | None]] = {}  # path text -> (abs path, sha) or error
 
@@ -91,9 +103,9 @@ class Checker:
             for name in sorted(names, key=str):
                 if name in KNOWN_FIELDS:
                     continue
-                close = difflib.get_close_matches(str(name), KNOWN_FIELDS, n=1, cutoff=0.8)
-                if close:
-                    typos.append((name, close[0]))
+                meant = meant_field(name) if name not in self.reported_typos else None
+                if meant:
+                    typos.append((name, meant))
                 else:
                     extra.append(name)
             cached = self._field_sets[names] = (extra, typos)
@@ -123,7 +135,7 @@ class Checker:
         job_id = self._job_id(row_no, job["id"]) if "id" in job else None  # an id in defaults would repeat: ignore
         count = self._count(row_no, merged.get("count", 1))
         metadata_text = self._metadata(row_no, job, extra, defaults)
-        if len(self.issues) > start:
+        if len(self.issues) > start or prompt is None:  # no prompt: said here, or once at the header
             return None
         return {"model": model.name, "prompt": prompt, "duration": duration, "aspect_ratio": aspect,
                 "reference_images": refs, "ref_ids": ref_ids, "id": job_id, "count": count,
@@ -140,7 +152,8 @@ class Checker:
 
     def _prompt(self, row_no: int, prompt: Any, model) -> str | None:
         if prompt is None:
-            self.issue(row_no, "prompt", "missing", "every job needs a prompt")
+            if not self.no_prompt_column:  # else said once, at the header
+                self.issue(row_no, "prompt", "missing", "every job needs a prompt")
         elif not isinstance(prompt, str):
             self.issue(row_no, "prompt", f"expected text, got {type(prompt).__name__}", "quote the prompt")
             prompt = None

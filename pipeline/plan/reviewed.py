@@ -22,7 +22,7 @@ import polars as pl
 
 from pipeline.store.archive import base_key_col
 from pipeline.store.verdicts import Verdict, edits, latest
-from pipeline.plan.actions import REGENERATE, RESUME, TRACK, Plan, count_actions, make_plan
+from pipeline.plan.actions import REGENERATE, RESUME, TRACK, Plan, count_actions, keep_ledger_keys, make_plan
 
 # A row's `from_review`: the action's own word ("regenerate"), FROM_EDIT, or both.
 FROM_EDIT = "edited prompt"
@@ -34,7 +34,8 @@ LABELS = {REGENERATE.value: "review decision", f"{REGENERATE}, {FROM_EDIT}": "re
 def make_reviewed_plan(manifest_rows: pl.DataFrame, ledger, verdicts: pl.DataFrame,
                        *, retry_failed: bool, manifest: Path, take_over: bool = False) -> Plan:
     """make_plan, with reviewers' verdicts applied; rows gain `from_review` and `attempts_before`."""
-    rows = manifest_rows.with_columns(manifest_hash=pl.col("request_hash"))
+    # Before the verdicts are matched by key: a verdict names the key the ledger knows the row by.
+    rows = keep_ledger_keys(manifest_rows, ledger).with_columns(manifest_hash=pl.col("request_hash"))
     standing = edits(verdicts)
     if standing.height:
         rows = rows.join(standing, on="job_key", how="left", maintain_order="left")

@@ -52,7 +52,8 @@ def test_one_bad_row_among_100000(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ManifestError) as caught:
         load_manifest(path)
-    assert [(i.row, i.field) for i in caught.value.issues] == [(73_456, "duration")]
+    # lines[73_456] is the file's line 73,457: the spreadsheet's row, the header being row 1.
+    assert [(i.row, i.field) for i in caught.value.issues] == [(73_457, "duration")]
 
 
 def test_yaml_with_defaults_counts_and_metadata():
@@ -78,6 +79,119 @@ def test_csv_and_bare_list_and_bom(tmp_path):
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbfprompt,duration\nhello,6\n")
     assert load_manifest(bom)["prompt"].to_list() == ["hello"]
+
+
+# -- CSV as a spreadsheet writes it --
+
+
+def _problems(path: Path, monkeypatch, fast_path: bool) -> list[tuple]:
+    import pipeline.manifest.load as manifest
+
+    monkeypatch.setattr(manifest, "FAST_PATH", fast_path)
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    return [(i.row, i.field, i.problem) for i in caught.value.issues]
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_a_header_typo_is_reported_once_and_its_column_checked_under_the_meant_name(tmp_path, monkeypatch,
+                                                                                    fast_path):
+    path = tmp_path / "x.csv"
+    lines = ["promt,duraton,aspect_ratio"] + [f"scene {i},6,16:9" for i in range(300)]
+    lines[5] = "scene bad,7,16:9"  # the spreadsheet's row 6
+    lines[200] = ",10,1:1"  # row 201: no prompt, under the meant name too
+    path.write_text("\n".join(lines) + "\n")
+    assert _problems(path, monkeypatch, fast_path) == [
+        (1, 'column "promt"', 'unknown column (did you mean "prompt"?)'),
+        (1, 'column "duraton"', 'unknown column (did you mean "duration"?)'),
+        (6, "duration", "7 is not a clip length this model makes"),
+        (201, "prompt", "missing"),
+    ]
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    assert str(caught.value).splitlines()[0] == (
+        f'{path}:1: column "promt": unknown column (did you mean "prompt"?); '
+        'rename the header cell to "prompt" (its values were checked as prompt)')
+    path.write_text("\n".join(lines).replace("promt,duraton", "prompt,duration") + "\n")
+    assert [row for row, *_ in _problems(path, monkeypatch, fast_path)] == [6, 201]  # fixed: the same rows
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_a_typo_beside_the_column_it_means_is_reported_once_and_left_unchecked(tmp_path, monkeypatch, fast_path):
+    path = tmp_path / "x.csv"
+    path.write_text("prompt,promt,durration\n" + "".join(f"scene {i},x,\n" for i in range(50)))
+    assert _problems(path, monkeypatch, fast_path) == [
+        (1, 'column "promt"', 'unknown column (did you mean "prompt"? the header has a "prompt" column)'),
+        (1, 'column "durration"', 'unknown column (did you mean "duration"?)'),  # its cells all blank: still wrong
+    ]
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_a_header_without_a_prompt_column_is_said_once_and_the_other_columns_checked(tmp_path, monkeypatch,
+                                                                                      fast_path):
+    path = tmp_path / "x.csv"
+    path.write_text("title,duration\n" + "".join(f"scene {i},6\n" for i in range(40)) + "scene x,7\n")
+    assert _problems(path, monkeypatch, fast_path) == [
+        (1, None, 'the header has no "prompt" column (its columns as read: "title", "duration")'),
+        (42, "duration", "7 is not a clip length this model makes"),
+    ]
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_rows_are_numbered_as_a_spreadsheet_shows_them(tmp_path, monkeypatch, fast_path):
+    # A spreadsheet numbers records, not lines: the header is row 1, a quoted cell's line breaks
+    # stay in its row, and a blank line is an empty row of its own.
+    path = tmp_path / "x.csv"
+    path.write_text('prompt,duration\n"a calm lake,\nat dawn,\nin fog",6\n\na storm,12\na calm lake,6\n'
+                    '"a calm lake,\nat dawn,\nin fog",6\n')
+    assert _problems(path, monkeypatch, fast_path) == [
+        (4, "duration", "12 is not a clip length this model makes"),
+        (6, "prompt", "row 2 asks for exactly the same video"),
+    ]
+
+
+def _comma_twin(tmp_path: Path) -> pl.DataFrame:
+    path = tmp_path / "comma.csv"
+    path.write_text('id,prompt,duration,aspect_ratio,campaign\nboat,"a boat, at dawn; slowly",10,9:16,spring\n'
+                    ',Un café à Paris,6,16:9,\n')
+    return load_manifest(path).drop("manifest")
+
+
+@pytest.mark.parametrize("name, data", [
+    ("semicolon", 'id;prompt;duration;aspect_ratio;campaign\nboat;"a boat, at dawn; slowly";10;9:16;spring\n'
+                  ';Un café à Paris;6;16:9;\n'),
+    ("excel (BOM, ;, CRLF)", '\ufeffid;prompt;duration;aspect_ratio;campaign\r\nboat;"a boat, at dawn; slowly";10;'
+                              '9:16;spring\r\n;Un café à Paris;6;16:9;\r\n'),
+    ("tab", 'id\tprompt\tduration\taspect_ratio\tcampaign\nboat\t"a boat, at dawn; slowly"\t10\t9:16\tspring\n'
+            '\tUn café à Paris\t6\t16:9\t\n'),
+])
+def test_a_semicolon_or_tab_separated_csv_reads_as_its_comma_twin(tmp_path, name, data):
+    path = tmp_path / "x.csv"
+    path.write_bytes(data.encode())
+    rows = load_manifest(path)
+    assert rows.drop("manifest").equals(_comma_twin(tmp_path)), name
+    assert rows["prompt"].to_list() == ["a boat, at dawn; slowly", "Un café à Paris"]
+    assert rows["job_key"][1].startswith("un-cafe-a-paris-")
+
+
+def test_a_one_column_csv_with_semicolons_in_its_prompts_stays_one_column(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("prompt\nfog; then rain; then sun\n")
+    assert load_manifest(path)["prompt"].to_list() == ["fog; then rain; then sun"]
+
+
+def test_the_cli_names_a_semicolon_csv_s_header_typo_once_and_submits_nothing(emulator_thread, tmp_path):
+    emu = emulator_thread()
+    path = tmp_path / "x.csv"
+    path.write_bytes("\ufeffpromt;duration\r\n".encode() + "".join(f"scène {i};6\r\n" for i in range(20)).encode()
+                     + b"une temp\xc3\xaate;7\r\n")
+    done = run_cli("run", str(path), "--ledger", str(tmp_path / "ledger.parquet"), "--out", str(tmp_path / "out"),
+                   env=cli_env(emu.base_url), cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.count('column "promt"') == 1 and "Traceback" not in done.stderr
+    assert f'{path}:22: duration: 7 is not a clip length' in done.stderr
+    assert "fix these 2 problems" in done.stderr
+    assert emu.stats()["requests"] == {}
 
 
 def test_keys_are_stable_under_reordering_and_adding(tmp_path):
@@ -106,7 +220,8 @@ def test_changed_image_content_is_a_new_job_and_keys_are_file_safe(tmp_path):
         assert "/" not in key and ".." not in key and not key.startswith(".")
 
 
-@pytest.mark.parametrize("name", ["duplicate_ids.yaml", "refs_ftp.yaml", "empty.yaml", "ragged.csv", "latin1.csv"])
+@pytest.mark.parametrize("name", ["duplicate_ids.yaml", "refs_ftp.yaml", "empty.yaml", "ragged.csv", "latin1.csv",
+                                  "csv_typo_header_value.csv"])
 def test_cli_exits_2_sends_nothing_and_leaves_the_ledger_alone(emulator_thread, tmp_path, name):
     emu = emulator_thread()
     ledger = tmp_path / "ledger.parquet"
@@ -130,8 +245,11 @@ def test_job_keys_are_pinned(tmp_path):
         {"prompt": "x", "count": 2},
         {"id": "launch-teaser", "prompt": "teaser"},
     ]}, allow_unicode=True))
+    # The accented prompt's key changed once, when slugs began to transliterate (it was
+    # "neon-koi-ber-fish-swim-through-i-7b1afa362f37"): a ledger that holds the old key keeps it
+    # (plan.actions.keep_ledger_keys, tests/scenarios/test_legacy_slugs.py).
     assert load_manifest(path)["job_key"].to_list() == [
-        "a-paper-boat-sails-across-a-rain-6a49f603f557", "neon-koi-ber-fish-swim-through-i-7b1afa362f37",
+        "a-paper-boat-sails-across-a-rain-6a49f603f557", "neon-koi-uber-fish-swim-through-7b1afa362f37",
         "x-ba35f81db64c", "x-c2cc08668d36", "launch-teaser"]
 
 

@@ -13,7 +13,8 @@ import polars as pl
 import pytest
 
 from pipeline.manifest.load import load_manifest
-from pipeline.plan.actions import ACTIONS, SPENDING, Action, Plan, make_plan
+from pipeline.manifest.identity import job_key_for, legacy_slug
+from pipeline.plan.actions import ACTIONS, SPENDING, Action, Plan, keep_ledger_keys, make_plan
 from pipeline.plan.reviewed import make_reviewed_plan
 from pipeline.store.ledger import Ledger
 from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, PENDING, PROCESSING, REJECTED, SUBMITTED
@@ -220,3 +221,76 @@ def test_a_frame_plans_as_the_ledger_does(tmp_path):
     from_frame = make_plan(rows, frame, retry_failed=True, manifest=manifest.resolve())
     assert from_frame.rows["action"].to_list() == from_ledger.rows["action"].to_list() == [Action.RETRY]
     assert isinstance(from_frame.rows, pl.DataFrame) and from_frame.counts == from_ledger.counts
+
+
+# -- accented rows of a ledger made before slugs transliterated: the key the ledger knows wins --
+
+ACCENTED = "jobs:\n  - prompt: Un café à Paris\n    duration: 10\n  - prompt: a red fox\n    duration: 10\n" \
+           "  - id: cafe\n    prompt: Un café à Lyon\n    duration: 10\n"
+
+
+def _keys(rows: pl.DataFrame) -> tuple[str, str]:
+    """(the new key, the key the first release made) of the accented row."""
+    row = rows.row(0, named=True)
+    return row["job_key"], job_key_for(None, 1, row["request_hash"], legacy_slug(row["prompt"]))
+
+
+def _hold(path: Path, rows: pl.DataFrame, keys: list[str], **fields) -> None:
+    row = rows.row(0, named=True)
+    with Ledger.open(path, run_id="r1") as ledger:
+        for key in keys:
+            ledger.record(key, **{name: row[name] for name in ("manifest", "row", "variation", "prompt", "duration",
+                                                              "aspect_ratio", "model", "metadata",
+                                                              "credits_estimated", "request_hash")},
+                          status=DOWNLOADED, attempts=1, credits_prior=0, job_id=JOB, credits_charged=CREDITS,
+                          idempotency_key=f"vb-{key}-a1-{'0' * 16}", **fields)
+        ledger.commit_sync()
+
+
+@pytest.mark.parametrize("held, kept", [
+    ("old", "old"),  # made by the first release: keeps its key, and so its video and its one payment
+    ("new", "new"),
+    ("both", "new"),  # the new key is in the ledger already: it is the row's
+    ("neither", "new"),  # a row never made gets the new key
+])
+def test_an_accented_row_keeps_the_key_its_ledger_knows(tmp_path, held, kept):
+    manifest = tmp_path / "clips.yaml"
+    manifest.write_text(ACCENTED)
+    rows = load_manifest(manifest)
+    new, old = _keys(rows)
+    assert (new.rsplit("-", 1)[0], old.rsplit("-", 1)[0]) == ("un-cafe-a-paris", "un-caf-paris")
+    path = tmp_path / "ledger.parquet"
+    _hold(path, rows, {"old": [old], "new": [new], "both": [old, new], "neither": []}[held])
+    with Ledger.open(path, readonly=True) as ledger:
+        plan = make_plan(rows, ledger, retry_failed=False, manifest=manifest.resolve())
+        assert keep_ledger_keys(rows, ledger.frame())["job_key"].to_list() == plan.rows["job_key"].to_list()
+    expected = {"old": old, "new": new}[kept]
+    assert plan.rows["job_key"].to_list() == [expected, *rows["job_key"].to_list()[1:]]  # ASCII, id: as they were
+    assert plan.rows["action"][0] == (Action.SUBMIT if held == "neither" else Action.DOWNLOAD)  # no file here
+    assert plan.orphans == (1 if held == "both" else 0)  # the old row, once the new one is the manifest's
+
+
+def test_a_prompt_edited_in_review_on_an_old_key_stays_that_row_s_edit(tmp_path):
+    # The first release made the row under its old key, a reviewer edited its prompt, and the edit
+    # was made: the ledger row holds the edited request. The verdict names the old key, so the row
+    # must keep it before the verdicts are matched, or it would look changed and be made again.
+    manifest = tmp_path / "clips.yaml"
+    manifest.write_text(ACCENTED)
+    rows = load_manifest(manifest)
+    _, old = _keys(rows)
+    path = tmp_path / "ledger.parquet"
+    _hold(path, rows, [old])
+    with Ledger.open(path, readonly=True) as ledger:
+        record = make_verdict(ledger.get(old), old, "regenerate", prompt="Un café à Lyon, la nuit",
+                              reviewer="ann", decisions=read_verdicts(path))
+    VerdictLog(path).append(record)
+    with Ledger.open(path, run_id="r2") as ledger:  # the regeneration, made
+        ledger.record(old, prompt=record["prompt"], request_hash=record["request_hash"], attempts=2,
+                      idempotency_key=f"vb-{old}-a2-{'1' * 16}")
+        ledger.commit_sync()
+    with Ledger.open(path, readonly=True) as ledger:
+        plan = make_reviewed_plan(rows, ledger, read_verdicts(path), retry_failed=False,
+                                  manifest=manifest.resolve())
+    first = plan.rows.row(0, named=True)
+    assert (first["job_key"], first["action"], first["from_review"]) == (old, Action.DOWNLOAD, "edited prompt")
+    assert plan.credits_to_spend == 2 * CREDITS  # the two other rows, never made: only they are to make

@@ -1,0 +1,137 @@
+"""Slugs now transliterate accents (`un-cafe-a-paris`), yet a ledger made before keeps its keys:
+a rerun of the same manifest submits nothing and pays nothing.
+
+The old ledger is made by the code of the last commit before the change (69f2a66, `git archive`d
+into a folder and run as the user ran it); where the repository lacks that commit (a shallow
+clone), by today's code with its slug set back to `legacy_slug`. Every test ends by judging the
+books by the emulator's own records (harness.check_books).
+
+Covers: pipeline/plan/actions.py pipeline/manifest/identity.py
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from pipeline.manifest.identity import legacy_slug, slug
+from tests.harness import REPO, check_books, cli_env, ledger, run_args, run_cli, write_manifest
+
+BEFORE = "69f2a66"  # the last commit whose slug dropped accented letters
+# The current code, its slug set back to the old one: only where BEFORE cannot be had.
+_LEGACY_MAIN = ("import sys, runpy, pipeline.manifest.identity as i, pipeline.manifest.load as l; "
+                "l.slug = i.legacy_slug; sys.argv[0] = 'videobatch'; runpy.run_module('pipeline', run_name='__main__')")
+
+ACCENTED = [
+    {"prompt": "Un café à Paris, la pluie sur les vitres", "duration": 6},
+    {"prompt": "Crème brûlée sous un chalumeau", "duration": 6, "aspect_ratio": "1:1"},
+    {"prompt": "Straße im Regen, Łódź bei Nacht", "duration": 6, "count": 2},
+    {"prompt": "a red fox in the snow", "duration": 6},  # ASCII: the same key either way
+    {"id": "facade", "prompt": "Façade au crépuscule", "duration": 6},  # an id: no slug in its key
+]
+ADDED = [{"prompt": "Église de Saint-Étienne à l'aube", "duration": 6}]
+
+
+def _old_code(tmp: Path, maker: str) -> Path | None:
+    """A folder holding the `pipeline` package as it was at BEFORE, or None without that commit
+    (or when the test asks for the fallback)."""
+    if maker != BEFORE:
+        return None
+    found = subprocess.run(["git", "-C", str(REPO), "archive", BEFORE, "pipeline"], capture_output=True)
+    if found.returncode != 0:
+        return None
+    folder = tmp / "old-code"
+    with tarfile.open(fileobj=io.BytesIO(found.stdout)) as archive:
+        archive.extractall(folder, filter="data")
+    return folder
+
+
+def _run_old(tmp: Path, *args: str, env: dict[str, str], maker: str = BEFORE) -> subprocess.CompletedProcess:
+    """`videobatch ARGS` as the code before the change ran it."""
+    old = _old_code(tmp, maker)
+    if old is not None:
+        return subprocess.run([sys.executable, "-m", "pipeline", *args], env={**env, "PYTHONPATH": str(old)},
+                              cwd=tmp, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", _LEGACY_MAIN, *args], env={**env, "PYTHONPATH": str(REPO)},
+                          cwd=tmp, capture_output=True, text=True, timeout=120)
+
+
+def _new_env(base_url: str) -> dict[str, str]:
+    return cli_env(base_url, PYTHONPATH=str(REPO))
+
+
+# The old ledger made by the old code itself, and by the fallback (which must make the same keys).
+@pytest.mark.parametrize("maker", [BEFORE, "legacy_slug"])
+def test_an_old_ledger_s_accented_rows_keep_their_keys_and_nothing_is_paid_again(emulator_thread, tmp_path, maker):
+    emu = emulator_thread()
+    manifest = write_manifest(tmp_path / "m.yaml", ACCENTED)
+    old = _run_old(tmp_path, *run_args(manifest, tmp_path), env=cli_env(emu.base_url), maker=maker)
+    assert old.returncode == 0, old.stdout + old.stderr
+    before = ledger(tmp_path)
+    old_keys = set(before["job_key"])
+    # The old code's keys: the id, and legacy slugs (`un-caf-paris-...`), which today's slug no longer makes.
+    slugs = {legacy_slug(row["prompt"]) for row in ACCENTED if "id" not in row}
+    assert {key.rsplit("-", 1)[0] for key in old_keys if key != "facade"} == slugs and "facade" in old_keys
+    assert "un-caf-paris-la-pluie-sur-les" in slugs
+    assert len(slugs - {slug(row["prompt"]) for row in ACCENTED}) == 3  # three rows' keys would change
+    jobs_before, charged_before = len(emu.stats()["jobs"]), emu.stats()["credits"]["charged"]
+    assert jobs_before == 6  # five rows, one of them two variations
+
+    plan = run_cli("plan", str(manifest), "--ledger", str(tmp_path / "ledger.parquet"),
+                   env=_new_env(emu.base_url), cwd=tmp_path)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    for key in old_keys:  # each row under its old key, and nothing to make
+        assert re.search(rf"\b{re.escape(key)}\b.*\bskip$", plan.stdout, re.MULTILINE), plan.stdout
+
+    again = run_cli(*run_args(manifest, tmp_path), env=_new_env(emu.base_url), cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = ledger(tmp_path)
+    assert set(after["job_key"]) == old_keys
+    stats = emu.stats()
+    assert (len(stats["jobs"]), stats["credits"]["charged"]) == (jobs_before, charged_before)  # nothing paid again
+    check_books(stats, after, in_flight_ok=False)
+    # The videos stay under their names: nothing was fetched again, nothing renamed.
+    assert sorted(Path(p).name for p in after["output_path"]) == sorted(f"{k}.mp4" for k in old_keys)
+
+    # A row added since gets the new slug; the old rows keep theirs, in the same ledger.
+    write_manifest(manifest, ACCENTED + ADDED)
+    added = run_cli(*run_args(manifest, tmp_path), env=_new_env(emu.base_url), cwd=tmp_path)
+    assert added.returncode == 0, added.stdout + added.stderr
+    grown = ledger(tmp_path)
+    [new_key] = set(grown["job_key"]) - old_keys
+    assert new_key.startswith("eglise-de-saint-etienne-a-l-aube-"), new_key
+    stats = emu.stats()
+    assert len(stats["jobs"]) == jobs_before + 1
+    check_books(stats, grown, in_flight_ok=False)
+
+
+def test_a_fresh_ledger_gets_transliterated_keys_and_file_names(emulator_thread, tmp_path):
+    emu = emulator_thread()
+    manifest = write_manifest(tmp_path / "m.yaml", ACCENTED[:1])
+    done = run_cli(*run_args(manifest, tmp_path), env=_new_env(emu.base_url), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = ledger(tmp_path)
+    [key] = rows["job_key"].to_list()
+    assert re.fullmatch(r"un-cafe-a-paris-la-pluie-sur-les-[0-9a-f]{12}", key), key
+    assert Path(rows["output_path"][0]).name == f"{key}.mp4" and Path(rows["output_path"][0]).is_file()
+    check_books(emu.stats(), rows, in_flight_ok=False)
+
+
+def test_reconcile_over_an_old_ledger_finds_every_row_and_adopts_nothing(emulator_thread, tmp_path):
+    emu = emulator_thread()
+    manifest = write_manifest(tmp_path / "m.yaml", ACCENTED[:3])
+    old = _run_old(tmp_path, *run_args(manifest, tmp_path), env=cli_env(emu.base_url))
+    assert old.returncode == 0, old.stdout + old.stderr
+    found = run_cli("reconcile", str(manifest), "--ledger", str(tmp_path / "ledger.parquet"), "--json",
+                    env=_new_env(emu.base_url), cwd=tmp_path)
+    assert found.returncode == 0, found.stdout + found.stderr
+    report = json.loads(found.stdout)["found"]
+    assert (report["rows"], report["matched_rows"], report["books_agree"], report["adopt"]) == (4, 4, True, [])
+    check_books(emu.stats(), ledger(tmp_path), in_flight_ok=False)
