@@ -66,11 +66,21 @@ run: $(RUNTIME_STAMP)
 plan: $(RUNTIME_STAMP)
 	$(VB) plan $(MANIFEST) --ledger $(LEDGER) $(ARGS)
 
+# Which ledger `make status` and `make report` read: EMULATE=1 the demo's; otherwise $(LEDGER), or,
+# before any real run has made one, the demo's (said on the first line, never silently).
+DEMO_LEDGER := outputs/emulator/ledger.parquet
+READ_LEDGER = $(if $(EMULATE),--emulate,$(if $(or $(wildcard $(LEDGER)),$(if $(wildcard $(DEMO_LEDGER)),,none)),--ledger $(LEDGER),--emulate))
+define SAY_DEMO_LEDGER
+$(if $(filter --emulate,$(READ_LEDGER)),$(if $(EMULATE),,@echo "make $@: no ledger at $(LEDGER) yet: reading the demo's ($(DEMO_LEDGER))"))
+endef
+
 status: $(RUNTIME_STAMP)
-	$(VB) status $(if $(EMULATE),--emulate,--ledger $(LEDGER)) $(ARGS)
+	$(SAY_DEMO_LEDGER)
+	$(VB) status $(READ_LEDGER) $(ARGS)
 
 report: $(RUNTIME_STAMP)
-	$(VB) report $(if $(EMULATE),--emulate,--ledger $(LEDGER)) $(ARGS)
+	$(SAY_DEMO_LEDGER)
+	$(VB) report $(READ_LEDGER) $(ARGS)
 
 # Two workers: the fault tests run their own CLI processes and emulators, each in its own folder and ports.
 test: $(TEST_STAMP)

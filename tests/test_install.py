@@ -1,6 +1,7 @@
 """The lock files `make install` and `make test` install from, against pyproject.toml: every
 dependency pinned, the test lock agreeing with the runtime lock on every package they share, and
-the runtime lock free of the test extras (`make demo` installs runtime dependencies only)."""
+the runtime lock free of the test extras (`make demo` installs runtime dependencies only); and the
+ledger `make status` / `make report` read after `make demo`."""
 
 from __future__ import annotations
 
@@ -44,3 +45,32 @@ def test_the_runtime_lock_holds_no_test_extra():
     heavy = names(PROJECT["optional-dependencies"]["test"])
     assert heavy & set(pins("runtime.txt")) == set()
     assert {"playwright", "duckdb", "pandas", "pyarrow", "pytest"} <= heavy  # what kept the demo's venv at 909 MB
+
+
+def _make_reads(tmp_path: Path, target: str, *, ledgers: list[str], extra: list[str] = ()) -> str:
+    """What `make TARGET` would run (dry run, the install step left out) with these ledgers present."""
+    import shutil  # only these tests copy the Makefile
+    import subprocess
+
+    tmp_path.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    for ledger in ledgers:
+        (tmp_path / ledger).mkdir(parents=True)
+    done = subprocess.run(["make", "-n", target, "RUNTIME_STAMP=", *extra], cwd=tmp_path,
+                          capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def test_make_status_and_report_read_the_demo_ledger_until_a_real_one_exists(tmp_path):
+    for target in ("status", "report"):
+        before = _make_reads(tmp_path / target, target, ledgers=["outputs/emulator/ledger.parquet"])
+        assert f"videobatch {target} --emulate" in before
+        assert "no ledger at outputs/ledger.parquet yet: reading the demo's" in before
+    real = _make_reads(tmp_path / "real", "status",
+                       ledgers=["outputs/emulator/ledger.parquet", "outputs/ledger.parquet"])
+    assert "videobatch status --ledger outputs/ledger.parquet" in real and "--emulate" not in real
+    # No ledger at all: the real path, so the CLI's own message names what exists and what to run.
+    none = _make_reads(tmp_path / "none", "status", ledgers=[])
+    assert "videobatch status --ledger outputs/ledger.parquet" in none
+    asked = _make_reads(tmp_path / "asked", "report", ledgers=[], extra=["EMULATE=1"])
+    assert "videobatch report --emulate" in asked and "reading the demo's" not in asked
