@@ -198,6 +198,8 @@ class Progress:
         if self.bars:
             self._draw(self._now(), final)
             return
+        if not self.counters.total and not self.counters.left_out:
+            return  # nothing to do (all done, or stopped before any work): the summary says so, as the bar's absence does
         clock = time.monotonic()
         if force or clock - self._last_line >= self.interval:
             self._last_line = clock

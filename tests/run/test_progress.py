@@ -80,6 +80,18 @@ def test_the_plain_line_is_throttled_and_forced_at_close():
     assert out.getvalue().splitlines()[-1] == "progress: 3/4 done (75%), 1 failed, 2 in flight, credits 30/40"
 
 
+def test_no_line_when_the_run_has_no_work():
+    # Every row done already, or a run that stopped before any (the API not reached): no `0/0`.
+    out = io.StringIO()
+    progress = Progress(Counters(), stream=out, interval=0, bars=False)
+    progress.update(force=True)
+    progress.close()
+    assert out.getvalue() == ""
+    left_out = Counters(planned=3, left_out=3)  # all of it left out by --max-credits: that is news
+    Progress(left_out, stream=out, bars=False).close()
+    assert out.getvalue() == "progress: 0/0 done (100%), 0 failed, 3 left out by --max-credits, credits 0/0\n"
+
+
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
