@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import polars as pl
 
-from pipeline.api.client import ApiClient, ApiError, AuthError, RequestGate, TransientError
+from pipeline.api.client import ApiClient, ApiError, AuthError, RequestGate
 from pipeline.config import (DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OUT, RECONCILE_PAGES, RECONCILE_READS,
                              ApiConfig, load_api_config)
 from pipeline.manifest.load import ManifestError, load_manifest
@@ -30,7 +30,7 @@ from pipeline.plan.reviewed import make_reviewed_plan
 from pipeline.reports.metrics import write_metrics
 from pipeline.reports.notify import NotifyUrlError, check_url, notify
 from pipeline.reports.summary import BatchSummary, plan_summary, refused_summary, run_summary
-from pipeline.run.account import NoContact, balance_of, key_refused, settle_account, unreachable
+from pipeline.run.account import NoContact, balance_of, first_contact, settle_account
 from pipeline.run.deadline import Deadline, DeadlineError, parse_deadline
 from pipeline.run.outcome import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED, RunResult
 from pipeline.run.payers import JobPayers
@@ -90,14 +90,7 @@ async def _balance(config) -> int | None:
     """The team's credits from GET /v2/me; None when the answer does not say (never a guessed 0).
     NoContact when the key is refused or the API cannot be connected to: the plan says so."""
     async with ApiClient(config.base_url, config.api_key) as client:
-        try:
-            return balance_of(await client.me(first_contact=True))
-        except AuthError as exc:
-            raise key_refused(exc) from None
-        except TransientError as exc:
-            if exc.reached:
-                raise
-            raise unreachable(config.base_url, exc) from None
+        return balance_of(await first_contact(client))
 
 
 def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_failed: bool = False,
@@ -392,6 +385,8 @@ def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, a
         with reading_parts(ledger_path), book:  # book.close() checkpoints: inside, so it is named too
             rows = keep_ledger_keys(rows, book)  # an accented row of an older ledger keeps its key
             asyncio.run(_reconcile_async(report, rows, book, config, adopt=adopt, emulate=emulate, rpm=rpm))
+    except NoContact as exc:  # the first request: a refused key (2) or no API reached (4)
+        return refused(exc.exit_code, str(exc).replace("nothing was submitted", "nothing was compared"))
     except LedgerCorrupt as exc:  # a damaged part: named; running again would not help
         return refused(EXIT_STOPPED, f"{exc}; nothing was adopted" if adopt else str(exc))
     except (OSError, StorageFault) as exc:  # the ledger could not be written: nothing adopted is lost
@@ -418,6 +413,8 @@ async def _reconcile_async(report, rows, ledger, config, *, adopt: bool, emulate
         if emulate:
             base_url, api_key = await _start_emulator(stack, ledger.path)
         client = await stack.enter_async_context(ApiClient(base_url, api_key, gate=RequestGate(rpm or None)))
+        # A refused key or no API at all is said at once (exit 2 or 4), not after each page's retries.
+        await first_contact(client)
         collector = JobCollector(RequestIndex(rows))
         report.list_complete = True
         for model in sorted(set(rows["model"])):

@@ -106,6 +106,20 @@ def unreachable(base_url: str, exc: TransientError) -> NoContact:
                      ExitCode.UNREACHABLE)
 
 
+async def first_contact(client: ApiClient) -> Any:
+    """GET /v2/me as a command's first request, with nothing of ours in flight: NoContact when the
+    key is refused (exit 2) or the API cannot be connected to at all (exit 4), in seconds rather
+    than after a long retry; an API that is reached but failing raises on as before."""
+    try:
+        return await client.me(first_contact=True)
+    except AuthError as exc:
+        raise key_refused(exc) from None
+    except TransientError as exc:
+        if exc.reached:
+            raise
+        raise unreachable(client.base_url, exc) from None
+
+
 def account_path(ledger_path: Path) -> Path:
     return ledger_path.with_name(f"{ledger_path.stem}.account.json")
 

@@ -234,6 +234,27 @@ def test_reconcile_refuses_bad_input_with_one_line(emulator_thread, tmp_path):
     assert emu.stats()["requests"] == {}
 
 
+def test_reconcile_with_no_api_or_a_refused_key_says_so_at_once(emulator_thread, tmp_path):
+    # Issue 20: an unreachable API was retried page by page for minutes; a refused key is configuration.
+    emu = emulator_thread()
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(2))
+    disk = tmp_path / "disk"
+    first = run_cli(*run_args(manifest, disk), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    charged, paid = emu.stats()["credits"]["charged"], paid_requests(emu)
+    ledger = str(disk / "ledger.parquet")
+    gone = run_cli("reconcile", str(manifest), "--ledger", ledger, env=cli_env("http://127.0.0.1:9"), cwd=tmp_path)
+    assert gone.returncode == 4, gone.stdout + gone.stderr
+    assert "could not connect to the API at http://127.0.0.1:9" in gone.stderr and "nothing was compared" in gone.stderr
+    wrong = "afk_wrong_secret_for_reconcile"
+    refused = run_cli("reconcile", str(manifest), "--ledger", ledger, env=cli_env(emu.base_url, key=wrong), cwd=tmp_path)
+    assert refused.returncode == 2 and "the API refused the key (401)" in refused.stderr, refused.stderr
+    assert wrong not in refused.stdout + refused.stderr and "Traceback" not in gone.stderr + refused.stderr
+    # The books: nothing more was sent that costs, and the ledger still holds what the API charged.
+    assert (paid_requests(emu), emu.stats()["credits"]["charged"]) == (paid, charged) and paid == 2
+    assert read_ledger(ledger)["credits_charged"].sum() == charged > 0
+
+
 def _submit_directly(base_url: str, prompt: str) -> None:
     """A job made outside videobatch (another tool, a colleague's script): the list shows it all the same."""
     import urllib.request
