@@ -35,6 +35,7 @@ from pipeline.manifest.rules import (
     Checker,
     ManifestError,
     ManifestIssue,
+    RowProblem,
     meant_field,
 )
 
@@ -216,6 +217,10 @@ def _read_csv(text: str, file: str) -> tuple[list[str], list[tuple[int, list[str
     except csv.Error as exc:
         raise ManifestError(file, [ManifestIssue(file, "line 1", None, f"not valid CSV: {exc}", "")]) from None
     header = [name.strip() for name in header]
+    named = len(header)
+    while named and not header[named - 1]:
+        named -= 1  # Excel's export may end each line with empty cells past the last column used
+    unnamed_tail, header = len(header) - named, header[:named]
     issues = []
     blank = [i + 1 for i, name in enumerate(header) if not name]
     if blank:
@@ -235,6 +240,13 @@ def _read_csv(text: str, file: str) -> tuple[list[str], list[tuple[int, list[str
             if len(cells) == width > 1:  # the usual row (a blank line has 0 or 1 cells)
                 append((number, cells))
                 continue
+            if unnamed_tail and len(cells) > width:
+                beyond = [i + 1 for i, cell in enumerate(cells[width:], start=width) if cell.strip()]
+                if beyond:
+                    append((number, RowProblem(f"has a value in column {beyond[0]}, which has no name in the "
+                                               "header", "name that column in the header, or empty the cell")))
+                    continue
+                cells = cells[:width]  # the empty cells of the header's unnamed tail
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue  # a blank line
             if len(cells) != width:

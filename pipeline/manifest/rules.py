@@ -73,6 +73,18 @@ def meant_field(name: Any) -> str | None:
     return close[0] if close else None
 
 
+WIDTH_FIX = "make every row as wide as the header"
+
+
+class RowProblem(str):
+    """A CSV row that is no job (the problem's text, as a str) and the fix that goes with it."""
+
+    def __new__(cls, problem: str, fix: str = WIDTH_FIX) -> RowProblem:
+        made = super().__new__(cls, problem)
+        made.fix = fix
+        return made
+
+
 class Checker:
     """Validates and normalizes rows; caches what repeats (field-name sets, local image files)."""
 
@@ -113,7 +125,7 @@ class Checker:
 
     def check(self, row_no: int, job: Any, defaults: dict[str, Any]) -> dict[str, Any] | None:
         if isinstance(job, str) and self.from_csv:
-            self.issue(row_no, None, f"this row {job}", "make every row as wide as the header")
+            self.issue(row_no, None, f"this row {job}", getattr(job, "fix", WIDTH_FIX))
             return None
         if not isinstance(job, dict):
             self.issue(row_no, None, f"expected a mapping of fields, got {type(job).__name__}",

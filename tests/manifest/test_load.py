@@ -164,6 +164,9 @@ def _comma_twin(tmp_path: Path) -> pl.DataFrame:
                               '9:16;spring\r\n;Un café à Paris;6;16:9;\r\n'),
     ("tab", 'id\tprompt\tduration\taspect_ratio\tcampaign\nboat\t"a boat, at dawn; slowly"\t10\t9:16\tspring\n'
             '\tUn café à Paris\t6\t16:9\t\n'),
+    # Excel ends each line with empty cells when a column past the last one was ever touched.
+    ("excel (empty columns past the last)", 'id;prompt;duration;aspect_ratio;campaign;;\nboat;"a boat, at dawn; slowly";'
+                                            '10;9:16;spring;;\n;Un café à Paris;6;16:9;;;\n'),
 ])
 def test_a_semicolon_or_tab_separated_csv_reads_as_its_comma_twin(tmp_path, name, data):
     path = tmp_path / "x.csv"
@@ -172,6 +175,15 @@ def test_a_semicolon_or_tab_separated_csv_reads_as_its_comma_twin(tmp_path, name
     assert rows.drop("manifest").equals(_comma_twin(tmp_path)), name
     assert rows["prompt"].to_list() == ["a boat, at dawn; slowly", "Un café à Paris"]
     assert rows["job_key"][1].startswith("un-cafe-a-paris-")
+
+
+def test_a_value_under_an_unnamed_column_past_the_last_is_named_with_its_row(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("prompt;duration;;\na boat at dawn;6;;\na fox in snow;6;;late\n")
+    with pytest.raises(ManifestError) as raised:
+        load_manifest(path)
+    assert (f"{path}:3: this row has a value in column 4, which has no name in the header; name that column "
+            "in the header, or empty the cell") in str(raised.value)
 
 
 def test_a_one_column_csv_with_semicolons_in_its_prompts_stays_one_column(tmp_path):
