@@ -441,7 +441,8 @@ def cmd_run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> i
 def _after_run(args: argparse.Namespace, summary) -> list[str]:
     failed = sum(1 for row in summary.failed if row.get("status") == "FAILED")
     return next_step.after_run(args.argv, summary.exit_code, failed=failed, rejected=len(summary.failed) - failed,
-                               ledger=summary.paths.get("ledger"), emulated=args.emulate)
+                               ledger=summary.paths.get("ledger"), emulated=args.emulate,
+                               budget_left=summary.budget_left)
 
 
 def _next_step(lines: list[str]) -> None:

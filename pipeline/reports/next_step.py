@@ -19,6 +19,7 @@ PROGRAM = "videobatch"
 SECRET_OPTION = "--notify"  # its URL is a secret (reports/notify.py): never printed
 SECRET_PLACEHOLDER = "<URL>"
 RETRY_FAILED = "--retry-failed"
+MAX_CREDITS = "--max-credits"
 
 
 def _is_secret_option(name: str) -> bool:
@@ -65,9 +66,15 @@ def ledger_option(ledger: str | Path | None, emulated: bool) -> str:
 
 
 def after_run(argv: list[str], exit_code: int, *, failed: int, rejected: int, ledger: str | None,
-              emulated: bool) -> list[str]:
-    """The last lines of `run`: `failed` rows FAILED (a new attempt may be given), `rejected` REJECTED (final)."""
+              emulated: bool, budget_left: tuple[int, bool] | None = None) -> list[str]:
+    """The last lines of `run`: `failed` rows FAILED (a new attempt may be given), `rejected` REJECTED
+    (final); `budget_left`: (credits, a retry among them) of the rows --max-credits left out, when
+    that alone ended the run short."""
     same = command_line(argv)
+    if exit_code == EXIT_STOPPED and budget_left:
+        credits, retry = budget_left
+        flags = f" {MAX_CREDITS} {credits}" + (f" {RETRY_FAILED}" if retry and RETRY_FAILED not in argv else "")
+        return [f"next: {command_line(argv, drop_option=MAX_CREDITS)}{flags}   (the rows {MAX_CREDITS} left out)"]
     if exit_code == EXIT_OK:
         review = " ".join(filter(None, [PROGRAM, "review", ledger_option(ledger, emulated)]))
         return [f"next: {review}   (look at the clips: approve, reject or regenerate each)"]

@@ -50,6 +50,7 @@ class BatchSummary:
     notification: dict[str, Any] | None = None  # {"delivered", "attempts", "error"} after --notify
     warnings: list[str] = field(default_factory=list)  # a notification or metrics file that failed
     plan: Any = field(default=None, repr=False, compare=False)  # the Plan, for printing; not in JSON
+    budget_left: tuple[int, bool] | None = None  # RunResult.budget_left, for the next command; not in JSON
 
     @property
     def exit_meaning(self) -> str:
@@ -213,7 +214,7 @@ def run_summary(result, plan, ledger, *, manifest: Path, emulated: bool, deadlin
         credits={"estimated": result.credits_estimated, "charged": result.credits_charged},
         requests={"total": result.requests, "rate_limited": result.rate_limited},
         failed=failed, unfinished=unfinished, ledger=ledger_figures(ledger),
-        paths=paths_of(ledger_path, out_dir, log_path), plan=plan,
+        paths=paths_of(ledger_path, out_dir, log_path), plan=plan, budget_left=result.budget_left,
     )
 
 

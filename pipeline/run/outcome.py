@@ -78,6 +78,9 @@ class RunResult:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (job_key, reason)
     unfinished: list[tuple[str, str]] = field(default_factory=list)  # (job_key, reason), left for the next run
     account: Any = None  # pipeline.run.account.Account, once the key's account is known
+    # (credits, a retry among them) of the rows --max-credits left out, when that is why the run
+    # ended short: the next run's cap that makes them (the one next command says it).
+    budget_left: tuple[int, bool] | None = None
 
     @property
     def rows_submitted(self) -> int:

@@ -339,4 +339,5 @@ class Runner:
             requests=self.client.gate.requests, rate_limited=self.client.rate_limited,
             started_at=started, ended_at=_now(), failures=self.tally.failure_reasons(outcome.failed, errors),
             unfinished=self.tally.unfinished_reasons(outcome.unfinished), account=self.account,
+            budget_left=None if self.control.stop_reason else self.spending.left_out(),
         )

@@ -45,6 +45,11 @@ class Spending:
         return Refusal(f"budget: --max-credits {self.limit}: {what} {cost} credits did not fit "
                        f"({self.started} credits of attempts started)", stops=False)
 
+    def left_out(self) -> tuple[int, bool] | None:
+        """(credits, whether a retry is among them) of the attempts the budget left out; None if none."""
+        left = self.budget.left
+        return (self.budget.left_credits, any(row.retry for row in left)) if left else None
+
     def left_out_line(self) -> str | None:
         """The rows the budget left out, named, and the next step; None if it left none."""
         return self.budget.line(after_run=True)

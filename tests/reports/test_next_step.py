@@ -29,6 +29,19 @@ def test_each_exit_code_of_a_run_says_the_one_next_command(code, failed, rejecte
     assert after_run(RUN, code, failed=failed, rejected=rejected, ledger="l/ledger.parquet", emulated=False) == lines
 
 
+@pytest.mark.parametrize("cap, left, line", [
+    (["--max-credits", "40"], (65, False), f"next: {SAME} --max-credits 65"),
+    (["--max-credits=40", "--retry-failed"], (20, True), f"next: {SAME} --retry-failed --max-credits 20"),
+    (["--max-credits", "30"], (20, True), f"next: {SAME} --max-credits 20 --retry-failed"),
+])
+def test_a_run_the_budget_ended_short_names_the_cap_that_makes_the_rows_left_out(cap, left, line):
+    lines = after_run(RUN + cap, 3, failed=0, rejected=0, ledger="l/ledger.parquet", emulated=False, budget_left=left)
+    assert lines == [f"{line}   (the rows --max-credits left out)"]
+    # Stopped for another reason (a deadline, Ctrl-C: budget_left is then None): the same command.
+    assert after_run(RUN + cap, 3, failed=0, rejected=0, ledger=None, emulated=False) == [
+        f"next: the same command again, to continue where this one stopped: {SAME} {' '.join(cap)}"]
+
+
 def test_a_plan_that_priced_its_rows_gives_the_run_it_priced():
     assert after_plan(["plan", "m.yaml", "--all", "--emulate"], 0) == ["next: videobatch run m.yaml --emulate"]
     assert after_plan(["plan", "m.yaml"], 4)[0].endswith("then the same command again: videobatch plan m.yaml")

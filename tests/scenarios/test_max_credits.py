@@ -10,6 +10,7 @@ Covers: pipeline/plan/budget.py pipeline/run/spending.py pipeline/run/intake.py 
 from __future__ import annotations
 
 import json
+import shlex
 
 from pipeline.emulator import Faults
 from tests.harness import check_books, cli_env, jobs_per_key, ledger, run_args, run_cli, write_manifest
@@ -54,8 +55,14 @@ def test_the_budget_is_filled_with_the_rows_that_still_fit_and_the_rest_are_name
     progress = [line for line in done.stdout.splitlines() if line.startswith("progress: ")]
     assert progress[-1] == "progress: 3/3 done (100%), 0 failed, 0 in flight, 3 left out by --max-credits, credits 35/35"
 
-    # The advice holds: the next run with the cap it names makes exactly the rows left out.
-    rest = run_cli(*run_args(manifest, tmp_path, "--max-credits", "65"), env=env, cwd=tmp_path)
+    # The advice holds: the one next command, run as printed (the cap it names, every other flag
+    # kept), makes exactly the rows left out.
+    advice = done.stdout.splitlines()[-1]
+    assert advice.startswith("next: videobatch run ") and advice.endswith(
+        " --max-credits 65   (the rows --max-credits left out)"), advice
+    printed = shlex.split(advice.removeprefix("next: ").split("   (")[0])
+    assert printed.count("--max-credits") == 1 and "40" not in printed
+    rest = run_cli(*printed[1:], env=env, cwd=tmp_path)
     assert rest.returncode == 0, rest.stdout + rest.stderr
     stats = emu.stats()
     assert stats["credits"]["charged"] == 100
