@@ -19,9 +19,13 @@ import sys
 import tarfile
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from pipeline.manifest.identity import legacy_slug, slug
+from pipeline.review.decide import make_verdict
+from pipeline.store.ledger import Ledger
+from pipeline.store.verdicts import VerdictLog, read_verdicts
 from tests.harness import REPO, check_books, cli_env, ledger, run_args, run_cli, write_manifest
 
 BEFORE = "69f2a66"  # the last commit whose slug dropped accented letters
@@ -135,3 +139,35 @@ def test_reconcile_over_an_old_ledger_finds_every_row_and_adopts_nothing(emulato
     report = json.loads(found.stdout)["found"]
     assert (report["rows"], report["matched_rows"], report["books_agree"], report["adopt"]) == (4, 4, True, [])
     check_books(emu.stats(), ledger(tmp_path), in_flight_ok=False)
+
+
+def test_an_old_row_s_regeneration_left_out_by_max_credits_is_made_later_under_its_old_key(emulator_thread, tmp_path):
+    """A reviewer asks to regenerate an old ledger's accented row; a run under a --max-credits too
+    small for it archives the reviewed clip and leaves the new attempt out. The next run still
+    knows the row by its old key (only the archived version holds it now): one new paid attempt
+    under that key, next to its versions and verdicts, and no clip under the new slug."""
+    emu = emulator_thread()
+    manifest = write_manifest(tmp_path / "m.yaml", ACCENTED[:1])
+    old = _run_old(tmp_path, *run_args(manifest, tmp_path), env=cli_env(emu.base_url))
+    assert old.returncode == 0, old.stdout + old.stderr
+    [old_key] = ledger(tmp_path)["job_key"].to_list()
+    ledger_path = tmp_path / "ledger.parquet"
+    with Ledger.open(ledger_path, readonly=True) as book:
+        reviewed = book.get(old_key)
+    VerdictLog(ledger_path).append(make_verdict(reviewed, old_key, "regenerate", reviewer="ann",
+                                                decisions=read_verdicts(ledger_path)))
+
+    capped = run_cli(*run_args(manifest, tmp_path, "--max-credits", "5"), env=_new_env(emu.base_url), cwd=tmp_path)
+    assert capped.returncode == 3, capped.stdout + capped.stderr  # left out, for the next run
+    assert len(emu.stats()["jobs"]) == 1
+    again = run_cli(*run_args(manifest, tmp_path), env=_new_env(emu.base_url), cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = ledger(tmp_path)
+    assert sorted(rows["job_key"]) == [old_key, f"{old_key}@{reviewed['request_hash'][:8]}"]  # no new-slug key
+    current = rows.filter(pl.col("job_key") == old_key).row(0, named=True)
+    assert current["attempts"] == 2 and current["status"] == "DOWNLOADED"
+    stats = emu.stats()
+    assert len(stats["jobs"]) == 2  # the old clip and its one regeneration
+    check_books(stats, rows, in_flight_ok=False)
+    again = run_cli(*run_args(manifest, tmp_path), env=_new_env(emu.base_url), cwd=tmp_path)
+    assert again.returncode == 0 and len(emu.stats()["jobs"]) == 2, again.stdout + again.stderr  # made once
