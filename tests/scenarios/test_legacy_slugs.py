@@ -14,19 +14,22 @@ from __future__ import annotations
 import io
 import json
 import re
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
 from pipeline.manifest.identity import legacy_slug, slug
 from pipeline.review.decide import make_verdict
 from pipeline.store.ledger import Ledger
 from pipeline.store.verdicts import VerdictLog, read_verdicts
-from tests.harness import REPO, check_books, cli_env, ledger, run_args, run_cli, write_manifest
+from tests.harness import REPO, TEST_KEY, check_books, cli_env, ledger, run_args, run_cli, wait_for, write_manifest
 
 BEFORE = "69f2a66"  # the last commit whose slug dropped accented letters
 # The current code, its slug set back to the old one: only where BEFORE cannot be had.
@@ -171,3 +174,33 @@ def test_an_old_row_s_regeneration_left_out_by_max_credits_is_made_later_under_i
     check_books(stats, rows, in_flight_ok=False)
     again = run_cli(*run_args(manifest, tmp_path), env=_new_env(emu.base_url), cwd=tmp_path)
     assert again.returncode == 0 and len(emu.stats()["jobs"]) == 2, again.stdout + again.stderr  # made once
+
+
+def test_an_old_run_killed_mid_batch_is_finished_by_today_s_code_under_the_old_keys(tmp_path):
+    """The old code is SIGKILLed while its accented rows' submits are in the air (answers dropped
+    after the job was made): intents under old keys, some only in the journal. Today's code
+    resumes each under its old key and Idempotency-Key: no second job, no row under a new slug."""
+    rows = [{"prompt": f"Crème brûlée n° {n}, à la française", "duration": 6} for n in range(16)]
+    manifest = write_manifest(tmp_path / "m.yaml", rows)
+    old = _old_code(tmp_path, BEFORE)
+    if old is None:
+        pytest.skip(f"the repository lacks {BEFORE}: the old code cannot be run")
+    config = EmulatorConfig(api_key=TEST_KEY, credits=100_000, time_scale=0.1, rpm=0,
+                            faults=Faults(seed=5, drop_after_create=0.5))
+    with EmulatorThread(config) as emu:
+        args = run_args(manifest, tmp_path, "--checkpoint-every", "30")
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env={**cli_env(emu.base_url), "PYTHONPATH": str(old)})
+        assert wait_for(lambda: len(emu.stats()["jobs"]) >= 4, timeout=60)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        time.sleep(0.3)
+        legacy = {legacy_slug(row["prompt"]) for row in rows}
+        assert all(slug(row["prompt"]) not in legacy for row in rows)  # every key would change
+        done = run_cli(*run_args(manifest, tmp_path), env=_new_env(emu.base_url), cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        stats = emu.stats()
+    after = ledger(tmp_path)
+    assert {key.rsplit("-", 1)[0] for key in after["job_key"]} == legacy and after.height == len(rows)
+    assert len(stats["jobs"]) == len(rows)  # one job per row: every cut-off submit was settled, not made again
+    check_books(stats, after, in_flight_ok=False)
