@@ -256,10 +256,12 @@ def _versions_of(ledger, archived: pl.DataFrame, keys: pl.Series, manifest_text:
 
 
 def _keys_ending(ledger, suffixes: pl.Series) -> pl.Series:
-    """The ledger's keys (of current rows, not archived versions) that end in one of `suffixes`."""
+    """The keys the ledger knows rows by that end in one of `suffixes`: of current rows, and of rows
+    only an archived version (`<key>@<hash>`) holds now (a run archived the reviewed attempt of a
+    regenerate verdict, then made nothing: the next run regenerates it under that key)."""
     scan = ledger.lazy().select("job_key") if isinstance(ledger, pl.DataFrame) else ledger.scan(["job_key"])
-    return scan.filter(pl.col("job_key").str.slice(-12).is_in(suffixes.implode()) & ~is_archived_col()) \
-        .collect()["job_key"]
+    return scan.select(job_key=base_key_col()).filter(pl.col("job_key").str.slice(-12).is_in(suffixes.implode())) \
+        .unique(maintain_order=True).collect()["job_key"]
 
 
 def keep_ledger_keys(manifest_rows: pl.DataFrame, ledger) -> pl.DataFrame:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.manifest.identity import job_key_for, legacy_slug
 from pipeline.manifest.load import load_manifest
 from pipeline.plan.actions import Action, Plan
 from pipeline.plan.reviewed import LABELS, make_reviewed_plan, pending_regenerations
@@ -124,3 +125,32 @@ def test_approve_and_reject_change_nothing(tmp_path):
     verdict(ledger_path, "reject")
     row = the_row(plan(manifest, ledger_path))
     assert row["action"] == Action.SKIP and row["from_review"] is None and row["attempts_before"] == 0
+
+
+def test_an_old_ledger_s_accented_row_stopped_after_archiving_still_regenerates_under_its_key(tmp_path):
+    """A row keyed by the first releases' slug (`un-caf-paris-...`, plan/actions.keep_ledger_keys)
+    whose reviewed attempt was archived by a run that then made nothing (left out by --max-credits,
+    or stopped): the ledger knows the row only by its archived version. It keeps its old key and
+    is still a REGENERATE, not a SUBMIT under the new slug (another key: a clip made apart from its
+    versions and verdicts)."""
+    manifest = tmp_path / "clips.yaml"
+    manifest.write_text("jobs:\n  - prompt: Un café à Paris\n    duration: 10\n")
+    row = load_manifest(manifest).row(0, named=True)
+    old_key = job_key_for(None, 1, row["request_hash"], legacy_slug(row["prompt"]))
+    assert old_key != row["job_key"]
+    ledger_path = tmp_path / "ledger.parquet"
+    with Ledger.open(ledger_path, run_id="r1") as ledger:
+        ledger.record(old_key, **{name: row[name] for name in (
+            "manifest", "row", "variation", "prompt", "duration", "aspect_ratio", "model", "metadata",
+            "request_hash", "credits_estimated")}, status=DOWNLOADED, attempts=1, job_id="job-1",
+            idempotency_key="idem-1", output_path=str(tmp_path / f"{old_key}.mp4"), bytes=100)
+        ledger.commit_sync()
+        stored = ledger.get(old_key)
+    VerdictLog(ledger_path).append(make_verdict(stored, old_key, "regenerate", reviewer="ann",
+                                                decisions=read_verdicts(ledger_path)))
+    assert the_row(plan(manifest, ledger_path))["job_key"] == old_key  # before the archive: kept
+    with Ledger.open(ledger_path, run_id="r2") as ledger:
+        ledger.rename(old_key, f"{old_key}@12345678")
+        ledger.commit_sync()
+    after = the_row(plan(manifest, ledger_path))
+    assert (after["job_key"], after["action"], after["attempts_before"]) == (old_key, Action.REGENERATE, 1)

@@ -365,6 +365,8 @@ def test_host_mode_needs_the_printed_token_and_never_logs_it(made, review_server
     token = re.search(r"\?token=([\w-]+)$", server.link).group(1)
     assert server.request("GET", "/api/clips")[0] == 401
     assert server.request("GET", "/video/hero")[0] == 401
+    assert server.request("GET", "/poster/hero")[0] == 401  # the endpoints issue 20 added: behind the token too
+    assert server.request("GET", "/api/version")[0] == 401
     assert server.request("GET", "/?token=wrong")[0] == 403
     status, headers, _ = server.request("GET", f"/?token={token}")
     assert status == 303 and headers["Location"] == "/"
@@ -372,10 +374,17 @@ def test_host_mode_needs_the_printed_token_and_never_logs_it(made, review_server
     assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
     assert server.request("GET", "/api/clips", headers={"Cookie": cookie})[0] == 200
     assert server.request("GET", "/api/clips", headers={"X-Review-Token": token})[0] == 200
+    assert server.request("GET", "/poster/hero", headers={"Cookie": cookie})[0] == 200
+    for key in ("..%2F..%2Fledger.parquet", "%2E%2E", "hero%2F..%2F..%2Fm.yaml"):  # a key is looked up, never a path
+        assert server.request("GET", f"/poster/{key}", headers={"Cookie": cookie})[0] == 404, key
+    damaged = Path(made[2]["koi"]["output_path"])  # a video cut short on disk: no poster, no traceback
+    damaged.write_bytes(damaged.read_bytes()[:300])
+    assert server.request("GET", "/poster/koi", headers={"Cookie": cookie})[0] == 404
     status, answer = server.decide({"job_key": "hero", "decision": "approve"}, headers={"Cookie": cookie})
     assert status == 200 and answer["saved"]
     output = server.stop()
     assert output.count(token) == 1  # the link printed at the start, and nowhere else
+    assert "Traceback" not in output, output
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.suffix in (".jsonl", ".json", ".parquet", ".html", ".yaml"):
             assert token.encode() not in path.read_bytes(), path

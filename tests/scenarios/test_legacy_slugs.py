@@ -14,15 +14,22 @@ from __future__ import annotations
 import io
 import json
 import re
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
+import polars as pl
 import pytest
 
+from pipeline.emulator import EmulatorConfig, EmulatorThread, Faults
 from pipeline.manifest.identity import legacy_slug, slug
-from tests.harness import REPO, check_books, cli_env, ledger, run_args, run_cli, write_manifest
+from pipeline.review.decide import make_verdict
+from pipeline.store.ledger import Ledger
+from pipeline.store.verdicts import VerdictLog, read_verdicts
+from tests.harness import REPO, TEST_KEY, check_books, cli_env, ledger, run_args, run_cli, wait_for, write_manifest
 
 BEFORE = "69f2a66"  # the last commit whose slug dropped accented letters
 # The current code, its slug set back to the old one: only where BEFORE cannot be had.
@@ -135,3 +142,65 @@ def test_reconcile_over_an_old_ledger_finds_every_row_and_adopts_nothing(emulato
     report = json.loads(found.stdout)["found"]
     assert (report["rows"], report["matched_rows"], report["books_agree"], report["adopt"]) == (4, 4, True, [])
     check_books(emu.stats(), ledger(tmp_path), in_flight_ok=False)
+
+
+def test_an_old_row_s_regeneration_left_out_by_max_credits_is_made_later_under_its_old_key(emulator_thread, tmp_path):
+    """A reviewer asks to regenerate an old ledger's accented row; a run under a --max-credits too
+    small for it archives the reviewed clip and leaves the new attempt out. The next run still
+    knows the row by its old key (only the archived version holds it now): one new paid attempt
+    under that key, next to its versions and verdicts, and no clip under the new slug."""
+    emu = emulator_thread()
+    manifest = write_manifest(tmp_path / "m.yaml", ACCENTED[:1])
+    old = _run_old(tmp_path, *run_args(manifest, tmp_path), env=cli_env(emu.base_url))
+    assert old.returncode == 0, old.stdout + old.stderr
+    [old_key] = ledger(tmp_path)["job_key"].to_list()
+    ledger_path = tmp_path / "ledger.parquet"
+    with Ledger.open(ledger_path, readonly=True) as book:
+        reviewed = book.get(old_key)
+    VerdictLog(ledger_path).append(make_verdict(reviewed, old_key, "regenerate", reviewer="ann",
+                                                decisions=read_verdicts(ledger_path)))
+
+    capped = run_cli(*run_args(manifest, tmp_path, "--max-credits", "5"), env=_new_env(emu.base_url), cwd=tmp_path)
+    assert capped.returncode == 3, capped.stdout + capped.stderr  # left out, for the next run
+    assert len(emu.stats()["jobs"]) == 1
+    again = run_cli(*run_args(manifest, tmp_path), env=_new_env(emu.base_url), cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = ledger(tmp_path)
+    assert sorted(rows["job_key"]) == [old_key, f"{old_key}@{reviewed['request_hash'][:8]}"]  # no new-slug key
+    current = rows.filter(pl.col("job_key") == old_key).row(0, named=True)
+    assert current["attempts"] == 2 and current["status"] == "DOWNLOADED"
+    stats = emu.stats()
+    assert len(stats["jobs"]) == 2  # the old clip and its one regeneration
+    check_books(stats, rows, in_flight_ok=False)
+    again = run_cli(*run_args(manifest, tmp_path), env=_new_env(emu.base_url), cwd=tmp_path)
+    assert again.returncode == 0 and len(emu.stats()["jobs"]) == 2, again.stdout + again.stderr  # made once
+
+
+def test_an_old_run_killed_mid_batch_is_finished_by_today_s_code_under_the_old_keys(tmp_path):
+    """The old code is SIGKILLed while its accented rows' submits are in the air (answers dropped
+    after the job was made): intents under old keys, some only in the journal. Today's code
+    resumes each under its old key and Idempotency-Key: no second job, no row under a new slug."""
+    rows = [{"prompt": f"Crème brûlée n° {n}, à la française", "duration": 6} for n in range(16)]
+    manifest = write_manifest(tmp_path / "m.yaml", rows)
+    old = _old_code(tmp_path, BEFORE)
+    if old is None:
+        pytest.skip(f"the repository lacks {BEFORE}: the old code cannot be run")
+    config = EmulatorConfig(api_key=TEST_KEY, credits=100_000, time_scale=0.1, rpm=0,
+                            faults=Faults(seed=5, drop_after_create=0.5))
+    with EmulatorThread(config) as emu:
+        args = run_args(manifest, tmp_path, "--checkpoint-every", "30")
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env={**cli_env(emu.base_url), "PYTHONPATH": str(old)})
+        assert wait_for(lambda: len(emu.stats()["jobs"]) >= 4, timeout=60)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        time.sleep(0.3)
+        legacy = {legacy_slug(row["prompt"]) for row in rows}
+        assert all(slug(row["prompt"]) not in legacy for row in rows)  # every key would change
+        done = run_cli(*run_args(manifest, tmp_path), env=_new_env(emu.base_url), cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        stats = emu.stats()
+    after = ledger(tmp_path)
+    assert {key.rsplit("-", 1)[0] for key in after["job_key"]} == legacy and after.height == len(rows)
+    assert len(stats["jobs"]) == len(rows)  # one job per row: every cut-off submit was settled, not made again
+    check_books(stats, after, in_flight_ok=False)
