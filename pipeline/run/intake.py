@@ -22,7 +22,7 @@ def load_plan(runner: Run) -> None:
     # An edited row's old version may hold a paid job not yet downloaded: followed like any row.
     plan.follow(versions_to_follow(ledger.rows(archived)))
     wanted = plan.to_run(longest_first=runner.options.max_credits is None)
-    runner.events.planned(wanted.height, plan.credits_to_spend)
+    runner.events.planned(wanted.height, plan.credits_to_spend + _charge_to_come(wanted))
     resumed: list[Work] = []
     for record in wanted.iter_rows(named=True):
         work = Work(record["job_key"], {name: record[name] for name in ROW_FIELDS},
@@ -35,6 +35,15 @@ def load_plan(runner: Run) -> None:
     # They may already exist: settled first, in plan order, as Plan.submit_order has them (the
     # order --max-credits fills the budget in).
     runner.submitter.queue.extendleft((work, True) for work in reversed(resumed))
+
+
+def _charge_to_come(wanted: pl.DataFrame) -> int:
+    """The charge the jobs this run follows may still bring: an earlier run paid for them, yet an
+    API that reports creditCost only once a job completes charges them in this run's figures (the
+    progress showed "credits 160/50" under --max-credits 50). A job whose cost is recorded brings none."""
+    following = wanted.filter(pl.col("action") == TRACK)
+    recorded = (pl.col("ledger_credits_charged").fill_null(0) - pl.col("ledger_credits_prior").fill_null(0))
+    return int(following.select(pl.when(recorded > 0).then(0).otherwise(pl.col("credits_estimated")).sum()).item() or 0)
 
 
 def _hand_out(runner: Run, work: Work, record: dict) -> None:

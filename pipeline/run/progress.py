@@ -36,7 +36,7 @@ class Counters:
     downloaded: int = 0
     failed: int = 0
     credits_charged: int = 0
-    credits_planned: int = 0  # what the plan expects this run's attempts to cost
+    credits_planned: int = 0  # what the plan expects this run's attempts (and followed jobs not yet charged) to cost
     left_out: int = 0  # rows --max-credits left unsent: no longer this run's work
     first_download_at: float | None = None  # monotonic time of the first download: the downloads' pace
 

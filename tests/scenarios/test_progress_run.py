@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 
 from pipeline.emulator import Faults
-from tests.harness import cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, write_manifest
+from tests.harness import cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, start_cli, wait_for, write_manifest
 
 LINE = re.compile(r"^progress: (\d+)/(\d+) done \((\d+)%\), (\d+) failed, (\d+) in flight, credits (\d+)/(\d+)"
                   r"(?:, ETA (unknown|any moment|\d+s|\d+m\d\ds))?$")
@@ -67,3 +68,29 @@ def test_piped_progress_has_a_total_an_eta_and_ends_on_the_summary(emulator_thre
     stats, book = emu.stats(), ledger(tmp_path)
     assert book["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"]
     assert all(len(jobs) == 1 for jobs in jobs_per_key(stats).values()) and len(stats["jobs"]) == book.height == 14
+
+
+def test_jobs_a_killed_run_left_uncharged_count_in_the_credits_against_the_plan(emulator_thread, tmp_path):
+    # A run killed after its submits, before it read what they cost: the next run follows those
+    # jobs, and their charge lands in its figures, so they belong in its plan ("credits 50/0" else).
+    emu = emulator_thread(time_scale=0.05)  # 1.5-7.5 s generations
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(3))
+    env = cli_env(emu.base_url)
+    first = start_cli(*run_args(manifest, tmp_path, "--poll-interval", "60"), env=env, cwd=tmp_path)
+    try:
+        journal = tmp_path / "ledger.journal.jsonl"  # each job id durably recorded, none read since
+        assert wait_for(lambda: journal.exists() and journal.read_text().count('"job_id":"') >= 3, timeout=60)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    planned = run_cli("plan", str(manifest), "--ledger", str(tmp_path / "ledger.parquet"), env=env, cwd=tmp_path)
+    tracked = [line for line in planned.stdout.splitlines() if line.endswith(" track")]
+    assert len(tracked) == 3, planned.stdout  # the three jobs, followed, not submitted again
+    again = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    stats, book = emu.stats(), ledger(tmp_path)
+    charged = stats["credits"]["charged"]
+    last = progress_lines(again.stdout)[-1]
+    assert last.group(0) == f"progress: 3/3 done (100%), 0 failed, 0 in flight, credits {charged}/{charged}"
+    assert len(stats["jobs"]) == book.height == 3 and all(len(jobs) == 1 for jobs in jobs_per_key(stats).values())
+    assert book["credits_charged"].sum() == charged - stats["credits"]["refunded"] == int(book["credits_estimated"].sum())
