@@ -365,13 +365,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _error(summary.error)
         _next_step(next_step.after_plan(args.argv, summary.exit_code))
         return summary.exit_code
+    key_missing = not args.emulate and not load_api_config().api_key
     if summary.balance is not None:
         print(console.format_balance(summary.balance, plan.credits_to_spend))
     elif not args.emulate:
-        why = "GET /v2/me did not say; see the account's dashboard" if load_api_config().api_key \
-            else "no APIFRAME_API_KEY set: the key is checked once it is"
+        why = "no APIFRAME_API_KEY set: the key is checked once it is" if key_missing \
+            else "GET /v2/me did not say; see the account's dashboard"
         print(f"  balance: unknown ({why})")
-    _next_step(next_step.after_plan(args.argv, summary.exit_code))
+    _next_step(next_step.after_plan(args.argv, summary.exit_code, key_missing=key_missing))
     return summary.exit_code
 
 
