@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import difflib
 import functools
 import getpass
 import json
@@ -445,6 +446,19 @@ def _after_run(args: argparse.Namespace, summary) -> list[str]:
                                ledger=summary.paths.get("ledger"), emulated=args.emulate)
 
 
+def _unknown_command(argv: list[str], commands: list[str]) -> int:
+    """A typo'd command word (`videobatch reveiw`): the command it looks like, as the one next
+    command, instead of argparse's usage block."""
+    close = difflib.get_close_matches(argv[0], commands, n=1, cutoff=0.6)
+    if close:
+        _error(f"no command {argv[0]!r}; did you mean {close[0]!r}?")
+        _next_step([f"next: {next_step.command_line(argv, command=close[0])}"])
+    else:
+        _error(f"no command {argv[0]!r}; the commands are {', '.join(commands)}")
+        _next_step(["next: videobatch   (alone: what each command does)"])
+    return EXIT_BAD_INPUT
+
+
 def _next_step(lines: list[str]) -> None:
     """On standard output, after the text or the one error line (standard error stays that one line)."""
     for line in lines:
@@ -588,6 +602,9 @@ def _command(argv: list[str], interrupts: Interrupts | None) -> int:
         # did nothing it was asked to, so a script whose command word went missing fails.
         parser.print_help()
         return EXIT_BAD_INPUT
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if not argv[0].startswith("-") and argv[0] not in commands:
+        return _unknown_command(argv, sorted(commands))
     args = parser.parse_args(argv)
     args.argv = argv  # the next command a run or plan suggests is built from the user's own
     if args.command == "emulator":
