@@ -551,6 +551,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if done.outside:  # approved in earlier runs that this --run leaves out: said, never silently skipped
         print(f"  {done.outside} more approved in other runs, left out by --run {args.run}: add --run all "
               f"to export them too: {next_step.command_line(args.argv, drop_option='--run', add=('--run', 'all'))}")
+    if not done.clips and not done.outside:  # an empty export is no result: the review comes first
+        review = next_step.command_line(args.argv, command="review", drop_option="--approved")
+        print(f"next: {review}   (no clip is approved yet: approve them there, then export again)")
     if done.missing:
         print(f"  {len(done.missing)} approved clips have no file on disk (run the batch again to download them): "
               + ", ".join(done.missing[:20]))
