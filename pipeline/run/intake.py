@@ -22,7 +22,7 @@ def load_plan(runner: Run) -> None:
     # An edited row's old version may hold a paid job not yet downloaded: followed like any row.
     plan.follow(versions_to_follow(ledger.rows(archived)))
     wanted = plan.to_run(longest_first=runner.options.max_credits is None)
-    runner.events.planned(wanted.height, plan.credits_to_spend)
+    runner.events.planned(wanted.height, plan.credits_to_spend + _charges_to_come(wanted))
     resumed: list[Work] = []
     for record in wanted.iter_rows(named=True):
         work = Work(record["job_key"], {name: record[name] for name in ROW_FIELDS},
@@ -35,6 +35,15 @@ def load_plan(runner: Run) -> None:
     # They may already exist: settled first, in plan order, as Plan.submit_order has them (the
     # order --max-credits fills the budget in).
     runner.submitter.queue.extendleft((work, True) for work in reversed(resumed))
+
+
+def _charges_to_come(wanted: pl.DataFrame) -> int:
+    """The list price of the jobs an earlier run started that this one follows and the API has
+    not charged yet: their charges land in this run, so its plan counts them (a run resumed after
+    Ctrl-C showed `credits 35/0`)."""
+    uncharged = pl.col("ledger_credits_charged").fill_null(0) <= pl.col("ledger_credits_prior").fill_null(0)
+    tracked = wanted.filter((pl.col("action") == TRACK) & uncharged)
+    return int(tracked["credits_estimated"].sum() or 0)
 
 
 def _hand_out(runner: Run, work: Work, record: dict) -> None:

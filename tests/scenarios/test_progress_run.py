@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 
 from pipeline.emulator import Faults
-from tests.harness import cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, write_manifest
+from tests.harness import (cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, start_cli, wait_for,
+                           write_manifest)
 
 LINE = re.compile(r"^progress: (\d+)/(\d+) done \((\d+)%\), (\d+) failed, (\d+) in flight, credits (\d+)/(\d+)"
                   r"(?:, ETA (unknown|any moment|\d+s|\d+m\d\ds))?$")
@@ -67,3 +69,25 @@ def test_piped_progress_has_a_total_an_eta_and_ends_on_the_summary(emulator_thre
     stats, book = emu.stats(), ledger(tmp_path)
     assert book["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"]
     assert all(len(jobs) == 1 for jobs in jobs_per_key(stats).values()) and len(stats["jobs"]) == book.height == 14
+
+
+def test_a_run_resumed_after_ctrl_c_counts_the_jobs_it_follows_in_its_plan(emulator_thread, tmp_path):
+    # Ctrl-C once the jobs are submitted, before any is read back: their charges land in the next
+    # run, which follows them, and its plan counts them (it read `credits 30/0`).
+    emu = emulator_thread(time_scale=0.1)  # generations of 3-15 s: none finishes before the stop
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(3))
+    env = cli_env(emu.base_url)
+    first = start_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert wait_for(lambda: len(emu.stats()["jobs"]) == 3, timeout=30)
+    first.send_signal(signal.SIGINT)
+    stopped = first.communicate(timeout=30)[0]
+    assert first.returncode == 3, stopped
+    again = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    charged = json.loads(run_cli("status", "--json", "--ledger", str(tmp_path / "ledger.parquet"),
+                                 env=env, cwd=tmp_path).stdout)["credits"]["charged"]
+    last = progress_lines(again.stdout)[-1]
+    assert int(last[6]) == int(last[7]) == charged > 0, last.group(0)  # every charge landed in this run
+    stats, book = emu.stats(), ledger(tmp_path)
+    assert book["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"] == charged
+    assert all(len(jobs) == 1 for jobs in jobs_per_key(stats).values()) and len(stats["jobs"]) == book.height == 3
