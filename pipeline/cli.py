@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import difflib
 import functools
 import getpass
 import json
@@ -365,13 +366,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _error(summary.error)
         _next_step(next_step.after_plan(args.argv, summary.exit_code))
         return summary.exit_code
+    key_missing = not args.emulate and not load_api_config().api_key
     if summary.balance is not None:
         print(console.format_balance(summary.balance, plan.credits_to_spend))
     elif not args.emulate:
-        why = "GET /v2/me did not say; see the account's dashboard" if load_api_config().api_key \
-            else "no APIFRAME_API_KEY set: the key is checked once it is"
+        why = "no APIFRAME_API_KEY set: the key is checked once it is" if key_missing \
+            else "GET /v2/me did not say; see the account's dashboard"
         print(f"  balance: unknown ({why})")
-    _next_step(next_step.after_plan(args.argv, summary.exit_code))
+    _next_step(next_step.after_plan(args.argv, summary.exit_code, key_missing=key_missing))
     return summary.exit_code
 
 
@@ -443,6 +445,19 @@ def _after_run(args: argparse.Namespace, summary) -> list[str]:
     return next_step.after_run(args.argv, summary.exit_code, failed=failed, rejected=len(summary.failed) - failed,
                                ledger=summary.paths.get("ledger"), emulated=args.emulate,
                                budget_left=summary.budget_left)
+
+
+def _unknown_command(argv: list[str], commands: list[str]) -> int:
+    """A typo'd command word (`videobatch reveiw`): the command it looks like, as the one next
+    command, instead of argparse's usage block."""
+    close = difflib.get_close_matches(argv[0], commands, n=1, cutoff=0.6)
+    if close:
+        _error(f"no command {argv[0]!r}; did you mean {close[0]!r}?")
+        _next_step([f"next: {next_step.command_line(argv, command=close[0])}"])
+    else:
+        _error(f"no command {argv[0]!r}; the commands are {', '.join(commands)}")
+        _next_step(["next: videobatch   (alone: what each command does)"])
+    return EXIT_BAD_INPUT
 
 
 def _next_step(lines: list[str]) -> None:
@@ -537,6 +552,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if done.outside:  # approved in earlier runs that this --run leaves out: said, never silently skipped
         print(f"  {done.outside} more approved in other runs, left out by --run {args.run}: add --run all "
               f"to export them too: {next_step.command_line(args.argv, drop_option='--run', add=('--run', 'all'))}")
+    if not done.clips and not done.outside:  # an empty export is no result: the review comes first
+        review = next_step.command_line(args.argv, command="review", drop_option="--approved")
+        print(f"next: {review}   (no clip is approved yet: approve them there, then export again)")
     if done.missing:
         print(f"  {len(done.missing)} approved clips have no file on disk (run the batch again to download them): "
               + ", ".join(done.missing[:20]))
@@ -588,6 +606,9 @@ def _command(argv: list[str], interrupts: Interrupts | None) -> int:
         # did nothing it was asked to, so a script whose command word went missing fails.
         parser.print_help()
         return EXIT_BAD_INPUT
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if not argv[0].startswith("-") and argv[0] not in commands:
+        return _unknown_command(argv, sorted(commands))
     args = parser.parse_args(argv)
     args.argv = argv  # the next command a run or plan suggests is built from the user's own
     if args.command == "emulator":

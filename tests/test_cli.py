@@ -91,7 +91,6 @@ def _reached_the_run(tmp_path, done: subprocess.CompletedProcess) -> None:
 # A wrong command line, and what its one error line says. The first few go through the real entry
 # point; the rest through the same parser in this process (the entry point adds nothing to them).
 THROUGH_THE_ENTRY_POINT = [
-    (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
     (["run", "m.yaml", "--bogus"], "unrecognized arguments: --bogus"),
     (["run", "m.yaml", "--rpm", "-1"], "argument --rpm: must be 0 or more, got -1"),
     (["review", "--port", "http"], "argument --port: invalid _non_negative_int value: 'http'"),
@@ -100,6 +99,7 @@ THROUGH_THE_ENTRY_POINT = [
 IN_PROCESS = [
     ([], "the following arguments are required: command"),
     (["plan"], "the following arguments are required: manifest"),
+    (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),  # the entry point names the near one
     (["run", "m.yaml", "--concurrency", "0"], "argument --concurrency: must be a positive whole number, got 0"),
     (["run", "m.yaml", "--job-timeout", "soon"], "argument --job-timeout: must be a number of seconds, got 'soon'"),
     (["run", "m.yaml", "--job-timeout", "0"], "argument --job-timeout: must be more than 0 seconds, got 0"),
@@ -151,6 +151,17 @@ def test_a_bare_videobatch_prints_the_commands_and_exits_2(tmp_path):
     for command in [*COMMANDS, "emulator"]:
         assert re.search(rf"^    {command}\s", done.stdout, re.M), command
     assert done.stdout.rstrip().endswith("`videobatch COMMAND --help` lists a command's options.")
+    assert list(tmp_path.iterdir()) == []  # nothing ran
+
+
+def test_a_typod_command_names_the_one_it_looks_like_as_the_next_command(tmp_path):
+    done = _cli(tmp_path, "reveiw", "--emulate")
+    assert done.returncode == EXIT_BAD_INPUT
+    assert done.stderr == "videobatch: no command 'reveiw'; did you mean 'review'?\n"
+    assert done.stdout == "next: videobatch review --emulate\n"  # the user's own words, the command corrected
+    unknown = _cli(tmp_path, "frobnicate")
+    assert unknown.returncode == EXIT_BAD_INPUT and "the commands are emulator, export, plan" in unknown.stderr
+    assert unknown.stdout.startswith("next: videobatch ")
     assert list(tmp_path.iterdir()) == []  # nothing ran
 
 

@@ -87,10 +87,14 @@ def after_run(argv: list[str], exit_code: int, *, failed: int, rejected: int, le
     return _again(exit_code, same)
 
 
-def after_plan(argv: list[str], exit_code: int) -> list[str]:
-    """The last line of `plan`: the run it priced (the same flags; --all only lists), or what to fix."""
+def after_plan(argv: list[str], exit_code: int, *, key_missing: bool = False) -> list[str]:
+    """The last line of `plan`: the run it priced (the same flags; --all only lists), or what to fix.
+    `key_missing`: no APIFRAME_API_KEY, so that run would refuse to start until one is set."""
     if exit_code == EXIT_OK:
-        return [f"next: {command_line(argv, command='run', drop=('--all',))}"]
+        run = command_line(argv, command="run", drop=("--all",))
+        if key_missing:
+            return [f"next: put your key in .env (echo 'APIFRAME_API_KEY=...' >> .env), then: {run}"]
+        return [f"next: {run}"]
     return _again(exit_code, command_line(argv))
 
 

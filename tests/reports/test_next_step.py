@@ -47,6 +47,12 @@ def test_a_plan_that_priced_its_rows_gives_the_run_it_priced():
     assert after_plan(["plan", "m.yaml"], 4)[0].endswith("then the same command again: videobatch plan m.yaml")
 
 
+def test_a_plan_without_a_key_says_to_set_one_before_the_run():
+    # The run it priced would refuse to start (exit 2, no key): the key comes first, in the same line.
+    assert after_plan(["plan", "m.yaml", "--all"], 0, key_missing=True) == [
+        "next: put your key in .env (echo 'APIFRAME_API_KEY=...' >> .env), then: videobatch run m.yaml"]
+
+
 @pytest.mark.parametrize("argv, options, line", [
     (["run", "m.yaml", "--retry-failed"], {"add": ("--retry-failed",)}, "videobatch run m.yaml --retry-failed"),
     (["run", "m.yaml", "--notify", "https://hooks.slack.com/services/T0/B0/s3cr3t"], {},

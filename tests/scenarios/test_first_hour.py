@@ -138,6 +138,11 @@ def test_export_says_how_many_approved_clips_its_run_leaves_out(emulator_thread,
     emu = emulator_thread()
     manifest = write_manifest(tmp_path / "m.yaml", prompts(2))
     assert run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path).returncode == 0
+    early = ["export", "--approved", str(tmp_path / "early"), "--ledger", str(tmp_path / "ledger.parquet")]
+    nothing = run_cli(*early, env=OFFLINE, cwd=tmp_path)  # before any review: what to do instead
+    assert nothing.returncode == 0 and nothing.stdout.startswith("exported 0 approved clips"), nothing.stdout
+    assert nothing.stdout.splitlines()[-1] == (f"next: videobatch review --ledger {tmp_path / 'ledger.parquet'}   "
+                                               "(no clip is approved yet: approve them there, then export again)")
     server = Review(tmp_path)
     try:
         csrf = server.csrf()
@@ -158,7 +163,7 @@ def test_export_says_how_many_approved_clips_its_run_leaves_out(emulator_thread,
                                                  "--run all to export them too: videobatch export "), done.stdout
     everything = run_cli(*shlex.split(hint[0].rsplit(": ", 1)[1])[1:], env=OFFLINE, cwd=tmp_path)
     assert everything.returncode == 0 and everything.stdout.startswith("exported 2 approved clips to "), everything.stdout
-    assert "more approved" not in everything.stdout
+    assert "more approved" not in everything.stdout and "next:" not in everything.stdout
     assert len(list((tmp_path / "dest").glob("*.mp4"))) == 2
 
 

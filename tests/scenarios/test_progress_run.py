@@ -14,7 +14,8 @@ import re
 import signal
 
 from pipeline.emulator import Faults
-from tests.harness import cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, start_cli, wait_for, write_manifest
+from tests.harness import (cli_env, jobs_per_key, ledger, prompts, run_args, run_cli, start_cli, wait_for,
+                           write_manifest)
 
 LINE = re.compile(r"^progress: (\d+)/(\d+) done \((\d+)%\), (\d+) failed, (\d+) in flight, credits (\d+)/(\d+)"
                   r"(?:, ETA (unknown|any moment|\d+s|\d+m\d\ds))?$")

@@ -165,6 +165,17 @@ def test_no_key_refuses_and_points_to_emulate(tmp_path):
     assert not (tmp_path / "ledger.parquet").exists()
 
 
+def test_plan_without_a_key_says_to_set_it_before_the_run_it_prices(tmp_path):
+    # The run `plan` priced refuses to start without a key: its next step puts the key first.
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(1))
+    done = run_cli("plan", str(manifest), env=cli_env("http://127.0.0.1:9", key=None), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "balance: unknown (no APIFRAME_API_KEY set" in done.stdout
+    assert done.stdout.splitlines()[-1] == ("next: put your key in .env (echo 'APIFRAME_API_KEY=...' >> .env), "
+                                            f"then: videobatch run {manifest}")
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_emulate_keeps_its_own_ledger(tmp_path):
     manifest = write_manifest(tmp_path / "m.yaml", prompts(3))
     env = cli_env("http://127.0.0.1:9", key=None)
