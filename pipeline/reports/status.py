@@ -102,7 +102,8 @@ def _by_status(counts: dict[str, int]) -> str:
 
 def format_status(summary: dict[str, Any]) -> str:
     lines = [f"rows: {summary['rows']}", _by_status(summary["rows_by_status"]) if summary["rows"]
-             else "  (the ledger is empty)" if not summary["jobs"] else "  (none: only earlier versions)"]
+             else "  (the ledger is empty: nothing was made in it yet; next: videobatch run MANIFEST)"
+             if not summary["jobs"] else "  (none: only earlier versions)"]
     if summary["versions"]:
         lines.append(f"earlier versions of edited rows, kept with their videos: {summary['versions']}")
         lines.append(_by_status(summary["versions_by_status"]))

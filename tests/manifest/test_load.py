@@ -66,7 +66,7 @@ def test_yaml_with_defaults_counts_and_metadata():
     assert len(koi["reference_images"]) == 2 and all(Path(p).is_absolute() for p in koi["reference_images"])
     boat = rows.filter(pl.col("job_key") == "paper-boat").row(0, named=True)
     assert (boat["duration"], boat["credits_estimated"]) == (10, 15)
-    assert '"reviewer": "ana"' in boat["metadata"] and '"campaign": "spring-launch"' in boat["metadata"]
+    assert '"owner": "ana"' in boat["metadata"] and '"campaign": "spring-launch"' in boat["metadata"]
 
 
 def test_csv_and_bare_list_and_bom(tmp_path):

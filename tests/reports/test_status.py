@@ -86,6 +86,20 @@ def test_status_without_a_ledger_says_so_and_fails(tmp_path):
         assert "run a batch first (videobatch run MANIFEST" in done.stderr  # the one next command
 
 
+def test_status_of_a_ledger_nothing_was_made_in_gives_the_next_command(tmp_path):
+    # A first run that never reached the API (exit 4) leaves an empty ledger and its runs row.
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("jobs:\n  - prompt: a heron at dawn\n")
+    first = run_cli("run", str(manifest), "--ledger", str(tmp_path / "ledger.parquet"), "--out", str(tmp_path / "out"),
+                    env=cli_env("http://127.0.0.1:9"), cwd=tmp_path)
+    assert first.returncode == 4, first.stdout + first.stderr
+    done = status(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:2] == [
+        "rows: 0", "  (the ledger is empty: nothing was made in it yet; next: videobatch run MANIFEST)"]
+    assert "with exit code 4" in done.stdout  # the last run, as the runs table has it
+
+
 def read_log(path: Path) -> list[dict]:
     lines = path.read_text(encoding="utf-8").splitlines()
     events = [json.loads(line) for line in lines]  # every line must be one JSON object
