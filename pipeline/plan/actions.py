@@ -304,7 +304,14 @@ def make_plan(manifest_rows: pl.DataFrame, ledger, *, retry_failed: bool, manife
     `plan`), unless `take_over` hands those rows to this manifest. A row keeps the key the ledger
     knows it by (`keep_ledger_keys`).
     """
-    manifest_rows = keep_ledger_keys(manifest_rows, ledger)
+    return plan_kept_keys(keep_ledger_keys(manifest_rows, ledger), ledger, retry_failed=retry_failed,
+                          manifest=manifest, take_over=take_over)
+
+
+def plan_kept_keys(manifest_rows: pl.DataFrame, ledger, *, retry_failed: bool, manifest: Path,
+                   take_over: bool = False) -> Plan:
+    """make_plan for rows already under the keys the ledger knows them by (make_reviewed_plan keeps
+    them before it matches verdicts: a second pass would scan the ledger's keys again for nothing)."""
     mine, everything = _ledger_reads(ledger, manifest_rows["job_key"])
     # Earlier versions of edited rows (`<key>@<hash>`): one scan serves the disk check and the follow.
     archived = everything.filter(is_archived_col()).collect()

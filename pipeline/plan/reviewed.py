@@ -22,7 +22,7 @@ import polars as pl
 
 from pipeline.store.archive import base_key_col
 from pipeline.store.verdicts import Verdict, edits, latest
-from pipeline.plan.actions import REGENERATE, RESUME, TRACK, Plan, count_actions, keep_ledger_keys, make_plan
+from pipeline.plan.actions import REGENERATE, RESUME, TRACK, Plan, count_actions, keep_ledger_keys, plan_kept_keys
 
 # A row's `from_review`: the action's own word ("regenerate"), FROM_EDIT, or both.
 FROM_EDIT = "edited prompt"
@@ -47,7 +47,7 @@ def make_reviewed_plan(manifest_rows: pl.DataFrame, ledger, verdicts: pl.DataFra
         ).drop("edit_prompt", "edit_hash", "edit_source")
     else:
         rows = rows.with_columns(review_edit=pl.lit(False))
-    plan = make_plan(rows, ledger, retry_failed=retry_failed, manifest=manifest, take_over=take_over)
+    plan = plan_kept_keys(rows, ledger, retry_failed=retry_failed, manifest=manifest, take_over=take_over)
 
     pending = pending_regenerations(ledger, verdicts)
     out = plan.rows.join(pending, on="job_key", how="left", maintain_order="left")
