@@ -242,12 +242,10 @@ async def settle_account(client: ApiClient, ledger: Ledger, ledger_path: Path | 
         return None, None  # nothing to follow or pay for: a no-op rerun sends no request at all
     account = None
     try:  # the run's first request: with nothing in flight, an API not there at all fails fast
-        account = account_of(await client.me(first_contact=not in_flight))
-    except AuthError as exc:
+        account = account_of(await (client.me() if in_flight else first_contact(client)))
+    except AuthError as exc:  # in flight: first_contact words its own
         raise key_refused(exc) from None
-    except (ApiError, OSError) as exc:
-        if isinstance(exc, TransientError) and not exc.reached and not in_flight:
-            raise unreachable(client.base_url, exc) from None
+    except (ApiError, OSError) as exc:  # an API reached but failing (NoContact is neither): the run goes on
         log.event("account_unknown", reason=redact(str(exc)))
     if ledger_path is None:
         return account, None
