@@ -51,7 +51,7 @@ class Module:
     def room(self) -> str:
         if self.name in ENTRY_POINTS:
             return "entry"
-        if self.name in SHARED:
+        if self.name in SHARED or self.name.startswith("pipeline.models."):  # the model table's package
             return "shared"
         return self.name.split(".")[1]
 

@@ -22,11 +22,11 @@ import json
 import operator
 from typing import Any
 
-from pipeline.manifest.identity import json_text, request_hash, request_parts
+from pipeline.manifest.identity import json_text, params_text, request_hash, request_parts
 from pipeline.manifest.rules import ID_PATTERN, KNOWN_FIELDS, Checker, metadata_too_big
 from pipeline.models import MODELS
 
-_REQUEST_FIELDS = ("duration", "aspect_ratio", "reference_images", "model", "count")  # known, but prompt, id
+_REQUEST_FIELDS = ("duration", "aspect_ratio", "reference_images", "model", "count", "params", "matrix")  # known, but prompt, id
 _MEMO_LIMIT = 10_000  # request shapes (and metadata texts) remembered per manifest: bounded memory
 _MISSING = object()
 
@@ -55,7 +55,7 @@ class Template:
     """
 
     __slots__ = ("index", "head", "tail", "min_chars", "max_chars", "count", "model", "duration",
-                 "aspect_ratio", "ref_ids")
+                 "aspect_ratio", "ref_ids", "param_ids")
 
 
 class Rows:
@@ -74,7 +74,8 @@ class Rows:
         self.durations: list[int] = []
         self.aspect_ratios: list[str] = []
         self.references: list[list[str]] = []
-        self.credits: list[int] = []
+        self.credits: list[int | None] = []
+        self.params: list[str | None] = []  # the params column: as sent, local files by path
         self.defaults_extra = [(name, value) for name, value in defaults.items() if name not in KNOWN_FIELDS]
         self.header = header
         if header is not None:
@@ -100,14 +101,17 @@ class Rows:
         self.aspect_ratios.append(row["aspect_ratio"])
         self.references.append(row["reference_images"])
         self.credits.append(row["credits"])
+        self.params.append(params_text(row["params"]))
         model = MODELS[row["model"]]
         template.min_chars, template.max_chars = model.prompt_min_chars, model.prompt_max_chars
         template.count, template.model, template.duration = row["count"], row["model"], row["duration"]
         template.aspect_ratio, template.ref_ids = row["aspect_ratio"], row["ref_ids"]
-        head, tail = request_parts(row["model"], row["duration"], row["aspect_ratio"], row["ref_ids"])
+        template.param_ids = row["param_ids"]
+        head, tail = request_parts(row["model"], row["duration"], row["aspect_ratio"], row["ref_ids"],
+                                   row["param_ids"])
         fast = hashlib.sha256(f"{head}{json_text(row['prompt'])}{tail}1}}".encode()).hexdigest()
         if fast != request_hash(row["model"], row["prompt"], row["duration"], row["aspect_ratio"],
-                                row["ref_ids"], 1):
+                                row["ref_ids"], 1, row["param_ids"]):
             head = None  # never expected; if it happens, request_hash decides every key
         template.head, template.tail = head, tail
         if key is not None and len(self.templates) < _MEMO_LIMIT:

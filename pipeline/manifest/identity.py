@@ -3,9 +3,11 @@
 `job_key` is the row's `id` (variation n >= 2 gets `-v{n}`), else a slug of the prompt (accents
 transliterated: "Un café à Paris" -> `un-cafe-a-paris`) plus 12 hex digits of `request_hash`, the
 sha256 of the normalized request (model, stripped prompt, duration and aspect ratio after
-defaults, reference images with local files named by their content's sha256, and the variation
-number). So an edited prompt is a new job, while reordering or adding
-rows, or moving the project folder, changes no key.
+defaults, reference images with local files named by their content's sha256, the model's other
+params as written, local files named the same way, and the variation number). So an edited
+prompt, another model or another parameter is a new job, while reordering or adding rows, or
+moving the project folder, changes no key. A row with no params hashes without the `params` key
+at all: every key made before models had params stays what it was.
 
 Ledgers made before the slug transliterated hold `legacy_slug` keys (`un-caf-paris-...`) for rows
 with accented prompts: the plan keeps such a row's old key (plan/actions.py, `keep_ledger_keys`),
@@ -18,34 +20,45 @@ import hashlib
 import json
 import re
 import unicodedata
+from typing import Any
 from json.encoder import encode_basestring as json_text  # json.dumps(ensure_ascii=False)'s own
 
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
 
 
-def request_hash(model: str, prompt: str, duration: int, aspect_ratio: str, ref_ids: list[str],
-                 variation: int) -> str:
+def request_hash(model: str, prompt: str, duration: int | None, aspect_ratio: str | None, ref_ids: list[str],
+                 variation: int, params: dict[str, Any] | None = None) -> str:
     """The definition of a request's identity. Job keys come from it: never change its output.
 
     The fast path (fast.py) builds the same canonical text in pieces (`request_parts`) to save a
     json.dumps per row, and checks those pieces against this function once per distinct request
     shape; if they ever disagree, it uses this function.
     """
-    canonical = json.dumps(
-        {"model": model, "prompt": prompt, "duration": duration, "aspect_ratio": aspect_ratio,
-         "reference_images": ref_ids, "variation": variation},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    request = {"model": model, "prompt": prompt, "duration": duration, "aspect_ratio": aspect_ratio,
+               "reference_images": ref_ids, "variation": variation}
+    if params:
+        request["params"] = params
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def request_parts(model: str, duration: int, aspect_ratio: str, ref_ids: list[str]) -> tuple[str, str]:
+def params_text(params: dict[str, Any] | None) -> str | None:
+    """The params as request_hash writes them (keys sorted, no spaces): the ledger's `params`
+    column and the fast path's piece of the canonical text; None for no params."""
+    return json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False) if params else None
+
+
+def request_parts(model: str, duration: int | None, aspect_ratio: str | None, ref_ids: list[str],
+                  params: dict[str, Any] | None = None) -> tuple[str, str]:
     """request_hash's canonical JSON around the prompt: head + json(prompt) + tail + variation + "}".
 
     Keys in sorted order, no spaces, strings escaped by the encoder json.dumps(ensure_ascii=False)
     itself uses, ints as json.dumps writes them (duration is a plain int, never a bool).
     """
-    head = (f'{{"aspect_ratio":{json_text(aspect_ratio)},"duration":{int.__repr__(duration)},'
-            f'"model":{json_text(model)},"prompt":')
+    aspect = "null" if aspect_ratio is None else json_text(aspect_ratio)
+    length = "null" if duration is None else int.__repr__(duration)
+    extra = f'"params":{params_text(params)},' if params else ""
+    head = f'{{"aspect_ratio":{aspect},"duration":{length},"model":{json_text(model)},{extra}"prompt":'
     tail = ',"reference_images":[' + ",".join(map(json_text, ref_ids)) + '],"variation":'
     return head, tail
 

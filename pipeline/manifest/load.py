@@ -27,6 +27,7 @@ import polars as pl
 import yaml
 
 from pipeline.manifest.fast import Rows
+from pipeline.manifest.matrix import combinations
 from pipeline.manifest.identity import job_key_for, json_text, request_hash, slug
 from pipeline.manifest.rules import (
     KNOWN_FIELDS,
@@ -55,7 +56,7 @@ COLUMNS: dict[str, pl.DataType] = {
     "manifest": pl.String, "row": pl.Int64, "variation": pl.Int64, "job_key": pl.String,
     "request_hash": pl.String, "key_source": pl.String, "model": pl.String, "prompt": pl.String,
     "duration": pl.Int64, "aspect_ratio": pl.String, "reference_images": pl.List(pl.String),
-    "metadata": pl.String, "credits_estimated": pl.Int64,
+    "metadata": pl.String, "credits_estimated": pl.Int64, "params": pl.String,
 }
 
 
@@ -97,13 +98,15 @@ def _read_yaml(text: str, file: str) -> tuple[dict[str, Any], list[tuple[int, An
                                                  "check indentation and quoting near that line")]) from None
     defaults: Any = {}
     if isinstance(doc, dict):
-        extra = sorted(set(doc) - {"defaults", "jobs"})
+        extra = sorted(set(doc) - {"defaults", "jobs", "matrix"}, key=str)
         if extra or "jobs" not in doc:
             raise ManifestError(file, [ManifestIssue(
                 file, None, ", ".join(map(str, extra)) or "jobs",
-                "a YAML manifest is a list of jobs, or a mapping with `defaults:` and `jobs:` only",
+                "a YAML manifest is a list of jobs, or a mapping with `defaults:`, `matrix:` and `jobs:` only",
                 "put the jobs under `jobs:`")])
         defaults, jobs = doc.get("defaults") or {}, doc.get("jobs")
+        if "matrix" in doc and isinstance(defaults, dict):  # the file's matrix travels with its defaults
+            defaults = {**defaults, "matrix": doc["matrix"]}
     else:
         jobs = doc
     if not isinstance(jobs, list):
@@ -289,10 +292,10 @@ def _meant_columns(checker: Checker, header: list[str]) -> list[str]:
     return meant_header
 
 
-def _csv_job(header: list[str], cells: list[str] | str) -> dict[str, str] | str:
+def _csv_job(header: list[str], cells: list[str] | str | dict) -> dict[str, str] | str:
     """A CSV row as the job mapping the checker reads: blank cells are left out."""
-    if isinstance(cells, str):
-        return cells  # the row's width problem
+    if isinstance(cells, (str, dict)):
+        return cells  # the row's width problem, or a matrix's combination (matrix.py)
     return {name: cell for name, cell in zip(header, cells) if cell.strip() != ""}
 
 
@@ -326,12 +329,13 @@ def _load_manifest(path: Path, refs_root: Path | None) -> pl.DataFrame:
                       image_folders=(folder,) if refs_root is None else (folder, refs_root.resolve()))
     if not jobs:
         checker.issue(None, "jobs", "no jobs", "list at least one job with a prompt")
+    matrix = defaults.pop("matrix", None)
     _check_defaults(checker, defaults)
     if header is not None:
         header = _meant_columns(checker, header)
     manifest_text = str(path.resolve())
     rows = Rows(checker, defaults, header)
-    columns, template_ids = _expand(jobs, header, defaults, checker, rows)
+    columns, template_ids = _expand(combinations(jobs, header, matrix, checker), header, defaults, checker, rows)
     if checker.issues:
         raise ManifestError(file, checker.issues)
     return _frame(rows, manifest_text, columns, template_ids)
@@ -376,7 +380,7 @@ def _check_defaults(checker: Checker, defaults: dict[str, Any]) -> None:
                               f"rename it to '{close}'")
 
 
-def _expand(jobs: list[tuple[int, Any]], header: list[str] | None, defaults: dict[str, Any], checker: Checker,
+def _expand(jobs: list[tuple[int, Any, str | None, str]], header: list[str] | None, defaults: dict[str, Any], checker: Checker,
             rows: Rows) -> tuple[dict[str, list], list[int]]:
     """Every checked row as its variations' columns (job keys, request hashes...), and for each
     the template its request fields come from; a problem goes to `checker`."""
@@ -390,12 +394,13 @@ def _expand(jobs: list[tuple[int, Any]], header: list[str] | None, defaults: dic
     prompts: list[str] = []
     metadatas: list[str] = []
     template_ids: list[int] = []
-    seen_keys: dict[str, int] = {}
-    seen_requests: dict[str, int] = {}
-    for row_no, job in jobs:
+    seen_keys: dict[str, tuple[int, int | str]] = {}  # -> (entry, the row as problems name it)
+    seen_requests: dict[str, tuple[int, int | str]] = {}
+    for entry, (row_no, job, label, suffix) in enumerate(jobs):
+        where = label or row_no  # a matrix's combination is named in its problems
         hit = fast(job)
         if hit is None:
-            row = checker.check(row_no, _csv_job(header, job) if header is not None else job, defaults)
+            row = checker.check(where, _csv_job(header, job) if header is not None else job, defaults)
             if row is None:
                 continue
             template = learn(key_of(job), row)
@@ -405,22 +410,23 @@ def _expand(jobs: list[tuple[int, Any]], header: list[str] | None, defaults: dic
         head = template.head
         middle = quoted(prompt) + template.tail
         name = "" if job_id else slug(prompt)
+        job_id = job_id and job_id + suffix
         for variation in range(1, template.count + 1):
             if head is not None:
                 digest = sha256(f"{head}{middle}{variation}}}".encode()).hexdigest()
             else:
                 digest = request_hash(template.model, prompt, template.duration, template.aspect_ratio,
-                                      template.ref_ids, variation)
+                                      template.ref_ids, variation, template.param_ids)
             key = job_key_for(job_id, variation, digest, name)
-            if digest in seen_requests and seen_requests[digest] != row_no:
-                checker.issue(row_no, "prompt", f"row {seen_requests[digest]} asks for exactly the same video",
+            if digest in seen_requests and seen_requests[digest][0] != entry:
+                checker.issue(where, "prompt", f"row {seen_requests[digest][1]} asks for exactly the same video",
                               "remove one of them, or use `count:` for variations")
                 break
-            if key in seen_keys and seen_keys[key] != row_no:
-                checker.issue(row_no, "id", f"job key {key!r} is also made by row {seen_keys[key]}",
+            if key in seen_keys and seen_keys[key][0] != entry:
+                checker.issue(where, "id", f"job key {key!r} is also made by row {seen_keys[key][1]}",
                               "give each row its own id")
                 break
-            seen_keys[key] = seen_requests[digest] = row_no
+            seen_keys[key] = seen_requests[digest] = (entry, where)
             row_nos.append(row_no)
             variations.append(variation)
             job_keys.append(key)
@@ -438,9 +444,9 @@ def _frame(rows: Rows, manifest_text: str, columns: dict[str, list], template_id
     own = pl.DataFrame(columns, schema={name: COLUMNS[name] for name in columns})
     templates = pl.DataFrame(
         {"model": rows.models, "duration": rows.durations, "aspect_ratio": rows.aspect_ratios,
-         "reference_images": rows.references, "credits_estimated": rows.credits},
+         "reference_images": rows.references, "credits_estimated": rows.credits, "params": rows.params},
         schema={name: COLUMNS[name] for name in
-                ("model", "duration", "aspect_ratio", "reference_images", "credits_estimated")})
+                ("model", "duration", "aspect_ratio", "reference_images", "credits_estimated", "params")})
     picked = templates.select(pl.all().gather(pl.Series(template_ids, dtype=pl.UInt32)))
     return pl.concat([own, picked], how="horizontal").with_columns(
         manifest=pl.lit(manifest_text, dtype=pl.String)).select(list(COLUMNS))

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pipeline.models import DEFAULT_MODEL, MODELS
+from pipeline.manifest.params import check_params, check_schema
+from pipeline.models import DEFAULT_MODEL, MODELS, VideoModel
 
-KNOWN_FIELDS = ("prompt", "duration", "aspect_ratio", "reference_images", "model", "id", "count")
+KNOWN_FIELDS = ("prompt", "duration", "aspect_ratio", "reference_images", "model", "id", "count", "params",
+                "matrix")
 MAX_COUNT = 100
 MAX_IMAGE_BYTES = 25 * 1024 * 1024
 MAX_SHOWN_ISSUES = 50
@@ -103,6 +105,7 @@ class Checker:
         self.no_prompt_column = False
         self._field_sets: dict[frozenset, tuple[list[str], list[tuple[str, str]]]] = {}
         self._images: dict[str, tuple[str | None, str | None]] = {}  # path text -> (abs path, sha) or error
+        self.schema_answers: dict[tuple[str, str], list] = {}  # (model, params block) -> problems
 
     def issue(self, row: int | str | None, field: str | None, problem: str, hint: str = "") -> None:
         self.issues.append(ManifestIssue(self.file, row, field, problem, hint))
@@ -140,9 +143,12 @@ class Checker:
 
         model = self._model(row_no, merged.get("model", DEFAULT_MODEL))
         prompt = self._prompt(row_no, merged.get("prompt"), model)
-        duration = self._duration(row_no, merged.get("duration", model.default_duration), model)
-        aspect = self._aspect(row_no, merged.get("aspect_ratio", model.default_aspect_ratio), model)
-        refs, ref_ids = self._references(row_no, merged.get("reference_images"), model)
+        duration = self._duration(row_no, self._pick(row_no, "duration", job, defaults, model), model)
+        aspect = self._aspect(row_no, self._pick(row_no, "aspect_ratio", job, defaults, model), model)
+        refs, ref_ids = self._references(row_no, self._pick(row_no, "reference_images", job, defaults, model), model)
+        params, param_ids = check_params(self, row_no, job.get("params"), defaults.get("params"), model)
+        if len(self.issues) == start:  # the model's own schema, on what our rules let through
+            check_schema(self, row_no, model, duration, aspect, ref_ids, param_ids)
 
         job_id = self._job_id(row_no, job["id"]) if "id" in job else None  # an id in defaults would repeat: ignore
         count = self._count(row_no, merged.get("count", 1))
@@ -151,8 +157,22 @@ class Checker:
             return None
         return {"model": model.name, "prompt": prompt, "duration": duration, "aspect_ratio": aspect,
                 "reference_images": refs, "ref_ids": ref_ids, "id": job_id, "count": count,
-                "metadata": metadata_text,
-                "credits": model.credits_for(duration) if duration in model.credits else 0}
+                "metadata": metadata_text, "params": params, "param_ids": param_ids,
+                "credits": model.credits_for(duration) if duration in model.credits else None}
+
+    def _pick(self, row_no: int, name: str, job: dict, defaults: dict[str, Any], model: VideoModel) -> Any:
+        """A field the manifest shares with the params block: the row's value (an error if the
+        model takes no such parameter), else the default where the model takes it, else the
+        model's documented default (grok's) or None (left out of the request)."""
+        if name in job:
+            if not model.takes(name):
+                self.issue(row_no, name, f"{model.name} takes no {name}",
+                           f"remove it from this row; {model.name} takes: {', '.join(sorted(model.params))}")
+                return None
+            return job[name]
+        if name in defaults and model.takes(name):
+            return defaults[name]
+        return {"duration": model.default_duration, "aspect_ratio": model.default_aspect_ratio}.get(name)
 
     def _model(self, row_no: int, model_name: Any):
         model = MODELS.get(model_name) if isinstance(model_name, str) else None
@@ -222,22 +242,29 @@ class Checker:
         return metadata_text
 
     def _duration(self, row_no: int, value: Any, model) -> int | None:
+        if value is None:
+            return None
         if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():  # not "²"
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value not in model.durations:
             shown = f"{str(value).lower()} (a yes/no value)" if isinstance(value, bool) else repr(value)
-            self.issue(row_no, "duration", f"{shown} is not a clip length this model makes",
+            which = "this model" if model.name == DEFAULT_MODEL else model.name
+            self.issue(row_no, "duration", f"{shown} is not a clip length {which} makes",
                        f"use one of {', '.join(map(str, model.durations))} (seconds)")
             return None
         return value
 
     def _aspect(self, row_no: int, value: Any, model) -> str | None:
+        if value is None:
+            return None
         if isinstance(value, int) and not isinstance(value, bool):
             # YAML 1.1 reads an unquoted 16:9 as the base-60 number 969: map it back.
             value = f"{value // 60}:{value % 60}"
-        if not isinstance(value, str) or value.strip() not in model.aspect_ratios:
-            self.issue(row_no, "aspect_ratio", f"{value!r} is not supported",
-                       f"use one of {', '.join(model.aspect_ratios)} (in quotes in YAML)")
+        allowed = model.aspect_ratios  # None: any text (Veo's is a free string in openapi.json)
+        if not isinstance(value, str) or not value.strip() or (allowed is not None and value.strip() not in allowed):
+            which = "" if model.name == DEFAULT_MODEL else f" by {model.name}"
+            self.issue(row_no, "aspect_ratio", f"{value!r} is not supported{which}",
+                       f"use one of {', '.join(allowed or ('16:9', '9:16'))} (in quotes in YAML)")
             return None
         return value.strip()
 
@@ -258,34 +285,43 @@ class Checker:
             return [], []
         resolved, ids = [], []
         for item in items:
-            if not isinstance(item, str) or not item.strip():
-                self.issue(row_no, "reference_images", f"{item!r} is not a URL or a file path",
-                           "give an https URL or a path relative to the manifest")
-                continue
-            item = item.strip()
-            scheme = urlsplit(item).scheme.lower()
-            if scheme in ("http", "https"):
-                if not urlsplit(item).netloc:
-                    self.issue(row_no, "reference_images", f"{item!r} has no host", "give a full https URL")
-                    continue
-                resolved.append(item)
-                ids.append(item)
-            elif scheme and len(scheme) > 1:  # ftp:, file:, data:... (one letter could be a Windows drive)
-                self.issue(row_no, "reference_images", f"{scheme}: URLs are not supported ({item})",
-                           "use an http(s) URL, or a local file path that videobatch uploads for you")
-            else:
-                local = self._local_image(row_no, item)
-                if local:
-                    resolved.append(local[0])
-                    ids.append(f"sha256:{local[1]}")
+            pair = self.url_or_file(row_no, "reference_images", item)
+            if pair is not None:
+                resolved.append(pair[0])
+                ids.append(pair[1])
         return resolved, ids
 
-    def _local_image(self, row_no: int, text: str) -> tuple[str, str] | None:
+    def url_or_file(self, row_no: int, field: str, item: Any, uploadable: bool = True) -> tuple[str, str] | None:
+        """(what the request holds, what names it in the request hash): an http(s) URL as it is, a
+        local image file as its absolute path and `sha256:<hex>` of its content; None if neither."""
+        if not isinstance(item, str) or not item.strip():
+            self.issue(row_no, field, f"{item!r} is not a URL or a file path",
+                       "give an https URL or a path relative to the manifest")
+            return None
+        item = item.strip()
+        scheme = urlsplit(item).scheme.lower()
+        if scheme in ("http", "https"):
+            if not urlsplit(item).netloc:
+                self.issue(row_no, field, f"{item!r} has no host", "give a full https URL")
+                return None
+            return item, item
+        if scheme and len(scheme) > 1:  # ftp:, file:, data:... (one letter could be a Windows drive)
+            self.issue(row_no, field, f"{scheme}: URLs are not supported ({item})",
+                       "use an http(s) URL, or a local file path that videobatch uploads for you")
+            return None
+        if not uploadable:
+            self.issue(row_no, field, f"{item!r} is not an http(s) URL",
+                       "give the video or audio as an https URL (only local images are uploaded)")
+            return None
+        local = self._local_image(row_no, item, field)
+        return (local[0], f"sha256:{local[1]}") if local else None
+
+    def _local_image(self, row_no: int, text: str, field: str = "reference_images") -> tuple[str, str] | None:
         if text not in self._images:
             self._images[text] = self._inspect_image(text)
         path, digest = self._images[text]
         if digest is None:
-            self.issue(row_no, "reference_images", path, self._image_hint)
+            self.issue(row_no, field, path, self._image_hint)
             return None
         return path, digest
 

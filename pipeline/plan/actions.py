@@ -52,7 +52,7 @@ _LEDGER_COLUMNS = [
 # Manifest columns copied into the ledger with every new attempt; an archived version
 # (`<key>@<hash>`), which the manifest no longer lists, takes them back from its own ledger row.
 ROW_FIELDS = ("manifest", "row", "variation", "prompt", "duration", "aspect_ratio",
-              "reference_images", "model", "metadata", "request_hash", "credits_estimated")
+              "reference_images", "model", "metadata", "request_hash", "credits_estimated", "params")
 
 
 @dataclass

@@ -66,6 +66,14 @@ LEDGER_SCHEMA: dict[str, pl.DataType] = {
     "run_id": pl.String,  # run that last changed the row
     "first_sent_at": TIMESTAMP,  # when the current attempt's intent was journaled, just before its
     # first send: past the API's 24 h replay window its key settles nothing (see transitions.py)
+    # The model's other parameters, as the manifest wrote them (JSON, keys sorted; local files by
+    # path): null for none, as every row written before models had params.
+    "params": pl.String,
+    # What the downloaded file is, as PyAV read it: checked against the request where the model's
+    # sizes are known (grok), recorded either way.
+    "video_width": pl.Int64,
+    "video_height": pl.Int64,
+    "video_seconds": pl.Float64,
 }
 
 RUNS_SCHEMA: dict[str, pl.DataType] = {
