@@ -48,10 +48,12 @@ def _problem(model: VideoModel, path: list, error) -> Problem:
             where = extra[0]
         return Problem(where, f"{model.name} has no parameter {', '.join(map(repr, extra))}",
                        f"{model.name} takes: {_shown(sorted(model.params))}")
-    choices = _choices(schema) if len(path) == 1 else None
+    # A value of the parameter, or an item of a list of them (luma's concepts).
+    valued = schema if len(path) == 1 else schema.get("items", {}) if len(path) == 2 else {}
+    choices = _choices(valued) if valued else None
     unit = " (seconds)" if name == "duration" else ""
     if choices is not None and error.validator in ("enum", "anyOf", "minimum", "maximum", "type"):
-        ranged = "enum" not in schema and "anyOf" not in schema
+        ranged = "enum" not in valued and "anyOf" not in valued
         allowed = (f"a whole number from {choices[0]} to {choices[-1]}" if ranged else f"one of {_shown(choices)}")
         return Problem(field, f"{error.instance!r} is not a value {model.name} takes", f"use {allowed}{unit}")
     limit = error.validator_value

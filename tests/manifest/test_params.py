@@ -109,6 +109,9 @@ jobs:
     ("{prompt: a fox, model: wan-2.6, params: {audio: refs/keeper.png}}", "params.audio",
      "'refs/keeper.png' is not an http(s) URL; give the video or audio as an https URL (only local images are "
      "uploaded)"),
+    ("{prompt: a fox, model: veo-3, aspect_ratio: wide}", "aspect_ratio",  # Veo's is free text, yet W:H
+     "'wide' is not an aspect ratio veo-3 takes; write it as width:height in whole numbers, e.g. \"16:9\" (in "
+     "quotes in YAML)"),
     ("{prompt: a fox, model: midjourney-video}", "params",
      "midjourney-video: 'start_image' is a required property; add it under params"),
 ])

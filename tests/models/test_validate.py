@@ -37,6 +37,13 @@ BLOCKS = [
         ("reference_images", "4 items, veo-3 takes at most 3; adjust the list")]),
     ("happyhorse-1.0", {"seed": -1}, [
         ("params.seed", "-1 is under 0, the minimum happyhorse-1.0 takes; use a value within it")]),
+    ("luma-ray-2", {"concepts": ["zoom_in", "moonwalk"]}, [
+        ("params.concepts", "'moonwalk' is not a value luma-ray-2 takes; use one of truck_left, truck_right, pan_left, "
+                            "pan_right, pedestal_up, pedestal_down, tilt_up, tilt_down, roll_left, roll_right, "
+                            "zoom_in, zoom_out, push_in, pull_out, dolly_zoom, orbit_left, orbit_right, crane_up, "
+                            "crane_down, aerial, aerial_drone, low_angle, high_angle, eye_level, ground_level, "
+                            "over_the_shoulder, pov, selfie, handheld, static, bolt_cam, overhead, elevator_doors, "
+                            "tiny_planet")]),
     ("midjourney-video", {}, [
         ("params", "midjourney-video: 'start_image' is a required property; add it under params")]),
     ("kling-3.0-motion-control", {"image": "https://cdn.test/a.png"}, [
