@@ -50,6 +50,27 @@ def run_args(manifest: Path, tmp: Path, *more: str) -> list[str]:
             "--rpm", "0", "--poll-interval", "0.05", "--progress-interval", "0.5", *more]
 
 
+def old_code(tmp: Path, commit: str) -> Path | None:
+    """A folder holding the `pipeline` package as it was at `commit` (`git archive`d), or None
+    where the repository lacks that commit (a shallow clone): the code a user ran before a change."""
+    import io
+    import tarfile
+
+    found = subprocess.run(["git", "-C", str(REPO), "archive", commit, "pipeline"], capture_output=True)
+    if found.returncode != 0:
+        return None
+    folder = tmp / f"code-{commit}"
+    with tarfile.open(fileobj=io.BytesIO(found.stdout)) as archive:
+        archive.extractall(folder, filter="data")
+    return folder
+
+
+def run_old(code: Path, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """`videobatch ARGS` as the code in `code` (old_code) ran it."""
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], env={**env, "PYTHONPATH": str(code)},
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
 def write_manifest(path: Path, jobs: list[dict], defaults: dict | None = None) -> Path:
     import yaml
 

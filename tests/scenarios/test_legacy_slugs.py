@@ -11,13 +11,11 @@ Covers: pipeline/plan/actions.py pipeline/manifest/identity.py
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -29,7 +27,19 @@ from pipeline.manifest.identity import legacy_slug, slug
 from pipeline.review.decide import make_verdict
 from pipeline.store.ledger import Ledger
 from pipeline.store.verdicts import VerdictLog, read_verdicts
-from tests.harness import REPO, TEST_KEY, check_books, cli_env, ledger, run_args, run_cli, wait_for, write_manifest
+from tests.harness import (
+    REPO,
+    TEST_KEY,
+    check_books,
+    cli_env,
+    ledger,
+    old_code,
+    run_args,
+    run_cli,
+    run_old,
+    wait_for,
+    write_manifest,
+)
 
 BEFORE = "69f2a66"  # the last commit whose slug dropped accented letters
 # The current code, its slug set back to the old one: only where BEFORE cannot be had.
@@ -49,23 +59,14 @@ ADDED = [{"prompt": "Église de Saint-Étienne à l'aube", "duration": 6}]
 def _old_code(tmp: Path, maker: str) -> Path | None:
     """A folder holding the `pipeline` package as it was at BEFORE, or None without that commit
     (or when the test asks for the fallback)."""
-    if maker != BEFORE:
-        return None
-    found = subprocess.run(["git", "-C", str(REPO), "archive", BEFORE, "pipeline"], capture_output=True)
-    if found.returncode != 0:
-        return None
-    folder = tmp / "old-code"
-    with tarfile.open(fileobj=io.BytesIO(found.stdout)) as archive:
-        archive.extractall(folder, filter="data")
-    return folder
+    return old_code(tmp, BEFORE) if maker == BEFORE else None
 
 
 def _run_old(tmp: Path, *args: str, env: dict[str, str], maker: str = BEFORE) -> subprocess.CompletedProcess:
     """`videobatch ARGS` as the code before the change ran it."""
     old = _old_code(tmp, maker)
     if old is not None:
-        return subprocess.run([sys.executable, "-m", "pipeline", *args], env={**env, "PYTHONPATH": str(old)},
-                              cwd=tmp, capture_output=True, text=True, timeout=120)
+        return run_old(old, *args, env=env, cwd=tmp)
     return subprocess.run([sys.executable, "-c", _LEGACY_MAIN, *args], env={**env, "PYTHONPATH": str(REPO)},
                           cwd=tmp, capture_output=True, text=True, timeout=120)
 
