@@ -116,7 +116,8 @@ def check_books(stats: dict, rows: pl.DataFrame, *, in_flight_ok: bool, retried:
     are the emulator's; one job per wanted request (each version of an id, `<id>@<hash>` in the
     ledger, is one; a version edited back to an earlier request within 24 h shares its key and job;
     with `retried`, failed generations made again: exactly one job that did not fail); ledger
-    credits equal the net charge; the key never went to the CDN; every list named the model; every
+    credits equal the net charge; the key never went to the CDN; every list named the model (of
+    rows of one model) or none (rows of several: no job of another model is filtered out); every
     downloaded file is the bytes served; and only a job that never finished may be left in flight
     (`in_flight_ok`), none otherwise."""
     per_key = jobs_per_key(stats)
@@ -142,10 +143,13 @@ def check_books(stats: dict, rows: pl.DataFrame, *, in_flight_ok: bool, retried:
     assert {k: keys for k, keys in kept.items() if keys != sorted(wanted[k])} == {}
     assert rows["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"]
     assert stats["cdn_key_leaks"] == 0
-    assert set(stats["list_models"]) <= {"grok-imagine-video"}  # every list names the model
+    # Every list names the model when the rows are of one (grok before issue 21), or lists them all.
+    models = set(rows["model"].drop_nulls()) or {"grok-imagine-video"}
+    assert set(stats["list_models"]) <= (models if len(models) == 1 else {"", *models}), stats["list_models"]
     assert set(rows["status"]) <= ({"DOWNLOADED", "SUBMITTED", "PROCESSING"} if in_flight_ok else {"DOWNLOADED"})
     for row in rows.iter_rows(named=True):
         job = served[row["job_id"]]
+        assert job["model"] == (row["model"] or "grok-imagine-video"), (row["job_key"], job["model"])
         if row["status"] == "DOWNLOADED":
             assert hashlib.sha256(Path(row["output_path"]).read_bytes()).hexdigest() == row["sha256"] \
                 == job["video_sha256"]
