@@ -125,3 +125,111 @@ def test_a_batch_of_ten_models_with_their_own_parameters(emulator_thread, tmp_pa
     assert again.returncode == 0, again.stdout + again.stderr
     assert emu.stats()["requests"]["POST /v2/videos/generate"] == 10  # nothing sent or paid again
     check_books(emu.stats(), ledger(tmp_path), in_flight_ok=False)
+
+
+BROKEN = """\
+defaults:
+  aspect_ratio: "16:9"
+jobs:
+  - {prompt: a fishing boat in fog, model: sora-2, duration: 6}
+  - {prompt: a keeper on the stairs, model: kling-3.0, duration: 5, params: {mode: ultra}}
+  - {prompt: waves on the rocks, model: hailuo-02, aspect_ratio: "16:9"}
+  - {prompt: the lamp room turning, model: midjourney-video, params: {motion: high}}
+  - {prompt: a storm front rolling in, model: luma-ray-2, duration: 5, params: {concepts: [moonwalk]}}
+  - {prompt: gulls over the harbour, model: veo-3.1-fast, duration: 8, params: {seed: 3}}
+"""
+
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+def test_a_manifest_breaking_five_models_rules_is_refused_and_nothing_is_sent(emulator_thread, tmp_path, command):
+    emu = emulator_thread()
+    manifest = _project(tmp_path, BROKEN)
+    args = run_args(manifest, tmp_path) if command == "run" else [
+        "plan", str(manifest), "--ledger", str(tmp_path / "ledger.parquet")]
+    refused = run_cli(*args, env=cli_env(emu.base_url), cwd=tmp_path)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    said = (refused.stdout + refused.stderr).splitlines()
+    expected = [
+        f"{manifest}:1: duration: 6 is not a clip length sora-2 makes; use one of 4, 8, 10, 12, 15 (seconds)",
+        f"{manifest}:2: params.mode: 'ultra' is not a value kling-3.0 takes; use one of standard, pro, 4k",
+        f"{manifest}:3: aspect_ratio: hailuo-02 takes no aspect_ratio; remove it from this row; hailuo-02 takes: "
+        "duration, end_image, image, prompt_optimizer, resolution",
+        f"{manifest}:4: params: midjourney-video: 'start_image' is a required property; add it under params",
+        f"{manifest}:5: params.concepts: 'moonwalk' is not a value luma-ray-2 takes; use one of truck_left, ",
+    ]
+    for line in expected:
+        assert any(text.startswith(line) for text in said), (line, said)
+    assert not any(":6:" in text for text in said)  # the good row is not blamed
+    assert f"fix these 5 problems in {manifest} and run again; nothing was submitted" in said
+    assert "Traceback" not in refused.stderr
+    stats = emu.stats()
+    assert stats["requests"] == {} and stats["jobs"] == [] and stats["credits"]["charged"] == 0  # nothing sent
+    assert not (tmp_path / "out").exists()
+
+
+CAPPED = [("veo", "veo-3.1-fast", 8, ""), ("kling", "kling-3.0", 10, ", params: {mode: pro}"),
+          ("sora", "sora-2", 12, ""), ("grok", "grok-imagine-video", 15, ""), ("hailuo", "hailuo-02", 10, ""),
+          ("seedance", "seedance-1-pro", 5, ", params: {resolution: 480p}"), ("wan", "wan-2.6", 5, "")]
+
+
+def _first_fit(bounds: list[tuple[str, int]], cap: int) -> tuple[list[str], list[str]]:
+    """The rows --max-credits lets in (plan order, every row that still fits), and those left out."""
+    spent, taken, left = 0, [], []
+    for key, bound in bounds:
+        if spent + bound <= cap:
+            spent, taken = spent + bound, [*taken, key]
+        else:
+            left.append(key)
+    return taken, left
+
+
+@pytest.mark.parametrize("share", [0.3, 0.6])
+def test_max_credits_on_catalog_prices_never_exceeds_its_cap(emulator_thread, tmp_path, share):
+    emu = emulator_thread()
+    text = "jobs:\n" + "".join(f"  - {{id: {key}, prompt: a lighthouse at dusk, model: {model}, "
+                                 f"duration: {duration}{extra}}}\n" for key, model, duration, extra in CAPPED)
+    manifest = _project(tmp_path, text)
+    prices = _catalog(emu)
+    bounds = [(key, upper_bound(get_model(model), duration, prices)) for key, model, duration, _ in CAPPED]
+    cap = int(sum(bound for _, bound in bounds) * share)
+    taken, left = _first_fit(bounds, cap)
+    assert taken and left  # the cap makes a real choice
+    env = cli_env(emu.base_url)
+
+    plan = run_cli("plan", str(manifest), "--ledger", str(tmp_path / "ledger.parquet"), "--max-credits", str(cap),
+                   env=env, cwd=tmp_path)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert f"a run would spend at most {sum(dict(bounds)[k] for k in taken)} credits" in plan.stdout, plan.stdout
+    done = run_cli(*run_args(manifest, tmp_path, "--max-credits", str(cap)), env=env, cwd=tmp_path)
+    assert done.returncode == 3, done.stdout + done.stderr  # rows left for a later run
+    left_out = sum(dict(bounds)[k] for k in left)
+    assert f"--max-credits {cap}: {len(left)} rows left out ({left_out} credits): {', '.join(sorted(left))}" \
+        in done.stdout, done.stdout
+    stats = emu.stats()
+    assert sorted(jobs_per_key(stats)) == sorted(taken)  # the left-out rows were never sent
+    assert stats["credits"]["charged"] <= cap  # whatever the catalog's numbers mean
+    rows = ledger(tmp_path)
+    assert all(row["credits_charged"] <= row["credits_estimated"] for row in rows.iter_rows(named=True))
+    check_books(stats, rows, in_flight_ok=False)
+
+
+def test_a_model_the_catalog_does_not_price_is_refused_before_anything_is_paid(emulator_thread, tmp_path,
+                                                                            monkeypatch):
+    """The API's catalog leaves kling-3.0 out (the emulator's answer filtered, in its own thread):
+    without an upper bound nothing is sent, not even the rows that have one."""
+    from pipeline.emulator import server
+
+    whole = server.catalog
+    monkeypatch.setattr(server, "catalog", lambda modality: {
+        **whole(modality), "models": [m for m in whole(modality)["models"] if m["id"] != "kling-3.0"]})
+    emu = emulator_thread()
+    manifest = _project(tmp_path, "jobs:\n  - {prompt: a kite, duration: 6}\n"
+                                  "  - {prompt: a kite, model: kling-3.0, duration: 5}\n"
+                                  "  - {prompt: a kite, model: veo-3, duration: 4}\n")
+    for args in (["plan", str(manifest), "--ledger", str(tmp_path / "ledger.parquet")], run_args(manifest, tmp_path)):
+        refused = run_cli(*args, env=cli_env(emu.base_url), cwd=tmp_path)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "gives no price for kling-3.0:" in refused.stdout + refused.stderr
+        assert "nothing was submitted" in refused.stdout + refused.stderr and "Traceback" not in refused.stderr
+    stats = emu.stats()
+    assert "POST /v2/videos/generate" not in stats["requests"] and stats["credits"]["charged"] == 0
