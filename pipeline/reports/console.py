@@ -23,9 +23,9 @@ SUMMARY_ROWS_SHOWN = 20  # failed or unfinished rows a run's end lists
 def _plan_row(r: dict) -> str:
     review = f" ({LABELS[r['from_review']]})" if r.get("from_review") else ""
     # "-": a model that takes no duration or aspect ratio (hailuo, midjourney-video...), or no price yet.
-    duration, ratio, credits = (("-" if r[name] is None else r[name])
-                                for name in ("duration", "aspect_ratio", "credits_estimated"))
-    return (f"  {r['row']:>5}  {r['job_key'][:44]:<44} {duration:>3}s {ratio:>6} "
+    ratio, credits = ("-" if r[name] is None else r[name] for name in ("aspect_ratio", "credits_estimated"))
+    duration = "-" if r["duration"] is None else f"{r['duration']}s"
+    return (f"  {r['row']:>5}  {r['job_key'][:44]:<44} {duration:>4} {ratio:>6} "
             f"{credits:>7}  {r['action']}" + review)
 
 
