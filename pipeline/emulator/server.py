@@ -18,15 +18,17 @@ from typing import Any
 
 from aiohttp import web
 
+from pipeline.emulator.catalog import MODALITIES, catalog, charge
 from pipeline.emulator.cdn import Cdn, drop
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.dialects import CONFLICT_WINDOW_S, READ_LAG_S
 from pipeline.emulator.ratelimit import SlidingWindow
+from pipeline.emulator.frames import clip_of
 from pipeline.emulator.state import EmulatorState, canonical, iso
-from pipeline.emulator.validation import validate_generate
 from pipeline.emulator.webhooks import WebhookSender
 from pipeline.http_server import Site
 from pipeline.models import get_model
+from pipeline.models.validate import body_errors
 
 MAX_IDEMPOTENCY_KEY = 255
 IN_FLIGHT_GRACE_S = 0.05
@@ -34,6 +36,7 @@ MAX_UPLOAD_IMAGE = 25 * 1024 * 1024
 IMAGE_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
                (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
 STATE_KEY = web.AppKey("state", EmulatorState)
+PUBLIC_PATHS = ("/v2/models",)  # no key, so no per-key rate limit either (openapi.json: security [])
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -70,6 +73,7 @@ class EmulatorServer:
         r.add_get("/v2/jobs", self.list_jobs)
         r.add_get("/v2/jobs/{id}", self.get_job)
         r.add_get("/v2/me", self.me)
+        r.add_get("/v2/models", self.models)
         r.add_post("/v2/uploads", self.upload)
         r.add_get("/cdn/videos/{id}.mp4", self.cdn.video)
         r.add_get("/cdn/uploads/{id}/{name}", self.cdn.upload)
@@ -106,6 +110,10 @@ class EmulatorServer:
             return drop(request)
         if state.roll("slow_response"):
             await asyncio.sleep(state.faults.slow_seconds)
+        if request.path in PUBLIC_PATHS:
+            if state.roll("error_503"):
+                return _error(503, "Service temporarily unavailable")
+            return await handler(request)
         key = request.headers.get("X-API-Key")
         if not key or key != state.api_key:
             return _error(401, "Invalid or missing API key")
@@ -148,7 +156,7 @@ class EmulatorServer:
             body = json.loads(await request.read())
         except ValueError:
             return _error(400, "Invalid JSON body", details={"": ["Invalid JSON"]})
-        details = validate_generate(body)
+        details = body_errors(body)
         if details:
             return _error(400, "Validation failed", details=details)
         now = self.config.now()
@@ -160,12 +168,12 @@ class EmulatorServer:
                 return _error(409, "A request with this Idempotency-Key is still being processed")
             return self._accepted(job, job.status(now)[0])
         model = get_model(body["model"])
-        duration = (body.get(model.params_field) or {}).get("duration", model.default_duration)
-        price = model.credits_for(int(duration))
+        block = body.get(model.params_field) or {}
+        price = charge(model, block, clip_of(model, block).seconds)
         if state.balance < price:
             return web.json_response({"error": "Insufficient credits", "creditsRequired": price,
                                       "creditsAvailable": max(0, state.balance)}, status=402)
-        job = state.create_job(body, idem)
+        job = state.create_job(body, idem, price)
         if state.roll("drop_after_create"):
             return drop(request)
         if state.roll("answer_without_id"):
@@ -242,6 +250,15 @@ class EmulatorServer:
                      "plan": "emulator", "customerId": None},
             "apiKey": {"id": state.key_id, "name": "emulator key", "prefix": state.api_key[:8]},
         })
+
+    async def models(self, request: web.Request) -> web.Response:
+        """The public catalog (no key): every video model with its price range (catalog.py)."""
+        modality = request.query.get("modality")
+        if modality is not None and modality not in MODALITIES:
+            expected = " | ".join(f"'{name}'" for name in MODALITIES)
+            return _error(400, "Invalid query parameters",
+                          details={"modality": [f"Invalid enum value. Expected {expected}, received '{modality}'"]})
+        return web.json_response(catalog(modality))
 
     async def upload(self, request: web.Request) -> web.Response:
         if not request.content_type.startswith("multipart/"):
