@@ -121,6 +121,43 @@ def test_the_run_summary_and_the_plan_break_the_manifest_down_by_model(emulator_
     assert planned["by_model"] == {DEFAULT_MODEL: expected}
 
 
+MIXED = [  # (model, its own fields): each row valid for its model's schema
+    ("grok-imagine-video", {"duration": 6, "aspect_ratio": "9:16"}),
+    ("veo-3.1-fast", {"duration": 8, "aspect_ratio": "16:9", "params": {"resolution": "1080p"}}),
+    ("kling-3.0", {"duration": 5, "params": {"mode": "pro", "negative_prompt": "blurry"}}),
+    ("hailuo-02", {"duration": 6}),
+]
+
+
+def test_a_mixed_run_gives_each_models_books_as_the_api_charged_them(emulator_thread, tmp_path):
+    emu = emulator_thread()
+    jobs = [{"id": f"{model}-{i}", "prompt": f"take {i}: a lighthouse at dusk", "model": model, **fields}
+            for model, fields in MIXED for i in range(2)]
+    manifest = write_manifest(tmp_path / "m.yaml", jobs)
+    out = tmp_path / "summary.json"
+    done = run_cli(*run_args(manifest, tmp_path, "--summary-json", str(out)), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads(out.read_text())
+    assert_summary(document)
+    stats, rows = emu.stats(), ledger(tmp_path)
+    assert len(stats["jobs"]) == rows.height == len(jobs)  # one paid job per wanted row
+    assert rows["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"]
+    books = document["by_model"]
+    assert list(books) == sorted(model for model, _ in MIXED)
+    for model, _ in MIXED:
+        mine = rows.filter(pl.col("model") == model)
+        assert books[model] == {
+            "jobs": 2, "downloaded": 2, "failed": 0, "in_flight": 0, "pending": 0,
+            "credits": {"estimated": mine["credits_estimated"].sum(), "charged": stats["credits_by_model"][model]},
+            "priced_by": "table" if model == DEFAULT_MODEL else "catalog"}
+        assert books[model]["credits"]["charged"] <= books[model]["credits"]["estimated"]  # an upper bound holds
+    assert document["ledger"]["by_model"] == books == json.loads(status(tmp_path, "--json"))["by_model"]
+    for text in (done.stdout, status(tmp_path)):
+        kling = books["kling-3.0"]["credits"]
+        assert f"kling-3.0           2 jobs (2 downloaded): {kling['charged']} charged, up to {kling['estimated']} estimated" \
+            in text, text
+
+
 def test_model_lines_say_up_to_only_for_catalog_prices():
     frame = pl.DataFrame({"model": ["grok-imagine-video", "sora-2", "no-such-model"],
                           "status": ["DOWNLOADED", "PROCESSING", "REJECTED"],

@@ -10,7 +10,6 @@ import json
 import pytest
 
 from pipeline.review.export import spreadsheet_safe
-from pipeline.store.ledger import Ledger
 from tests.harness import cli_env, ledger, run_args, run_cli, write_manifest
 from tests.review.server_cli import OFFLINE
 
@@ -77,18 +76,15 @@ def test_spreadsheet_safe_quotes_only_text_that_starts_a_formula(value, cell):
 
 
 def test_the_sidecars_carry_model_params_duration_and_aspect_ratio(emulator_thread, review_server, tmp_path):
-    """Each clip's model and params (JSON in the CSV, an object in the JSON) travel with it. A real
-    grok run is approved; one of its rows is then recorded as a kling-3.0 row with params, as a
-    run of that model leaves it (the emulator speaks kling on branch h21-emu)."""
+    """Each clip's model and params (JSON in the CSV, an object in the JSON) travel with it: a
+    real run of a grok row and a kling-3.0 row with params, both approved in review."""
     emu = emulator_thread()
-    manifest = write_manifest(tmp_path / "m.yaml", [{"id": "beam", "prompt": "A lighthouse beam", "duration": 10,
-                                                     "aspect_ratio": "9:16"},
-                                                    {"id": "keeper", "prompt": "A keeper on the stairs"}])
+    params = {"mode": "pro", "negative_prompt": "=blurry"}  # a formula-looking value stays exact in the JSON
+    manifest = write_manifest(tmp_path / "m.yaml", [
+        {"id": "beam", "prompt": "A lighthouse beam", "duration": 10, "aspect_ratio": "9:16"},
+        {"id": "keeper", "prompt": "A keeper on the stairs", "model": "kling-3.0", "duration": 5, "params": params}])
     done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    params = {"mode": "pro", "negative_prompt": "=blurry"}  # a formula-looking value stays exact in the JSON
-    with Ledger.open(tmp_path / "ledger.parquet", run_id="kling") as book:
-        book.record("keeper", model="kling-3.0", duration=5, params=json.dumps(params, sort_keys=True))
     server = review_server(tmp_path)
     csrf = server.csrf()
     for key in ("beam", "keeper"):
@@ -97,12 +93,15 @@ def test_the_sidecars_carry_model_params_duration_and_aspect_ratio(emulator_thre
 
     dest = tmp_path / "approved"
     exported = run_cli("export", "--approved", str(dest), "--ledger", str(tmp_path / "ledger.parquet"),
-                       "--run", "all", env=OFFLINE, cwd=tmp_path)
+                       env=OFFLINE, cwd=tmp_path)
     assert exported.returncode == 0, exported.stdout + exported.stderr
     exact = {record["job_key"]: record for record in json.loads((dest / "approved.json").read_text())}
     with open(dest / "approved.csv", newline="") as handle:
         cells = {row["job_key"]: row for row in csv.DictReader(handle)}
     assert (exact["keeper"]["model"], exact["keeper"]["params"], exact["keeper"]["duration"]) == ("kling-3.0", params, 5)
+    assert exact["keeper"]["aspect_ratio"] is None  # kling-3.0 was given none: none is sent, none exported
+    rows = {r["job_key"]: r for r in ledger(tmp_path).iter_rows(named=True)}
+    assert exact["keeper"]["credits_charged"] == rows["keeper"]["credits_charged"] > 0
     assert (exact["beam"]["model"], exact["beam"]["params"]) == ("grok-imagine-video", {})
     assert (exact["beam"]["duration"], exact["beam"]["aspect_ratio"]) == (10, "9:16")
     assert json.loads(cells["keeper"]["params"]) == params and cells["keeper"]["model"] == "kling-3.0"
