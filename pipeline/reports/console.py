@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline.plan import actions as p
 from pipeline.plan.reviewed import LABELS
+from pipeline.reports.by_model import model_lines, only_grok, plan_books
 from pipeline.reports.summary import BatchSummary
 from pipeline.run.outcome import EXIT_BAD_INPUT, EXIT_UNREACHABLE
 from pipeline.store.archive import is_archived_col
@@ -21,8 +22,18 @@ SUMMARY_ROWS_SHOWN = 20  # failed or unfinished rows a run's end lists
 
 def _plan_row(r: dict) -> str:
     review = f" ({LABELS[r['from_review']]})" if r.get("from_review") else ""
-    return (f"  {r['row']:>5}  {r['job_key'][:44]:<44} {r['duration']:>3}s {r['aspect_ratio']:>6} "
-            f"{r['credits_estimated']:>7}  {r['action']}" + review)
+    # "-": a model that takes no duration or aspect ratio (hailuo, midjourney-video...), or no price yet.
+    ratio, credits = ("-" if r[name] is None else r[name] for name in ("aspect_ratio", "credits_estimated"))
+    duration = "-" if r["duration"] is None else f"{r['duration']}s"
+    return (f"  {r['row']:>5}  {r['job_key'][:44]:<44} {duration:>4} {ratio:>6} "
+            f"{credits:>7}  {r['action']}" + review)
+
+
+def _by_model(books: dict) -> list[str]:
+    """A line a model when more than grok-imagine-video is in play; none otherwise (as before models)."""
+    if only_grok(books):
+        return []
+    return ['  by model (charged beside estimated; "up to": the catalog\'s upper bound):', *model_lines(books, "    ")]
 
 
 def format_plan(plan: p.Plan, ledger_path: Path, *, show_all: bool) -> str:
@@ -47,6 +58,7 @@ def format_plan(plan: p.Plan, ledger_path: Path, *, show_all: bool) -> str:
         lines.append(f"  from review decisions, not the manifest: {c[p.REGENERATE]} to regenerate "
                      f"({rows.filter(rows['action'] == p.REGENERATE)['credits_estimated'].sum()} credits), "
                      f"{rows['from_review'].str.contains('edited').sum()} with a prompt edited in review")
+    lines += _by_model(plan_books(rows))
     lines.append(f"  a run would spend at most {plan.credits_to_spend} credits")
     budget = plan.budget
     if budget is not None and budget.left:  # plan/budget.py words it; the run ends with the same names
@@ -97,6 +109,7 @@ def format_summary(summary: BatchSummary) -> str:
                      "run again with --retry-failed to generate them again")
     lines.append(f"  credits: {credits['estimated']} estimated and {credits['charged']} charged this run; "
                  f"{summary.ledger['credits']['charged']} charged in this ledger to date")
+    lines += _by_model(summary.by_model)
     lines.append(f"  requests: {summary.requests['total']} ({summary.requests['rate_limited']} rate-limited)")
     lines += _listed(summary)
     lines.append(f"  videos: {paths['videos']}")
