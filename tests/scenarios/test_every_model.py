@@ -233,3 +233,128 @@ def test_a_model_the_catalog_does_not_price_is_refused_before_anything_is_paid(e
         assert "nothing was submitted" in refused.stdout + refused.stderr and "Traceback" not in refused.stderr
     stats = emu.stats()
     assert "POST /v2/videos/generate" not in stats["requests"] and stats["credits"]["charged"] == 0
+
+
+MATRIX = """\
+matrix: {model: [grok-imagine-video, veo-3.1-fast, kling-3.0], aspect_ratio: ["16:9", "9:16"]}
+jobs:
+  - {id: beam, prompt: A lighthouse beam sweeping over a stormy sea at night}
+  - prompt: A lighthouse keeper climbing a spiral staircase
+    matrix: {model: [kling-3.0], duration: [5, 10], mode: [standard, pro]}
+"""
+
+
+def test_a_matrix_makes_each_combination_once_under_its_own_key(emulator_thread, tmp_path):
+    emu = emulator_thread()
+    manifest = _project(tmp_path, MATRIX)
+    env = cli_env(emu.base_url)
+    done = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = ledger(tmp_path)
+    beams = {row["job_key"]: (row["model"], row["aspect_ratio"]) for row in rows.iter_rows(named=True)
+             if row["row"] == 1}
+    assert beams == {f"beam-{model}-{ratio.replace(':', 'x')}": (model, ratio)
+                     for model in ("grok-imagine-video", "veo-3.1-fast", "kling-3.0") for ratio in ("16:9", "9:16")}
+    keepers = sorted((row["aspect_ratio"], row["duration"], json.loads(row["params"])["mode"])
+                     for row in rows.iter_rows(named=True) if row["row"] == 2)
+    assert keepers == sorted((ratio, length, mode) for ratio in ("16:9", "9:16") for length in (5, 10)
+                             for mode in ("standard", "pro"))
+    stats = emu.stats()
+    assert rows.height == len(stats["jobs"]) == 14 and rows["request_hash"].n_unique() == 14
+    check_books(stats, rows, in_flight_ok=False)
+    # Every combination's job is of its own model and shape.
+    jobs = {job["id"]: job for job in stats["jobs"]}
+    assert all((jobs[r["job_id"]]["model"], jobs[r["job_id"]]["aspect_ratio"]) == (r["model"], r["aspect_ratio"])
+               for r in rows.iter_rows(named=True))
+
+    again = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)  # a rerun pays nothing
+    assert again.returncode == 0 and len(emu.stats()["jobs"]) == 14, again.stdout + again.stderr
+    # A value added to the matrix makes its combinations only; the others keep their keys and jobs.
+    manifest.write_text(MATRIX.replace('"9:16"]}', '"9:16", "1:1"]}', 1))
+    grown = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert grown.returncode == 0, grown.stdout + grown.stderr
+    after = ledger(tmp_path)
+    new = set(after["job_key"]) - set(rows["job_key"])
+    assert {key for key in new if key.startswith("beam-")} == {
+        "beam-grok-imagine-video-1x1", "beam-veo-3.1-fast-1x1", "beam-kling-3.0-1x1"}
+    assert len(new) == 3 + 4 and len(emu.stats()["jobs"]) == 21  # and row 2 in 1:1, 2 lengths x 2 modes
+    check_books(emu.stats(), after, in_flight_ok=False)
+
+
+def _served_wrong(emu, change) -> None:
+    """The emulator (in this process) makes the clip of each job whose prompt says "wrong"
+    otherwise than asked: `change(job)` alters what its CDN will encode, as a faulty API might."""
+    state = emu.emulator.server.state
+    create = state.create_job
+
+    def create_job(body, idempotency_key, price):
+        job = create(body, idempotency_key, price)
+        if "wrong" in body["prompt"]:
+            change(job)
+        return job
+
+    state.create_job = create_job
+
+
+def test_a_video_of_another_length_is_refused_and_one_of_an_unknown_size_is_recorded(emulator_thread, tmp_path):
+    """Verification: every file decodes; its length must be the one asked (when asked), its size
+    the one known (grok's), and otherwise the size is recorded, not guessed. A refused file is no
+    new paid attempt: once the API serves the right clip, the next run fetches it."""
+    emu = emulator_thread()
+    asked = {}
+
+    def shorter_and_odd(job):
+        asked[job.id] = job.duration
+        job.duration -= 2
+        job.width, job.height = 1000, 600
+
+    _served_wrong(emu, shorter_and_odd)
+    manifest = _project(tmp_path, """\
+jobs:
+  - {id: kite-wrong, prompt: a kite (wrong length), model: kling-3.0, duration: 5}
+  - {id: still-wrong, prompt: a still kite (wrong size), model: midjourney-video,
+     params: {start_image: refs/keeper.png}}
+  - {id: grok-kite, prompt: a kite over dunes, duration: 6}
+  - {id: veo-kite, prompt: a kite at the beach, model: veo-3, duration: 4, params: {resolution: 1080p}}
+""")
+    env = cli_env(emu.base_url)
+    first = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert first.returncode == 3, first.stdout + first.stderr  # one row left unfinished, for the next run
+    assert re.search(r"UNFINISHED kite-wrong: download failed: .*not the video asked for: 3\.00 s long, asked for 5 s",
+                     first.stdout), first.stdout
+    rows = {row["job_key"]: row for row in ledger(tmp_path).iter_rows(named=True)}
+    assert rows["kite-wrong"]["status"] == "COMPLETED" and rows["kite-wrong"]["output_path"] is None
+    # midjourney-video takes no duration: whatever length it makes is recorded, and its size too.
+    still = rows["still-wrong"]
+    assert still["status"] == "DOWNLOADED" and (still["video_width"], still["video_height"]) == (1000, 600)
+    assert still["video_seconds"] == pytest.approx(_decoded_seconds(still["output_path"]), abs=0.1)
+    assert (rows["grok-kite"]["video_width"], rows["grok-kite"]["video_height"]) == (1280, 720)
+    assert rows["veo-kite"]["video_seconds"] == pytest.approx(4.0, abs=0.05)
+    assert min(rows["veo-kite"]["video_width"], rows["veo-kite"]["video_height"]) == 1080
+    assert len(emu.stats()["jobs"]) == 4
+
+    for job in emu.emulator.server.state.order:  # the API now serves what was asked
+        job.duration = asked.get(job.id, job.duration)
+    again = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = ledger(tmp_path)
+    kite = after.filter(pl.col("job_key") == "kite-wrong").row(0, named=True)
+    assert kite["attempts"] == 1 and kite["video_seconds"] == pytest.approx(5.0, abs=0.05)
+    stats = emu.stats()
+    assert len(stats["jobs"]) == 4  # no job paid twice for a file that failed its check
+    check_books(stats, after, in_flight_ok=False)
+
+
+def test_a_grok_video_of_the_wrong_size_is_refused(emulator_thread, tmp_path):
+    emu = emulator_thread()
+
+    def wider(job):
+        job.width, job.height = 1920, 1080  # grok's 16:9 is 1280x720 (CONTRACT.md)
+
+    _served_wrong(emu, wider)
+    manifest = _project(tmp_path, "jobs:\n  - {id: dunes-wrong, prompt: dunes (wrong size), duration: 6}\n")
+    done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert re.search(r"UNFINISHED dunes-wrong: download failed: .*1920x1080.*1280x720", done.stdout), done.stdout
+    [row] = ledger(tmp_path).to_dicts()
+    assert row["status"] == "COMPLETED" and row["video_width"] is None and len(emu.stats()["jobs"]) == 1
