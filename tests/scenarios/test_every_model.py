@@ -358,3 +358,63 @@ def test_a_grok_video_of_the_wrong_size_is_refused(emulator_thread, tmp_path):
     assert re.search(r"UNFINISHED dunes-wrong: download failed: .*1920x1080.*1280x720", done.stdout), done.stdout
     [row] = ledger(tmp_path).to_dicts()
     assert row["status"] == "COMPLETED" and row["video_width"] is None and len(emu.stats()["jobs"]) == 1
+
+
+def _most_models_in_flight(jobs: list[dict]) -> int:
+    """The most models whose jobs were all being made at one moment (by the emulator's clock)."""
+    spans = [(job["created_at"], job["completed_at"], job["model"]) for job in jobs]
+    return max(len({model for start, end, model in spans if start <= moment < end}) for moment, _, _ in spans)
+
+
+def test_jobs_of_several_models_in_flight_at_once_are_all_followed(emulator_thread, tmp_path):
+    """Tracking: the job list is read without `model=` when the rows are of several models, so no
+    job of another model is left out of it or taken for another row's; lost submit answers (the job
+    made, the answer dropped) are settled under their own key, whatever their model."""
+    emu = emulator_thread(time_scale=0.02, faults=Faults(seed=11, drop_after_create=0.25, answer_without_id=0.15))
+    models = [("grok-imagine-video", 6, ""), ("kling-3.0", 5, ", params: {mode: pro}"), ("veo-3", 4, ""),
+              ("sora-2", 4, ""), ("hailuo-02", 6, "")]
+    text = "jobs:\n" + "".join(f"  - {{id: tide-{n}-{model}, prompt: the tide at hour {n}, model: {model}, "
+                                 f"duration: {duration}{extra}}}\n"
+                                 for n in range(4) for model, duration, extra in models)
+    manifest = _project(tmp_path, text)
+    done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stats = emu.stats()
+    assert stats["faults"].get("drop_after_create", 0) + stats["faults"].get("answer_without_id", 0) > 0
+    assert _most_models_in_flight(stats["jobs"]) >= 3, "the jobs were never in flight together"
+    assert set(stats["list_models"]) == {""} and stats["requests"]["GET /v2/jobs"] >= 1
+    rows = ledger(tmp_path)
+    assert rows.height == 20 and set(rows["status"]) == {"DOWNLOADED"}
+    check_books(stats, rows, in_flight_ok=False)  # one job per row, each of its row's model, its bytes
+
+
+def test_an_edited_row_s_old_job_of_another_model_is_still_followed(emulator_thread, tmp_path):
+    """A run is killed while a grok job is being made; the row is then switched to veo-3. The next
+    run's rows are all veo-3: the old version's grok job (paid) must still be followed and fetched
+    beside the new veo job, not missed for being of a model the manifest no longer names."""
+    import signal
+
+    from tests.harness import start_cli, wait_for
+
+    emu = emulator_thread(time_scale=1.0)
+    manifest = _project(tmp_path, "jobs:\n  - {id: cliff, prompt: a cliff at noon, duration: 6}\n"
+                                  "  - {id: bay, prompt: a bay at noon, model: veo-3, duration: 4}\n")
+    env = cli_env(emu.base_url)
+    first = start_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    try:
+        assert wait_for(lambda: len(emu.stats()["jobs"]) == 2, timeout=60)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    manifest.write_text(manifest.read_text().replace("{id: cliff, prompt: a cliff at noon, duration: 6}",
+                                                     "{id: cliff, prompt: a cliff at noon, model: veo-3, duration: 4}"))
+    emu.configure(time_scale=0.0, clock_offset_s=600)  # the old jobs are done by now; new ones at once
+    done = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = ledger(tmp_path)
+    models = {row["job_key"]: (row["model"], row["status"]) for row in rows.iter_rows(named=True)}
+    [old] = [key for key in models if key.startswith("cliff@")]
+    assert models[old] == ("grok-imagine-video", "DOWNLOADED") and models["cliff"] == ("veo-3", "DOWNLOADED")
+    stats = emu.stats()
+    assert len(stats["jobs"]) == 3
+    check_books(stats, rows, in_flight_ok=False)
