@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 
 import polars as pl
+import pytest
 
+from pipeline.manifest.load import load_manifest
+from pipeline.manifest.rules import ManifestError
 from pipeline.store.archive import base_key
 from pipeline.store.ledger import read_ledger
 
@@ -69,6 +72,34 @@ def run_old(code: Path, *args: str, env: dict[str, str], cwd: Path) -> subproces
     """`videobatch ARGS` as the code in `code` (old_code) ran it."""
     return subprocess.run([sys.executable, "-m", "pipeline", *args], env={**env, "PYTHONPATH": str(code)},
                           cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+# The manifest of issue 21 as the issue writes it (its local image under refs/keeper.png).
+ISSUE_21 = """\
+defaults:
+  model: veo-3.1-fast
+  duration: 8
+  aspect_ratio: "16:9"
+jobs:
+  - prompt: A lighthouse beam sweeping over a stormy sea at night
+    params: {resolution: 1080p, generate_audio: true}
+  - prompt: A lighthouse keeper climbing a spiral staircase
+    model: kling-3.0
+    duration: 5
+    params: {mode: pro, negative_prompt: blurry, start_image: refs/keeper.png}
+"""
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def manifest_problems(path: Path) -> list[str]:
+    """The lines loading the manifest at `path` refuses it with (it must refuse it)."""
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    return str(caught.value).splitlines()
 
 
 def write_manifest(path: Path, jobs: list[dict], defaults: dict | None = None) -> Path:

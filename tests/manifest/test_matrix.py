@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.manifest.load import load_manifest
 from pipeline.manifest.matrix import MAX_COMBINATIONS, label, suffix
-from pipeline.manifest.rules import ManifestError
+from tests.harness import manifest_problems, write_text
 
 GRID = """\
 matrix: {model: [grok-imagine-video, veo-3.1-fast, kling-3.0], aspect_ratio: ["16:9", "9:16"]}
@@ -24,15 +24,7 @@ jobs:
 
 
 def _write(folder: Path, text: str, name: str = "m.yaml") -> Path:
-    path = folder / name
-    path.write_text(text)
-    return path
-
-
-def _problems(path: Path) -> list[str]:
-    with pytest.raises(ManifestError) as caught:
-        load_manifest(path)
-    return str(caught.value).splitlines()
+    return write_text(folder / name, text)
 
 
 def test_each_combination_is_its_own_job_with_its_own_key(tmp_path):
@@ -90,7 +82,7 @@ jobs:
 """)
     hailuo = ("aspect_ratio: hailuo-02 takes no aspect_ratio; remove it from this row; hailuo-02 takes: duration, "
               "end_image, image, prompt_optimizer, resolution")
-    assert _problems(path) == [
+    assert manifest_problems(path) == [
         f"{path}:1 (model=sora-2, duration=6): duration: 6 is not a clip length sora-2 makes; use one of 4, 8, 10"
         ", 12, 15 (seconds)",
         f"{path}:1 (model=hailuo-02, duration=10): {hailuo}",
@@ -107,8 +99,8 @@ jobs:
 ])
 def test_a_field_set_both_on_the_row_and_in_its_matrix_is_an_error(tmp_path, job, field, problem):
     path = _write(tmp_path, f"jobs:\n  - {job}\n")
-    assert _problems(path)[0].endswith(f": {field}: {problem}")
-    assert _problems(path)[0].startswith(f"{path}:1 (")
+    assert manifest_problems(path)[0].endswith(f": {field}: {problem}")
+    assert manifest_problems(path)[0].startswith(f"{path}:1 (")
 
 
 @pytest.mark.parametrize("matrix, field, problem", [
@@ -124,20 +116,20 @@ def test_a_field_set_both_on_the_row_and_in_its_matrix_is_an_error(tmp_path, job
 def test_a_matrix_that_asks_for_nothing_sensible_is_named_on_its_row(tmp_path, matrix, field, problem):
     path = _write(tmp_path, f"jobs:\n  - {{prompt: a fox, model: veo-3}}\n  - {{prompt: an owl, model: veo-3, "
                             f"matrix: {matrix}}}\n")
-    lines = _problems(path)
+    lines = manifest_problems(path)
     assert lines[0].startswith(f"{path}:2: {field}: {problem}"), lines
 
 
 def test_the_file_s_matrix_is_named_as_the_matrix_when_it_is_wrong(tmp_path):
     path = _write(tmp_path, "matrix: {count: [1, 2]}\njobs:\n  - {prompt: a fox}\n")
-    assert _problems(path)[0] == (f"{path}:matrix: matrix.count: cannot be varied by a matrix; vary model, "
+    assert manifest_problems(path)[0] == (f"{path}:matrix: matrix.count: cannot be varied by a matrix; vary model, "
                                   "duration, aspect_ratio or a model's params; give count on the row")
 
 
 def test_two_combinations_asking_for_the_same_video_are_said_once(tmp_path):
     path = _write(tmp_path, "jobs:\n  - {prompt: a fox, model: kling-3.0, duration: 5}\n"
                             "  - {prompt: a fox, matrix: {model: [kling-3.0, veo-3], duration: [5]}}\n")
-    assert _problems(path)[0] == (f"{path}:2 (model=kling-3.0, duration=5): prompt: row 1 asks for exactly the "
+    assert manifest_problems(path)[0] == (f"{path}:2 (model=kling-3.0, duration=5): prompt: row 1 asks for exactly the "
                                   "same video; remove one of them, or use `count:` for variations")
 
 
@@ -152,7 +144,7 @@ def test_csv_matrix_is_a_json_object_in_its_column(tmp_path):
         (3, "owl", None, None),
     ]
     path.write_text("prompt,matrix\na fox,{model: [veo-3]}\n")
-    assert _problems(path)[0].startswith(f"{path}:2: matrix: expected a mapping of fields to lists of values")
+    assert manifest_problems(path)[0].startswith(f"{path}:2: matrix: expected a mapping of fields to lists of values")
 
 
 def test_suffix_and_label_spell_a_combination():

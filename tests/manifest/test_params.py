@@ -14,40 +14,19 @@ import pytest
 
 from pipeline.manifest.identity import request_hash
 from pipeline.manifest.load import load_manifest
-from pipeline.manifest.rules import ManifestError
+from tests.harness import ISSUE_21, manifest_problems, write_text
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
-ISSUE = """\
-defaults:
-  model: veo-3.1-fast
-  duration: 8
-  aspect_ratio: "16:9"
-jobs:
-  - prompt: A lighthouse beam sweeping over a stormy sea at night
-    params: {resolution: 1080p, generate_audio: true}
-  - prompt: A lighthouse keeper climbing a spiral staircase
-    model: kling-3.0
-    duration: 5
-    params: {mode: pro, negative_prompt: blurry, start_image: refs/keeper.png}
-"""
 
 
 def _write(folder: Path, text: str, name: str = "m.yaml") -> Path:
     (folder / "refs").mkdir(exist_ok=True)
     (folder / "refs" / "keeper.png").write_bytes(PNG)
-    path = folder / name
-    path.write_text(text)
-    return path
-
-
-def _problems(path: Path) -> list[str]:
-    with pytest.raises(ManifestError) as caught:
-        load_manifest(path)
-    return str(caught.value).splitlines()
+    return write_text(folder / name, text)
 
 
 def test_the_issue_s_manifest_passes_params_through_as_written(tmp_path):
-    rows = load_manifest(_write(tmp_path, ISSUE)).to_dicts()
+    rows = load_manifest(_write(tmp_path, ISSUE_21)).to_dicts()
     veo, kling = rows
     assert (veo["model"], veo["duration"], veo["aspect_ratio"]) == ("veo-3.1-fast", 8, "16:9")
     assert json.loads(veo["params"]) == {"resolution": "1080p", "generate_audio": True}
@@ -74,7 +53,7 @@ jobs:
 """
     path = _write(tmp_path, text)
     # sora-2 takes a resolution, but not 1080p: the default applies to it, and its row says so.
-    assert _problems(path)[:1] == [
+    assert manifest_problems(path)[:1] == [
         f"{path}:4: params.resolution: '1080p' is not a value sora-2 takes; use one of standard, high"]
     path.write_text(text.replace("sora-2, duration: 8", "sora-2, duration: 8, params: {resolution: high}"))
     taken = {row["model"]: (row["duration"], row["aspect_ratio"], json.loads(row["params"] or "{}"))
@@ -117,7 +96,7 @@ jobs:
 ])
 def test_a_row_s_problem_names_file_row_field_and_what_to_do(tmp_path, row, field, problem):
     path = _write(tmp_path, f"jobs:\n  - {{prompt: fine, model: kling-3.0}}\n  - {row}\n")
-    lines = _problems(path)
+    lines = manifest_problems(path)
     assert lines[0].startswith(f"{path}:2: {field}: {problem}"), lines
     assert lines[-1] == f"fix this problem in {path} and run again; nothing was submitted"
 
@@ -160,7 +139,7 @@ def test_csv_params_is_a_json_object_in_its_column(tmp_path):
                             'a koi,veo-3,,\n'
                             'an owl,veo-3,4,{not json}\n'
                             'a hare,veo-3,4,"[1, 2]"\n', name="m.csv")
-    lines = _problems(path)
+    lines = manifest_problems(path)
     hint = "expected a mapping of the model's parameters; write it as {seed: 7, resolution: 1080p} (in CSV, a " \
            "JSON object: {\"seed\": 7})"
     assert lines[:2] == [f"{path}:4: params: {hint}", f"{path}:5: params: {hint}"]

@@ -10,15 +10,14 @@ import json
 import pytest
 
 from pipeline.models import trim
+from tests.conftest import beside_the_clone
 
 OPENAPI = trim.DEFAULT_SOURCE
 
 
 @pytest.fixture(scope="module")
 def openapi() -> bytes:
-    if not OPENAPI.is_file():  # the contract sits beside the repository, not in it
-        pytest.skip(f"{OPENAPI} is not here")
-    return OPENAPI.read_bytes()
+    return beside_the_clone(OPENAPI).read_bytes()
 
 
 def test_the_committed_schema_file_is_the_spec_trimmed(openapi):

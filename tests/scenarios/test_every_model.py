@@ -23,22 +23,11 @@ import pytest
 from pipeline.emulator import Faults
 from pipeline.models import get_model
 from pipeline.models.pricing import read_catalog, upper_bound
-from tests.harness import check_books, cli_env, jobs_per_key, ledger, run_args, run_cli
+from tests.harness import ISSUE_21, check_books, cli_env, jobs_per_key, ledger, run_args, run_cli
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
-TEN_MODELS = """\
-defaults:
-  model: veo-3.1-fast
-  duration: 8
-  aspect_ratio: "16:9"
-jobs:
-  - prompt: A lighthouse beam sweeping over a stormy sea at night
-    params: {resolution: 1080p, generate_audio: true}
-  - prompt: A lighthouse keeper climbing a spiral staircase
-    model: kling-3.0
-    duration: 5
-    params: {mode: pro, negative_prompt: blurry, start_image: refs/keeper.png}
+TEN_MODELS = ISSUE_21 + """\
   - {prompt: Gulls over the harbour at dawn, model: grok-imagine-video, duration: 10, aspect_ratio: "9:16"}
   - {prompt: A fishing boat in fog, model: sora-2, duration: 4, aspect_ratio: "9:16", params: {resolution: high}}
   - {prompt: The lamp room turning, model: midjourney-video, params: {start_image: refs/keeper.png, motion: high}}
@@ -75,13 +64,18 @@ def _decoded_seconds(path: str) -> float:
         return float(stream.duration * stream.time_base) if stream.duration else frames / float(stream.average_rate)
 
 
+def _made(emu, tmp: Path, text: str) -> tuple[Path, dict[str, str], pl.DataFrame]:
+    """The manifest written and run to its end: (the manifest, the environment, the ledger)."""
+    manifest = _project(tmp, text)
+    env = cli_env(emu.base_url)
+    done = run_cli(*run_args(manifest, tmp), env=env, cwd=tmp)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return manifest, env, ledger(tmp)
+
+
 def test_a_batch_of_ten_models_with_their_own_parameters(emulator_thread, tmp_path):
     emu = emulator_thread()
-    manifest = _project(tmp_path, TEN_MODELS)
-    env = cli_env(emu.base_url)
-    done = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    rows = ledger(tmp_path)
+    manifest, env, rows = _made(emu, tmp_path, TEN_MODELS)
     stats = emu.stats()
     check_books(stats, rows, in_flight_ok=False)
     assert rows.height == 10 and rows["model"].n_unique() == 10 and set(rows["status"]) == {"DOWNLOADED"}
@@ -246,11 +240,7 @@ jobs:
 
 def test_a_matrix_makes_each_combination_once_under_its_own_key(emulator_thread, tmp_path):
     emu = emulator_thread()
-    manifest = _project(tmp_path, MATRIX)
-    env = cli_env(emu.base_url)
-    done = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    rows = ledger(tmp_path)
+    manifest, env, rows = _made(emu, tmp_path, MATRIX)
     beams = {row["job_key"]: (row["model"], row["aspect_ratio"]) for row in rows.iter_rows(named=True)
              if row["row"] == 1}
     assert beams == {f"beam-{model}-{ratio.replace(':', 'x')}": (model, ratio)
