@@ -408,3 +408,27 @@ def test_an_edited_row_s_old_job_of_another_model_is_still_followed(emulator_thr
     stats = emu.stats()
     assert len(stats["jobs"]) == 3
     check_books(stats, rows, in_flight_ok=False)
+
+
+def test_the_balance_check_counts_upper_bounds_and_its_advice_keeps_the_run_within_the_balance(emulator_thread,
+                                                                                               tmp_path):
+    """The account holds one credit less than the plan's upper bounds (though the clips would cost
+    less): `plan` says SHORT, and the --max-credits it advises keeps the run within the balance."""
+    probe = emulator_thread()
+    prices = _catalog(probe)
+    bounds = [(key, upper_bound(get_model(model), duration, prices)) for key, model, duration, _ in CAPPED]
+    balance = sum(bound for _, bound in bounds) - 1
+    emu = emulator_thread(credits=balance)
+    text = "jobs:\n" + "".join(f"  - {{id: {key}, prompt: a harbour at night, model: {model}, "
+                                 f"duration: {duration}{extra}}}\n" for key, model, duration, extra in CAPPED)
+    manifest = _project(tmp_path, text)
+    env = cli_env(emu.base_url)
+    plan = run_cli("plan", str(manifest), "--ledger", str(tmp_path / "ledger.parquet"), env=env, cwd=tmp_path)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert f"balance: {balance} credits (SHORT by 1: top up, or run with --max-credits {balance})" in plan.stdout
+    done = run_cli(*run_args(manifest, tmp_path, "--max-credits", str(balance)), env=env, cwd=tmp_path)
+    assert done.returncode == 3, done.stdout + done.stderr
+    taken, left = _first_fit(bounds, balance)
+    stats = emu.stats()
+    assert sorted(jobs_per_key(stats)) == sorted(taken) and stats["credits"]["balance"] >= 0
+    check_books(stats, ledger(tmp_path), in_flight_ok=False)
