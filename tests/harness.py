@@ -74,6 +74,21 @@ def run_old(code: Path, *args: str, env: dict[str, str], cwd: Path) -> subproces
                           cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
+def kill_old_run_mid_batch(code: Path, manifest: Path, folder: Path, emu, jobs: int = 4) -> None:
+    """Run the code in `code` (old_code) over `manifest` against `emu` and SIGKILL it once the
+    emulator has made `jobs` jobs: a run of an earlier version cut off with submits in the air."""
+    import signal
+
+    args = run_args(manifest, folder, "--checkpoint-every", "30")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=folder, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**cli_env(emu.base_url), "PYTHONPATH": str(code)})
+    try:
+        assert wait_for(lambda: len(emu.stats()["jobs"]) >= jobs, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 # The manifest of issue 21 as the issue writes it (its local image under refs/keeper.png).
 ISSUE_21 = """\
 defaults:

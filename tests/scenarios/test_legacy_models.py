@@ -17,7 +17,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.harness import check_books, cli_env, ledger, old_code, run_args, run_cli, run_old
+from pipeline.emulator import Faults
+from tests.harness import check_books, cli_env, kill_old_run_mid_batch, ledger, old_code, run_args, run_cli, run_old
 
 BEFORE = "1177f48"  # the last commit before models had params
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -95,4 +96,24 @@ def test_an_old_ledger_and_manifest_keep_their_keys_and_nothing_is_paid_again(em
     assert after["params"].null_count() == after.height  # a row written without params has none
     stats = emu.stats()
     assert len(stats["jobs"]) == jobs and stats["credits"]["charged"] == before["credits_charged"].sum()
+    check_books(stats, after, in_flight_ok=False)
+
+
+def test_an_old_run_killed_mid_batch_is_finished_by_today_s_code_without_paying_twice(emulator_thread, tmp_path):
+    """The old code is SIGKILLed while its submits are in the air (answers dropped after the job
+    was made): intents and jobs under the old keys, some only in the journal. Today's code resumes
+    each under its old key and Idempotency-Key, its body read back as the old code wrote it."""
+    old = old_code(tmp_path, BEFORE)
+    if old is None:
+        pytest.skip(f"the repository lacks {BEFORE}: the old code cannot be run")
+    rows = "".join(f"  - {{prompt: a gull over wave {n}, duration: {(6, 10, 15)[n % 3]}}}\n" for n in range(16))
+    project = tmp_path / "project"
+    manifest = _project(project, "m.yaml", "jobs:\n" + rows)
+    emu = emulator_thread(time_scale=0.1, faults=Faults(seed=5, drop_after_create=0.5))
+    kill_old_run_mid_batch(old, manifest, project, emu)
+    done = run_cli(*run_args(manifest, project), env=cli_env(emu.base_url), cwd=project)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stats = emu.stats()
+    after = ledger(project)
+    assert after.height == 16 and len(stats["jobs"]) == 16  # every cut-off submit settled, none made again
     check_books(stats, after, in_flight_ok=False)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -32,12 +31,12 @@ from tests.harness import (
     TEST_KEY,
     check_books,
     cli_env,
+    kill_old_run_mid_batch,
     ledger,
     old_code,
     run_args,
     run_cli,
     run_old,
-    wait_for,
     write_manifest,
 )
 
@@ -189,12 +188,7 @@ def test_an_old_run_killed_mid_batch_is_finished_by_today_s_code_under_the_old_k
     config = EmulatorConfig(api_key=TEST_KEY, credits=100_000, time_scale=0.1, rpm=0,
                             faults=Faults(seed=5, drop_after_create=0.5))
     with EmulatorThread(config) as emu:
-        args = run_args(manifest, tmp_path, "--checkpoint-every", "30")
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env={**cli_env(emu.base_url), "PYTHONPATH": str(old)})
-        assert wait_for(lambda: len(emu.stats()["jobs"]) >= 4, timeout=60)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        kill_old_run_mid_batch(old, manifest, tmp_path, emu)
         time.sleep(0.3)
         legacy = {legacy_slug(row["prompt"]) for row in rows}
         assert all(slug(row["prompt"]) not in legacy for row in rows)  # every key would change
