@@ -1,7 +1,7 @@
 """The emulator's HTTP face, I/O: Apiframe v2 routes, a CDN, and a side door for tests.
 
 `/v2/*` behaves like the API: key check, sliding-window rate limit, injected faults, then the
-route. `/cdn/*` serves videos and uploads like a CDN (no key, no rate limit: cdn.py). `/_emulator/*`
+route; the model catalog (`/v2/models`) is public, so it skips the key and the key's rate limit. `/cdn/*` serves videos and uploads like a CDN (no key, no rate limit: cdn.py). `/_emulator/*`
 is outside the API: server-side truth (`stats`) and live reconfiguration (`config`).
 """
 
@@ -22,8 +22,8 @@ from pipeline.emulator.catalog import MODALITIES, catalog, charge
 from pipeline.emulator.cdn import Cdn, drop
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.dialects import CONFLICT_WINDOW_S, READ_LAG_S
-from pipeline.emulator.ratelimit import SlidingWindow
 from pipeline.emulator.frames import clip_of
+from pipeline.emulator.ratelimit import SlidingWindow
 from pipeline.emulator.state import EmulatorState, canonical, iso
 from pipeline.emulator.webhooks import WebhookSender
 from pipeline.http_server import Site
@@ -228,13 +228,14 @@ class EmulatorServer:
             return _error(400, "Invalid query parameters", details=details)
         if self.config.speaks("ignore-status-filter"):
             status = None
+        model = None if self.config.speaks("ignore-model-filter") else q.get("model")
         now = self.config.now()
         page, last_seq, seq = [], None, start
         order = self.state.order
         while seq >= 0 and len(page) < limit:
             job = order[seq]
             if (status is None or job.status(now)[0] == status) and not self._lagging(job, now):
-                if q.get("model") in (None, job.model):
+                if model in (None, job.model):
                     page.append(self.state.job_json(job, self.cdn_url, now))  # with `input` (spec)
                     last_seq = seq
             seq -= 1

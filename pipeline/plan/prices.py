@@ -17,8 +17,13 @@ def _key() -> pl.Expr:
 
 
 def needs_catalog(plan: Plan) -> bool:
-    """Whether any row of the plan waits for a price only the catalog can give."""
-    return bool(plan.rows["credits_estimated"].null_count())
+    """Whether a row the plan would pay for waits for a price only the catalog can give (a rerun
+    with nothing to start reads no catalog: it makes no request it does not need)."""
+    return not _waiting(plan.rows).is_empty()
+
+
+def _waiting(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.filter(pl.col("credits_estimated").is_null() & pl.col("action").is_in(list(SPENDING)))
 
 
 def price_plan(plan: Plan, prices: dict[str, CatalogPrice]) -> list[str]:
@@ -31,5 +36,4 @@ def price_plan(plan: Plan, prices: dict[str, CatalogPrice]) -> list[str]:
     plan.rows = rows.with_columns(pl.coalesce(
         pl.col("credits_estimated"),
         _key().replace_strict(bounds, default=None, return_dtype=pl.Int64)).alias("credits_estimated"))
-    unpriced = plan.rows.filter(pl.col("credits_estimated").is_null() & pl.col("action").is_in(list(SPENDING)))
-    return sorted(set(unpriced["model"]))
+    return sorted(set(_waiting(plan.rows)["model"]))

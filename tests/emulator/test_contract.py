@@ -475,6 +475,11 @@ async def test_jobs_list_by_model_and_the_books_per_model(emulator):
     assert len(every["jobs"]) == 12 and nothing["jobs"] == []
     stats = emu.stats()
     assert stats["list_models"] == {**{name: 1 for name in names}, "": 1, "sora-9": 1}
+    emu.config.dialects = ("ignore-model-filter",)
+    async with aiohttp.ClientSession() as s:  # the dialect: ?model= is ignored, every model listed
+        _, unfiltered, _ = await call(s, "GET", f"{emu.base_url}/v2/jobs", params={"model": "kling-3.0"},
+                                      schema="JobList")
+    assert {j["model"] for j in unfiltered["jobs"]} == set(names)
     by_model = stats["credits_by_model"]
     assert set(by_model) == set(names) and stats["faults"]["fail_generation"] > 0
     assert sum(by_model.values()) == stats["credits"]["charged"] - stats["credits"]["refunded"]
