@@ -91,8 +91,8 @@ jobs:
     ("{prompt: a fox, model: veo-3, aspect_ratio: wide}", "aspect_ratio",  # Veo's is free text, yet W:H
      "'wide' is not an aspect ratio veo-3 takes; write it as width:height in whole numbers, e.g. \"16:9\" (in "
      "quotes in YAML)"),
-    ("{prompt: a fox, model: midjourney-video}", "params",
-     "midjourney-video: 'start_image' is a required property; add it under params"),
+    ("{prompt: a fox, model: midjourney-video}", "params.start_image",
+     "midjourney-video needs start_image; add it under params"),
 ])
 def test_a_row_s_problem_names_file_row_field_and_what_to_do(tmp_path, row, field, problem):
     path = _write(tmp_path, f"jobs:\n  - {{prompt: fine, model: kling-3.0}}\n  - {row}\n")

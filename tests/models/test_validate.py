@@ -44,10 +44,9 @@ BLOCKS = [
                             "crane_down, aerial, aerial_drone, low_angle, high_angle, eye_level, ground_level, "
                             "over_the_shoulder, pov, selfie, handheld, static, bolt_cam, overhead, elevator_doors, "
                             "tiny_planet")]),
-    ("midjourney-video", {}, [
-        ("params", "midjourney-video: 'start_image' is a required property; add it under params")]),
+    ("midjourney-video", {}, [("params.start_image", "midjourney-video needs start_image; add it under params")]),
     ("kling-3.0-motion-control", {"image": "https://cdn.test/a.png"}, [
-        ("params", "kling-3.0-motion-control: 'video' is a required property; add it under params")]),
+        ("params.video", "kling-3.0-motion-control needs video; add it under params")]),
 ]
 
 

@@ -148,7 +148,7 @@ def test_a_manifest_breaking_five_models_rules_is_refused_and_nothing_is_sent(em
         f"{manifest}:2: params.mode: 'ultra' is not a value kling-3.0 takes; use one of standard, pro, 4k",
         f"{manifest}:3: aspect_ratio: hailuo-02 takes no aspect_ratio; remove it from this row; hailuo-02 takes: "
         "duration, end_image, image, prompt_optimizer, resolution",
-        f"{manifest}:4: params: midjourney-video: 'start_image' is a required property; add it under params",
+        f"{manifest}:4: params.start_image: midjourney-video needs start_image; add it under params",
         f"{manifest}:5: params.concepts: 'moonwalk' is not a value luma-ray-2 takes; use one of truck_left, ",
     ]
     for line in expected:
