@@ -432,3 +432,23 @@ def test_the_balance_check_counts_upper_bounds_and_its_advice_keeps_the_run_with
     stats = emu.stats()
     assert sorted(jobs_per_key(stats)) == sorted(taken) and stats["credits"]["balance"] >= 0
     check_books(stats, ledger(tmp_path), in_flight_ok=False)
+
+
+def test_a_job_list_that_ignores_the_model_filter_misleads_no_row(emulator_thread, tmp_path):
+    """The API lists every model whatever `?model=` says (the ignore-model-filter dialect): a run of
+    kling-3.0 rows only, beside grok jobs another project made with the same prompts on the same
+    account, follows its own jobs and takes none of the others for them."""
+    emu = emulator_thread(time_scale=0.02, dialects=("ignore-model-filter",))
+
+    def surf(model: str) -> str:
+        return "jobs:\n" + "".join(f"  - {{id: surf-{n}-{model}, prompt: surf at hour {n}, model: {model}, "
+                                   "duration: 10}\n" for n in range(4))
+
+    other = tmp_path / "grok-project"
+    other.mkdir()
+    _, _, theirs = _made(emu, other, surf("grok-imagine-video"))
+    _, _, rows = _made(emu, tmp_path, surf("kling-3.0"))
+    stats = emu.stats()
+    assert set(stats["list_models"]) == {"grok-imagine-video", "kling-3.0"}  # each asked for its model only
+    assert len(stats["jobs"]) == 8 and set(rows["model"]) == {"kling-3.0"}
+    check_books(stats, pl.concat([theirs, rows]), in_flight_ok=False)  # each row its own job, of its model
