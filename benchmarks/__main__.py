@@ -18,13 +18,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks import history_section, review_section, sections
+from benchmarks import history_section, models_section, review_section, sections
 
 FULL = dict(tracking_jobs=2000, overhead_jobs=10_000, resume_rows=100_000, dialect_jobs=60, history_rows=1_000_000,
-            review_clips=1000, compress=10.0)
+            review_clips=1000, model_prompts=10, compress=10.0)
 QUICK = dict(tracking_jobs=60, overhead_jobs=200, resume_rows=2000, dialect_jobs=8, history_rows=5400, review_clips=60,
-             compress=60.0)
-SECTIONS = ["tracking", "overhead", "resume", "dialects", "history", "review"]
+             model_prompts=2, compress=60.0)
+SECTIONS = ["tracking", "overhead", "resume", "dialects", "history", "review", "models"]
+SIZES = ("tracking_jobs", "overhead_jobs", "resume_rows", "dialect_jobs", "history_rows", "review_clips", "model_prompts")
 REVIEW_GOAL_S = 3.0  # issue 20: 1,000 clips usable (first cards shown, keys responsive) within 3 s
 HISTORY_TIME_SCALE = 0.05  # the 10-job run: 30-150 s generations take 1.5-7.5 s, as in `make demo`
 # Goals on the history ledger: (wall seconds, peak MB), or a wall ratio to the empty ledger.
@@ -147,6 +148,7 @@ def table(results: dict) -> str:
                          f"{ledger['checkpoint_rows']} rows in {ledger['checkpoints']}, "
                          f"{ledger['checkpoint_seconds']:.2f} s", ""))
     rows += _review_rows(results.get("review"))
+    rows += models_section.mixed_rows_of_table(results.get("models"))
     width = max(len(r[0]) for r in rows)
     value_width = max(len(r[1]) for r in rows)
     lines += [f"{name:<{width}}  {value:>{value_width}}  {goal}".rstrip() for name, value, goal in rows]
@@ -173,22 +175,57 @@ def _review_rows(r: dict | None) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _measure(work: Path, wanted: list[str], sizes: dict, args: argparse.Namespace) -> dict:
+    """Each wanted part's figures, measured in `work`."""
+    results: dict = {"startup_s": sections.startup(work)}
+    if "tracking" in wanted:
+        print(f"a/e: {sizes['tracking_jobs']} jobs at {sections.RPM} rpm, ours then SDK-style ...", flush=True)
+        results["tracking"] = sections.tracking(work, jobs=sizes["tracking_jobs"], compress=sizes["compress"])
+    if "overhead" in wanted:
+        print(f"b/d: {sizes['overhead_jobs']} jobs with no latency and no limit ...", flush=True)
+        results["overhead"] = sections.overhead(work, jobs=sizes["overhead_jobs"])
+    if "resume" in wanted:
+        print(f"c: rerun of {sizes['resume_rows']} finished rows, CSV then YAML ...", flush=True)
+        results["resume"] = sections.resume(work, n=sizes["resume_rows"])
+    if "dialects" in wanted:
+        print(f"f: {sizes['dialect_jobs']} rows under each emulator dialect, with faults ...", flush=True)
+        results["dialects"] = sections.dialects(work, jobs=sizes["dialect_jobs"],
+                                                only=("stuck", "all") if args.quick else None)
+    if "history" in wanted:
+        print(f"h: a {history_section.RUN_JOBS}-job run, a no-op rerun of {sizes['resume_rows']} rows, plan, "
+              f"status, report, export and review, on {sizes['history_rows']} rows of history, then on an "
+              "empty ledger ...",
+              flush=True)
+        results["history"] = history_section.history(
+            work, rows_in_history=sizes["history_rows"], noop_rows=sizes["resume_rows"],
+            time_scale=HISTORY_TIME_SCALE / (5 if args.quick else 1))
+    if "review" in wanted:
+        print(f"r: the review page with {sizes['review_clips']} clips in headless Chromium, cold then warm"
+              + (f", then as {args.review_baseline} serves it" if args.review_baseline else "") + " ...", flush=True)
+        results["review"] = review_section.review_page(work, clips=sizes["review_clips"],
+                                                       baseline=args.review_baseline)
+    if "models" in wanted:
+        print(f"m: {len(models_section.MIXED_MODELS)} models x {sizes['model_prompts']} prompts at "
+              f"{sections.RPM} rpm, then the same number of rows on grok alone ...", flush=True)
+        results["models"] = models_section.mixed(work, prompts=sizes["model_prompts"], compress=sizes["compress"])
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="toy sizes: checks the benchmark runs")
     parser.add_argument("--only", choices=SECTIONS, action="append",
                         help="run just this part (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench.json"), help="where the JSON goes")
-    parser.add_argument("--compress", type=float, help="time compression of the tracking run (default 10)")
+    parser.add_argument("--compress", type=float, help="time compression of the tracking and mixed-model runs (default 10)")
     parser.add_argument("--review-baseline", type=Path, metavar="PATH",
                         help="also measure the review page another checkout serves (e.g. the main branch)")
-    for name in ("tracking_jobs", "overhead_jobs", "resume_rows", "dialect_jobs", "history_rows", "review_clips"):
+    for name in SIZES:
         parser.add_argument("--" + name.replace("_", "-"), type=int, metavar="N",
                             help=f"size of that part (default {FULL[name]})")
     args = parser.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
-    for name in ("compress", "tracking_jobs", "overhead_jobs", "resume_rows", "dialect_jobs", "history_rows",
-                 "review_clips"):
+    for name in ("compress", *SIZES):
         if getattr(args, name):
             sizes[name] = getattr(args, name)
     wanted = [name for name in SECTIONS if name in (args.only or SECTIONS)]
@@ -198,34 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                      "quick": args.quick, "sizes": sizes}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vb-bench-") as folder:
-        work = Path(folder)
-        results["startup_s"] = sections.startup(work)
-        if "tracking" in wanted:
-            print(f"a/e: {sizes['tracking_jobs']} jobs at {sections.RPM} rpm, ours then SDK-style ...", flush=True)
-            results["tracking"] = sections.tracking(work, jobs=sizes["tracking_jobs"], compress=sizes["compress"])
-        if "overhead" in wanted:
-            print(f"b/d: {sizes['overhead_jobs']} jobs with no latency and no limit ...", flush=True)
-            results["overhead"] = sections.overhead(work, jobs=sizes["overhead_jobs"])
-        if "resume" in wanted:
-            print(f"c: rerun of {sizes['resume_rows']} finished rows, CSV then YAML ...", flush=True)
-            results["resume"] = sections.resume(work, n=sizes["resume_rows"])
-        if "dialects" in wanted:
-            print(f"f: {sizes['dialect_jobs']} rows under each emulator dialect, with faults ...", flush=True)
-            results["dialects"] = sections.dialects(work, jobs=sizes["dialect_jobs"],
-                                                    only=("stuck", "all") if args.quick else None)
-        if "history" in wanted:
-            print(f"h: a {history_section.RUN_JOBS}-job run, a no-op rerun of {sizes['resume_rows']} rows, plan, "
-                  f"status, report, export and review, on {sizes['history_rows']} rows of history, then on an "
-                  "empty ledger ...",
-                  flush=True)
-            results["history"] = history_section.history(
-                work, rows_in_history=sizes["history_rows"], noop_rows=sizes["resume_rows"],
-                time_scale=HISTORY_TIME_SCALE / (5 if args.quick else 1))
-        if "review" in wanted:
-            print(f"r: the review page with {sizes['review_clips']} clips in headless Chromium, cold then warm"
-                  + (f", then as {args.review_baseline} serves it" if args.review_baseline else "") + " ...", flush=True)
-            results["review"] = review_section.review_page(work, clips=sizes["review_clips"],
-                                                           baseline=args.review_baseline)
+        results.update(_measure(Path(folder), wanted, sizes, args))
     results["bench_seconds"] = time.perf_counter() - started
     print()
     print(table(results))

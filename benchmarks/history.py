@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 
 from pipeline.store import archive
-from pipeline.store.schema import LEDGER_SCHEMA
+from pipeline.store.schema import LEDGER_SCHEMA, conform
 
 ROWS_PER_NIGHT = 2700
 DURATIONS = (6, 10, 15)
@@ -92,7 +92,8 @@ def history_frame(n: int, *, manifest_folder: str = "/srv/batches") -> pl.DataFr
         run_id=pl.concat_str(pl.lit("run-night-"), night.cast(pl.String)),
         first_sent_at=submitted,
     )
-    return frame.select(list(LEDGER_SCHEMA)).cast(LEDGER_SCHEMA)
+    # A year of grok rows written before models had params: the columns added since are null.
+    return conform(frame, LEDGER_SCHEMA)
 
 
 def nights(n: int) -> int:

@@ -24,7 +24,7 @@ from benchmarks.processes import BENCH_KEY, EmulatorProcess, run_command
 from benchmarks.workloads import part_frame, rows, write_csv, write_finished_ledger
 
 CACHE = Path("outputs/bench-history")
-LAYOUT = "parts-v2"  # bump when the generated rows or the ledger layout change
+LAYOUT = "parts-v3"  # bump when the generated rows or the ledger layout change
 RUN_JOBS = 10
 REVIEW_LOOKUPS = 10  # video requests timed after the clip list: one per clip of the 10-job run
 

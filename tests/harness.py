@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 
 import polars as pl
+import pytest
 
+from pipeline.manifest.load import load_manifest
+from pipeline.manifest.rules import ManifestError
 from pipeline.store.archive import base_key
 from pipeline.store.ledger import read_ledger
 
@@ -48,6 +51,70 @@ def run_args(manifest: Path, tmp: Path, *more: str) -> list[str]:
     """`run` with the ledger and videos inside the test's folder, fast polling, no rate limit."""
     return ["run", str(manifest), "--ledger", str(tmp / "ledger.parquet"), "--out", str(tmp / "out"),
             "--rpm", "0", "--poll-interval", "0.05", "--progress-interval", "0.5", *more]
+
+
+def old_code(tmp: Path, commit: str) -> Path | None:
+    """A folder holding the `pipeline` package as it was at `commit` (`git archive`d), or None
+    where the repository lacks that commit (a shallow clone): the code a user ran before a change."""
+    import io
+    import tarfile
+
+    found = subprocess.run(["git", "-C", str(REPO), "archive", commit, "pipeline"], capture_output=True)
+    if found.returncode != 0:
+        return None
+    folder = tmp / f"code-{commit}"
+    with tarfile.open(fileobj=io.BytesIO(found.stdout)) as archive:
+        archive.extractall(folder, filter="data")
+    return folder
+
+
+def run_old(code: Path, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """`videobatch ARGS` as the code in `code` (old_code) ran it."""
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], env={**env, "PYTHONPATH": str(code)},
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def kill_old_run_mid_batch(code: Path, manifest: Path, folder: Path, emu, jobs: int = 4) -> None:
+    """Run the code in `code` (old_code) over `manifest` against `emu` and SIGKILL it once the
+    emulator has made `jobs` jobs: a run of an earlier version cut off with submits in the air."""
+    import signal
+
+    args = run_args(manifest, folder, "--checkpoint-every", "30")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=folder, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**cli_env(emu.base_url), "PYTHONPATH": str(code)})
+    try:
+        assert wait_for(lambda: len(emu.stats()["jobs"]) >= jobs, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+# The manifest of issue 21 as the issue writes it (its local image under refs/keeper.png).
+ISSUE_21 = """\
+defaults:
+  model: veo-3.1-fast
+  duration: 8
+  aspect_ratio: "16:9"
+jobs:
+  - prompt: A lighthouse beam sweeping over a stormy sea at night
+    params: {resolution: 1080p, generate_audio: true}
+  - prompt: A lighthouse keeper climbing a spiral staircase
+    model: kling-3.0
+    duration: 5
+    params: {mode: pro, negative_prompt: blurry, start_image: refs/keeper.png}
+"""
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def manifest_problems(path: Path) -> list[str]:
+    """The lines loading the manifest at `path` refuses it with (it must refuse it)."""
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    return str(caught.value).splitlines()
 
 
 def write_manifest(path: Path, jobs: list[dict], defaults: dict | None = None) -> Path:
@@ -95,7 +162,8 @@ def check_books(stats: dict, rows: pl.DataFrame, *, in_flight_ok: bool, retried:
     are the emulator's; one job per wanted request (each version of an id, `<id>@<hash>` in the
     ledger, is one; a version edited back to an earlier request within 24 h shares its key and job;
     with `retried`, failed generations made again: exactly one job that did not fail); ledger
-    credits equal the net charge; the key never went to the CDN; every list named the model; every
+    credits equal the net charge; the key never went to the CDN; every list named the model (of
+    rows of one model) or none (rows of several: no job of another model is filtered out); every
     downloaded file is the bytes served; and only a job that never finished may be left in flight
     (`in_flight_ok`), none otherwise."""
     per_key = jobs_per_key(stats)
@@ -121,10 +189,13 @@ def check_books(stats: dict, rows: pl.DataFrame, *, in_flight_ok: bool, retried:
     assert {k: keys for k, keys in kept.items() if keys != sorted(wanted[k])} == {}
     assert rows["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"]
     assert stats["cdn_key_leaks"] == 0
-    assert set(stats["list_models"]) <= {"grok-imagine-video"}  # every list names the model
+    # Every list names the model when the rows are of one (grok before issue 21), or lists them all.
+    models = set(rows["model"].drop_nulls()) or {"grok-imagine-video"}
+    assert set(stats["list_models"]) <= (models if len(models) == 1 else {"", *models}), stats["list_models"]
     assert set(rows["status"]) <= ({"DOWNLOADED", "SUBMITTED", "PROCESSING"} if in_flight_ok else {"DOWNLOADED"})
     for row in rows.iter_rows(named=True):
         job = served[row["job_id"]]
+        assert job["model"] == (row["model"] or "grok-imagine-video"), (row["job_key"], job["model"])
         if row["status"] == "DOWNLOADED":
             assert hashlib.sha256(Path(row["output_path"]).read_bytes()).hexdigest() == row["sha256"] \
                 == job["video_sha256"]

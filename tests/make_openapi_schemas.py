@@ -17,6 +17,9 @@ def main(source: str) -> None:
     trimmed["GrokImagineVideoRequest"] = next(
         option for option in schemas["GenerateVideoRequest"]["oneOf"]
         if option["properties"]["model"].get("enum") == ["grok-imagine-video"])
+    # The catalog's entries inlined: the trimmed file keeps no $ref to resolve.
+    trimmed["ModelCatalog"] = {**schemas["ModelCatalog"], "properties": {
+        "models": {"type": "array", "items": schemas["ModelCatalogEntry"]}}}
     out = Path(__file__).with_name("openapi_schemas.json")
     out.write_text(json.dumps({"source": "apiframe openapi.json 2.0.0, components.schemas", "schemas": trimmed},
                               indent=1, sort_keys=True) + "\n")

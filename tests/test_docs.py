@@ -6,16 +6,19 @@ they show is one the parser takes, and the README stays the first hour (at most 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline.cli import build_parser
+from pipeline.manifest.load import load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "docs" / "models").glob("*.md"))]
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 
@@ -134,3 +137,27 @@ def test_every_command_the_pages_show_is_one_the_parser_takes():
             pytest.fail(f"{page}: `{command}` is refused by the parser")
         checked += 1
     assert checked > 20, shown
+
+
+def test_the_models_example_is_manifests_models_yaml_and_loads(tmp_path):
+    """docs/manifest.md's model example is manifests/models.yaml, which loads with both models,
+    their params and the keeper's reference image; the matrix example makes the keys it names."""
+    text = (ROOT / "docs" / "manifest.md").read_text()
+    section = text.split("## Models, params and matrix", 1)[1].split("\n## ", 1)[0]
+    example, matrix = [block for lang, block in FENCE.findall(section) if lang == "yaml"]
+    shipped = ROOT / "manifests" / "models.yaml"
+    assert yaml.safe_load(example) == yaml.safe_load(shipped.read_text())
+    rows = load_manifest(shipped)
+    assert rows["model"].to_list() == ["veo-3.1-fast", "kling-3.0-omni"]
+    assert [json.loads(p) for p in rows["params"]] == [{"resolution": "1080p", "generate_audio": True},
+                                                      {"mode": "pro", "negative_prompt": "blurry"}]
+    assert rows["duration"].to_list() == [8, 5] and rows["aspect_ratio"].to_list() == ["16:9", "16:9"]
+    assert [Path(p).name for p in rows["reference_images"][1]] == ["keeper.png"]
+    assert "videobatch plan manifests/models.yaml" in (ROOT / "README.md").read_text()
+
+    grid = tmp_path / "matrix.yaml"
+    grid.write_text(matrix)
+    keys = load_manifest(grid)["job_key"].to_list()
+    assert len(keys) == 6
+    for named in re.findall(r"`(beam-[^`]+)`", section):
+        assert named in keys

@@ -1,4 +1,4 @@
-"""pipeline/models.py: the model table against the contract (CONTRACT.md's credits, defaults and
+"""pipeline/models/__init__.py: the model table against the contract (CONTRACT.md's credits, defaults and
 frame sizes; openapi.json's rules, as tests/openapi_schemas.json) and the request bodies it builds."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.models import DEFAULT_MODEL, GROK_IMAGINE_VIDEO, MODELS, get_model
-from tests.conftest import SCHEMAS, assert_valid
+from tests.conftest import SCHEMAS, assert_valid, beside_the_clone
 
 CONTRACT = Path(__file__).resolve().parents[1].parent / "shared" / "apiframe-v2" / "CONTRACT.md"
 REQUEST = SCHEMAS["GrokImagineVideoRequest"]
@@ -19,9 +19,7 @@ MODEL = GROK_IMAGINE_VIDEO
 
 @pytest.fixture(scope="module")
 def contract() -> str:
-    if not CONTRACT.is_file():  # the contract sits beside the repository, not in it
-        pytest.skip(f"{CONTRACT} is not here")
-    return CONTRACT.read_text()
+    return beside_the_clone(CONTRACT).read_text()
 
 
 def test_credits_per_duration_are_the_contracts(contract):
@@ -73,9 +71,11 @@ def test_request_bodies_spell_out_every_parameter_and_match_the_schema(duration,
 
 
 def test_models_are_found_by_name_and_an_unknown_one_names_the_known():
-    assert get_model(DEFAULT_MODEL) is MODEL and MODELS == {MODEL.name: MODEL}
+    assert get_model(DEFAULT_MODEL) is MODEL and MODELS[MODEL.name] is MODEL
+    assert len(MODELS) == 41 and get_model("sora-2").name == "sora-2"  # every model of openapi.json
     with pytest.raises(KeyError) as unknown:
-        get_model("sora-2")
-    assert unknown.value.args[0] == "unknown model 'sora-2'; known: grok-imagine-video"
+        get_model("sora-9")
+    assert unknown.value.args[0] == f"unknown model 'sora-9'; known: {', '.join(MODELS)}"
+    assert "kling-3.0" in unknown.value.args[0] and "veo-3.1-fast" in unknown.value.args[0]
     with pytest.raises(KeyError):
         MODEL.credits_for(7)  # a duration the API does not sell has no price, never a guess

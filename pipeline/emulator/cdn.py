@@ -15,7 +15,6 @@ from aiohttp import web
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.state import EmulatorState
 from pipeline.emulator.video import ClipCache
-from pipeline.models import get_model
 
 
 def drop(request: web.Request) -> web.Response:
@@ -36,7 +35,7 @@ class Cdn:
         self.url = ""  # where result URLs point: another host under the cdn-redirect dialect
 
     async def clip(self, job) -> tuple[bytes, str]:
-        width, height = get_model(job.model).frame_size(job.aspect_ratio)
+        width, height = job.width, job.height
         clip = self.clips.cached(job.variant, width, height, job.duration)
         if clip is None:  # encode off the event loop: the API keeps answering meanwhile
             clip = await asyncio.to_thread(self.clips.get, job.variant, width, height, job.duration)

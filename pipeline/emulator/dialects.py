@@ -13,6 +13,7 @@ DIALECTS: dict[str, str] = {
     "result-list": "a COMPLETED job's result is a list of {url} objects",
     "submit-id": "a submit answers {id, status} instead of {jobId, status}",
     "ignore-status-filter": "GET /v2/jobs ignores ?status= and lists jobs of every status",
+    "ignore-model-filter": "GET /v2/jobs ignores ?model= and lists jobs of every model",
     "list-4xx": "GET /v2/jobs answers 400, so jobs can only be read one by one",
     "conflict-while-in-flight": "a replayed Idempotency-Key gets 409 for a few seconds after its create",
     "cdn-redirect": ("result URLs are on another host and redirect to a signed URL served as "

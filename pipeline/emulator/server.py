@@ -1,7 +1,7 @@
 """The emulator's HTTP face, I/O: Apiframe v2 routes, a CDN, and a side door for tests.
 
 `/v2/*` behaves like the API: key check, sliding-window rate limit, injected faults, then the
-route. `/cdn/*` serves videos and uploads like a CDN (no key, no rate limit: cdn.py). `/_emulator/*`
+route; the model catalog (`/v2/models`) is public, so it skips the key and the key's rate limit. `/cdn/*` serves videos and uploads like a CDN (no key, no rate limit: cdn.py). `/_emulator/*`
 is outside the API: server-side truth (`stats`) and live reconfiguration (`config`).
 """
 
@@ -18,15 +18,17 @@ from typing import Any
 
 from aiohttp import web
 
+from pipeline.emulator.catalog import MODALITIES, catalog, charge
 from pipeline.emulator.cdn import Cdn, drop
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.dialects import CONFLICT_WINDOW_S, READ_LAG_S
+from pipeline.emulator.frames import clip_of
 from pipeline.emulator.ratelimit import SlidingWindow
 from pipeline.emulator.state import EmulatorState, canonical, iso
-from pipeline.emulator.validation import validate_generate
 from pipeline.emulator.webhooks import WebhookSender
 from pipeline.http_server import Site
 from pipeline.models import get_model
+from pipeline.models.validate import body_errors
 
 MAX_IDEMPOTENCY_KEY = 255
 IN_FLIGHT_GRACE_S = 0.05
@@ -34,6 +36,7 @@ MAX_UPLOAD_IMAGE = 25 * 1024 * 1024
 IMAGE_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
                (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
 STATE_KEY = web.AppKey("state", EmulatorState)
+PUBLIC_PATHS = ("/v2/models",)  # no key, so no per-key rate limit either (openapi.json: security [])
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -70,6 +73,7 @@ class EmulatorServer:
         r.add_get("/v2/jobs", self.list_jobs)
         r.add_get("/v2/jobs/{id}", self.get_job)
         r.add_get("/v2/me", self.me)
+        r.add_get("/v2/models", self.models)
         r.add_post("/v2/uploads", self.upload)
         r.add_get("/cdn/videos/{id}.mp4", self.cdn.video)
         r.add_get("/cdn/uploads/{id}/{name}", self.cdn.upload)
@@ -106,6 +110,10 @@ class EmulatorServer:
             return drop(request)
         if state.roll("slow_response"):
             await asyncio.sleep(state.faults.slow_seconds)
+        if request.path in PUBLIC_PATHS:
+            if state.roll("error_503"):
+                return _error(503, "Service temporarily unavailable")
+            return await handler(request)
         key = request.headers.get("X-API-Key")
         if not key or key != state.api_key:
             return _error(401, "Invalid or missing API key")
@@ -148,7 +156,7 @@ class EmulatorServer:
             body = json.loads(await request.read())
         except ValueError:
             return _error(400, "Invalid JSON body", details={"": ["Invalid JSON"]})
-        details = validate_generate(body)
+        details = body_errors(body)
         if details:
             return _error(400, "Validation failed", details=details)
         now = self.config.now()
@@ -160,12 +168,12 @@ class EmulatorServer:
                 return _error(409, "A request with this Idempotency-Key is still being processed")
             return self._accepted(job, job.status(now)[0])
         model = get_model(body["model"])
-        duration = (body.get(model.params_field) or {}).get("duration", model.default_duration)
-        price = model.credits_for(int(duration))
+        block = body.get(model.params_field) or {}
+        price = charge(model, block, clip_of(model, block).seconds)
         if state.balance < price:
             return web.json_response({"error": "Insufficient credits", "creditsRequired": price,
                                       "creditsAvailable": max(0, state.balance)}, status=402)
-        job = state.create_job(body, idem)
+        job = state.create_job(body, idem, price)
         if state.roll("drop_after_create"):
             return drop(request)
         if state.roll("answer_without_id"):
@@ -220,13 +228,14 @@ class EmulatorServer:
             return _error(400, "Invalid query parameters", details=details)
         if self.config.speaks("ignore-status-filter"):
             status = None
+        model = None if self.config.speaks("ignore-model-filter") else q.get("model")
         now = self.config.now()
         page, last_seq, seq = [], None, start
         order = self.state.order
         while seq >= 0 and len(page) < limit:
             job = order[seq]
             if (status is None or job.status(now)[0] == status) and not self._lagging(job, now):
-                if q.get("model") in (None, job.model):
+                if model in (None, job.model):
                     page.append(self.state.job_json(job, self.cdn_url, now))  # with `input` (spec)
                     last_seq = seq
             seq -= 1
@@ -242,6 +251,15 @@ class EmulatorServer:
                      "plan": "emulator", "customerId": None},
             "apiKey": {"id": state.key_id, "name": "emulator key", "prefix": state.api_key[:8]},
         })
+
+    async def models(self, request: web.Request) -> web.Response:
+        """The public catalog (no key): every video model with its price range (catalog.py)."""
+        modality = request.query.get("modality")
+        if modality is not None and modality not in MODALITIES:
+            expected = " | ".join(f"'{name}'" for name in MODALITIES)
+            return _error(400, "Invalid query parameters",
+                          details={"modality": [f"Invalid enum value. Expected {expected}, received '{modality}'"]})
+        return web.json_response(catalog(modality))
 
     async def upload(self, request: web.Request) -> web.Response:
         if not request.content_type.startswith("multipart/"):

@@ -26,6 +26,7 @@ from typing import Any
 
 from pipeline.emulator.config import EmulatorConfig, Faults
 from pipeline.emulator.dialects import STUCK_EVERY
+from pipeline.emulator.frames import clip_of, frame_size
 from pipeline.emulator.video import variant_of
 from pipeline.models import get_model
 
@@ -49,8 +50,8 @@ class EmuJob:
     body_canonical: str
     model: str
     prompt: str
-    duration: int
-    aspect_ratio: str
+    duration: int  # the clip's length in seconds: asked, or the model's default
+    aspect_ratio: str | None  # as asked (None: not asked)
     price: int
     created: float
     queued_until: float
@@ -64,6 +65,8 @@ class EmuJob:
     webhook_status: str | None = None
     served_sha256: str | None = None
     served_bytes: int | None = None
+    width: int = 0  # the clip's frame size (0 in a state file written before it was kept)
+    height: int = 0
 
     @property
     def variant(self) -> int:
@@ -191,22 +194,22 @@ class EmulatorState:
 
     # -- jobs --
 
-    def create_job(self, body: dict[str, Any], idempotency_key: str | None) -> EmuJob:
+    def create_job(self, body: dict[str, Any], idempotency_key: str | None, price: int) -> EmuJob:
         model = get_model(body["model"])
-        params = body.get(model.params_field) or {}
-        duration = int(params.get("duration", model.default_duration))
+        block = body.get(model.params_field) or {}
+        clip = clip_of(model, block)
         now = self.config.now()
-        lo, hi = self.config.generation_seconds.get(duration, (30.0, 60.0))
+        lo, hi = self.generation_range(clip.seconds)
         generation = self._gen_rng.uniform(lo, hi) * self.config.time_scale
         stuck = self.config.speaks("stuck") and len(self.order) % STUCK_EVERY == STUCK_EVERY - 1
         job = EmuJob(
             id=str(uuid.uuid4()), seq=len(self.order), idempotency_key=idempotency_key, body=body,
-            body_canonical=canonical(body), model=model.name, prompt=body["prompt"], duration=duration,
-            aspect_ratio=params.get("aspect_ratio", model.default_aspect_ratio),
-            price=model.credits_for(duration), created=now, queued_until=now + 0.1 * generation,
+            body_canonical=canonical(body), model=model.name, prompt=body["prompt"], duration=clip.seconds,
+            aspect_ratio=block.get("aspect_ratio"), price=price, created=now, queued_until=now + 0.1 * generation,
             done_at=math.inf if stuck else now + generation, will_fail=self.roll("fail_generation"),
             will_expire=self.roll("expire_results"), webhook_url=body.get("webhookUrl"),
             webhook_events=tuple(body.get("webhookEvents") or ("completed", "failed")),
+            width=clip.width, height=clip.height,
         )
         job.webhook_status = "pending" if job.webhook_url else None
         record = asdict(job)
@@ -215,9 +218,19 @@ class EmulatorState:
         self._add(job)
         return job
 
+    def generation_range(self, seconds: int) -> tuple[float, float]:
+        """How long a clip of `seconds` takes to make (before time_scale): the nearest length's."""
+        table = self.config.generation_seconds
+        if not table:
+            return 30.0, 60.0
+        return table[min(table, key=lambda known: (abs(known - seconds), known))]
+
     def _add(self, job: EmuJob) -> None:
         if job.done_at is None:  # restored: a stuck job never finishes
             job.done_at = math.inf
+        if not job.width:  # restored from a state file written before sizes were kept
+            model = get_model(job.model)
+            job.width, job.height = frame_size(model, job.body.get(model.params_field) or {})
         job.webhook_events = tuple(job.webhook_events)
         job.final, job.credit_cost = None, job.price
         self.balance -= job.price
@@ -269,17 +282,25 @@ class EmulatorState:
 
     # -- the truth, for tests --
 
+    def credits_by_model(self) -> dict[str, int]:
+        """What each model's jobs cost in the end (charges less refunds): the books per model."""
+        spent: Counter[str] = Counter()
+        for job in self.order:
+            spent[job.model] += job.credit_cost or 0
+        return dict(spent)
+
     def stats(self) -> dict[str, Any]:
         now = self.config.now()
         return {
             "jobs": [{
                 "id": j.id, "idempotency_key": j.idempotency_key, "status": j.status(now)[0],
                 "model": j.model, "prompt": j.prompt, "duration": j.duration, "aspect_ratio": j.aspect_ratio,
-                "credit_cost": j.credit_cost, "created_at": iso(j.created),
+                "width": j.width, "height": j.height, "credit_cost": j.credit_cost, "created_at": iso(j.created),
                 "completed_at": iso(j.done_at) if j.final else None, "expired": j.expired(),
                 "video_sha256": j.served_sha256, "video_bytes": j.served_bytes,
             } for j in self.order],
             "credits": {"balance": self.balance, "charged": self.charged, "refunded": self.refunded},
+            "credits_by_model": self.credits_by_model(),
             "requests": dict(self.requests),
             "rate_limited": self.rate_limited,
             "retry_after_violations": self.retry_after_violations,

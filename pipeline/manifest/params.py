@@ -55,9 +55,8 @@ def check_schema(checker: Any, row_no: int, model: VideoModel, duration: int | N
     found = checker.schema_answers.get(key)
     if found is None:
         found = checker.schema_answers[key] = schema_problems(model, block)
-    for problem in found:
-        if problem.field.startswith("params"):  # the shared fields: our own rules said it already
-            checker.issue(row_no, problem.field, problem.problem, problem.hint)
+    for problem in found:  # called only when our own rules found nothing: a shared field's is new too
+        checker.issue(row_no, problem.field, problem.problem, problem.hint)
 
 
 def _is_image_param(name: str) -> bool:

@@ -266,6 +266,11 @@ class Checker:
             self.issue(row_no, "aspect_ratio", f"{value!r} is not supported{which}",
                        f"use one of {', '.join(allowed or ('16:9', '9:16'))} (in quotes in YAML)")
             return None
+        pattern = model.params["aspect_ratio"].get("pattern")  # Veo's free text is still W:H
+        if allowed is None and pattern and not re.search(pattern, value.strip()):
+            self.issue(row_no, "aspect_ratio", f"{value!r} is not an aspect ratio {model.name} takes",
+                       'write it as width:height in whole numbers, e.g. "16:9" (in quotes in YAML)')
+            return None
         return value.strip()
 
     def _references(self, row_no: int, value: Any, model) -> tuple[list[str], list[str]]:

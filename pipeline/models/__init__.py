@@ -40,6 +40,13 @@ def _is_image_url(schema: dict[str, Any]) -> bool:
     return schema.get("type") == "array" and isinstance(items, dict) and items.get("format") == "uri"
 
 
+def uploadable(param: str) -> bool:
+    """Whether a local file may stand for an image-URL parameter (start_image, last_frame,
+    reference_images...): it is uploaded. Video and audio URLs (reference_videos, audio,
+    first_clip) must be URLs."""
+    return not any(word in param for word in ("video", "audio", "clip"))
+
+
 @dataclass(frozen=True)
 class VideoModel:
     name: str
@@ -78,6 +85,11 @@ class VideoModel:
     def image_params(self) -> tuple[str, ...]:
         """Parameters holding image (or video, audio) URLs: a local file there is uploaded."""
         return tuple(name for name, schema in self.params.items() if _is_image_url(schema))
+
+    @property
+    def upload_params(self) -> tuple[str, ...]:
+        """The URL parameters a manifest may give a local file for (uploaded, as reference images are)."""
+        return tuple(name for name in self.image_params if uploadable(name))
 
     @property
     def max_reference_images(self) -> int:

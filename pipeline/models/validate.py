@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
-from jsonschema import Draft7Validator
+from jsonschema import Draft7Validator, FormatChecker
 
 from pipeline.models import MODELS, SHARED_PARAMS, VideoModel, _choices
 
@@ -48,10 +49,12 @@ def _problem(model: VideoModel, path: list, error) -> Problem:
             where = extra[0]
         return Problem(where, f"{model.name} has no parameter {', '.join(map(repr, extra))}",
                        f"{model.name} takes: {_shown(sorted(model.params))}")
-    choices = _choices(schema) if len(path) == 1 else None
+    # A value of the parameter, or an item of a list of them (luma's concepts).
+    valued = schema if len(path) == 1 else schema.get("items", {}) if len(path) == 2 else {}
+    choices = _choices(valued) if valued else None
     unit = " (seconds)" if name == "duration" else ""
     if choices is not None and error.validator in ("enum", "anyOf", "minimum", "maximum", "type"):
-        ranged = "enum" not in schema and "anyOf" not in schema
+        ranged = "enum" not in valued and "anyOf" not in valued
         allowed = (f"a whole number from {choices[0]} to {choices[-1]}" if ranged else f"one of {_shown(choices)}")
         return Problem(field, f"{error.instance!r} is not a value {model.name} takes", f"use {allowed}{unit}")
     limit = error.validator_value
@@ -85,9 +88,69 @@ def _params_validator(model_name: str) -> Draft7Validator:
     return Draft7Validator(model.schema["properties"][model.params_field])
 
 
+def _is_url(value: Any) -> bool:
+    """What the API's Zod `.url()` takes, near enough: a scheme, then a host or a path, no spaces."""
+    if not isinstance(value, str):
+        return True  # the type check reports it
+    parts = urlsplit(value)
+    return not any(c.isspace() for c in value) and bool(parts.scheme) and bool(parts.netloc or parts.path)
+
+
+URLS = FormatChecker(formats=())
+URLS.checks("uri")(_is_url)
+
+
+@lru_cache(maxsize=None)
+def _body_validator(model_name: str) -> Draft7Validator:
+    return Draft7Validator(MODELS[model_name].schema, format_checker=URLS)
+
+
+def _zod_type(instance: Any) -> str:
+    if isinstance(instance, bool):
+        return "boolean"
+    if instance is None:
+        return "null"
+    return {dict: "object", list: "array", str: "string"}.get(type(instance), "number")
+
+
+def _literals(schema: dict[str, Any]) -> list | None:
+    """The values of an anyOf of one-value enums (how openapi.json spells durations), else None."""
+    options = schema.get("anyOf") or []
+    if options and all(len(option.get("enum", ())) == 1 for option in options):
+        return [option["enum"][0] for option in options]
+    return None
+
+
+def _zod_message(error) -> str:
+    """One jsonschema error in the words of the API's Zod validation (CONTRACT.md, 400)."""
+    kind, limit, instance = error.validator, error.validator_value, error.instance
+    if kind == "type":
+        return f"Expected {limit}, received {_zod_type(instance)}"
+    if kind == "enum":
+        return f"Invalid enum value. Expected one of: {', '.join(map(str, limit))}"
+    if kind == "anyOf" and _literals(error.schema) is not None:
+        types = {option.get("type") for option in error.schema["anyOf"]}
+        json_type = types.pop() if len(types) == 1 else None
+        if json_type and not Draft7Validator.TYPE_CHECKER.is_type(instance, json_type):
+            return f"Expected {json_type}, received {_zod_type(instance)}"
+        return f"Invalid literal value, expected one of {_literals(error.schema)}"
+    if kind in ("minLength", "maxLength"):
+        return f"String must contain at {'least' if kind == 'minLength' else 'most'} {limit} character(s)"
+    if kind in ("minItems", "maxItems"):
+        return f"Array must contain at {'least' if kind == 'minItems' else 'most'} {limit} element(s)"
+    if kind in ("minimum", "maximum"):
+        return f"Number must be {'greater' if kind == 'minimum' else 'less'} than or equal to {limit}"
+    if kind == "format":
+        return "Invalid url"
+    if kind == "pattern":
+        return "Invalid"
+    return error.message
+
+
 def body_errors(body: Any) -> dict[str, list[str]]:
-    """{json_path: [messages]} for a whole request body, the way the API's validation reports
-    them (CONTRACT.md, 400): empty when the body is valid for its model."""
+    """{json_path: [messages]} for a whole request body, the way the API's Zod validation reports
+    them (CONTRACT.md, 400): empty when the body is valid for its model. The model is the
+    discriminator: without a known one nothing else is checked."""
     if not isinstance(body, dict):
         return {"": ["Expected object"]}
     name = body.get("model")
@@ -96,7 +159,7 @@ def body_errors(body: Any) -> dict[str, list[str]]:
     if not isinstance(name, str) or name not in MODELS:
         return {"model": [f"Invalid enum value. Expected one of: {', '.join(MODELS)}"]}
     errors: dict[str, list[str]] = {}
-    for error in validator(name).iter_errors(body):
+    for error in _body_validator(name).iter_errors(body):
         path = ".".join(str(part) for part in error.path)
         if error.validator == "additionalProperties":
             for key in sorted(set(error.instance) - set(error.schema.get("properties", {}))):
@@ -105,5 +168,5 @@ def body_errors(body: Any) -> dict[str, list[str]]:
             missing = error.message.split("'")[1] if "'" in error.message else ""
             errors.setdefault(".".join(filter(None, (path, missing))), []).append("Required")
         else:
-            errors.setdefault(path, []).append(error.message)
+            errors.setdefault(path, []).append(_zod_message(error))
     return errors

@@ -12,6 +12,7 @@ from pathlib import Path
 from pipeline.models import DEFAULT_MODEL, MODELS
 from pipeline.plan import actions as p
 from pipeline.plan.reviewed import LABELS
+from pipeline.reports.by_model import model_lines, only_grok, plan_books
 from pipeline.reports.summary import BatchSummary
 from pipeline.run.outcome import EXIT_BAD_INPUT, EXIT_UNREACHABLE
 from pipeline.store.archive import is_archived_col
@@ -30,10 +31,18 @@ def _credits(r: dict) -> str:
 
 def _plan_row(r: dict, with_model: bool) -> str:
     review = f" ({LABELS[r['from_review']]})" if r.get("from_review") else ""
-    duration = "-" if r["duration"] is None else r["duration"]
+    # "-": a model that takes no duration or aspect ratio (hailuo, midjourney-video...).
+    duration = "-" if r["duration"] is None else f"{r['duration']}s"
     model = f" {r['model']:<24}" if with_model else ""
-    return (f"  {r['row']:>5}  {r['job_key'][:44]:<44}{model} {duration:>3}s {r['aspect_ratio'] or '-':>6} "
+    return (f"  {r['row']:>5}  {r['job_key'][:44]:<44}{model} {duration:>4} {r['aspect_ratio'] or '-':>6} "
             f"{_credits(r):>9}  {r['action']}" + review)
+
+
+def _by_model(books: dict) -> list[str]:
+    """A line a model when more than grok-imagine-video is in play; none otherwise (as before models)."""
+    if only_grok(books):
+        return []
+    return ['  by model (charged beside estimated; "up to": the catalog\'s upper bound):', *model_lines(books, "    ")]
 
 
 def format_plan(plan: p.Plan, ledger_path: Path, *, show_all: bool) -> str:
@@ -60,6 +69,7 @@ def format_plan(plan: p.Plan, ledger_path: Path, *, show_all: bool) -> str:
         lines.append(f"  from review decisions, not the manifest: {c[p.REGENERATE]} to regenerate "
                      f"({rows.filter(rows['action'] == p.REGENERATE)['credits_estimated'].sum()} credits), "
                      f"{rows['from_review'].str.contains('edited').sum()} with a prompt edited in review")
+    lines += _by_model(plan_books(rows))
     unpriced = rows.filter(rows["credits_estimated"].is_null() & rows["action"].is_in(list(p.SPENDING))).height
     if unpriced:  # the catalog could not be read, or does not list their model: said below
         lines.append(f"  a run would spend at most {plan.credits_to_spend} credits on the priced rows; "
@@ -116,6 +126,7 @@ def format_summary(summary: BatchSummary) -> str:
                      "run again with --retry-failed to generate them again")
     lines.append(f"  credits: {credits['estimated']} estimated and {credits['charged']} charged this run; "
                  f"{summary.ledger['credits']['charged']} charged in this ledger to date")
+    lines += _by_model(summary.by_model)
     lines.append(f"  requests: {summary.requests['total']} ({summary.requests['rate_limited']} rate-limited)")
     lines += _listed(summary)
     lines.append(f"  videos: {paths['videos']}")

@@ -18,12 +18,13 @@ import polars as pl
 from pipeline.store.archive import is_archived_col
 from pipeline.store.verdicts import review_counts
 from pipeline.store.schema import FAILED, REJECTED, STATUSES
+from pipeline.reports.by_model import model_books, model_lines, only_grok
 from pipeline.reports.summary import SUMMARY_VERSION
 from pipeline.run.outcome import exit_meaning
 
 # What status and the report read of each row: nothing else is read from the ledger.
 STATUS_COLUMNS = ["job_key", "manifest", "row", "variation", "status", "duration", "attempts", "error",
-                  "expired", "credits_estimated", "credits_charged"]
+                  "expired", "credits_estimated", "credits_charged", "model"]
 
 
 def _iso(value: Any) -> Any:
@@ -34,6 +35,13 @@ def _credits(frame: pl.LazyFrame, by: str) -> pl.DataFrame:
     return frame.group_by(by).agg(
         pl.len().alias("jobs"), pl.col("credits_estimated").sum().alias("estimated"),
         pl.col("credits_charged").sum().alias("charged")).collect()
+
+
+def _duration_credits(ledger: pl.LazyFrame) -> dict[str, dict[str, int]]:
+    """Jobs and credits by clip length; "none" for models that take no duration (hailuo, ...)."""
+    return {"none" if row["duration"] is None else str(row["duration"]):
+            {"jobs": row["jobs"], "estimated": int(row["estimated"] or 0), "charged": int(row["charged"] or 0)}
+            for row in _credits(ledger, "duration").sort("duration", nulls_last=False).iter_rows(named=True)}
 
 
 def _run_figures(run: dict[str, Any]) -> dict[str, Any]:
@@ -54,11 +62,7 @@ def summarize(ledger: pl.DataFrame | pl.LazyFrame, runs: pl.DataFrame) -> dict[s
     for row in _credits(ledger, "status").iter_rows(named=True):
         by_status[row["status"]] = row["jobs"]
         credits_by_status[row["status"]] = {"estimated": int(row["estimated"] or 0), "charged": int(row["charged"] or 0)}
-    credits_by_duration = {
-        str(row["duration"]): {"jobs": row["jobs"], "estimated": int(row["estimated"] or 0),
-                               "charged": int(row["charged"] or 0)}
-        for row in _credits(ledger, "duration").sort("duration", nulls_last=False).iter_rows(named=True)
-    }
+    credits_by_duration = _duration_credits(ledger)
     # A row edited under the same id keeps its old version as `<key>@<hash>` (store/archive.py):
     # a paid job, but not a row anyone wants now. Counted apart, so 10 rows never read as 12.
     rows_by_status = {status: 0 for status in STATUSES}
@@ -86,6 +90,7 @@ def summarize(ledger: pl.DataFrame | pl.LazyFrame, runs: pl.DataFrame) -> dict[s
         "versions_by_status": versions_by_status,
         "credits": {"estimated": int(totals["estimated"] or 0), "charged": int(totals["charged"] or 0),
                     "by_status": credits_by_status, "by_duration": credits_by_duration},
+        "by_model": model_books(ledger),  # every job, as `jobs`: a summary's ledger.by_model
         "expired": int(totals["expired"] or 0),
         "runs": runs.height,
         "review": review_counts(ledger),  # approve/reject/regenerate/undecided; {} without with_review()
@@ -110,8 +115,12 @@ def format_status(summary: dict[str, Any]) -> str:
     credits = summary["credits"]
     lines.append(f"credits: {credits['charged']} charged, {credits['estimated']} estimated")
     for duration, figures in credits["by_duration"].items():
-        lines.append(f"  {duration:>3} s clips: {figures['jobs']} jobs, {figures['charged']} charged, "
+        length = f"{duration:>3} s clips" if duration != "none" else "no duration"
+        lines.append(f"  {length}: {figures['jobs']} jobs, {figures['charged']} charged, "
                      f"{figures['estimated']} estimated")
+    if not only_grok(summary["by_model"]):  # a grok-only ledger reads as it did before models
+        lines.append('by model (charged beside estimated; "up to": the catalog\'s upper bound):')
+        lines += model_lines(summary["by_model"])
     if summary["expired"]:
         lines.append(f"expired results: {summary['expired']} (run again with --retry-failed to regenerate)")
     review = summary.get("review") or {}

@@ -41,6 +41,7 @@ class BatchSummary:
     rows: dict[str, int] = field(default_factory=dict)  # planned, skipped, submitted, downloaded, ...
     by_status: dict[str, int] = field(default_factory=dict)  # the manifest's rows by ledger status
     credits: dict[str, int] = field(default_factory=dict)  # this run: estimated, charged
+    by_model: dict[str, Any] = field(default_factory=dict)  # the manifest's rows by model (by_model.py)
     balance: int | None = None  # the account's credits, when `plan` read them
     requests: dict[str, int] = field(default_factory=dict)  # total, rate_limited (429s)
     failed: list[dict[str, Any]] = field(default_factory=list)
@@ -78,6 +79,7 @@ class BatchSummary:
             "rows": self.rows,
             "by_status": self.by_status,
             "credits": self.credits,
+            "by_model": self.by_model,
             "balance": self.balance,
             "requests": self.requests,
             "failed": self.failed,
@@ -122,25 +124,29 @@ def load_schema() -> dict[str, Any]:
 
 
 def ledger_figures(ledger) -> dict[str, Any]:
-    """The ledger to date, in `status --json`'s words: jobs, by_status, credits. `ledger` is a
-    Ledger (aggregated as it streams, never held whole), a frame, or None."""
+    """The ledger to date, in `status --json`'s words: jobs, by_status, credits, by_model. `ledger`
+    is a Ledger (aggregated as it streams, never held whole), a frame, or None."""
     # Lazy: every command imports this module at start (batch.py), before it needs polars, which
     # this import and store/schema.py (its frame schemas) load: `videobatch --help` starts without it.
     import polars as pl
 
     from pipeline.store.schema import STATUSES  # lazy: imports polars (above)
+    from pipeline.reports.by_model import model_books  # lazy: imports polars (above)
 
     by_status = {status: 0 for status in STATUSES}
     jobs = estimated = charged = 0
+    books = {}
     if ledger is not None:
-        columns = ["status", "credits_estimated", "credits_charged"]
+        columns = ["status", "credits_estimated", "credits_charged", "model"]
         lazy = ledger.scan(columns) if hasattr(ledger, "scan") else ledger.lazy().select(columns)
         counts = lazy.group_by("status").agg(pl.len().alias("n"), pl.col("credits_estimated").sum().alias("e"),
                                              pl.col("credits_charged").sum().alias("c")).collect(engine="streaming")
         for status, n, e, c in counts.iter_rows():
             by_status[status] = n
             jobs, estimated, charged = jobs + n, estimated + int(e or 0), charged + int(c or 0)
-    return {"jobs": jobs, "by_status": by_status, "credits": {"estimated": estimated, "charged": charged}}
+        books = model_books(lazy)
+    return {"jobs": jobs, "by_status": by_status, "credits": {"estimated": estimated, "charged": charged},
+            "by_model": books}
 
 
 def paths_of(ledger_path: Path, out_dir: Path | None, log_path: Path | None) -> dict[str, str | None]:
@@ -175,11 +181,13 @@ def run_summary(result, plan, ledger, *, manifest: Path, emulated: bool, deadlin
 
     from pipeline.plan.actions import SKIP  # lazy: imports polars
     from pipeline.store.schema import FINAL, PENDING, STATUSES  # lazy: imports polars
+    from pipeline.reports.by_model import model_books  # lazy: imports polars
 
-    now = ledger.rows(plan.rows["job_key"], ["status", "attempts", "job_id", "idempotency_key"]).select(
-        "job_key", pl.col("status").alias("now_status"), pl.col("attempts").alias("now_attempts"),
-        pl.col("job_id").alias("now_job_id"), pl.col("idempotency_key").alias("now_intent"))
-    rows = (plan.rows.select("job_key", "manifest", "row", "action")
+    now = ledger.rows(plan.rows["job_key"], ["status", "attempts", "job_id", "idempotency_key", "credits_charged"]
+                      ).select("job_key", pl.col("status").alias("now_status"), pl.col("attempts").alias("now_attempts"),
+                               pl.col("job_id").alias("now_job_id"), pl.col("idempotency_key").alias("now_intent"),
+                               "credits_charged")
+    rows = (plan.rows.select("job_key", "manifest", "row", "action", "model", "credits_estimated")
             .join(now, on="job_key", how="left")
             .with_columns(pl.col("now_status").fill_null(PENDING), pl.col("now_attempts").fill_null(0)))
     by_status = {status: 0 for status in STATUSES}
@@ -212,6 +220,7 @@ def run_summary(result, plan, ledger, *, manifest: Path, emulated: bool, deadlin
               "unfinished": len(unfinished), "expired": result.rows_expired},
         by_status=by_status,
         credits={"estimated": result.credits_estimated, "charged": result.credits_charged},
+        by_model=model_books(rows.rename({"now_status": "status"})),
         requests={"total": result.requests, "rate_limited": result.rate_limited},
         failed=failed, unfinished=unfinished, ledger=ledger_figures(ledger),
         paths=paths_of(ledger_path, out_dir, log_path), plan=plan, budget_left=result.budget_left,
@@ -227,13 +236,14 @@ def deadline_fields(deadline, stopped_run: bool = False) -> dict[str, Any] | Non
 def plan_summary(plan, ledger, *, manifest: Path, emulated: bool, ledger_path: Path, started_at: datetime,
                  exit_code: int = EXIT_OK, balance: int | None = None, error: str | None = None) -> BatchSummary:
     from pipeline.plan.actions import SKIP  # lazy: imports polars, which a command's start must not (ledger_figures)
+    from pipeline.reports.by_model import plan_books  # lazy: imports polars (as above)
 
     skipped = plan.counts.get(SKIP, 0)
     return BatchSummary(
         command="plan", manifest=str(manifest), emulated=emulated, exit_code=exit_code, error=error,
         started_at=started_at, ended_at=datetime.now(timezone.utc), actions=dict(plan.counts),
         rows={"planned": plan.rows.height, "skipped": skipped},
-        credits={"estimated": plan.credits_to_spend, "charged": 0}, balance=balance,
+        credits={"estimated": plan.credits_to_spend, "charged": 0}, by_model=plan_books(plan.rows), balance=balance,
         ledger=ledger_figures(ledger), paths=paths_of(ledger_path, None, None), plan=plan,
     )
 

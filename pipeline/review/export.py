@@ -4,7 +4,8 @@ Each approved clip (its current attempt approved in review, DOWNLOADED, file on 
 DEST/<job_key>.mp4: a hard link where the file system allows (no copy, no extra space), else a
 copy. Files land under a temporary name and are renamed into place, so DEST never holds a half
 clip. Beside them, approved.csv and approved.json list exactly the clips of this export with
-job_key, file, prompt, metadata, cost, reviewer and note. Nothing in DEST is ever deleted.
+job_key, file, prompt, model, its params (duration and aspect_ratio apart, as the manifest
+writes them), metadata, cost, reviewer and note. Nothing in DEST is ever deleted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.models import DEFAULT_MODEL
 from pipeline.store.atomic import write_text_atomic
 from pipeline.store.archive import is_archived_col
 from pipeline.store.verdicts import Verdict, read_verdicts, with_review
@@ -31,7 +33,7 @@ from pipeline.store.scope import ALL, resolve_run, rows_in_scope, scope_filter
 # advice: prefix such a cell with a single quote, so it shows as text. approved.json keeps the exact values.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
-SIDECAR_FIELDS = ("job_key", "file", "prompt", "duration", "aspect_ratio", "model", "metadata", "credits_charged",
+SIDECAR_FIELDS = ("job_key", "file", "prompt", "duration", "aspect_ratio", "model", "params", "metadata", "credits_charged",
                   "credits_estimated", "sha256", "reviewer", "note", "approved_at", "manifest", "row", "run_id")
 
 
@@ -115,7 +117,8 @@ def export_approved(ledger_path: Path, dest: Path, *, run: str = "last", manifes
             linked += 1
         records.append({
             "job_key": row["job_key"], "file": target.name, "prompt": row["prompt"], "duration": row["duration"],
-            "aspect_ratio": row["aspect_ratio"], "model": row["model"],
+            "aspect_ratio": row["aspect_ratio"], "model": row["model"] or DEFAULT_MODEL,
+            "params": json.loads(row["params"]) if row["params"] else {},  # null: a row without params
             "metadata": json.loads(row["metadata"]) if row["metadata"] else {},
             "credits_charged": row["credits_charged"], "credits_estimated": row["credits_estimated"],
             "sha256": row["sha256"], "reviewer": row["review_reviewer"], "note": row["review_note"],
@@ -127,7 +130,8 @@ def export_approved(ledger_path: Path, dest: Path, *, run: str = "last", manifes
     writer = csv.DictWriter(buffer, fieldnames=SIDECAR_FIELDS)
     writer.writeheader()
     for record in records:
-        cells = {**record, "metadata": json.dumps(record["metadata"], ensure_ascii=False, sort_keys=True),
+        cells = {**record, **{name: json.dumps(record[name], ensure_ascii=False, sort_keys=True)
+                              for name in ("params", "metadata")},
                  "note": record["note"] or "", "reviewer": record["reviewer"] or ""}
         writer.writerow({name: spreadsheet_safe(value) for name, value in cells.items()})
     write_text_atomic(dest / "approved.csv", buffer.getvalue(), mode=0o666)

@@ -106,8 +106,8 @@ def _scan(parts: list[Part], columns: list[str]) -> pl.LazyFrame:
 
 
 def scan_parts(parts: list[Part]) -> pl.LazyFrame:
-    """The parts as one frame of PART_SCHEMA: a part written before a column was added (ledger
-    columns are only ever added, schema.py) reads that column as null."""
+    """The parts' rows in PART_SCHEMA: a column a part written by an earlier version lacks (the
+    schema only grows) is read as null, whichever part comes first."""
     return pl.scan_parquet([p.source for p in parts], schema=PART_SCHEMA, missing_columns="insert")
 
 

@@ -3,7 +3,8 @@ every answer checked against openapi.json's own schemas.
 
 Covers: pipeline/emulator/server.py pipeline/emulator/cdn.py pipeline/emulator/state.py pipeline/emulator/config.py
 Covers: pipeline/emulator/ratelimit.py pipeline/emulator/video.py pipeline/emulator/webhooks.py
-Covers: pipeline/emulator/cli.py pipeline/emulator/__main__.py
+Covers: pipeline/emulator/cli.py pipeline/emulator/__main__.py pipeline/emulator/catalog.py
+Covers: pipeline/emulator/frames.py
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import pytest
 from aiohttp import web
 
 from pipeline.emulator import Faults
+from pipeline.emulator.frames import default_seconds
 from pipeline.http_server import Site
-from pipeline.models import GROK_IMAGINE_VIDEO
+from pipeline.models import GROK_IMAGINE_VIDEO, MODELS
+from pipeline.models.pricing import read_catalog, upper_bound
 from pipeline.run.video_check import probe_video
 from tests.conftest import assert_valid
 from tests.harness import TEST_KEY
@@ -113,7 +116,8 @@ async def test_every_aspect_ratio_has_its_frame_size_and_prompts_change_the_pict
     (body() | {"grokImagineVideoParams": {"reference_images": ["not a uri"]}},
      "grokImagineVideoParams.reference_images.0"),
     ({"prompt": "no model"}, "model"),
-    (body(model="sora-2"), "model"),
+    (body(model="sora-3"), "model"),
+    (body(model="sora-2"), "grokImagineVideoParams"),  # another model's block: an unrecognized key
 ])
 async def test_validation_errors_are_keyed_by_json_path(emulator, payload, path):
     emu = await emulator()
@@ -370,3 +374,135 @@ def test_python_dash_m_pipeline_emulator_takes_the_same_options():
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("usage: python -m pipeline.emulator ")
     assert "argument --dialect: unknown dialect nope; known: result-string," in done.stderr
+
+
+# -- every model --
+
+def model_body(name, prompt="a lighthouse beam over a stormy sea", **params):
+    """A valid body from the model's own schema: its shortest clip, its first aspect ratio (Veo's
+    free text: 9:16), an https URL for each parameter it requires."""
+    model = MODELS[name]
+    block = {}
+    if model.durations:
+        block["duration"] = min(model.durations)
+    if model.takes("aspect_ratio"):
+        block["aspect_ratio"] = model.aspect_ratios[0] if model.aspect_ratios else "9:16"
+    for required in model.schema["properties"][model.params_field].get("required", []):
+        block[required] = f"https://images.test/{required}.png"
+    return {"model": name, "prompt": prompt, model.params_field: {**block, **params}}
+
+
+async def read_prices(session, emu):
+    async with session.get(f"{emu.base_url}/v2/models", params={"modality": "video"}) as response:
+        return read_catalog(await response.json())
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+async def test_every_model_is_accepted_charged_within_its_bound_and_makes_its_clip(emulator, tmp_path, name):
+    emu = await emulator()
+    model, payload = MODELS[name], model_body(name)
+    if model is GROK_IMAGINE_VIDEO:
+        assert_valid(payload, "GrokImagineVideoRequest")
+    async with aiohttp.ClientSession() as s:
+        prices = await read_prices(s, emu)
+        accepted = await submit(s, emu, payload)
+        _, job, _ = await call(s, "GET", f"{emu.base_url}/v2/jobs/{accepted['jobId']}", expect=200, schema="Job")
+        async with s.get(job["result"]["videoUrl"]) as response:
+            (tmp_path / "v.mp4").write_bytes(await response.read())
+        wrongs = {"fps": 24, **({"duration": 1} if model.durations else {})}  # a key it lacks; a length no model makes
+        for wrong, value in wrongs.items():
+            bad = {**payload, model.params_field: {**payload[model.params_field], wrong: value}}
+            _, refused, _ = await call(s, "POST", f"{emu.base_url}/v2/videos/generate", json=bad, expect=400,
+                                       schema="ValidationError")
+            assert f"{model.params_field}.{wrong}" in refused["details"], refused
+    stats = emu.stats()
+    served = stats["jobs"][0]
+    assert len(stats["jobs"]) == 1 and stats["credits"]["charged"] == job["creditCost"]  # the 400s cost nothing
+    assert job["status"] == "COMPLETED" and job["model"] == name and job["input"] == payload
+    asked = payload[model.params_field].get("duration")
+    assert 0 < job["creditCost"] <= upper_bound(model, asked, prices)
+    info = probe_video(tmp_path / "v.mp4")
+    assert (info.width, info.height) == (served["width"], served["height"]) and info.codec == "h264"
+    assert info.duration == pytest.approx(asked or default_seconds(model), abs=0.5)
+    if model.frame_size(payload[model.params_field].get("aspect_ratio")):
+        assert (info.width, info.height) == model.frame_size(payload[model.params_field]["aspect_ratio"])
+
+
+async def test_a_4k_clip_is_drawn_at_2160_and_a_default_length_when_none_is_asked(emulator, tmp_path):
+    emu = await emulator()
+    async with aiohttp.ClientSession() as s:
+        for n, payload in enumerate((model_body("kling-3.0", mode="4k", duration=3),
+                                     {"model": "veo-3.1-fast", "prompt": "no params at all", "veoParams": {}})):
+            accepted = await submit(s, emu, payload)
+            _, job, _ = await call(s, "GET", f"{emu.base_url}/v2/jobs/{accepted['jobId']}", schema="Job")
+            async with s.get(job["result"]["videoUrl"]) as response:
+                (tmp_path / f"{n}.mp4").write_bytes(await response.read())
+    big, veo = probe_video(tmp_path / "0.mp4"), probe_video(tmp_path / "1.mp4")
+    assert (big.width, big.height) == (3840, 2160) and big.duration == pytest.approx(3, abs=0.5)
+    assert (veo.width, veo.height) == (1280, 720) and veo.duration == pytest.approx(8, abs=0.5)  # Veo's 8 s
+
+
+async def test_the_catalog_is_public_filtered_and_valid(emulator):
+    emu = await emulator(rpm=1)  # public: no key, and no key's rate limit either
+    async with aiohttp.ClientSession() as s:
+        for _ in range(3):
+            _, videos, _ = await call(s, "GET", f"{emu.base_url}/v2/models?modality=video", headers={}, expect=200,
+                                      schema="ModelCatalog")
+        _, every, _ = await call(s, "GET", f"{emu.base_url}/v2/models", headers={}, expect=200, schema="ModelCatalog")
+        _, images, _ = await call(s, "GET", f"{emu.base_url}/v2/models?modality=image", headers={}, expect=200)
+        _, bad, _ = await call(s, "GET", f"{emu.base_url}/v2/models?modality=film", headers={}, expect=400,
+                               schema="ValidationError")
+    assert [entry["id"] for entry in videos["models"]] == list(MODELS)
+    assert {entry["modality"] for entry in every["models"]} == {"video", "image", "music"}
+    assert images["models"] and all(entry["modality"] == "image" for entry in images["models"])
+    assert "modality" in bad["details"]
+    assert {e["pricingMode"] for e in videos["models"]} == {"flat", "per-second", "per-output"}
+    assert emu.stats()["requests"]["GET /v2/models"] == 6 and emu.stats()["rate_limited"] == 0
+
+
+async def test_jobs_list_by_model_and_the_books_per_model(emulator):
+    emu = await emulator(faults=Faults(seed=4, fail_generation=0.4))
+    names = ("veo-3.1-fast", "kling-3.0", "grok-imagine-video", "midjourney-video")
+    async with aiohttp.ClientSession() as s:
+        ids = {name: [(await submit(s, emu, model_body(name, prompt=f"{name} {i}")))["jobId"] for i in range(3)]
+               for name in names}
+        for name in names:
+            _, listed, _ = await call(s, "GET", f"{emu.base_url}/v2/jobs", params={"model": name}, schema="JobList")
+            assert sorted(j["id"] for j in listed["jobs"]) == sorted(ids[name])
+            assert all(j["model"] == name and j["input"]["model"] == name for j in listed["jobs"])
+        _, every, _ = await call(s, "GET", f"{emu.base_url}/v2/jobs", params={"limit": "100"}, schema="JobList")
+        _, nothing, _ = await call(s, "GET", f"{emu.base_url}/v2/jobs", params={"model": "sora-9"}, schema="JobList")
+    assert len(every["jobs"]) == 12 and nothing["jobs"] == []
+    stats = emu.stats()
+    assert stats["list_models"] == {**{name: 1 for name in names}, "": 1, "sora-9": 1}
+    emu.config.dialects = ("ignore-model-filter",)
+    async with aiohttp.ClientSession() as s:  # the dialect: ?model= is ignored, every model listed
+        _, unfiltered, _ = await call(s, "GET", f"{emu.base_url}/v2/jobs", params={"model": "kling-3.0"},
+                                      schema="JobList")
+    assert {j["model"] for j in unfiltered["jobs"]} == set(names)
+    by_model = stats["credits_by_model"]
+    assert set(by_model) == set(names) and stats["faults"]["fail_generation"] > 0
+    assert sum(by_model.values()) == stats["credits"]["charged"] - stats["credits"]["refunded"]
+    for name in names:
+        assert by_model[name] == sum(j["credit_cost"] for j in stats["jobs"] if j["model"] == name)
+
+
+@pytest.mark.parametrize("name", ["veo-3.1", "seedance-2", "midjourney-video", "wan-2.7-r2v"])
+async def test_dialects_keys_and_faults_apply_to_every_model(emulator, name):
+    emu = await emulator(dialects=("submit-id", "result-list", "cdn-redirect"),
+                         faults=Faults(seed=0, drop_after_create=1.0))
+    payload = model_body(name)
+    async with aiohttp.ClientSession() as s:
+        with pytest.raises(aiohttp.ClientError):  # made and charged, the answer lost
+            await submit(s, emu, payload, key=f"vb-{name}-a1")
+        emu.configure(faults={"drop_after_create": 0.0})
+        _, again, _ = await call(s, "POST", f"{emu.base_url}/v2/videos/generate", json=payload, expect=202,
+                                 headers={**HEADERS, "Idempotency-Key": f"vb-{name}-a1"})  # the key finds it
+        await call(s, "POST", f"{emu.base_url}/v2/videos/generate", json=model_body(name, prompt="other"),
+                   headers={**HEADERS, "Idempotency-Key": f"vb-{name}-a1"}, expect=409)
+        _, job, _ = await call(s, "GET", f"{emu.base_url}/v2/jobs/{again['id']}", schema="Job")
+        async with s.get(job["result"][0]["url"]) as response:  # another host, then a signed URL
+            assert response.status == 200 and response.content_type == "binary/octet-stream"
+            assert "/signed/" in str(response.url)
+    stats = emu.stats()
+    assert len(stats["jobs"]) == 1 and stats["credits"]["charged"] == job["creditCost"] and stats["cdn_key_leaks"] == 0

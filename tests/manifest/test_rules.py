@@ -16,6 +16,7 @@ from pipeline.manifest.rules import (
     check_job,
     metadata_too_big,
 )
+from pipeline.models import MODELS
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
@@ -29,7 +30,7 @@ PROBLEMS = [
      "unknown field; did you mean 'prompt'?; rename it to 'prompt' (fields that are not close to a known one "
      "are kept as metadata)"),
     ({"prompt": "a fox", "model": "sora"}, "model",
-     "unknown model 'sora'; use one of: grok-imagine-video (or leave it out)"),
+     f"unknown model 'sora'; use one of: {', '.join(MODELS)} (or leave it out)"),
     ({"prompt": "a fox", "duration": 7}, "duration",
      "7 is not a clip length this model makes; use one of 6, 10, 15 (seconds)"),
     ({"prompt": "a fox", "duration": True}, "duration",
@@ -80,7 +81,7 @@ def test_a_good_row_comes_back_normalized(tmp_path):
                         file="f.yaml", folder=tmp_path)
     assert {k: v for k, v in checked.items() if k not in ("reference_images", "ref_ids")} == {
         "model": "grok-imagine-video", "prompt": "a fox", "duration": 10, "aspect_ratio": "16:9", "id": "12",
-        "count": 3, "metadata": '{"campaign": "winter"}', "credits": 15}
+        "count": 3, "metadata": '{"campaign": "winter"}', "credits": 15, "params": {}, "param_ids": {}}
     assert checked["reference_images"] == [str(tmp_path / "ref.png"), "https://x.test/a.png"]
     assert checked["ref_ids"][0].startswith("sha256:") and checked["ref_ids"][1] == "https://x.test/a.png"
 

@@ -73,3 +73,38 @@ def test_cells_that_start_a_formula_are_quoted_and_the_json_keeps_them(emulator_
 ])
 def test_spreadsheet_safe_quotes_only_text_that_starts_a_formula(value, cell):
     assert spreadsheet_safe(value) == cell
+
+
+def test_the_sidecars_carry_model_params_duration_and_aspect_ratio(emulator_thread, review_server, tmp_path):
+    """Each clip's model and params (JSON in the CSV, an object in the JSON) travel with it: a
+    real run of a grok row and a kling-3.0 row with params, both approved in review."""
+    emu = emulator_thread()
+    params = {"mode": "pro", "negative_prompt": "=blurry"}  # a formula-looking value stays exact in the JSON
+    manifest = write_manifest(tmp_path / "m.yaml", [
+        {"id": "beam", "prompt": "A lighthouse beam", "duration": 10, "aspect_ratio": "9:16"},
+        {"id": "keeper", "prompt": "A keeper on the stairs", "model": "kling-3.0", "duration": 5, "params": params}])
+    done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    server = review_server(tmp_path)
+    csrf = server.csrf()
+    for key in ("beam", "keeper"):
+        status, answer = server.decide({"job_key": key, "decision": "approve"}, csrf=csrf)
+        assert status == 200 and answer["saved"], answer
+
+    dest = tmp_path / "approved"
+    exported = run_cli("export", "--approved", str(dest), "--ledger", str(tmp_path / "ledger.parquet"),
+                       env=OFFLINE, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    exact = {record["job_key"]: record for record in json.loads((dest / "approved.json").read_text())}
+    with open(dest / "approved.csv", newline="") as handle:
+        cells = {row["job_key"]: row for row in csv.DictReader(handle)}
+    assert (exact["keeper"]["model"], exact["keeper"]["params"], exact["keeper"]["duration"]) == ("kling-3.0", params, 5)
+    assert exact["keeper"]["aspect_ratio"] is None  # kling-3.0 was given none: none is sent, none exported
+    rows = {r["job_key"]: r for r in ledger(tmp_path).iter_rows(named=True)}
+    assert exact["keeper"]["credits_charged"] == rows["keeper"]["credits_charged"] > 0
+    assert (exact["beam"]["model"], exact["beam"]["params"]) == ("grok-imagine-video", {})
+    assert (exact["beam"]["duration"], exact["beam"]["aspect_ratio"]) == (10, "9:16")
+    assert json.loads(cells["keeper"]["params"]) == params and cells["keeper"]["model"] == "kling-3.0"
+    assert cells["beam"]["params"] == "{}" and (cells["beam"]["duration"], cells["beam"]["aspect_ratio"]) == ("10", "9:16")
+    assert list(cells["beam"])[:8] == ["job_key", "file", "prompt", "duration", "aspect_ratio", "model", "params",
+                                      "metadata"]

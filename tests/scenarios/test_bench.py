@@ -4,7 +4,7 @@ Figures of speed are the benchmark's business, not a test's; what is checked her
 must be right at any size (every job made once, nothing sent on a rerun of finished work, bulk
 tracking cheaper in requests than per-job polling).
 
-Covers: pipeline/cli.py pipeline/batch.py pipeline/run/runner.py pipeline/plan/actions.py
+Covers: pipeline/cli.py pipeline/batch.py pipeline/run/runner.py pipeline/plan/actions.py benchmarks/models_section.py
 """
 
 from __future__ import annotations
@@ -54,3 +54,13 @@ def test_quick_bench_runs_and_its_counts_hold(tmp_path):
             assert figures["cards_in_page"] < review["clips"] and figures["videos_in_page"] == 1
             assert figures["ready_s"] <= figures["usable_s"]
     assert f"r. review page, {review['clips']} clips in headless Chromium" in done.stdout
+    models = results["models"]  # the mixed-model batch: every row made once, the books per model balance
+    mixed, grok = models["mixed"], models["grok_only"]
+    assert mixed["jobs"] == grok["jobs"] == models["models"] * models["prompts"]
+    assert mixed["jobs_created"] == mixed["jobs"] and grok["jobs_created"] == grok["jobs"]
+    assert len(mixed["by_model"]) == models["models"] and list(grok["by_model"]) == ["grok-imagine-video"]
+    for figures in mixed["by_model"].values():
+        assert figures["charged"] == figures["server_charged"] and 0 < figures["charged"] <= figures["estimated"]
+        assert figures["downloaded"] == figures["jobs"] == models["prompts"]
+    assert mixed["requests_by_route"]["GET /v2/models"] == 1  # the catalog, read once
+    assert f"m. mixed-model batch, {models['models']} models x {models['prompts']} prompts" in done.stdout

@@ -11,13 +11,10 @@ Covers: pipeline/plan/actions.py pipeline/manifest/identity.py
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -29,7 +26,19 @@ from pipeline.manifest.identity import legacy_slug, slug
 from pipeline.review.decide import make_verdict
 from pipeline.store.ledger import Ledger
 from pipeline.store.verdicts import VerdictLog, read_verdicts
-from tests.harness import REPO, TEST_KEY, check_books, cli_env, ledger, run_args, run_cli, wait_for, write_manifest
+from tests.harness import (
+    REPO,
+    TEST_KEY,
+    check_books,
+    cli_env,
+    kill_old_run_mid_batch,
+    ledger,
+    old_code,
+    run_args,
+    run_cli,
+    run_old,
+    write_manifest,
+)
 
 BEFORE = "69f2a66"  # the last commit whose slug dropped accented letters
 # The current code, its slug set back to the old one: only where BEFORE cannot be had.
@@ -49,23 +58,14 @@ ADDED = [{"prompt": "Église de Saint-Étienne à l'aube", "duration": 6}]
 def _old_code(tmp: Path, maker: str) -> Path | None:
     """A folder holding the `pipeline` package as it was at BEFORE, or None without that commit
     (or when the test asks for the fallback)."""
-    if maker != BEFORE:
-        return None
-    found = subprocess.run(["git", "-C", str(REPO), "archive", BEFORE, "pipeline"], capture_output=True)
-    if found.returncode != 0:
-        return None
-    folder = tmp / "old-code"
-    with tarfile.open(fileobj=io.BytesIO(found.stdout)) as archive:
-        archive.extractall(folder, filter="data")
-    return folder
+    return old_code(tmp, BEFORE) if maker == BEFORE else None
 
 
 def _run_old(tmp: Path, *args: str, env: dict[str, str], maker: str = BEFORE) -> subprocess.CompletedProcess:
     """`videobatch ARGS` as the code before the change ran it."""
     old = _old_code(tmp, maker)
     if old is not None:
-        return subprocess.run([sys.executable, "-m", "pipeline", *args], env={**env, "PYTHONPATH": str(old)},
-                              cwd=tmp, capture_output=True, text=True, timeout=120)
+        return run_old(old, *args, env=env, cwd=tmp)
     return subprocess.run([sys.executable, "-c", _LEGACY_MAIN, *args], env={**env, "PYTHONPATH": str(REPO)},
                           cwd=tmp, capture_output=True, text=True, timeout=120)
 
@@ -188,12 +188,7 @@ def test_an_old_run_killed_mid_batch_is_finished_by_today_s_code_under_the_old_k
     config = EmulatorConfig(api_key=TEST_KEY, credits=100_000, time_scale=0.1, rpm=0,
                             faults=Faults(seed=5, drop_after_create=0.5))
     with EmulatorThread(config) as emu:
-        args = run_args(manifest, tmp_path, "--checkpoint-every", "30")
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env={**cli_env(emu.base_url), "PYTHONPATH": str(old)})
-        assert wait_for(lambda: len(emu.stats()["jobs"]) >= 4, timeout=60)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        kill_old_run_mid_batch(old, manifest, tmp_path, emu)
         time.sleep(0.3)
         legacy = {legacy_slug(row["prompt"]) for row in rows}
         assert all(slug(row["prompt"]) not in legacy for row in rows)  # every key would change

@@ -54,3 +54,31 @@ def test_merges_take_eight_parts_of_one_tier_and_a_merge_from_the_start_drops_re
     merged = pl.read_parquet(live[0].path)
     assert "a" not in merged["job_key"].to_list() and not merged[store.SUPERSEDES].any()
     assert merged.height == store.MERGE_AT
+
+
+def test_a_part_an_earlier_version_wrote_reads_its_new_columns_as_null_and_merges(tmp_path):
+    """Columns are only added (schema.py): a part written before `params` (issue 21) is read, looked
+    up and merged beside newer parts, whichever comes first, its missing columns null."""
+    old_columns = [c for c in store.PART_SCHEMA if c not in ("params", "video_width", "video_height", "video_seconds")]
+    parts = []
+    for seq in range(1, store.MERGE_AT + 1):
+        frame = versions((f"k{seq}", seq, False, False, "DOWNLOADED")).with_columns(
+            params=pl.lit('{"mode":"pro"}'), video_width=pl.lit(1280, pl.Int64))
+        if seq % 2:  # every other part as the code before issue 21 wrote it
+            frame = frame.select(old_columns)
+            path = tmp_path / store.part_name(seq, seq, 1)
+            frame.write_parquet(path)
+            parts.append(store.Part(path, seq, seq, 1, size=path.stat().st_size))
+        else:
+            parts.append(store.write_part(tmp_path, frame, seq, seq))
+    assert "params" not in pl.read_parquet_schema(parts[0].path)
+    expected = [(f"k{s}", None if s % 2 else '{"mode":"pro"}', None if s % 2 else 1280)
+                for s in range(1, store.MERGE_AT + 1)]
+    assert store.current(parts, ["params", "video_width"]).sort("job_key").collect().rows() == expected
+    assert store.lookup(parts, ["k1", "k2"], ["params"]).select("job_key", "params").sort("job_key").rows() == \
+        [row[:2] for row in expected[:2]]
+    swaps = []
+    store.compact(tmp_path, parts, lambda live, obsolete: swaps.append((live, obsolete)))
+    [(live, _)] = swaps
+    merged = pl.read_parquet(live[0].path).select("job_key", "params", "video_width").sort("job_key")
+    assert merged.rows() == expected
