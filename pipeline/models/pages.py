@@ -99,7 +99,9 @@ def _rows(model: VideoModel) -> list[str]:
         local = ("yes, uploaded" if name in model.upload_params
                  else "no: an https URL" if name in model.image_params else "")
         mark = " (required)" if name in required else ""
-        rows.append(f"| `{name}`{mark} | {where} | {_kind(schema)} | {_allowed(schema) or 'any'} | {local} |")
+        kind = _kind(schema)
+        allowed = _allowed(schema) or {"URL": "an https URL", "true or false": "either"}.get(kind, "any")
+        rows.append(f"| `{name}`{mark} | {where} | {kind} | {allowed} | {local} |")
     return rows
 
 
