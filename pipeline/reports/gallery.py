@@ -106,9 +106,8 @@ def _card(row: dict, page_dir: Path, shared: str | None = None) -> str:
     return (
         f'<article class="card" data-status="{e(status)}" data-job-key="{e(row["job_key"])}" '
         f'style="--ratio: {facts["ratio"]}">'
-        f'{media}<div class="body">'
-        f'<div class="meta"><span class="badge {e(status.lower())}">{e(status)}</span>'
-        f'<span class="model">{e(row.get("model") or "?")}</span>{shape}'
+        f'{media}<div class="body"><p class="model">{e(row.get("model") or "?")}</p>'
+        f'<div class="meta"><span class="badge {e(status.lower())}">{e(status)}</span>{shape}'
         f'<span class="credits" title="credits charged / estimated{bound}">{e(facts["credits_text"])}</span>'
         f'<span>{row.get("attempts") or 0} {"try" if row.get("attempts") == 1 else "tries"}</span></div>'
         f'{params}'
@@ -278,7 +277,7 @@ main {{ padding: 18px 28px 40px; display: grid; grid-template-columns: repeat(au
 .review {{ margin: 8px 0 0; font-size: 13px; font-weight: 600; }} .review.approve {{ color: #12805c; }} .review.reject {{ color: #c4320a; }} .review.regenerate {{ color: #b54708; }}
 .none {{ color: var(--muted); }}
 .take {{ margin: 8px 0 0; font-size: 13px; color: #b54708; }}
-.model {{ font-weight: 700; color: var(--ink); }}
+.model {{ margin: 0 0 6px; font-weight: 700; }}
 .params {{ list-style: none; margin: 6px 0 0; padding: 0; display: flex; flex-wrap: wrap; gap: 4px; }}
 .params li {{ font: 11px/1.6 ui-monospace, monospace; background: var(--bg); border: 1px solid var(--line); border-radius: 5px; padding: 0 5px; }}
 .group {{ grid-column: 1 / -1; background: #e9edf3; border: 1px solid #d0d5dd; border-radius: 14px; padding: 10px 12px 12px; }}

@@ -126,7 +126,7 @@ dl.metadata dt { color: var(--muted); } dl.metadata dd { margin: 0; word-break: 
 .fresh { font-weight: 700; border-radius: 6px; padding: 1px 7px; font-size: 11px; background: #fef0c7; color: #93370d; }
 .live { margin-left: auto; color: #12805c; }
 #more { grid-column: 1 / -1; height: 1px; }
-.model { font-weight: 700; color: var(--ink); }
+.model { margin: 0 0 6px; font-weight: 700; }
 .params { list-style: none; margin: 6px 0 0; padding: 0; display: flex; flex-wrap: wrap; gap: 4px; }
 .params li { font: 11px/1.6 ui-monospace, monospace; background: var(--bg); border: 1px solid var(--line); border-radius: 5px; padding: 0 5px; }
 .group { grid-column: 1 / -1; background: #e9edf3; border: 1px solid #d0d5dd; border-radius: 14px; padding: 10px 12px 12px; }
@@ -262,12 +262,12 @@ function card(clip) {
   node.style.setProperty("--ratio", ratio(clip));
   node.append(media(clip));
   const body = el("div", "body");
+  body.append(el("p", "model", clip.model || "?"));
   const meta = el("div", "meta");
   meta.append(el("span", "badge " + (clip.status || "pending").toLowerCase(), clip.status));
   const d = decisionOf(clip);
   meta.append(el("span", "decision " + d, d === "undecided" ? "undecided" : VERBS[d]));
   if (fresh.has(clip.job_key)) meta.append(el("span", "fresh", clip.takes.length ? "new take" : "new"));
-  meta.append(el("span", "model", clip.model || "?"));
   if (clip.duration != null) meta.append(el("span", "duration", clip.duration + " s"));
   if (clip.aspect_ratio) meta.append(el("span", "ratio", clip.aspect_ratio));
   const credits = el("span", "credits", clip.credits_text);
