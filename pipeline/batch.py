@@ -26,11 +26,13 @@ from pipeline.config import (DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OU
                              ApiConfig, load_api_config)
 from pipeline.manifest.load import ManifestError, load_manifest
 from pipeline.plan.actions import keep_ledger_keys
+from pipeline.plan.prices import needs_catalog
 from pipeline.plan.reviewed import make_reviewed_plan
 from pipeline.reports.metrics import write_metrics
 from pipeline.reports.notify import NotifyUrlError, check_url, notify
 from pipeline.reports.summary import BatchSummary, plan_summary, refused_summary, run_summary
 from pipeline.run.account import NoContact, balance_of, first_contact, settle_account
+from pipeline.run.catalog import CatalogRefusal, price_from_catalog
 from pipeline.run.deadline import Deadline, DeadlineError, parse_deadline
 from pipeline.run.outcome import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED, RunResult
 from pipeline.run.payers import JobPayers
@@ -93,6 +95,19 @@ async def _balance(config) -> int | None:
         return balance_of(await first_contact(client))
 
 
+async def _plan_prices(plan, config, ledger_path: Path, emulate: bool) -> None:
+    """The plan's catalog prices, read as a run reads them (from the built-in emulator's catalog
+    with --emulate), and kept beside the ledger when its folder exists."""
+    if not needs_catalog(plan):
+        return
+    async with AsyncExitStack() as stack:
+        base_url, api_key = config.base_url, config.api_key
+        if emulate:
+            base_url, api_key = await _start_emulator(stack, ledger_path, state=False)
+        client = await stack.enter_async_context(ApiClient(base_url, api_key, public=True))
+        await price_from_catalog(client, plan, ledger_path, keep=ledger_path.parent.is_dir())
+
+
 def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_failed: bool = False,
                emulate: bool = False, check_balance: bool = True, refs_root: Path | str | None = None,
                take_over: bool = False, max_credits: int | None = None) -> BatchSummary:
@@ -128,6 +143,10 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
                                ledger_path=ledger_path, out_dir=None)
     balance, code, error = None, EXIT_OK, None
     config = load_api_config()
+    try:
+        asyncio.run(_plan_prices(plan, config, ledger_path, emulate))
+    except CatalogRefusal as exc:  # said with the plan; rows of the models it names show no estimate
+        code, error = exc.exit_code, str(exc)
     if check_balance and config.api_key and not emulate:
         try:
             balance = asyncio.run(_balance(config))
@@ -233,9 +252,13 @@ def _run_planned(manifest: Path, settings: BatchSettings, config: ApiConfig, led
     if refusal:  # before any request: the ids are another manifest's
         return refused(EXIT_BAD_INPUT, refusal, run_id)
     log_path = ledger_path.parent / "logs" / f"{run_id}.jsonl"
-    if on_start is not None:
-        on_start(run_id, plan, "emulator" if settings.emulate else config.base_url)
-    result = asyncio.run(_run_async(settings, config, ledger, plan, out_dir, log_path, interrupts, deadline))
+    started = None if on_start is None else (
+        lambda: on_start(run_id, plan, "emulator" if settings.emulate else config.base_url))
+    try:
+        result = asyncio.run(_run_async(settings, config, ledger, plan, out_dir, log_path, interrupts, deadline,
+                                        on_start=started))
+    except CatalogRefusal as exc:  # before any request that costs
+        return refused(exc.exit_code, str(exc), run_id)
     try:
         ledger.append_run(result.to_runs_row(plan, emulated=bool(settings.emulate), log_path=log_path))
     except StorageFault:
@@ -245,7 +268,7 @@ def _run_planned(manifest: Path, settings: BatchSettings, config: ApiConfig, led
 
 
 async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, interrupts,
-                     deadline=None) -> RunResult:
+                     deadline=None, on_start: Callable[[], None] | None = None) -> RunResult:
     # Lazy: the runner loads PyAV (the downloads' check), which `plan` and `reconcile` never need.
     from pipeline.run.runner import Runner, RunOptions
 
@@ -268,6 +291,13 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
                                                           delay=round(delay, 3)),
         )
         await stack.enter_async_context(client)
+        try:
+            await price_from_catalog(client, plan, ledger.path)  # the plan's bounds, before it is shown or run
+        except CatalogRefusal:
+            log.close()
+            raise
+        if on_start is not None:
+            on_start()
         runner = Runner(ledger, client, plan, options, log, progress_interval=args.progress_interval)
         control = runner.control
         client.should_stop = control.stopped
@@ -298,7 +328,7 @@ def emulator_state_path(ledger_path: Path) -> Path:
 
 
 async def _start_emulator(stack, ledger_path: Path, *, credits: int = 1_000_000, time_scale: float = DEMO_TIME_SCALE,
-                          dialects: tuple[str, ...] = ()) -> tuple[str, str]:
+                          dialects: tuple[str, ...] = (), state: bool = True) -> tuple[str, str]:
     """The built-in emulator for an emulated ledger, stopped with `stack`: (base URL, API key)."""
     # Lazy: the emulator (its server, PyAV to make videos) is loaded only for --emulate.
     from pipeline.emulator import Emulator, EmulatorConfig
@@ -308,7 +338,7 @@ async def _start_emulator(stack, ledger_path: Path, *, credits: int = 1_000_000,
     # batch: the jobs it made are still there, under the same account.
     emu = await stack.enter_async_context(Emulator(EmulatorConfig(
         api_key=api_key, credits=credits, time_scale=time_scale, rpm=0, dialects=tuple(dialects),
-        state_path=emulator_state_path(ledger_path))))
+        state_path=emulator_state_path(ledger_path) if state else None)))
     return emu.base_url, api_key
 
 

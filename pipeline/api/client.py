@@ -195,12 +195,17 @@ class ApiClient:
         timeout: float = 30.0,
         on_retry: RetryHook | None = None,
         should_stop: Callable[[], bool] | None = None,
+        public: bool = False,
     ):
-        if not api_key:
+        """`public`: without a key, for the routes that need none (the model catalog, for `plan`)."""
+        if not api_key and not public:
             raise AuthError("no API key: set APIFRAME_API_KEY in the environment or .env")
-        register_secret(api_key)
+        if api_key:
+            register_secret(api_key)
         self.base_url = base_url.rstrip("/")
-        self._headers = {"X-API-Key": api_key, "Accept": "application/json"}  # API requests only
+        self._headers = {"Accept": "application/json"}
+        if api_key:
+            self._headers["X-API-Key"] = api_key  # API requests only
         self._origin = _origin(self.base_url)
         self.gate = gate or RequestGate(None)
         self.retry = retry or RetryPolicy()
@@ -277,6 +282,16 @@ class ApiClient:
         if not first_contact:
             return await self._call("GET", "/v2/me")
         return await self._call("GET", "/v2/me", unreached_tries=FIRST_CONTACT_TRIES,
+                                timeout=aiohttp.ClientTimeout(total=self.timeout.total, connect=FIRST_CONTACT_CONNECT_S))
+
+    async def catalog(self, *, first_contact: bool = False) -> Any:
+        """GET /v2/models?modality=video: the public model catalog with each model's cost range
+        (openapi.json, ModelCatalog; no key needed, though ours goes along to the API's own host).
+        Read once per plan or run, before anything is sent (`first_contact` as for `me`)."""
+        params = {"modality": "video"}
+        if not first_contact:
+            return await self._call("GET", "/v2/models", params=params)
+        return await self._call("GET", "/v2/models", params=params, unreached_tries=FIRST_CONTACT_TRIES,
                                 timeout=aiohttp.ClientTimeout(total=self.timeout.total, connect=FIRST_CONTACT_CONNECT_S))
 
     async def upload(self, data: bytes, filename: str) -> Any:
@@ -416,7 +431,7 @@ class ApiClient:
                 if scheme not in ("http", "https"):
                     raise DownloadError(f"refusing to download a {scheme or 'schemeless'} URL: only http(s)")
                 same_origin = _origin(url) == self._origin
-                headers = {"X-API-Key": self._headers["X-API-Key"]} if same_origin else {}
+                headers = {"X-API-Key": self._headers["X-API-Key"]} if same_origin and "X-API-Key" in self._headers else {}
                 async with self.session.get(url, allow_redirects=False, timeout=self.download_timeout,
                                             headers=headers) as response:
                     if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):

@@ -17,6 +17,7 @@ Evidence (../shared/apiframe-v2/CONTRACT.md and the official Node SDK, commit 9f
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -121,7 +122,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def request_shape(body: Any) -> tuple | None:
-    """(model, prompt, duration, aspect ratio, references), the model's own defaults filled in."""
+    """(model, prompt, duration, aspect ratio, references, the other params), the model's own
+    documented defaults filled in."""
     from pipeline.models import get_model  # the one table of what a model accepts and defaults to
 
     if not isinstance(body, dict):
@@ -134,15 +136,19 @@ def request_shape(body: Any) -> tuple | None:
     if not isinstance(params, dict):  # liberal: any `...Params` object, or none (all defaults)
         params = next((v for k, v in body.items() if k.endswith("Params") and isinstance(v, dict)), {})
     references = params.get("reference_images") or []
+    # The model's other params take part too: one prompt on one model may be asked at two
+    # resolutions (a matrix), and each job must be matched to its own row.
+    others = json.dumps({k: v for k, v in params.items() if k not in ("duration", "aspect_ratio", "reference_images")},
+                        sort_keys=True, default=str)
     return (model.name, body.get("prompt"), params.get("duration", model.default_duration),
             params.get("aspect_ratio", model.default_aspect_ratio),
-            tuple(references) if isinstance(references, list) else references)
+            tuple(references) if isinstance(references, list) else references, others)
 
 
 def same_request(listed_input: Any, journaled_body: dict[str, Any]) -> bool:
     """Is a listed job's `input` (the request as the API accepted it) the body we journaled?
 
-    Compared on what makes the video (model, prompt, duration, aspect ratio, references), with
+    Compared on what makes the video (model, prompt, duration, aspect ratio, references, params), with
     the documented defaults filled in, so an API that echoes defaults or drops our webhook
     fields still matches; a job with any other prompt or setting never does.
     """

@@ -68,7 +68,8 @@ def _problem(model: VideoModel, path: list, error) -> Problem:
         return Problem(field, f"expected {limit} for {model.name}, got {type(error.instance).__name__}",
                        "write the value as the model's parameter takes it (see docs/models/)")
     if error.validator == "required":
-        return Problem(field, f"{model.name}: {error.message}", "add it under params")
+        missing = next((name for name in error.validator_value if name not in (error.instance or {})), "?")
+        return Problem(manifest_field(missing), f"{model.name} needs {missing}", "add it under params")
     return Problem(field, f"{error.message} ({model.name})", f"see the parameters of {model.name} in docs/models/")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.models import DEFAULT_MODEL, MODELS
 from pipeline.plan import actions as p
 from pipeline.plan.reviewed import LABELS
 from pipeline.reports.summary import BatchSummary
@@ -19,10 +20,20 @@ PLAN_ROWS_SHOWN = 40  # rows a plan lists without --all
 SUMMARY_ROWS_SHOWN = 20  # failed or unfinished rows a run's end lists
 
 
-def _plan_row(r: dict) -> str:
+def _credits(r: dict) -> str:
+    """A row's estimate: grok's documented price as it is, a catalog price as the bound it is."""
+    estimate = r["credits_estimated"]
+    if estimate is None:
+        return "unpriced"
+    return str(estimate) if MODELS[r["model"]].credits else f"up to {estimate}"
+
+
+def _plan_row(r: dict, with_model: bool) -> str:
     review = f" ({LABELS[r['from_review']]})" if r.get("from_review") else ""
-    return (f"  {r['row']:>5}  {r['job_key'][:44]:<44} {r['duration']:>3}s {r['aspect_ratio']:>6} "
-            f"{r['credits_estimated']:>7}  {r['action']}" + review)
+    duration = "-" if r["duration"] is None else r["duration"]
+    model = f" {r['model']:<24}" if with_model else ""
+    return (f"  {r['row']:>5}  {r['job_key'][:44]:<44}{model} {duration:>3}s {r['aspect_ratio'] or '-':>6} "
+            f"{_credits(r):>9}  {r['action']}" + review)
 
 
 def format_plan(plan: p.Plan, ledger_path: Path, *, show_all: bool) -> str:
@@ -30,9 +41,11 @@ def format_plan(plan: p.Plan, ledger_path: Path, *, show_all: bool) -> str:
     rows = plan.rows
     c = plan.counts
     shown = rows if show_all else rows.head(PLAN_ROWS_SHOWN)
+    with_model = set(rows["model"].unique()) != {DEFAULT_MODEL}  # a grok-only plan reads as before
     lines = [f"plan for {plan.manifest} (ledger {ledger_path})",
-             f"  {'row':>5}  {'job_key':<44} {'dur':>4} {'aspect':>6} {'credits':>7}  action"]
-    lines += [_plan_row(r) for r in shown.iter_rows(named=True)]
+             f"  {'row':>5}  {'job_key':<44}{' ' + 'model'.ljust(24) if with_model else ''} {'dur':>4} {'aspect':>6} "
+             f"{'credits':>9}  action"]
+    lines += [_plan_row(r, with_model) for r in shown.iter_rows(named=True)]
     if rows.height > shown.height:
         lines.append(f"  ... {rows.height - shown.height} more rows (--all lists them)")
     lines.append(f"  jobs in manifest: {rows.height}, {plan.credits_total} credits for all of them")
@@ -47,7 +60,13 @@ def format_plan(plan: p.Plan, ledger_path: Path, *, show_all: bool) -> str:
         lines.append(f"  from review decisions, not the manifest: {c[p.REGENERATE]} to regenerate "
                      f"({rows.filter(rows['action'] == p.REGENERATE)['credits_estimated'].sum()} credits), "
                      f"{rows['from_review'].str.contains('edited').sum()} with a prompt edited in review")
-    lines.append(f"  a run would spend at most {plan.credits_to_spend} credits")
+    unpriced = rows.filter(rows["credits_estimated"].is_null() & rows["action"].is_in(list(p.SPENDING))).height
+    if unpriced:  # the catalog could not be read, or does not list their model: said below
+        lines.append(f"  a run would spend at most {plan.credits_to_spend} credits on the priced rows; "
+                     f"{unpriced} rows have no price, and a run refuses them")
+    else:
+        lines.append(f"  a run would spend at most {plan.credits_to_spend} credits"
+                     + (" (catalog prices read as upper bounds)" if with_model else ""))
     budget = plan.budget
     if budget is not None and budget.left:  # plan/budget.py words it; the run ends with the same names
         lines.append(f"  {budget.line(after_run=False)}")

@@ -9,6 +9,7 @@ check refuses. Nothing here writes: the review server appends what make_verdict 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -96,15 +97,19 @@ def make_verdict(row: dict[str, Any] | None, job_key: str, decision: Any, *, not
 
 def _checked_edit(row: dict[str, Any], job_key: str, prompt: str) -> tuple[str, str]:
     """(stripped prompt, request hash) of the row's request with `prompt`, checked as a manifest row is."""
-    job = {"prompt": prompt, "duration": row.get("duration"), "aspect_ratio": row.get("aspect_ratio"),
-           "model": row.get("model")}
+    job = {"prompt": prompt, "model": row.get("model")}
+    for name in ("duration", "aspect_ratio"):  # a model that takes none has none (midjourney-video)
+        if row.get(name) is not None:
+            job[name] = row[name]
     if row.get("reference_images"):
         job["reference_images"] = list(row["reference_images"])
+    if row.get("params"):
+        job["params"] = json.loads(row["params"])
     manifest = Path(row["manifest"]) if row.get("manifest") else Path(".")
     try:
         checked = check_job(job, file=f"edited prompt of {job_key}", folder=manifest.parent)
     except ManifestError as exc:
         raise VerdictError("; ".join(str(issue) for issue in exc.issues)) from None
     digest = request_hash(checked["model"], checked["prompt"], checked["duration"], checked["aspect_ratio"],
-                          checked["ref_ids"], int(row.get("variation") or 1))
+                          checked["ref_ids"], int(row.get("variation") or 1), checked["param_ids"])
     return checked["prompt"], digest

@@ -14,7 +14,7 @@ from typing import Callable
 from pipeline.api.client import ApiClient, DownloadError, TransientError
 from pipeline.api.retry import OnRetry, RetryPolicy
 from pipeline.models import get_model
-from pipeline.run.video_check import VideoMismatch, verify_video
+from pipeline.run.video_check import VideoInfo, VideoMismatch, verify_video
 
 VIDEO_DIR = "videos"
 # Videos up to this size are held and checked in memory, then written in one go; a larger one
@@ -31,6 +31,7 @@ class SavedVideo:
     bytes: int
     sha256: str
     verify_cpu_s: float = 0.0  # CPU the PyAV check took (it runs in a worker thread)
+    info: VideoInfo | None = None  # what PyAV read of it (None: not checked)
 
 
 @functools.lru_cache(maxsize=16)
@@ -81,20 +82,21 @@ class _Spool:
             self.file.close()
 
 
-def _store(spool: _Spool, final: Path, *, duration: int, frame_size: tuple[int, int] | None) -> float:
+def _store(spool: _Spool, final: Path, *, duration: int | None, frame_size: tuple[int, int] | None,
+           verify: bool) -> tuple[float, VideoInfo | None]:
     """Off the event loop: check the video, make it durable, rename it into place.
 
     The data is fsynced before the rename, so a file present under its final name is whole. The
     folder is not fsynced per video: if a power cut undoes a rename, the ledger's DOWNLOADED row
     points at a missing file and the next run downloads it again, without a new generation.
-    Returns the CPU seconds the check took.
+    Returns the CPU seconds the check took and what the file is (None unchecked).
     """
-    def check(source: Path | bytes) -> float:
-        if frame_size is None:
-            return 0.0
+    def check(source: Path | bytes) -> tuple[float, VideoInfo | None]:
+        if not verify:
+            return 0.0, None
         started = time.thread_time()
-        verify_video(source, duration=duration, frame_size=frame_size)
-        return time.thread_time() - started
+        info = verify_video(source, duration=duration, frame_size=frame_size)
+        return time.thread_time() - started, info
 
     if spool.file is None:
         data, spool.chunks = b"".join(spool.chunks), []  # one copy in memory, not two
@@ -113,7 +115,7 @@ def _store(spool: _Spool, final: Path, *, duration: int, frame_size: tuple[int, 
 
 
 async def download_video(
-    client: ApiClient, url: str, final: Path, *, duration: int, frame_size: tuple[int, int],
+    client: ApiClient, url: str, final: Path, *, duration: int | None, frame_size: tuple[int, int] | None,
     max_bytes: int, verify: bool = True,
 ) -> SavedVideo:
     """Download beside `final`, check it, then rename it over `final`.
@@ -124,9 +126,9 @@ async def download_video(
     try:
         size, digest = await client.download(url, spool, max_bytes=max_bytes)
         store = asyncio.ensure_future(asyncio.to_thread(
-            _store, spool, final, duration=duration, frame_size=frame_size if verify else None))
+            _store, spool, final, duration=duration, frame_size=frame_size, verify=verify))
         try:
-            verify_cpu = await asyncio.shield(store)
+            verify_cpu, info = await asyncio.shield(store)
         except asyncio.CancelledError:
             # A thread cannot be stopped: let it end (a whole video renamed, or an error) before
             # the cleanup below touches its file. Unrecorded, a renamed video is fetched again.
@@ -140,18 +142,19 @@ async def download_video(
         if isinstance(exc, VideoMismatch):
             raise DownloadError(f"downloaded file is not the video asked for: {exc}") from None
         raise
-    return SavedVideo(final, size, digest, verify_cpu)
+    return SavedVideo(final, size, digest, verify_cpu, info)
 
 
 @functools.lru_cache(maxsize=64)
-def frame_size(model: str, aspect_ratio: str) -> tuple[int, int]:
-    """The frame a model renders at an aspect ratio: what a downloaded video is checked against."""
+def frame_size(model: str, aspect_ratio: str | None) -> tuple[int, int] | None:
+    """The frame a model renders at an aspect ratio, where it is known (grok): what a downloaded
+    video is checked against; None: the size is recorded, not guessed."""
     return get_model(model).frame_size(aspect_ratio)
 
 
 async def download_with_retries(
-    client: ApiClient, url: str, final: Path, *, duration: int, frame_size: tuple[int, int], max_bytes: int,
-    verify: bool, on_retry: OnRetry, should_stop: Callable[[], bool],
+    client: ApiClient, url: str, final: Path, *, duration: int | None, frame_size: tuple[int, int] | None,
+    max_bytes: int, verify: bool, on_retry: OnRetry, should_stop: Callable[[], bool],
 ) -> SavedVideo:
     """`download_video` under DOWNLOAD_RETRY: the last failure of RETRIED is raised, and so is a
     NotFound at once (the CDN's URL is gone: the job is read again for a fresh one)."""

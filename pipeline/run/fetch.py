@@ -25,7 +25,7 @@ class Fetcher:
             size = frame_size(work.row["model"], work.row["aspect_ratio"])
             await self.runner.guarded(work, self._download(work, size))
 
-    async def _download(self, work: Work, frame: tuple[int, int]) -> None:
+    async def _download(self, work: Work, frame: tuple[int, int] | None) -> None:
         runner = self.runner
         options, control = runner.options, runner.control
         final = video_path(options.out_dir, work.job_key)
@@ -33,7 +33,7 @@ class Fetcher:
             return
         try:
             saved = await download_with_retries(
-                runner.client, work.recorded.video_url, final, duration=work.duration, frame_size=frame,
+                runner.client, work.recorded.video_url, final, duration=work.row["duration"], frame_size=frame,
                 max_bytes=options.max_download_bytes, verify=options.verify_videos,
                 on_retry=lambda exc, attempt, _delay: runner.events.retry_download(work, exc, attempt),
                 should_stop=control.stopped)
@@ -53,8 +53,11 @@ class Fetcher:
             return
         self.verify_cpu_s += saved.verify_cpu_s
         decision = t.after_download(runner.row(work), t.DownloadOutcome.SAVED, limits=runner.limits)
+        info = saved.info  # recorded for every model: for most, the size nobody documents
         runner.record(work, **decision.fields, output_path=str(saved.path), bytes=saved.bytes,
-                      sha256=saved.sha256, downloaded_at=datetime.now(timezone.utc))
+                      sha256=saved.sha256, downloaded_at=datetime.now(timezone.utc),
+                      video_width=info and info.width, video_height=info and info.height,
+                      video_seconds=info and round(info.duration, 3))
         await runner.ledger.commit()
         runner.events.downloaded(work, str(saved.path), saved.bytes, saved.sha256)
         await runner.apply(work, t.Decision(decision.step))

@@ -22,6 +22,10 @@ def load_plan(runner: Run) -> None:
     # An edited row's old version may hold a paid job not yet downloaded: followed like any row.
     plan.follow(versions_to_follow(ledger.rows(archived)))
     wanted = plan.to_run(longest_first=runner.options.max_credits is None)
+    # The job list is read for one model when every row is of it (`model=`), else for all of them:
+    # a job of another model is never left out of a filtered list (CONTRACT.md, "Job list").
+    models = set(wanted["model"].drop_nulls())
+    runner.follower.tracker.model = models.pop() if len(models) == 1 else None
     runner.events.planned(wanted.height, plan.credits_to_spend + _charge_to_come(wanted))
     resumed: list[Work] = []
     for record in wanted.iter_rows(named=True):

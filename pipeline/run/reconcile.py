@@ -30,7 +30,7 @@ import polars as pl
 from pipeline.run import transitions as t
 from pipeline.api.wire import ApiStatus, job_id_of, parse_api_time, request_shape, same_request
 from pipeline.models import get_model
-from pipeline.run.references import is_remote
+from pipeline.run.references import is_remote, row_params
 from pipeline.plan.actions import ROW_FIELDS
 from pipeline.store.schema import FAILED, IN_FLIGHT, PENDING, REJECTED, SUBMITTED
 from pipeline.run.outcome import ExitCode
@@ -110,13 +110,14 @@ class RequestIndex:
         for r in rows.iter_rows(named=True):
             refs = r["reference_images"] or []
             shape = request_shape(get_model(r["model"]).request_body(
-                r["prompt"], int(r["duration"]), r["aspect_ratio"], [ref if is_remote(ref) else LOCAL_IMAGE for ref in refs]))
+                r["prompt"], r["duration"], r["aspect_ratio"], [ref if is_remote(ref) else LOCAL_IMAGE for ref in refs],
+                params=row_params(r)))  # a local image in params matches no listed URL: never adopted on a guess
             key = (shape, tuple(ref for ref in refs if not is_remote(ref)))
             group = self.groups.get(key)
             if group is None:
                 group = self.groups[key] = Group(shape, [])
                 if group.by_prompt_only:
-                    self._loose.setdefault(shape[:4] + (len(shape[4]),), []).append(group)
+                    self._loose.setdefault(shape[:4] + (len(shape[4]), shape[5]), []).append(group)
             group.rows.append(Wanted(r["job_key"], {name: r[name] for name in ROW_FIELDS}))
 
     def match(self, listed_input: Any) -> list[Group]:
@@ -127,7 +128,7 @@ class RequestIndex:
         exact = self.groups.get((shape, ()))
         if exact is not None:
             return [exact]
-        return [g for g in self._loose.get(shape[:4] + (len(shape[4]),), ())
+        return [g for g in self._loose.get(shape[:4] + (len(shape[4]), shape[5]), ())
                 if all(mine in (LOCAL_IMAGE, theirs) for mine, theirs in zip(g.shape[4], shape[4]))]
 
 

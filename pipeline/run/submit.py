@@ -13,6 +13,7 @@ import json
 import time
 from collections import deque
 from datetime import datetime, timezone
+from typing import Any
 
 from pipeline.api.client import ApiError
 from pipeline.api.retry import RetryPolicy
@@ -21,7 +22,7 @@ from pipeline.models import get_model
 from pipeline.redact import redact
 from pipeline.run import transitions as t
 from pipeline.run.attempts import intent_fields, request_body
-from pipeline.run.references import ReferenceChanged, read_references
+from pipeline.run.references import ReferenceChanged, read_inputs, read_references
 from pipeline.run.tracker import find_by_content
 from pipeline.run.work import Run, Work
 from pipeline.store.archive import base_key
@@ -104,17 +105,26 @@ class Submitter:
         journal the intent (not yet durable). None: the row is left unsent, with the reason."""
         row = work.row
         try:
-            refs = await asyncio.to_thread(read_references, row)
+            refs, params = await asyncio.to_thread(read_inputs, row)
             references = [ref if isinstance(ref, str) else await self.uploads.url_for(ref) for ref in refs]
+            sent_params = {name: await self._uploaded(value) for name, value in params.items()}
         except (ApiError, OSError, ReferenceChanged) as exc:  # nothing was sent
             self.runner.leave(work, f"not submitted: {redact(str(exc))}")
             return None
-        body = request_body(row, references, self.runner.options.webhook_url)
+        body = request_body(row, references, self.runner.options.webhook_url, sent_params)
         fields = intent_fields(work.job_key, row, refs, body, attempts_before=work.recorded.attempts,
-                               charged=work.recorded.credits_charged, now=datetime.now(timezone.utc))
+                               charged=work.recorded.credits_charged, now=datetime.now(timezone.utc), params=params)
         work.uncertain = 0
         self.runner.record(work, **fields)
         return body
+
+    async def _uploaded(self, value: Any) -> Any:
+        """A param with each local image (LocalImage) replaced by its upload's URL."""
+        if isinstance(value, LocalImage):
+            return await self.uploads.url_for(value)
+        if isinstance(value, list):
+            return [await self._uploaded(item) for item in value]
+        return value
 
     async def _submit(self, work: Work, resume: bool, gate: asyncio.Semaphore | None = None) -> None:
         try:

@@ -101,10 +101,10 @@ class Tracker:
         max_interval: float = 30.0,
         busy_share: float = 0.03,
         idle_share: float = 0.06,
-        model: str = DEFAULT_MODEL,
+        model: str | None = DEFAULT_MODEL,
     ):
         self.client = client
-        self.model = model
+        self.model = model  # the list's `model=` filter; None: every model (intake.py sets it)
         self.status_filter_ok = True  # False once a filtered page lists a job of another status
         self.lists_ok = True  # False once the list answers 4xx: every job is read on its own
         self.rate_per_second = rate_per_second

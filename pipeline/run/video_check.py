@@ -64,12 +64,14 @@ def probe_video(source: Path | bytes) -> VideoInfo:
         raise VideoMismatch(f"not a readable video ({type(exc).__name__})") from None
 
 
-def verify_video(source: Path | bytes, *, duration: int, frame_size: tuple[int, int]) -> VideoInfo:
+def verify_video(source: Path | bytes, *, duration: int | None, frame_size: tuple[int, int] | None) -> VideoInfo:
+    """The file decodes; its duration matches when the request fixed one, its frame size where
+    the model's sizes are known (grok). What it is comes back either way, to be recorded."""
     info = probe_video(source)
-    if (info.width, info.height) != tuple(frame_size):
+    if frame_size is not None and (info.width, info.height) != tuple(frame_size):
         raise VideoMismatch(
             f"frame size {info.width}x{info.height}, asked for {frame_size[0]}x{frame_size[1]}"
         )
-    if abs(info.duration - duration) > DURATION_TOLERANCE_S:
+    if duration is not None and abs(info.duration - duration) > DURATION_TOLERANCE_S:
         raise VideoMismatch(f"{info.duration:.2f} s long, asked for {duration} s")
     return info

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Awaitable, Protocol, runtime_checkable
 
+from pipeline.models import get_model
 from pipeline.run import transitions as t
 from pipeline.store.archive import is_archived
 
@@ -66,7 +67,11 @@ class Work:
 
     @property
     def duration(self) -> int:
-        return int(self.row["duration"])
+        """The clip length that paces tracking and ETAs: the asked one, else the model's longest
+        (a row may ask none: midjourney-video takes no duration). Never what a file is checked
+        against: that is the row's own `duration` (fetch.py)."""
+        asked = self.row["duration"]
+        return int(asked) if asked is not None else get_model(self.row["model"]).longest or 0
 
     @property
     def job_id(self) -> str | None:
