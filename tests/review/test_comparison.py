@@ -1,8 +1,9 @@
 """The morning after a night of comparison: the review page shows the takes of one prompt side by
 side (across models, aspect ratios, params and earlier takes), each with its model, params,
 credits and generation time, and every decision is still per take. Real Chromium, the real
-`videobatch review` in a child process, over a ledger of several models and a matrix
-(tests/review/takes_ledger.py); the screenshot lands in /work/shots/ (or outputs/) to look at.
+`videobatch review` in a child process: over a ledger of several models and a matrix with a failed
+and an earlier take (tests/review/takes_ledger.py), and over the ledger a real run against the
+emulator leaves. The screenshots land in /work/shots/ (or outputs/) to look at.
 
 Covers: pipeline/review/page.py (the groups, their players and J / K) pipeline/review/clips.py (the grouped order)
 """
@@ -11,12 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import urllib.error
+import urllib.request
 
 import pytest
 
+from pipeline.models import MODELS
 from pipeline.store.verdicts import verdicts_path
 from tests.browser import chromium_page
-from tests.review.takes_ledger import BOAT, EARLIER, FAILED_KEY, KEEPER, LIGHTHOUSE, write_takes_ledger
+from tests.harness import cli_env, jobs_per_key, ledger, run_args, run_cli, write_manifest
+from tests.review.takes_ledger import BOAT, EARLIER, FAILED_KEY, KEEPER, LIGHTHOUSE, jobs, write_takes_ledger
 from tests.review.test_clips import SELECTED, shot
 
 LIGHTHOUSE_KEYS = ["lighthouse-grok-imagine-video-16x9", "lighthouse-grok-imagine-video-9x16",
@@ -146,3 +152,77 @@ def test_the_takes_of_a_prompt_side_by_side_each_decided_on_its_own(chromium, re
         assert page.locator("section.group").first.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.decision)") == decided
     assert not problems, problems
     assert ledger_files(tmp_path) == books  # the page wrote decisions beside the ledger, nothing in it
+
+
+def serves_the_catalog(base_url: str) -> bool:
+    """Whether the emulator prices every model (GET /v2/models): a run of other models needs it."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/v2/models?modality=video", timeout=10) as answer:
+            return answer.status == 200
+    except urllib.error.HTTPError:
+        return False
+
+
+def test_a_real_night_across_models_is_reviewed_side_by_side(chromium, emulator_thread, review_server, tmp_path):
+    emu = emulator_thread(time_scale=0.05)  # a few seconds' generation, so each take has its own time
+    if not serves_the_catalog(emu.base_url):
+        pytest.skip("this emulator does not serve the catalog yet (GET /v2/models): the run of other models needs it")
+    manifest = write_manifest(tmp_path / "compare.yaml", jobs())
+    done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {r["job_key"]: r for r in ledger(tmp_path).iter_rows(named=True)}
+    keys = [*LIGHTHOUSE_KEYS, "keeper", "keeper-draft", "boat"]
+    assert sorted(rows) == sorted(keys) and {r["status"] for r in rows.values()} == {"DOWNLOADED"}
+
+    def said(row: dict) -> str:
+        bound = "" if MODELS[row["model"]].credits else "up to "
+        return f"{row['credits_charged']} / {bound}{row['credits_estimated']} cr"
+
+    server = review_server(tmp_path)  # --run last: the night's run
+    with chromium_page(chromium, 1400, 1300) as page:
+        page.goto(server.url, wait_until="load")
+        page.wait_for_selector("body[data-ready]")
+        boxes = page.locator("section.group")
+        assert [b.locator(".group-prompt").inner_text() for b in boxes.all()] == [LIGHTHOUSE, KEEPER]
+        assert [c.get_attribute("data-job-key") for c in page.locator("article.card").all()] == keys
+        for key in keys:  # each take says its model, its credits as the ledger has them, its generation time
+            card = page.locator(f'.card[data-job-key="{key}"]')
+            assert card.locator(".model").inner_text() == rows[key]["model"]
+            assert card.locator(".credits").inner_text() == said(rows[key])
+            assert re.fullmatch(r"made in \d+ s", card.locator(".generation").inner_text())
+        assert page.locator('.card[data-job-key="keeper"] .params li').all_inner_texts() == [
+            "mode pro", "negative_prompt blurry, low detail, washed-out…"]
+        # The selected group plays its takes side by side, each of the frame and length the run probed.
+        videos = page.locator("section.group").first.locator("video")
+        assert videos.count() == 6 and page.locator("video").count() == 6
+        page.wait_for_function("() => [...document.querySelectorAll('video')].every(v => v.readyState >= 2)")
+        seen = videos.evaluate_all("vs => vs.map(v => [v.closest('.card').dataset.jobKey, v.videoWidth, v.videoHeight, v.duration])")
+        assert [(k, w, h) for k, w, h, _ in seen] == [
+            (k, rows[k]["video_width"], rows[k]["video_height"]) for k in LIGHTHOUSE_KEYS]
+        assert [d for *_, d in seen] == [pytest.approx(6, abs=0.5)] * 6
+        # A decision per take, the keys as before.
+        page.keyboard.press("j")
+        page.keyboard.press("a")
+        page.wait_for_selector(f'.card[data-job-key="{LIGHTHOUSE_KEYS[1]}"] .state.saved')
+        page.keyboard.press("J")
+        page.keyboard.press("a")
+        page.wait_for_selector('.card[data-job-key="keeper"] .state.saved')
+        page.keyboard.press("K")
+        page.evaluate("() => window.scrollTo(0, 0)")
+        page.wait_for_function("() => [...document.querySelectorAll('video')].every(v => v.readyState >= 2)")
+        shot(page, "issue21-review-run.png")
+    assert log_lines(tmp_path) == [(LIGHTHOUSE_KEYS[1], "approve"), ("keeper", "approve")]
+
+    # The report groups them the same way.
+    made = run_cli("report", "--ledger", str(tmp_path / "ledger.parquet"), env=cli_env("http://127.0.0.1:9"), cwd=tmp_path)
+    assert made.returncode == 0, made.stdout + made.stderr
+    html = (tmp_path / "report.html").read_text()
+    assert html.count('<section class="group">') == 2
+    assert re.findall(r'data-job-key="([^"]+)"', html) == keys
+    assert f"{said(rows['lighthouse-veo-3.1-fast-16x9'])}</span>" in html
+
+    # The books: one paid job per wanted row, the ledger's credits the emulator's.
+    stats = emu.stats()
+    assert {k: len(v) for k, v in jobs_per_key(stats).items()} == dict.fromkeys(keys, 1)
+    assert sum(r["credits_charged"] for r in rows.values()) == stats["credits"]["charged"]
+    assert all(r["credits_charged"] <= r["credits_estimated"] for r in rows.values())  # never past the bound
