@@ -226,3 +226,45 @@ def test_a_real_night_across_models_is_reviewed_side_by_side(chromium, emulator_
     assert {k: len(v) for k, v in jobs_per_key(stats).items()} == dict.fromkeys(keys, 1)
     assert sum(r["credits_charged"] for r in rows.values()) == stats["credits"]["charged"]
     assert all(r["credits_charged"] <= r["credits_estimated"] for r in rows.values())  # never past the bound
+
+
+def test_a_take_a_later_run_adds_to_a_prompt_joins_its_box_on_the_open_page(chromium, emulator_thread, review_server,
+                                                                            tmp_path):
+    emu = emulator_thread()
+    env = cli_env(emu.base_url)
+    kite = {"id": "kite", "prompt": "A red kite over a windy beach", "matrix": {"aspect_ratio": ["16:9", "9:16"]}}
+    boat = {"id": "boat", "prompt": BOAT, "aspect_ratio": "1:1"}
+    manifest = write_manifest(tmp_path / "m.yaml", [kite, boat])
+    assert run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path).returncode == 0
+    server = review_server(tmp_path)  # --run last grows with later runs
+    with chromium_page(chromium, 1400, 1000) as page:
+        page.goto(server.url, wait_until="load")
+        page.wait_for_selector("body[data-ready]")
+        page.evaluate("() => { window.notReloaded = true; }")
+        box = page.locator("section.group")
+        assert box.count() == 1 and box.locator(".group-prompt").inner_text() == kite["prompt"]
+        assert box.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.jobKey)") == ["kite-16x9", "kite-9x16"]
+        assert box.locator(".group-sum").inner_text() == "2 takes · grok-imagine-video · 20 cr charged"
+        page.keyboard.press("a")  # the first take, selected
+        page.wait_for_selector('.card[data-job-key="kite-16x9"] .state.saved')
+
+        # The manifest gains a longer take of the same prompt; a run makes it while the page is open.
+        write_manifest(manifest, [kite, boat, {"id": "kite-long", "prompt": kite["prompt"], "duration": 10}])
+        done = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        settled = json.loads(server.request("GET", "/api/version")[2])["version"]
+        page.wait_for_function(f"() => document.body.dataset.version === {settled!r}")
+        assert page.evaluate("() => window.notReloaded === true")
+        assert box.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.jobKey)") == [
+            "kite-16x9", "kite-9x16", "kite-long"]
+        assert box.locator(".group-sum").inner_text() == "3 takes · grok-imagine-video · 35 cr charged"
+        assert page.locator('.card[data-job-key="kite-long"] .fresh').inner_text() == "new"
+        assert page.locator('.card[data-job-key="kite-16x9"]').get_attribute("data-decision") == "approve"
+        assert page.evaluate("() => document.querySelector('.card[data-job-key=\"boat\"]').parentElement.id") == "grid"
+        assert page.locator("section.group .card.selected").count() == 1  # the selection stayed
+        assert page.locator("section.group video").count() == 3  # and its box's players include the new take
+
+    # The books: one paid job per wanted row, the ledger's credits the emulator's.
+    rows = ledger(tmp_path)
+    assert {k: len(v) for k, v in jobs_per_key(emu.stats()).items()} == dict.fromkeys(rows["job_key"], 1)
+    assert rows["credits_charged"].sum() == emu.stats()["credits"]["charged"]
