@@ -149,6 +149,7 @@ const live = document.getElementById("live");
 const DECISIONS = [["ALL", "all"], ["undecided", "undecided"], ["approve", "approved"], ["reject", "rejected"], ["regenerate", "to regenerate"]];
 const VERBS = {approve: "approved", reject: "rejected", regenerate: "to regenerate"};
 const CHUNK = 48;  // cards rendered at a time; more as the reader scrolls near the end
+const GROUP_PLAYERS = 12;  // a selected take's group gets players for all its takes up to this many
 const POLL_MS = 2000;  // how often the page asks whether a run or a reviewer changed anything
 let clips = [];  // every clip in scope, in the server's order
 let view = [];  // the clips the filters keep
@@ -230,9 +231,11 @@ function detach(box) {
 
 function groupOf(node) { return node ? node.closest(".group") : null; }
 
-// The players a selected card wants: its own (every take when comparing), and its group's takes.
+// The players a selected card wants: its own (every take when comparing), and its group's takes
+// unless the group is too big to play at once (each player holds a decoder): then its own only.
 function liveSlots(node) {
-  const cards = groupOf(node) ? [...groupOf(node).querySelectorAll(".card")] : [node];
+  const group = groupOf(node), takes = group ? [...group.querySelectorAll(".card")] : [];
+  const cards = takes.length && takes.length <= GROUP_PLAYERS ? takes : [node];
   return cards.flatMap(c => [...c.querySelectorAll(c.classList.contains("comparing") ? ".slot" : ".slot.main")]);
 }
 

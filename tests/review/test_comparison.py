@@ -15,9 +15,12 @@ import json
 import re
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
+from benchmarks.workloads import write_finished_ledger
+from pipeline.emulator.video import render_clip
 from pipeline.models import MODELS
 from pipeline.store.verdicts import verdicts_path
 from tests.browser import chromium_page
@@ -268,3 +271,23 @@ def test_a_take_a_later_run_adds_to_a_prompt_joins_its_box_on_the_open_page(chro
     rows = ledger(tmp_path)
     assert {k: len(v) for k, v in jobs_per_key(emu.stats()).items()} == dict.fromkeys(rows["job_key"], 1)
     assert rows["credits_charged"].sum() == emu.stats()["credits"]["charged"]
+
+
+def test_a_prompt_of_more_takes_than_play_at_once_gives_only_the_selected_one_a_player(chromium, review_server,
+                                                                                      tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", [{"id": "surf", "prompt": "Surfers at dawn", "count": 13},
+                                                    {"id": "boat", "prompt": BOAT}])
+    write_finished_ledger(manifest, tmp_path / "ledger.parquet", tmp_path / "out")
+    clip = render_clip(3, 160, 90, 6)
+    for path in ledger(tmp_path)["output_path"]:
+        Path(path).write_bytes(clip)
+    server = review_server(tmp_path, "--run", "all")
+    with chromium_page(chromium, 1400, 1000) as page:
+        page.goto(server.url, wait_until="load")
+        page.wait_for_selector("body[data-ready]")
+        assert page.locator("section.group .card").count() == 13  # one box, every variation of the prompt
+        assert page.locator("video").count() == 1 and page.locator(".card.selected video").count() == 1
+        page.keyboard.press("j")  # the next take takes the player over
+        assert page.locator("video").count() == 1 and page.locator(".card.selected video").count() == 1
+        page.keyboard.press("J")
+        assert page.evaluate(SELECTED) == "boat" and page.locator("video").count() == 1
