@@ -158,6 +158,7 @@ const nodes = new Map();  // job_key -> its card, reused until the clip changes
 const groups = new Map();  // prompt -> the box showing its takes side by side, reused
 const fresh = new Set();  // keys a later run added or changed since the page loaded
 let version = null;
+let saves = 0;  // decisions saved so far: a clip list asked for before the last one is stale
 let filter = {decision: "ALL", status: "ALL"};
 let selected = null;  // job_key
 const more = document.createElement("div"); more.id = "more";
@@ -392,6 +393,7 @@ async function send(key, decision) {
     state.className = "state error"; state.textContent = "not saved: " + (payload.error || answer.status);
     return;
   }
+  saves++;
   const index = clips.findIndex(c => c.job_key === key);
   if (index >= 0) clips[index] = payload.clip;
   const place = view.findIndex(c => c.job_key === key);
@@ -598,9 +600,11 @@ function merge(list) {
 }
 
 async function refresh() {
+  const asked = saves;
   const answer = await fetch("/api/clips", {credentials: "same-origin"});
   if (!answer.ok) { if (version === null) grid.replaceChildren(el("p", "none", "could not load the clips: " + answer.status)); return; }
   const payload = await answer.json();
+  if (saves !== asked) return;  // read before a decision this page just saved: the next poll reads again
   const first = version === null;
   const changed = merge(payload.clips);
   version = payload.version;
