@@ -254,6 +254,9 @@ def _run_planned(manifest: Path, settings: BatchSettings, config: ApiConfig, led
     log_path = ledger_path.parent / "logs" / f"{run_id}.jsonl"
     started = None if on_start is None else (
         lambda: on_start(run_id, plan, "emulator" if settings.emulate else config.base_url))
+    if started is not None and not needs_catalog(plan):  # priced already: said before the API is reached
+        started()
+        started = None
     try:
         result = asyncio.run(_run_async(settings, config, ledger, plan, out_dir, log_path, interrupts, deadline,
                                         on_start=started))

@@ -102,7 +102,13 @@ def _scan(parts: list[Part], columns: list[str]) -> pl.LazyFrame:
         return empty({c: PART_SCHEMA[c] for c in columns}).lazy()
     if parts[0].legacy:
         return legacy_scan(parts[0].path, parts[0].last).select(columns)
-    return pl.scan_parquet([p.source for p in parts]).select(columns)
+    return scan_parts(parts).select(columns)
+
+
+def scan_parts(parts: list[Part]) -> pl.LazyFrame:
+    """The parts as one frame of PART_SCHEMA: a part written before a column was added (ledger
+    columns are only ever added, schema.py) reads that column as null."""
+    return pl.scan_parquet([p.source for p in parts], schema=PART_SCHEMA, missing_columns="insert")
 
 
 def legacy_scan(path: Path, seq: int) -> pl.LazyFrame:
@@ -197,7 +203,7 @@ def compact(folder: Path, parts: list[Part], swap) -> None:
     """
     while batch := merge_candidates(parts):
         from_start = batch[0] is parts[0]
-        versions = pl.scan_parquet([p.source for p in batch])
+        versions = scan_parts(batch)
         first_flag = versions.group_by("job_key").agg(pl.col(SUPERSEDES).sort_by(SEQ).first().alias("_first"))
         merged = newest(versions).join(first_flag, on="job_key").with_columns(pl.col("_first").alias(SUPERSEDES))
         if from_start:
