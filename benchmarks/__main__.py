@@ -162,12 +162,13 @@ def _review_rows(r: dict | None) -> list[tuple[str, str, str]]:
         return [(f"r. review page, {r['clips']} clips in headless Chromium", "skipped", r["skipped"])]
     rows = [(f"r. review page, {r['clips']} clips in headless Chromium: ready, first screen, key moved focus",
              "", "usable = the later of the last two")]
-    for name, label in (("ours", "this checkout"), ("baseline", r.get("baseline", {}).get("root", ""))):
+    for name, label in (("ours", "this checkout"), ("grouped", f"prompts of {r.get('grouped', {}).get('takes')} takes"),
+                        ("baseline", r.get("baseline", {}).get("root", ""))):
         if name not in r:
             continue
         for visit in ("cold", "warm"):
             f = r[name][visit]
-            goal = f"<= {REVIEW_GOAL_S:g} s {_check(f['usable_s'], REVIEW_GOAL_S)}" if name == "ours" else \
+            goal = f"<= {REVIEW_GOAL_S:g} s {_check(f['usable_s'], REVIEW_GOAL_S)}" if name != "baseline" else \
                 f"{f['usable_s'] / r['ours'][visit]['usable_s']:.0f}x this checkout"
             rows.append((f"   {label}, {visit}: {f['cards_in_page']} cards, {f['videos_in_page']} <video> in the page",
                          f"{f['ready_s']:.2f} / {f['first_screen_s']:.2f} / {f['key_s']:.2f} s, "

@@ -10,6 +10,8 @@ Figures, each from the start of navigation:
 - key: a `j` pressed at `ready` has moved the focus to the second card;
 - usable: the later of first screen and key (the issue's goal: within 3 s for 1,000 clips);
 - key latency: median time from a `j` to the next card being selected, over 10 presses.
+The same figures again on N clips made of N / 4 prompts by four models each (a matrix): the page
+shows each prompt's takes side by side, and selecting a take loads its four players.
 `--review-baseline PATH` measures the page another checkout serves (e.g. the main branch) on the
 same ledger, for a before/after from one run.
 """
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.workloads import write_review_ledger
+from benchmarks.workloads import COMPARED, write_review_ledger
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -116,6 +118,8 @@ def review_page(work: Path, *, clips: int, baseline: Path | None = None) -> dict
     folder.mkdir(parents=True, exist_ok=True)
     ledger = write_review_ledger(folder, clips)
     results: dict[str, Any] = {"clips": clips, "ours": _measure(ledger, REPO, chromium)}
+    grouped = write_review_ledger(folder / "grouped", clips, models=len(COMPARED))
+    results["grouped"] = _measure(grouped, REPO, chromium) | {"takes": len(COMPARED)}
     if baseline is not None:
         results["baseline"] = _measure(ledger, baseline.resolve(), chromium) | {"root": str(baseline.resolve())}
     return results

@@ -10,6 +10,7 @@ import yaml
 
 DURATIONS = (6, 10, 15)
 RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3")
+COMPARED = ("grok-imagine-video", "veo-3.1-fast", "kling-3.0", "hailuo-02")  # models that all make a 6 s clip
 
 
 def rows(n: int, prefix: str = "shot") -> list[dict]:
@@ -69,18 +70,26 @@ def part_frame(frame: pl.DataFrame, seq: int) -> pl.DataFrame:
                               pl.lit(False).alias(ledger_store.SUPERSEDES))
 
 
-def write_review_ledger(folder: Path, n: int) -> Path:
+def write_review_ledger(folder: Path, n: int, models: int = 1) -> Path:
     """A ledger of `n` DOWNLOADED clips with real, small, playable videos, for the review page.
 
     Built straight as a finished run leaves it (write_finished_ledger), then each empty file is
     replaced by one of the emulator's clips: a dozen encoded once and copied, not `n` jobs.
-    Returns the ledger's path; its runs table is empty, so the page is opened with `--run all`.
+    With `models` > 1, n / models prompts each made by that many models (a matrix row each): the
+    page's comparison boxes. Returns the ledger's path; its runs table is empty, so the page is
+    opened with `--run all`.
     """
     from pipeline.emulator.video import VARIANTS, render_clip
     from pipeline.store.ledger import read_ledger
 
     ledger = folder / "ledger.parquet"
-    manifest = write_csv(folder / "review.csv", [dict(r, duration=6, aspect_ratio="16:9") for r in rows(n, "review")])
+    folder.mkdir(parents=True, exist_ok=True)
+    if models > 1:
+        manifest = write_yaml(folder / "review.yaml", [
+            {"prompt": r["prompt"], "duration": 6, "matrix": {"model": list(COMPARED[:models])}}
+            for r in rows(n // models, "review")])
+    else:
+        manifest = write_csv(folder / "review.csv", [dict(r, duration=6, aspect_ratio="16:9") for r in rows(n, "review")])
     write_finished_ledger(manifest, ledger, folder / "videos")
     clips = [render_clip(variant, 480, 270, 6) for variant in range(VARIANTS)]
     for i, path in enumerate(read_ledger(ledger)["output_path"]):

@@ -5,6 +5,10 @@ poster frame (grabbed with PyAV into `posters/` beside the page), an inline play
 relative path, the prompt, the clip's shape and cost, and the reason for a failure. They work
 opened from disk, with no network and nothing external.
 
+The takes of one prompt (across models, aspect ratios, params, and a row's earlier takes) share a
+box, side by side, each card with its model, params, credits ("up to" a catalog bound) and
+generation time (pipeline/reports/takes.py decides the grouping and the words, as for the review page).
+
 Scoped (pipeline/store/scope.py): by default the rows of the last run, or `--run ID|all` and
 `--manifest PATH`. At most PAGE_SIZE cards a page, then `report-2.html`, ... up to `max_pages`;
 each page says how many rows it leaves out. Only the rows of a page are ever held in memory.
@@ -24,10 +28,10 @@ from pipeline.store.archive import base_key, is_archived
 from pipeline.store.verdicts import read_verdicts, with_review
 from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs
-from pipeline.models import MODELS
 from pipeline.store.schema import DOWNLOADED, FAILED, PENDING, REJECTED, STATUSES
 from pipeline.store.scope import ALL, LAST, last_run_id, scope_filter
 from pipeline.reports.status import STATUS_COLUMNS, summarize
+from pipeline.reports.takes import GROUP, grouped, take_facts
 
 POSTER_WIDTH = 320
 _DECIDED = {"approve": "approved", "reject": "rejected", "regenerate": "to regenerate"}  # as a card reads
@@ -64,15 +68,8 @@ def write_poster(video: Path, poster: Path) -> bool:
         return False
 
 
-def _aspect(model: str | None, ratio: str | None) -> str:
-    try:
-        width, height = MODELS[model].frame_size(ratio)
-    except (KeyError, TypeError):
-        return "16 / 9"
-    return f"{width} / {height}"
-
-
-def _card(row: dict, page_dir: Path) -> str:
+def _card(row: dict, page_dir: Path, shared: str | None = None) -> str:
+    """A take's card; in a group, its prompt is said once above (`shared`) unless it differs."""
     e = html.escape
     status = row["status"] or PENDING
     media = '<div class="media empty">{}</div>'.format(
@@ -97,20 +94,44 @@ def _card(row: dict, page_dir: Path) -> str:
         said = _DECIDED.get(row["review_decision"], row["review_decision"])
         reason += (f'<p class="review {e(row["review_decision"])}">{e(said)} by '
                    f'{e(row.get("review_reviewer") or "?")}{e(note)}</p>')
-    charged = row.get("credits_charged")
+    facts = take_facts(row)
+    params = "".join(f'<li title="{e(name)}: {e(whole)}">{e(name)} {e(short)}</li>' for name, short, whole in facts["params"])
+    params = f'<ul class="params">{params}</ul>' if params else ""
+    shape = "".join(f"<span>{e(text)}</span>" for text in (
+        f"{row['duration']} s" if row.get("duration") is not None else None, row.get("aspect_ratio"),
+        f"made in {facts['generation']}" if facts["generation"] else None) if text)
+    bound = " (an upper bound from the catalog&#39;s prices)" if facts["estimate_bound"] else ""
     if is_archived(row["job_key"]):  # sorted right after its row's current take (ORDER ends with job_key)
         reason += f'<p class="take">earlier take of {e(base_key(row["job_key"]))}, kept with its video</p>'
     return (
         f'<article class="card" data-status="{e(status)}" data-job-key="{e(row["job_key"])}" '
-        f'style="--ratio: {_aspect(row.get("model"), row.get("aspect_ratio"))}">'
-        f'{media}<div class="body">'
-        f'<div class="meta"><span class="badge {e(status.lower())}">{e(status)}</span>'
-        f'<span>{row.get("duration") or "?"} s</span><span>{e(row.get("aspect_ratio") or "?")}</span>'
-        f'<span title="credits charged / estimated">{charged if charged is not None else "–"} / '
-        f'{row.get("credits_estimated") or 0} cr</span><span>{row.get("attempts") or 0} {"try" if row.get("attempts") == 1 else "tries"}</span></div>'
-        f'<p class="prompt">{e(row.get("prompt") or "")}</p>'
+        f'style="--ratio: {facts["ratio"]}">'
+        f'{media}<div class="body"><p class="model">{e(row.get("model") or "?")}</p>'
+        f'<div class="meta"><span class="badge {e(status.lower())}">{e(status)}</span>{shape}'
+        f'<span class="credits" title="credits charged / estimated{bound}">{e(facts["credits_text"])}</span>'
+        f'<span>{row.get("attempts") or 0} {"try" if row.get("attempts") == 1 else "tries"}</span></div>'
+        f'{params}'
+        f'<p class="prompt{" shared" if shared is not None and row.get("prompt") == shared else ""}">'
+        f'{e(row.get("prompt") or "")}</p>'
         f'<p class="key">{e(row["job_key"])} · row {row.get("row") or "?"}</p>{reason}</div></article>'
     )
+
+
+def _cards(rows: pl.DataFrame, page_dir: Path) -> str:
+    """The cards of a page in order, the takes of one prompt in a box: the prompt once, then side by side."""
+    e = html.escape
+    out = []
+    for (prompt,), takes in rows.group_by(GROUP, maintain_order=True):
+        if takes.height == 1:
+            out.append(_card(takes.row(0, named=True), page_dir))
+            continue
+        cards = "\n".join(_card(row, page_dir, prompt) for row in takes.iter_rows(named=True))
+        models = takes["model"].fill_null("?").unique(maintain_order=True).to_list()
+        said = (f"{takes.height} takes · {models[0] if len(models) == 1 else f'{len(models)} models'} · "
+                f"{takes['credits_charged'].fill_null(0).sum()} cr charged")
+        out.append(f'<section class="group"><div class="group-head"><p class="group-prompt">{e(prompt or "")}</p>'
+                   f'<span class="group-sum">{e(said)}</span></div><div class="group-takes">{cards}</div></section>')
+    return "\n".join(out)
 
 
 def _page_path(first: Path, number: int) -> Path:
@@ -141,16 +162,17 @@ def render_report(ledger: Ledger, runs: pl.DataFrame, html_path: Path, *, run: s
     html_path = Path(html_path)
     page_dir = html_path.parent.resolve()
     page_dir.mkdir(parents=True, exist_ok=True)
-    scoped, scope_note = scoped_rows(ledger, runs, run, manifest,
-                                     [*STATUS_COLUMNS, "idempotency_key", "request_hash"] if reviewed else None)
+    scoped, scope_note = scoped_rows(ledger, runs, run, manifest, [*STATUS_COLUMNS, "prompt", *(
+        ("idempotency_key", "request_hash") if reviewed else ())])
     summary = summarize(with_review(scoped, decisions) if reviewed else scoped, runs)
-    order = scoped.select(ORDER).sort(ORDER, nulls_last=True).collect()["job_key"]
+    placed = grouped(scoped.select([*ORDER, "prompt"]).collect(), ORDER).select("job_key", GROUP).with_row_index("_at")
+    order = placed["job_key"]
     everything = ledger.scan(["job_key"]).select(pl.len()).collect().item()
     pages = max(1, min(max_pages, -(-order.len() // PAGE_SIZE)))
     written = []
     for number in range(1, pages + 1):
         keys = order.slice((number - 1) * PAGE_SIZE, PAGE_SIZE)
-        rows = ledger.rows(keys).sort(ORDER, nulls_last=True)
+        rows = ledger.rows(keys).join(placed.select("job_key", GROUP, "_at"), on="job_key").sort("_at").drop("_at")
         if reviewed:
             rows = with_review(rows, decisions)
         written.append(_write_page(
@@ -199,7 +221,7 @@ def _write_page(path: Path, page_dir: Path, ledger: pl.DataFrame, summary: dict,
                 f"with exit code {run['exit_code']}." if run else "No run recorded yet.")
     buttons = '<button class="on" data-filter="ALL">all</button>' + "".join(
         f'<button data-filter="{s}">{s.lower()} ({n})</button>' for s, n in summary["by_status"].items() if n)
-    cards = "\n".join(_card(row, page_dir) for row in ledger.iter_rows(named=True))
+    cards = _cards(ledger, page_dir)
     page = _TEMPLATE.format(
         jobs=summary["jobs"], counts=counts, estimated=summary["credits"]["estimated"],
         charged=summary["credits"]["charged"], credit_rows=credit_rows, duration_rows=duration_rows,
@@ -255,6 +277,15 @@ main {{ padding: 18px 28px 40px; display: grid; grid-template-columns: repeat(au
 .review {{ margin: 8px 0 0; font-size: 13px; font-weight: 600; }} .review.approve {{ color: #12805c; }} .review.reject {{ color: #c4320a; }} .review.regenerate {{ color: #b54708; }}
 .none {{ color: var(--muted); }}
 .take {{ margin: 8px 0 0; font-size: 13px; color: #b54708; }}
+.model {{ margin: 0 0 6px; font-weight: 700; }}
+.params {{ list-style: none; margin: 6px 0 0; padding: 0; display: flex; flex-wrap: wrap; gap: 4px; }}
+.params li {{ font: 11px/1.6 ui-monospace, monospace; background: var(--bg); border: 1px solid var(--line); border-radius: 5px; padding: 0 5px; }}
+.group {{ grid-column: 1 / -1; background: #e9edf3; border: 1px solid #d0d5dd; border-radius: 14px; padding: 10px 12px 12px; }}
+.group:not(:has(.card:not(.hidden))) {{ display: none; }}
+.group-head {{ display: flex; flex-wrap: wrap; align-items: baseline; gap: 4px 14px; margin: 0 2px 10px; }}
+.group-prompt {{ margin: 0; font-weight: 600; }} .group-sum {{ color: var(--muted); font-size: 12px; }}
+.group-takes {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); gap: 12px; align-items: start; }}
+.group .prompt.shared {{ display: none; }}
 .scope {{ margin: 12px 0 0; color: var(--muted); font-size: 13px; }} .scope a {{ color: var(--ink); }}
 </style></head>
 <body data-summary="{data}">

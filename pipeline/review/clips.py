@@ -8,6 +8,10 @@ regenerated or added (a regenerated row moves to the later run's id). `--run ID`
 An earlier take is an archived version of a row (`<key>@<hash>`, pipeline/store/archive.py): kept
 with its video when a run regenerated the row. Each card lists its row's earlier takes, newest
 first, with their dates and credits, so the old and new can be played side by side.
+
+The clips of one prompt (across models, aspect ratios, params) come one after the other, where
+the first of them stands (pipeline/reports/takes.py): the page shows them side by side. Each clip
+carries what its card says of it: model, params, credits ("up to" a catalog bound), generation time.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.reports.takes import duration_text, generation_seconds, grouped, take_facts
 from pipeline.store.archive import base_key, base_key_col, is_archived, is_archived_col
 from pipeline.store.ledger import Ledger
 from pipeline.store.runs import read_runs, runs_path
@@ -26,8 +31,9 @@ from pipeline.store.schema import DOWNLOADED
 from pipeline.store.scope import ALL, LAST, resolve_manifest, resolve_run
 from pipeline.store.verdicts import read_verdicts, review_counts, verdicts_path, with_review
 
-TAKE_COLUMNS = ["status", "prompt", "credits_charged", "output_path", "completed_at", "downloaded_at",
+TAKE_COLUMNS = ["status", "prompt", "credits_charged", "output_path", "submitted_at", "completed_at", "downloaded_at",
                 "updated_at", "attempts"]
+ORDER = ["manifest", "row", "variation", "job_key"]
 
 
 def _when(row: dict[str, Any]) -> str | None:
@@ -157,6 +163,7 @@ class ClipBook:
             "poster": f"/poster/{key}" if video else None,
             "references": references,
             "takes": takes or [],
+            **take_facts(row),
             "review": {"decision": row.get("review_decision"), "note": row.get("review_note"),
                        "reviewer": row.get("review_reviewer"),
                        "at": row["review_at"].isoformat() if row.get("review_at") else None,
@@ -169,6 +176,7 @@ class ClipBook:
         video = self.video_file(row) is not None
         return {"job_key": key, "status": row.get("status"), "prompt": row.get("prompt"),
                 "credits_charged": row.get("credits_charged"), "made_at": _when(row),
+                "generation": duration_text(generation_seconds(row.get("submitted_at"), row.get("completed_at"))),
                 "video": f"/video/{key}" if video else None, "poster": f"/poster/{key}" if video else None}
 
     def takes(self, ledger: Ledger, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -191,8 +199,7 @@ class ClipBook:
             return self._cached[1]
         ledger = self.ledger()
         keys = ledger.scan(["run_id", "manifest"]).filter(self.scope()).select("job_key").collect()["job_key"]
-        rows = with_review(ledger.rows(keys), read_verdicts(self.ledger_path)).sort(
-            "manifest", "row", "variation", nulls_last=True)
+        rows = grouped(with_review(ledger.rows(keys), read_verdicts(self.ledger_path)), ORDER)
         takes = self.takes(ledger, keys.to_list())
         payload = {"clips": [self.clip(row, takes.get(row["job_key"])) for row in rows.iter_rows(named=True)],
                    "counts": review_counts(rows), "version": version,

@@ -10,13 +10,18 @@ holds <video> elements (attached on selection, taken back to posters when it los
 page polls the server's state version and merges a changed clip list in place: a later run's
 new or regenerated clips appear without a reload. A regenerated clip's earlier takes play side
 by side with the current one (`t`, or the card's "earlier takes" button).
+
+The clips of one prompt (the server sends them one after the other) share a box: the prompt once,
+then a card per take side by side, each with its model, params, credits and generation time and
+its own decision. Selecting one take gives every take of its group a player, and space plays them
+together from the start; j / k still step through every take, J / K jump to the next prompt.
 """
 
 from __future__ import annotations
 
 import html
 
-SHORTCUTS = [("j / →", "next"), ("k / ←", "previous"), ("a", "approve"), ("r", "reject"),
+SHORTCUTS = [("j / →", "next"), ("k / ←", "previous"), ("J / K", "next / previous prompt"), ("a", "approve"), ("r", "reject"),
              ("g", "regenerate"), ("t", "earlier takes"), ("space", "play / pause"), ("Ctrl+Enter", "save"), ("Esc", "cancel")]
 
 
@@ -89,7 +94,7 @@ dl.metadata dt { color: var(--muted); } dl.metadata dd { margin: 0; word-break: 
 .refs a { font-size: 12px; word-break: break-all; }
 .reason { margin: 6px 0 0; color: #b42318; font-size: 13px; }
 .said { margin: 6px 0 0; font-size: 12px; color: var(--muted); white-space: pre-wrap; }
-.actions { display: flex; gap: 6px; margin-top: 10px; }
+.actions { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 10px; }
 .actions button, .form button { font: inherit; font-size: 13px; border-radius: 8px; border: 1px solid var(--line); background: #fff; padding: 4px 10px; cursor: pointer; }
 .actions button:disabled { opacity: .45; cursor: default; }
 .actions button.chosen { color: #fff; font-weight: 600; }
@@ -121,6 +126,16 @@ dl.metadata dt { color: var(--muted); } dl.metadata dd { margin: 0; word-break: 
 .fresh { font-weight: 700; border-radius: 6px; padding: 1px 7px; font-size: 11px; background: #fef0c7; color: #93370d; }
 .live { margin-left: auto; color: #12805c; }
 #more { grid-column: 1 / -1; height: 1px; }
+.model { margin: 0 0 6px; font-weight: 700; }
+.params { list-style: none; margin: 6px 0 0; padding: 0; display: flex; flex-wrap: wrap; gap: 4px; }
+.params li { font: 11px/1.6 ui-monospace, monospace; background: var(--bg); border: 1px solid var(--line); border-radius: 5px; padding: 0 5px; }
+.group { grid-column: 1 / -1; background: #e9edf3; border: 1px solid #d0d5dd; border-radius: 14px; padding: 10px 12px 12px; }
+.group:has(.card.selected) { border-color: var(--sel); }
+.group-head { display: flex; flex-wrap: wrap; align-items: baseline; gap: 4px 14px; margin: 0 2px 10px; }
+.group-prompt { margin: 0; font-weight: 600; white-space: pre-wrap; }
+.group-sum { color: var(--muted); font-size: 12px; }
+.group-takes { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 12px; align-items: start; }
+.group .card .prompt { display: none; }
 """
 
 
@@ -134,13 +149,16 @@ const live = document.getElementById("live");
 const DECISIONS = [["ALL", "all"], ["undecided", "undecided"], ["approve", "approved"], ["reject", "rejected"], ["regenerate", "to regenerate"]];
 const VERBS = {approve: "approved", reject: "rejected", regenerate: "to regenerate"};
 const CHUNK = 48;  // cards rendered at a time; more as the reader scrolls near the end
+const GROUP_PLAYERS = 12;  // a selected take's group gets players for all its takes up to this many
 const POLL_MS = 2000;  // how often the page asks whether a run or a reviewer changed anything
 let clips = [];  // every clip in scope, in the server's order
 let view = [];  // the clips the filters keep
 let shown = CHUNK;  // how many of `view` are rendered
 const nodes = new Map();  // job_key -> its card, reused until the clip changes
+const groups = new Map();  // prompt -> the box showing its takes side by side, reused
 const fresh = new Set();  // keys a later run added or changed since the page loaded
 let version = null;
+let saves = 0;  // decisions saved so far: a clip list asked for before the last one is stale
 let filter = {decision: "ALL", status: "ALL"};
 let selected = null;  // job_key
 const more = document.createElement("div"); more.id = "more";
@@ -159,9 +177,13 @@ function decisionOf(clip) { return clip.review.decision || "undecided"; }
 function nodeOf(key) { return key && nodes.get(key); }
 
 function ratio(clip) {
+  if (clip.ratio) return clip.ratio;  // the probed frame, else the model's or the asked shape
   const [w, h] = (clip.aspect_ratio || "16:9").split(":");
   return w + " / " + h;
 }
+
+// The clips of one prompt come one after the other (the server's order): a group.
+function together(a, b) { return a.prompt === b.prompt; }
 
 function when(iso) { return iso ? iso.slice(0, 16).replace("T", " ") + " UTC" : "date unknown"; }
 
@@ -208,17 +230,27 @@ function detach(box) {
   video.replaceWith(posterOf(box));
 }
 
-function liveSlots(node) { return [...node.querySelectorAll(node.classList.contains("comparing") ? ".slot" : ".slot.main")]; }
+function groupOf(node) { return node ? node.closest(".group") : null; }
+
+// The players a selected card wants: its own (every take when comparing), and its group's takes
+// unless the group is too big to play at once (each player holds a decoder): then its own only.
+function liveSlots(node) {
+  const group = groupOf(node), takes = group ? [...group.querySelectorAll(".card")] : [];
+  const cards = takes.length && takes.length <= GROUP_PLAYERS ? takes : [node];
+  return cards.flatMap(c => [...c.querySelectorAll(c.classList.contains("comparing") ? ".slot" : ".slot.main")]);
+}
+
+function made(take) { return take.generation ? " · made in " + take.generation : ""; }
 
 function media(clip) {
   const stage = el("div", "stage");
   if (clip.video) {
-    stage.append(slot(clip, "main", "current take · " + when(clip.made_at) + " · " + (clip.credits_charged ?? "–") + " cr"));
+    stage.append(slot(clip, "main", "current take · " + when(clip.made_at) + made(clip) + " · " + (clip.credits_charged ?? "–") + " cr"));
   } else {
     stage.append(el("div", "media empty", clip.status === "DOWNLOADED" ? "video file missing" : "no video: " + (clip.status || "not made yet")));
   }
   clip.takes.forEach((take, i) => {
-    const words = "earlier take " + (i + 1) + " · " + when(take.made_at) + " · " + (take.credits_charged ?? "–") + " cr"
+    const words = "earlier take " + (i + 1) + " · " + when(take.made_at) + made(take) + " · " + (take.credits_charged ?? "–") + " cr"
       + (take.prompt !== clip.prompt ? "\n“" + take.prompt + "”" : "");
     if (take.video) { const box = slot(take, "take", words); box.dataset.take = take.job_key; stage.append(box); }
     else { const box = el("div", "media empty take", words + "\nno video: " + (take.status || "?")); stage.append(box); }
@@ -234,17 +266,27 @@ function card(clip) {
   node.style.setProperty("--ratio", ratio(clip));
   node.append(media(clip));
   const body = el("div", "body");
+  body.append(el("p", "model", clip.model || "?"));
   const meta = el("div", "meta");
   meta.append(el("span", "badge " + (clip.status || "pending").toLowerCase(), clip.status));
   const d = decisionOf(clip);
   meta.append(el("span", "decision " + d, d === "undecided" ? "undecided" : VERBS[d]));
   if (fresh.has(clip.job_key)) meta.append(el("span", "fresh", clip.takes.length ? "new take" : "new"));
-  meta.append(el("span", null, (clip.duration || "?") + " s"), el("span", null, clip.aspect_ratio || "?"));
-  const credits = el("span", "credits", (clip.credits_charged ?? "–") + " / " + (clip.credits_estimated ?? 0) + " cr");
-  credits.title = "credits charged / estimated";
-  meta.append(credits, el("span", null, (clip.attempts || 0) + (clip.attempts === 1 ? " try" : " tries")));
+  if (clip.duration != null) meta.append(el("span", "duration", clip.duration + " s"));
+  if (clip.aspect_ratio) meta.append(el("span", "ratio", clip.aspect_ratio));
+  const credits = el("span", "credits", clip.credits_text);
+  credits.title = "credits charged / estimated" + (clip.estimate_bound ? " (an upper bound from the catalog's prices)" : "");
+  meta.append(credits);
+  if (clip.generation) { const took = el("span", "generation", "made in " + clip.generation); took.title = "submitted to completed"; meta.append(took); }
+  meta.append(el("span", null, (clip.attempts || 0) + (clip.attempts === 1 ? " try" : " tries")));
   if (clip.edited) meta.append(el("span", "edited", "prompt edited in review"));
-  body.append(meta, el("p", "prompt", clip.prompt));
+  body.append(meta);
+  if (clip.params.length) {
+    const params = el("ul", "params");
+    for (const [name, short, whole] of clip.params) { const item = el("li", null, name + " " + short); item.title = name + ": " + whole; params.append(item); }
+    body.append(params);
+  }
+  body.append(el("p", "prompt", clip.prompt));
   if (clip.review.prompt) body.append(el("p", "pending", "next run: " + clip.review.prompt));
   const entries = Object.entries(clip.metadata || {});
   if (entries.length) {
@@ -351,6 +393,7 @@ async function send(key, decision) {
     state.className = "state error"; state.textContent = "not saved: " + (payload.error || answer.status);
     return;
   }
+  saves++;
   const index = clips.findIndex(c => c.job_key === key);
   if (index >= 0) clips[index] = payload.clip;
   const place = view.findIndex(c => c.job_key === key);
@@ -392,9 +435,44 @@ function buildFilters() {
                 [["ALL", "any status"], ...Object.keys(byStatus).sort().map(s => [s, s.toLowerCase()])], byStatus);
 }
 
-// The rendered cards are the first `shown` of `view`; existing cards are kept, new ones appended.
+function cardOf(clip) {
+  if (!nodes.has(clip.job_key)) nodes.set(clip.job_key, card(clip));
+  return nodes.get(clip.job_key);
+}
+
+// The takes of one prompt in one box: the prompt once, then their cards side by side.
+function groupBox(takes) {
+  const prompt = takes[0].prompt;
+  let box = groups.get(prompt);
+  if (!box) {
+    box = el("section", "group");
+    box.append(el("div", "group-head"), el("div", "group-takes"));
+    groups.set(prompt, box);
+  }
+  const row = box.lastChild, cards = takes.map(cardOf);
+  if (cards.length !== row.children.length || cards.some((c, i) => row.children[i] !== c)) row.replaceChildren(...cards);
+  const models = [...new Set(takes.map(t => t.model || "?"))];
+  const charged = takes.reduce((n, t) => n + (t.credits_charged || 0), 0);
+  const sum = takes.length + " takes · " + (models.length === 1 ? models[0] : models.length + " models") + " · " + charged + " cr charged";
+  box.firstChild.replaceChildren(el("p", "group-prompt", prompt), el("span", "group-sum", sum));
+  return box;
+}
+
+// What the grid holds for the first `shown` of `view`: a card, or a group's box with all its takes.
+function units() {
+  const out = [];
+  for (let i = 0; i < view.length && i < shown;) {
+    let j = i + 1;
+    while (j < view.length && together(view[i], view[j])) j++;
+    out.push(j - i > 1 ? groupBox(view.slice(i, j)) : cardOf(view[i]));
+    i = j;
+  }
+  return out;
+}
+
+// The rendered units are those of units(); existing ones are kept, new ones appended.
 function render() {
-  const wanted = view.slice(0, shown).map(c => { if (!nodes.has(c.job_key)) nodes.set(c.job_key, card(c)); return nodes.get(c.job_key); });
+  const wanted = units();
   const have = [...grid.children];
   let same = 0;
   while (same < have.length && same < wanted.length && have[same] === wanted[same]) same++;
@@ -415,13 +493,28 @@ function applyFilter(reset) {
 
 function select(key, scroll = true) {
   const old = nodeOf(selected);
-  if (old && selected !== key) { old.classList.remove("selected"); old.querySelectorAll(".slot").forEach(detach); }
+  if (old && selected !== key) {
+    old.classList.remove("selected");
+    const kept = new Set(nodeOf(key) ? liveSlots(nodeOf(key)) : []);  // a move inside a group keeps its players
+    (groupOf(old) || old).querySelectorAll(".slot").forEach(box => { if (!kept.has(box)) detach(box); });
+  }
   selected = key;
   const node = nodeOf(key);
   if (!node) return;
   node.classList.add("selected");
   liveSlots(node).forEach(attach);
   if (scroll) node.scrollIntoView({block: "nearest"});
+}
+
+// To the first take of the next (or previous) prompt.
+function moveGroup(step) {
+  const here = view.findIndex(c => c.job_key === selected);
+  if (here < 0) return move(step);
+  const first = (i) => { while (i > 0 && together(view[i - 1], view[i])) i--; return i; };
+  let to = here;
+  if (step > 0) { while (to < view.length && together(view[here], view[to])) to++; if (to === view.length) return; }
+  else to = first(Math.max(0, first(here) - 1));
+  move(to - here);
 }
 
 function move(step) {
@@ -436,7 +529,7 @@ function move(step) {
 function played(video) { video.play().catch(() => {}); }
 
 function playPause(node) {
-  const videos = node ? [...node.querySelectorAll(".slot video")] : [];
+  const videos = node ? [...(groupOf(node) || node).querySelectorAll(".slot video")] : [];
   if (!videos.length) return;
   if (videos.some(v => !v.paused)) videos.forEach(v => v.pause());
   else videos.forEach(v => { if (videos.length > 1) v.currentTime = 0; played(v); });  // takes side by side start together
@@ -457,6 +550,8 @@ document.addEventListener("keydown", (event) => {
   switch (event.key) {
     case "j": case "ArrowRight": case "ArrowDown": move(1); break;
     case "k": case "ArrowLeft": case "ArrowUp": move(-1); break;
+    case "J": moveGroup(1); break;
+    case "K": moveGroup(-1); break;
     case "a": if (node && !node.querySelector(".actions .approve").disabled) send(selected, {decision: "approve"}); break;
     case "r": if (node && !node.querySelector(".actions .reject").disabled) openForm(node, "reject"); break;
     case "g": if (node && !node.querySelector(".actions .regenerate").disabled) openForm(node, "regenerate"); break;
@@ -498,14 +593,18 @@ function merge(list) {
   }
   const wanted = new Set(list.map(c => c.job_key));
   for (const key of [...nodes.keys()]) if (!wanted.has(key)) { nodes.get(key).remove(); nodes.delete(key); }
+  const prompts = new Set(list.map(c => c.prompt));
+  for (const [prompt, box] of [...groups]) if (!prompts.has(prompt)) { box.remove(); groups.delete(prompt); }
   clips = kept;
   return changed;
 }
 
 async function refresh() {
+  const asked = saves;
   const answer = await fetch("/api/clips", {credentials: "same-origin"});
   if (!answer.ok) { if (version === null) grid.replaceChildren(el("p", "none", "could not load the clips: " + answer.status)); return; }
   const payload = await answer.json();
+  if (saves !== asked) return;  // read before a decision this page just saved: the next poll reads again
   const first = version === null;
   const changed = merge(payload.clips);
   version = payload.version;

@@ -49,6 +49,8 @@ def test_quick_bench_runs_and_its_counts_hold(tmp_path):
         assert figures["exit_code"] == 3  # a stuck job is left in flight, named, with exit 3
     review = results["review"]
     if "skipped" not in review:  # a machine without Chromium says so in the table instead
+        for visit in ("cold", "warm"):  # prompts of four takes side by side: the selected box's players
+            assert review["grouped"][visit]["videos_in_page"] == review["grouped"]["takes"] == 4
         for visit in ("cold", "warm"):  # paged: a first chunk of cards, one <video> (the selected card's)
             figures = review["ours"][visit]
             assert figures["cards_in_page"] < review["clips"] and figures["videos_in_page"] == 1
