@@ -34,7 +34,7 @@ def label(row_no: int, combination: dict[str, Any]) -> str:
     return f"{row_no} ({', '.join(f'{name}={value}' for name, value in combination.items())})"
 
 
-def _matrix(checker: Checker, where: int | str, value: Any) -> dict[str, list] | None:
+def _matrix(checker: Checker, where: int | None, value: Any) -> dict[str, list] | None:
     if isinstance(value, str):  # CSV: a JSON object in the cell
         try:
             value = json.loads(value) if value.strip() else None
@@ -60,27 +60,38 @@ def _matrix(checker: Checker, where: int | str, value: Any) -> dict[str, list] |
     return matrix
 
 
-def _combination_job(checker: Checker, where: str, job: dict, combination: dict[str, Any]) -> dict | None:
-    """The row with one combination's values in place; None (said) when the row sets one itself."""
-    variant = {name: value for name, value in job.items() if name != "matrix"}
-    params = variant.get("params")
+def _row_params(job: dict) -> dict | None:
+    """The row's own params as a mapping ({} for none); None when unreadable (the check says so)."""
+    params = job.get("params")
     if isinstance(params, str) and params.strip():
         try:
             params = json.loads(params)
         except ValueError:
-            return variant  # the row's own params problem is said by the check
-    params = dict(params) if isinstance(params, dict) else {}
+            return None
+    return dict(params) if isinstance(params, dict) else {}
+
+
+def _clashes(checker: Checker, row_no: int, job: dict, matrix: dict[str, list]) -> bool:
+    """Whether the row sets itself a field its matrix varies: said once for the row."""
+    params = _row_params(job) or {}
+    clashes = [name for name in matrix if (name in job if name in OWN_FIELDS else name in params)]
+    for name in clashes:
+        checker.issue(row_no, name, "set both on the row and in its matrix",
+                      "keep it in one place: the row's value, or the matrix's list")
+    return bool(clashes)
+
+
+def _combination_job(job: dict, combination: dict[str, Any]) -> dict:
+    """The row with one combination's values in place."""
+    variant = {name: value for name, value in job.items() if name != "matrix"}
+    params = _row_params(job)
+    if params is None:
+        return variant  # the row's own params problem is said by the check
     for name, value in combination.items():
         if name in OWN_FIELDS:
-            clash = name in job
             variant[name] = value
         else:
-            clash = name in params
             params[name] = value
-        if clash:
-            checker.issue(where, name, "set both on the row and in its matrix",
-                          "keep it in one place: the row's value, or the matrix's list")
-            return None
     if params:
         variant["params"] = params
     return variant
@@ -90,7 +101,7 @@ def combinations(jobs: list[tuple[int, Any]], header: list[str] | None, file_mat
                  checker: Checker) -> list[tuple[int, Any, str | None, str]]:
     """[(row number, job, its label in problems or None, its id's suffix)]: one entry per row, or
     one per combination of a row with a matrix."""
-    top = _matrix(checker, "matrix", file_matrix)
+    top = _matrix(checker, None, file_matrix)
     if top is None:
         return []
     entries: list[tuple[int, Any, str | None, str]] = []
@@ -110,14 +121,14 @@ def combinations(jobs: list[tuple[int, Any]], header: list[str] | None, file_mat
         if not matrix or not isinstance(job, dict):
             entries.append((row_no, job, None, ""))
             continue
+        if _clashes(checker, row_no, job, matrix):
+            continue
         grid = [dict(zip(matrix, values)) for values in itertools.product(*matrix.values())]
         if len(grid) > MAX_COMBINATIONS:
             checker.issue(row_no, "matrix", f"{len(grid)} combinations, at most {MAX_COMBINATIONS} a row",
                           "list fewer values, or split the row")
             continue
         for combination in grid:
-            where = label(row_no, combination)
-            variant = _combination_job(checker, where, job, combination)
-            if variant is not None:
-                entries.append((row_no, variant, where, suffix(combination)))
+            entries.append((row_no, _combination_job(job, combination), label(row_no, combination),
+                            suffix(combination)))
     return entries

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.models import SHARED_PARAMS, VideoModel
+from pipeline.models import SHARED_PARAMS, VideoModel, uploadable
 from pipeline.models.validate import problems as schema_problems
 
 def check_params(checker: Any, row_no: int, value: Any, default: Any, model: VideoModel) -> tuple[dict, dict]:
@@ -37,7 +37,7 @@ def check_params(checker: Any, row_no: int, value: Any, default: Any, model: Vid
         params[name], ids[name] = item, item
         if name in model.image_params and isinstance(item, (str, list)):
             items = [item] if isinstance(item, str) else item
-            named = [checker.url_or_file(row_no, f"params.{name}", one, uploadable=_is_image_param(name))
+            named = [checker.url_or_file(row_no, f"params.{name}", one, uploadable=uploadable(name))
                      for one in items]
             if any(pair is None for pair in named):
                 continue
@@ -57,12 +57,6 @@ def check_schema(checker: Any, row_no: int, model: VideoModel, duration: int | N
         found = checker.schema_answers[key] = schema_problems(model, block)
     for problem in found:  # called only when our own rules found nothing: a shared field's is new too
         checker.issue(row_no, problem.field, problem.problem, problem.hint)
-
-
-def _is_image_param(name: str) -> bool:
-    """An image-URL parameter (start_image, last_frame, reference_image_urls...), where a local
-    file is uploaded; video and audio URLs (reference_video, audio, first_clip) must be URLs."""
-    return not any(word in name for word in ("video", "audio", "clip"))
 
 
 def _placeholder(value: Any) -> Any:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -157,19 +155,8 @@ def test_the_takes_of_a_prompt_side_by_side_each_decided_on_its_own(chromium, re
     assert ledger_files(tmp_path) == books  # the page wrote decisions beside the ledger, nothing in it
 
 
-def serves_the_catalog(base_url: str) -> bool:
-    """Whether the emulator prices every model (GET /v2/models): a run of other models needs it."""
-    try:
-        with urllib.request.urlopen(f"{base_url}/v2/models?modality=video", timeout=10) as answer:
-            return answer.status == 200
-    except urllib.error.HTTPError:
-        return False
-
-
 def test_a_real_night_across_models_is_reviewed_side_by_side(chromium, emulator_thread, review_server, tmp_path):
     emu = emulator_thread(time_scale=0.05)  # a few seconds' generation, so each take has its own time
-    if not serves_the_catalog(emu.base_url):
-        pytest.skip("this emulator does not serve the catalog yet (GET /v2/models): the run of other models needs it")
     manifest = write_manifest(tmp_path / "compare.yaml", jobs())
     done = run_cli(*run_args(manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
