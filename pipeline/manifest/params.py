@@ -1,6 +1,9 @@
 """Decides whether a row's `params` are ones its model takes: passed through as written, local
 image files resolved and named by content (as reference images are), then the whole params block
-checked against the model's own schema from openapi.json (pipeline/models/validate.py)."""
+checked against the model's own schema from openapi.json (pipeline/models/validate.py).
+
+`checker` is the manifest's rules.Checker (not imported: rules.py imports this module); its
+issues, URL and file rules and cached schema answers are used as they are."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Any
 
 from pipeline.models import SHARED_PARAMS, VideoModel, uploadable
 from pipeline.models.validate import problems as schema_problems
+
 
 def check_params(checker: Any, row_no: int, value: Any, default: Any, model: VideoModel) -> tuple[dict, dict]:
     """(the params passed through as written, local files resolved; the same with each local

@@ -24,11 +24,6 @@ class Problem(NamedTuple):
     hint: str
 
 
-@lru_cache(maxsize=None)
-def validator(model_name: str) -> Draft7Validator:
-    return Draft7Validator(MODELS[model_name].schema)
-
-
 def manifest_field(name: str) -> str:
     return name if name in SHARED_PARAMS else f"params.{name}"
 
