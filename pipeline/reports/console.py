@@ -57,7 +57,7 @@ def format_plan(plan: p.Plan, ledger_path: Path, *, show_all: bool) -> str:
     lines += [_plan_row(r, with_model) for r in shown.iter_rows(named=True)]
     if rows.height > shown.height:
         lines.append(f"  ... {rows.height - shown.height} more rows (--all lists them)")
-    lines.append(f"  jobs in manifest: {rows.height}, {plan.credits_total} credits for all of them")
+    lines.append(f"  jobs in manifest: {rows.height}, {'up to ' * with_model}{plan.credits_total} credits for all of them")
     versions = rows.select(is_archived_col()).to_series().sum()
     if versions:  # pipeline.plan.actions.versions_to_follow
         lines.append(f"  of them, earlier versions of edited rows whose job is still followed: {versions}")
