@@ -10,7 +10,7 @@ can only over-estimate:
   for no duration);
 - `per-output`: costMax for each output, and a video job makes one.
 Fractions round up. A model the catalog does not price (missing, no costMax, another mode) has no
-estimate: the plan refuses its rows rather than guess (batch.py), since --max-credits and the
+estimate: the plan refuses its rows rather than guess (run/catalog.py), since --max-credits and the
 balance check must hold for any reading of the catalog.
 """
 
@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.models import MODELS, VideoModel
+from pipeline.models import DEFAULT_MODEL, MODELS, VideoModel
 
 MODES = ("flat", "per-second", "per-output")
 
@@ -74,6 +74,14 @@ def upper_bound(model: VideoModel, duration: int | None, prices: dict[str, Catal
             return None
         return math.ceil(price.cost_max * seconds)
     return math.ceil(price.cost_max)
+
+
+def estimate_is_bound(model: str | None) -> bool:
+    """Whether a row's credits_estimated is an upper bound read from the catalog (shown "up to")
+    rather than the model's price: every model but one with a documented table (grok). A row
+    written before models had a name is grok's."""
+    known = MODELS.get(model or DEFAULT_MODEL)
+    return not (known and known.credits)
 
 
 def unpriced(models: set[str], prices: dict[str, CatalogPrice]) -> list[str]:

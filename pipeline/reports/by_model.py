@@ -14,7 +14,8 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.models import DEFAULT_MODEL, MODELS
+from pipeline.models import DEFAULT_MODEL
+from pipeline.models.pricing import estimate_is_bound
 from pipeline.store.schema import DOWNLOADED, FAILED, IN_FLIGHT, PENDING, REJECTED
 
 # How a job stands, in the words of the run summary's rows.
@@ -25,8 +26,7 @@ TABLE, CATALOG = "table", "catalog"  # where a model's estimate comes from
 
 def priced_by(model: str) -> str:
     """`table` for a model with documented prices (grok), else `catalog`: an upper bound."""
-    known = MODELS.get(model)
-    return TABLE if known is not None and known.credits else CATALOG
+    return CATALOG if estimate_is_bound(model) else TABLE
 
 
 def model_books(frame: pl.DataFrame | pl.LazyFrame) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.models import DEFAULT_MODEL, MODELS
+from pipeline.models import DEFAULT_MODEL
+from pipeline.models.pricing import estimate_is_bound
 from pipeline.plan import actions as p
 from pipeline.plan.reviewed import LABELS
 from pipeline.reports.by_model import model_lines, only_grok, plan_books
@@ -26,7 +27,7 @@ def _credits(r: dict) -> str:
     estimate = r["credits_estimated"]
     if estimate is None:
         return "unpriced"
-    return str(estimate) if MODELS[r["model"]].credits else f"up to {estimate}"
+    return f"up to {estimate}" if estimate_is_bound(r["model"]) else str(estimate)
 
 
 def _plan_row(r: dict, with_model: bool) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.models import DEFAULT_MODEL, MODELS
+from pipeline.models.pricing import estimate_is_bound
 from pipeline.store.archive import base_key_col, is_archived_col
 
 GROUP = "group"  # the column grouped() adds: the prompt its takes share
@@ -35,12 +36,6 @@ def grouped(frame: pl.DataFrame, order: list[str]) -> pl.DataFrame:
             .sort(order, nulls_last=True).with_row_index("_at")
             .with_columns(words.alias(GROUP), _first=pl.col("_at").min().over(words))
             .sort("_first", "_at").drop("_base", "_said", "_at", "_first"))
-
-
-def estimate_is_bound(model: str | None) -> bool:
-    """Whether a row's credits_estimated is an upper bound (the catalog's) rather than the price."""
-    known = MODELS.get(model or DEFAULT_MODEL)
-    return not (known and known.credits)
 
 
 def credits_text(charged: int | None, estimated: int | None, model: str | None) -> str:
