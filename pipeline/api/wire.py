@@ -124,7 +124,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 def request_shape(body: Any) -> tuple | None:
     """(model, prompt, duration, aspect ratio, references, the other params), the model's own
     documented defaults filled in."""
-    from pipeline.models import get_model  # the one table of what a model accepts and defaults to
+    from pipeline.models import SHARED_PARAMS, get_model  # the one table of what a model accepts and defaults to
 
     if not isinstance(body, dict):
         return None
@@ -138,7 +138,7 @@ def request_shape(body: Any) -> tuple | None:
     references = params.get("reference_images") or []
     # The model's other params take part too: one prompt on one model may be asked at two
     # resolutions (a matrix), and each job must be matched to its own row.
-    others = json.dumps({k: v for k, v in params.items() if k not in ("duration", "aspect_ratio", "reference_images")},
+    others = json.dumps({k: v for k, v in params.items() if k not in SHARED_PARAMS},
                         sort_keys=True, default=str)
     return (model.name, body.get("prompt"), params.get("duration", model.default_duration),
             params.get("aspect_ratio", model.default_aspect_ratio),

@@ -32,16 +32,25 @@ def _shown(values: Any) -> str:
     return ", ".join(str(value) for value in values)
 
 
+def _unexpected(error) -> list[str]:
+    """The keys an additionalProperties error is about, sorted."""
+    return sorted(set(error.instance) - set(error.schema.get("properties", {})))
+
+
+def _missing(error) -> str:
+    """The property a `required` error is about: jsonschema makes one error per missing property
+    and names it only in its message (`'x' is a required property`)."""
+    return next((name for name in error.validator_value if error.message.startswith(repr(name))), "")
+
+
 def _problem(model: VideoModel, path: list, error) -> Problem:
     """One jsonschema error inside the params block, in the manifest's words."""
     name = str(path[0]) if path else None
     field = manifest_field(name) if name else "params"
     schema = model.params.get(name, {}) if name else {}
     if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        where = f"params.{extra[0]}" if not path and extra and extra[0] not in SHARED_PARAMS else field
-        if not path and extra and extra[0] in SHARED_PARAMS:
-            where = extra[0]
+        extra = _unexpected(error)
+        where = manifest_field(extra[0]) if not path and extra else field
         return Problem(where, f"{model.name} has no parameter {', '.join(map(repr, extra))}",
                        f"{model.name} takes: {_shown(sorted(model.params))}")
     # A value of the parameter, or an item of a list of them (luma's concepts).
@@ -66,7 +75,7 @@ def _problem(model: VideoModel, path: list, error) -> Problem:
         return Problem(field, f"expected {limit} for {model.name}, got {type(error.instance).__name__}",
                        "write the value as the model's parameter takes it (see docs/models/)")
     if error.validator == "required":
-        missing = next((name for name in error.validator_value if name not in (error.instance or {})), "?")
+        missing = _missing(error)
         return Problem(manifest_field(missing), f"{model.name} needs {missing}", "add it under params")
     return Problem(field, f"{error.message} ({model.name})", f"see the parameters of {model.name} in docs/models/")
 
@@ -157,11 +166,10 @@ def body_errors(body: Any) -> dict[str, list[str]]:
     for error in _body_validator(name).iter_errors(body):
         path = ".".join(str(part) for part in error.path)
         if error.validator == "additionalProperties":
-            for key in sorted(set(error.instance) - set(error.schema.get("properties", {}))):
+            for key in _unexpected(error):
                 errors.setdefault(".".join(filter(None, (path, str(key)))), []).append("Unrecognized key")
         elif error.validator == "required":
-            missing = error.message.split("'")[1] if "'" in error.message else ""
-            errors.setdefault(".".join(filter(None, (path, missing))), []).append("Required")
+            errors.setdefault(".".join(filter(None, (path, _missing(error)))), []).append("Required")
         else:
             errors.setdefault(path, []).append(_zod_message(error))
     return errors
