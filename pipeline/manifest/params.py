@@ -29,14 +29,14 @@ def check_params(checker: Any, row_no: int, value: Any, default: Any, model: Vid
             continue
         if not isinstance(source, dict):
             checker.issue(where, "params", "expected a mapping of the model's parameters",
-                       'write it as {seed: 7, resolution: 1080p} (in CSV, a JSON object: {"seed": 7})')
+                          'write it as {seed: 7, resolution: 1080p} (in CSV, a JSON object: {"seed": 7})')
             continue
         given.update((str(k), v) for k, v in source.items() if where != "defaults" or model.takes(str(k)))
     params, ids = {}, {}
     for name, item in sorted(given.items()):
         if name in SHARED_PARAMS:
             checker.issue(row_no, f"params.{name}", f"{name} is a field of its own",
-                       f"write `{name}:` beside `prompt:`, not under params")
+                          f"write `{name}:` beside `prompt:`, not under params")
             continue
         params[name], ids[name] = item, item
         if name in model.image_params and isinstance(item, (str, list)):
@@ -49,8 +49,9 @@ def check_params(checker: Any, row_no: int, value: Any, default: Any, model: Vid
             params[name], ids[name] = (resolved[0], ids_of[0]) if isinstance(item, str) else (resolved, ids_of)
     return params, ids
 
+
 def check_schema(checker: Any, row_no: int, model: VideoModel, duration: int | None, aspect: str | None,
-            ref_ids: list[str], param_ids: dict[str, Any]) -> None:
+                 ref_ids: list[str], param_ids: dict[str, Any]) -> None:
     """The params block checked against the model's own schema (openapi.json); each answer
     is cached, since a big manifest repeats a few request shapes."""
     block = model.request_body("-", duration, aspect, [_placeholder(ref) for ref in ref_ids],

@@ -321,7 +321,7 @@ class Checker:
         local = self._local_image(row_no, item, field)
         return (local[0], f"sha256:{local[1]}") if local else None
 
-    def _local_image(self, row_no: int, text: str, field: str = "reference_images") -> tuple[str, str] | None:
+    def _local_image(self, row_no: int, text: str, field: str) -> tuple[str, str] | None:
         if text not in self._images:
             self._images[text] = self._inspect_image(text)
         path, digest = self._images[text]

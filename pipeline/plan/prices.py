@@ -12,10 +12,6 @@ from pipeline.models.pricing import CatalogPrice, upper_bound
 from pipeline.plan.actions import SPENDING, Plan
 
 
-def _key() -> pl.Expr:
-    return pl.col("model") + "|" + pl.col("duration").cast(pl.String).fill_null("")
-
-
 def needs_catalog(plan: Plan) -> bool:
     """Whether a row the plan would pay for waits for a price only the catalog can give (a rerun
     with nothing to start reads no catalog: it makes no request it does not need)."""
@@ -31,9 +27,9 @@ def price_plan(plan: Plan, prices: dict[str, CatalogPrice]) -> list[str]:
     still have no price (the plan must not run them: nothing bounds what they cost)."""
     rows = plan.rows
     missing = rows.filter(pl.col("credits_estimated").is_null()).select("model", "duration").unique()
-    bounds = {f"{model}|{'' if duration is None else duration}": upper_bound(MODELS[model], duration, prices)
-              for model, duration in missing.iter_rows() if model in MODELS}
-    plan.rows = rows.with_columns(pl.coalesce(
-        pl.col("credits_estimated"),
-        _key().replace_strict(bounds, default=None, return_dtype=pl.Int64)).alias("credits_estimated"))
+    bounds = missing.with_columns(_bound=pl.Series(
+        [upper_bound(MODELS[model], duration, prices) if model in MODELS else None
+         for model, duration in missing.iter_rows()], dtype=pl.Int64))
+    plan.rows = (rows.join(bounds, on=["model", "duration"], how="left", nulls_equal=True, maintain_order="left")
+                 .with_columns(pl.coalesce("credits_estimated", "_bound").alias("credits_estimated")).drop("_bound"))
     return sorted(set(_waiting(plan.rows)["model"]))

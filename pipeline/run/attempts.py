@@ -10,7 +10,7 @@ from typing import Any
 
 from pipeline.api.uploads import LocalImage
 from pipeline.models import get_model
-from pipeline.run.references import named, named_params
+from pipeline.run.references import named, named_params, row_duration
 from pipeline.store.schema import PENDING
 
 
@@ -28,15 +28,11 @@ def idempotency_key(job_key: str, attempt: int, request: bytes) -> str:
     return f"vb-{job_key}-a{attempt}-{hashlib.sha256(request).hexdigest()[:16]}"
 
 
-def _duration(row: dict[str, Any]) -> int | None:
-    return None if row["duration"] is None else int(row["duration"])
-
-
 def key_request(row: dict[str, Any], refs: list[str | LocalImage], params: dict[str, Any] | None = None) -> bytes:
     """The request a key is derived from. The webhook is left out: where events go is not what
     the row asks for, and a tunnel's URL that changed since must not make a new key. A row
     without params (every grok row) gives the very bytes, and so the key, it always gave."""
-    body = get_model(row["model"]).request_body(row["prompt"], _duration(row), row["aspect_ratio"],
+    body = get_model(row["model"]).request_body(row["prompt"], row_duration(row), row["aspect_ratio"],
                                               [named(ref) for ref in refs], params=named_params(params or {}))
     return body_bytes(body)
 
@@ -45,7 +41,7 @@ def request_body(row: dict[str, Any], references: list[str], webhook_url: str | 
                  params: dict[str, Any] | None = None) -> bytes:
     """The bytes sent: the uploaded images' URLs and the webhook, where `key_request` names the
     images by content and leaves the webhook out."""
-    return body_bytes(get_model(row["model"]).request_body(row["prompt"], _duration(row), row["aspect_ratio"],
+    return body_bytes(get_model(row["model"]).request_body(row["prompt"], row_duration(row), row["aspect_ratio"],
                                                            references, webhook_url=webhook_url, params=params))
 
 

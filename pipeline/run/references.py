@@ -11,7 +11,7 @@ unsubmitted with a reason naming the file.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,22 +37,16 @@ def read_inputs(row: Mapping[str, Any]) -> tuple[list[str | LocalImage], dict[st
     """The row's reference images and its params: URLs as they are, local files read once and
     checked against the row's `request_hash`. Raises ReferenceChanged naming the files when the
     bytes read now are not those the check read (the hash covers the row's local files together)."""
-    refs: list[str | LocalImage] = [ref if is_remote(ref) else LocalImage.read(Path(ref))
-                                    for ref in row["reference_images"] or []]
+    refs: list[str | LocalImage] = [_read(ref) for ref in row["reference_images"] or []]
     params = row_params(row)
-    image_params = get_model(row["model"]).image_params
-    for name in image_params:
-        value = params.get(name)
-        if isinstance(value, str) and not is_remote(value):
-            params[name] = LocalImage.read(Path(value))
-        elif isinstance(value, list):
-            params[name] = [LocalImage.read(Path(v)) if isinstance(v, str) and not is_remote(v) else v for v in value]
-    local = [ref for ref in refs if isinstance(ref, LocalImage)] + list(_local_in(params))
+    for name in get_model(row["model"]).image_params:
+        if name in params:
+            params[name] = _each(params[name], _read)
+    local = [item for value in (refs, *params.values()) for item in (value if isinstance(value, list) else [value])
+             if isinstance(item, LocalImage)]
     if local and row.get("request_hash"):
-        duration = row["duration"]
-        now = request_hash(row["model"], row["prompt"], None if duration is None else int(duration),
-                           row["aspect_ratio"], [named(ref) for ref in refs], int(row["variation"]),
-                           named_params(params))
+        now = request_hash(row["model"], row["prompt"], row_duration(row), row["aspect_ratio"],
+                           [named(ref) for ref in refs], int(row["variation"]), named_params(params))
         if now != row["request_hash"]:
             files = ", ".join(str(image.path) for image in local)
             raise ReferenceChanged(
@@ -61,23 +55,34 @@ def read_inputs(row: Mapping[str, Any]) -> tuple[list[str | LocalImage], dict[st
     return refs, params
 
 
+def _each(value: Any, change: Callable[[Any], Any]) -> Any:
+    """`change` applied to a param's value, or to each item of a list of them (reference_image_urls)."""
+    return [change(item) for item in value] if isinstance(value, list) else change(value)
+
+
+def _read(value: Any) -> Any:
+    """A local file's path as the file read now (LocalImage); a URL, or any other value, as it is."""
+    return LocalImage.read(Path(value)) if isinstance(value, str) and not is_remote(value) else value
+
+
+def _name(value: Any) -> Any:
+    return named(value) if isinstance(value, LocalImage) else value
+
+
 def row_params(row: Mapping[str, Any]) -> dict[str, Any]:
     """The row's params as the manifest wrote them (the ledger's `params` JSON; none: {})."""
     text = row.get("params")
     return json.loads(text) if text else {}
 
 
-def _local_in(params: dict[str, Any]):
-    for value in params.values():
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, LocalImage):
-                yield item
+def row_duration(row: Mapping[str, Any]) -> int | None:
+    """The row's asked duration; None for a model that takes none (midjourney-video)."""
+    return None if row["duration"] is None else int(row["duration"])
 
 
 def named_params(params: dict[str, Any]) -> dict[str, Any]:
     """The params as the request hash and the Idempotency-Key name them: local files by content."""
-    return {name: [named(v) if isinstance(v, LocalImage) else v for v in value] if isinstance(value, list)
-            else named(value) if isinstance(value, LocalImage) else value for name, value in params.items()}
+    return {name: _each(value, _name) for name, value in params.items()}
 
 
 def named(ref: str | LocalImage) -> str:
