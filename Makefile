@@ -25,7 +25,7 @@ TEST_WORKERS ?= 2
 
 $(RUNTIME_STAMP): pyproject.toml requirements/runtime.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "videobatch needs Python 3.11 or newer: run make PYTHON=python3.11 ...")'
-	@echo "videobatch: installing into $(VENV): polars, aiohttp, PyAV, PyYAML, tqdm (about 330 MB; 20-60 s the first time)"
+	@echo "videobatch: installing into $(VENV): polars, aiohttp, PyAV, PyYAML, tqdm, deltalake, obstore (about 420 MB; 20-60 s the first time)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(PIP) -r requirements/runtime.txt
 	@$(PIP) --no-deps -e .
@@ -33,7 +33,7 @@ $(RUNTIME_STAMP): pyproject.toml requirements/runtime.txt
 	@echo "videobatch: installed $$($(VB) --version | cut -d' ' -f2) in $(VENV) ($$(du -sh $(VENV) | cut -f1))"
 
 $(TEST_STAMP): $(RUNTIME_STAMP) requirements/test.txt
-	@echo "videobatch: adding the test extras to $(VENV): pytest, playwright, duckdb, pandas, pyarrow (about 600 MB more; 20-60 s the first time)"
+	@echo "videobatch: adding the test extras to $(VENV): pytest, playwright, duckdb, pandas, pyarrow, moto (about 650 MB more; 20-60 s the first time)"
 	@$(PIP) -r requirements/test.txt
 	@touch $@
 
