@@ -42,7 +42,7 @@ from pipeline.run.runlog import RunLog
 from pipeline.run.tracker import read_job, read_job_list
 from pipeline.run.transitions import ReadError
 from pipeline.store.faults import StorageFault, disk_fault
-from pipeline.store.ledger import Ledger, LedgerCorrupt, reading_parts
+from pipeline.store.ledger import Ledger, LedgerCorrupt, reading_ledger
 from pipeline.store.runs import read_runs
 from pipeline.store.verdicts import VerdictsCorrupt, read_verdicts
 
@@ -130,7 +130,7 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
     try:
         ledger = Ledger.open(ledger_path, readonly=True)  # read as the plan needs it, never whole
         read_runs(ledger_path)  # a run would refuse a damaged runs table: the plan says so first
-        with reading_parts(ledger_path):
+        with reading_ledger(ledger_path):
             plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=retry_failed,
                                       manifest=manifest.resolve(), take_over=take_over)
         plan.max_credits = max_credits
@@ -228,7 +228,7 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
                                out_dir, interrupts, on_start, refused)
     finally:
         try:
-            with reading_parts(ledger_path):  # its last checkpoint reads the rows it changed
+            with reading_ledger(ledger_path):  # its last checkpoint reads the rows it changed
                 ledger.close()
         except StorageFault as exc:
             ledger.fault = ledger.fault or exc  # the journal keeps every line for the rerun
@@ -242,7 +242,7 @@ def _run_planned(manifest: Path, settings: BatchSettings, config: ApiConfig, led
     """With the ledger open: the plan, the run, its row in the runs table, and its summary."""
     ledger_path, run_id = ledger.path, ledger.run_id
     try:
-        with reading_parts(ledger_path):
+        with reading_ledger(ledger_path):
             plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=settings.retry_failed,
                                       manifest=manifest, take_over=settings.take_over)
         plan.max_credits = settings.max_credits  # what it spends, and in what order (plan/budget.py)
@@ -415,7 +415,7 @@ def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, a
     except (StorageFault, OSError) as exc:  # in use by a run (LedgerLocked), unreadable, or not writable
         return refused(EXIT_STOPPED, f"{exc}; nothing was adopted" if adopt else str(exc))
     try:
-        with reading_parts(ledger_path), book:  # book.close() checkpoints: inside, so it is named too
+        with reading_ledger(ledger_path), book:  # book.close() checkpoints: inside, so it is named too
             rows = keep_ledger_keys(rows, book)  # an accented row of an older ledger keeps its key
             asyncio.run(_reconcile_async(report, rows, book, config, adopt=adopt, emulate=emulate, rpm=rpm))
     except NoContact as exc:  # the first request: a refused key (2) or no API reached (4)

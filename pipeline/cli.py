@@ -310,7 +310,7 @@ def _reads_ledger(command):
             _error(_no_ledger(args))
             return EXIT_BAD_INPUT
         try:
-            with ledger.reading_parts(args.ledger):
+            with ledger.reading_ledger(args.ledger):
                 return command(args)
         except (scope.ScopeError, verdicts.VerdictsCorrupt) as exc:
             _error(str(exc))

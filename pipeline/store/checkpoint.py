@@ -1,79 +1,103 @@
-"""Does I/O: a checkpoint writes the rows changed since the last one as a new immutable part, then
-trims the journal, merges parts and moves the high-water mark.
+"""Does I/O: a checkpoint MERGEs the rows changed since the last one into the ledger's Delta table
+(store/table.py), moves the high-water mark, and only then trims the journal.
 
-- The part is written first (parts.py: temp file, fsync, rename, fsync the folder), and only then
-  are the journal lines it folded in dropped: a journal line is dropped only once a durable part
-  holds it.
-- A checkpoint that fails (a full disk) leaves the journal and memory as they were, and raises:
-  the fold is undone (LedgerRows.unfold).
-- A part's name carries the last journal seq it contains, so if a crash comes between the rename
-  and the trim, opening skips the lines already folded in (and replaying one twice would be
-  harmless anyway: every line sets values, none adds to them).
+- The commit comes first (fsynced, for a local table), and only then are the journal lines it
+  folded in dropped: a journal line is dropped only once a durable commit holds it.
+- A checkpoint that fails (a full disk, a store out of reach) leaves the journal and memory as they
+  were, and raises: the fold is undone (LedgerRows.unfold).
+- The mark holds the last journal seq the table holds, written before the trim, so if a crash comes
+  between the commit and the trim, opening skips the lines already folded in (and replaying one
+  twice would be harmless anyway: every line sets values, none adds to them).
 - `run_async()` does the reading and writing in a worker thread, so the event loop never waits on it.
+- `maintain()`, at the ledger's close, compacts the partitions this run touched and vacuums.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.store import parts as store
-from pipeline.store.faults import StorageFault, disk_fault
-from pipeline.store.highwater import write_highwater
+from deltalake.exceptions import DeltaError
+
+from pipeline.store.faults import StorageFault, disk_fault, table_fault
+from pipeline.store.highwater import write_table_mark
 from pipeline.store.journal import Journal
 from pipeline.store.rows import Fold, LedgerRows
+from pipeline.store.table import LedgerTable
+
+
+def journal_id(path: Path) -> str:
+    """Names this journal in the commits it makes (no path or user name leaves the machine)."""
+    return hashlib.sha256(f"{socket.gethostname()}:{path.absolute()}".encode()).hexdigest()[:16]
 
 
 class Checkpoints:
-    """Folds the rows in memory into parts, one checkpoint at a time, in seq order."""
+    """Folds the rows in memory into the table, one checkpoint at a time, in seq order."""
 
-    def __init__(self, path: Path, rows: LedgerRows, journal: Journal, stats: dict[str, Any],
+    def __init__(self, path: Path, table: LedgerTable, rows: LedgerRows, journal: Journal, stats: dict[str, Any],
                  met: Callable[[StorageFault], StorageFault]):
         self.path = path
+        self.table = table
+        self._touched: set[tuple[str, str]] = set()  # partitions this session committed into
+        self.journal_id = journal_id(journal.path)
         self._rows = rows
         self._journal = journal
         self.stats = stats
         self._met = met  # tells the ledger the first storage failure met
         self._failed_fold: tuple[Fold, BaseException] | None = None  # a worker's part write that failed
-        # Held from a fold until its part is written and the journal trimmed, maybe across threads
-        # (an async checkpoint's worker releases it): parts are written in the order of their seqs.
+        # Held from a fold until its commit is made and the journal trimmed, maybe across threads
+        # (an async checkpoint's worker releases it): commits are made in the order of their seqs.
         self._storing = threading.Lock()
 
     @property
     def busy(self) -> bool:
-        """A part is being written (maybe by a worker thread)."""
+        """A commit is being made (maybe by a worker thread)."""
         return self._storing.locked()
 
     def write_highwater(self) -> None:
         rows = self._rows
-        write_highwater(self.path, rows.stored_seq, max(rows.stored_seq, self._journal.durable_seq), rows.parts)
+        write_table_mark(self.path, rows.stored_seq, max(rows.stored_seq, self._journal.durable_seq),
+                         self.table.version)
 
     def _write_fold(self, fold: Fold | None, upto: int) -> None:
-        """Write the folded part. If this raises, nothing changed on disk: the caller unfolds. Any thread."""
-        if fold is not None:
+        """Commit the folded rows. If this raises, the table is as it was: the caller unfolds. Any thread."""
+        if fold is not None and fold.frame.height:
             try:
-                part = store.write_part(self.path, fold.frame, fold.first, fold.last)
-            except OSError as exc:
-                raise self._met(disk_fault(exc, self.path)) from None
-            self._rows.add_part(part, fold)
+                self.table.merge(fold.frame, {"seq": fold.last, "journal": self.journal_id, "host": socket.gethostname()})
+            except (OSError, DeltaError) as exc:
+                raise self._met(table_fault(exc, self.table.where)) from None
+            self._rows.committed(fold)
+            self._touched |= fold.partitions
             self.stats["checkpoint_rows"] += fold.frame.height
         self._rows.stored_up_to(upto)
 
     def _after_part(self, upto: int) -> None:
-        """Once a part holds every line up to `upto`: trim the journal, merge, move the high-water
-        mark. A failure here loses nothing (each step leaves whole files), but stops the run."""
+        """Once the table holds every line up to `upto`: move the high-water mark, then trim the
+        journal. A failure here loses nothing (each step leaves whole files), but stops the run."""
         try:
-            self._journal.trim(upto)
-            self._merge()
             self.write_highwater()
+            self._journal.trim(upto)
         except OSError as exc:
             raise self._met(disk_fault(exc, self.path)) from None
 
+    def maintain(self) -> None:
+        """Compact what this session touched and vacuum, if due. Tidying only: a failure here loses
+        nothing and stops nothing (the next run tries again), so it is counted, not raised."""
+        if not self._touched:
+            return
+        try:
+            done = self.table.maintain(self._touched)
+            self.stats["merges"] += done["compacted"]
+        except (OSError, DeltaError):
+            self.stats["maintain_failed"] = self.stats.get("maintain_failed", 0) + 1
+
     def _store_and_release(self, fold: Fold | None, upto: int) -> None:
-        """An async checkpoint's worker: a failed part write is left for the owning thread to undo."""
+        """An async checkpoint's worker: a failed commit is left for the owning thread to undo."""
         try:
             try:
                 self._write_fold(fold, upto)
@@ -94,23 +118,13 @@ class Checkpoints:
             self._rows.unfold(fold)
         return exc
 
-    def _merge(self) -> None:
-        def swap(parts: list[store.Part], obsolete: list[store.Part]) -> None:
-            with self._rows.parts_lock:  # no read opens a file while it is deleted
-                self._rows.parts = parts
-                for part in obsolete:
-                    part.path.unlink(missing_ok=True)
-            self.stats["merges"] += 1
-
-        store.compact(self.path, list(self._rows.parts), swap)
-
     def run(self) -> None:
-        """Write the rows changed since the last checkpoint as a new part, then trim the journal.
+        """Commit the rows changed since the last checkpoint, then trim the journal.
 
-        Nothing is written when nothing changed: a rerun that finds every row done writes no part.
-        Raises StorageFault (journal and memory as they were) if the part cannot be written.
+        Nothing is written when nothing changed: a rerun that finds every row done commits nothing.
+        Raises StorageFault (journal and memory as they were) if the commit cannot be made.
         """
-        self._storing.acquire()  # waits for a part a worker thread is still writing
+        self._storing.acquire()  # waits for a commit a worker thread is still making
         try:
             self._undo_failed_fold()  # a cancelled async checkpoint's failure: its rows are folded again
             started = time.perf_counter()
@@ -132,7 +146,7 @@ class Checkpoints:
     async def run_async(self) -> None:
         """run() for the event loop: the reading and writing run in a worker thread.
 
-        Cancelled while its part is being written, the thread still finishes; run() and the
+        Cancelled while its commit is being made, the thread still finishes; run() and the
         ledger's close() wait for it (and undo its fold if it failed).
         """
         started = time.perf_counter()

@@ -60,3 +60,31 @@ class FirstFault:
 def disk_fault(exc: OSError, path: Path | str, doing: str = "write") -> StorageFault:
     """`exc` as a StorageFault naming `path` (the file the OS error names, if it names one)."""
     return DiskFault(exc, exc.filename or path, doing)
+
+
+# delta-rs and obstore report the OS's error inside their own text ("... (os error 28)"): read back.
+_OS_ERRORS = {"os error 28": errno.ENOSPC, "no space left": errno.ENOSPC, "os error 122": errno.EDQUOT,
+              "os error 30": errno.EROFS, "read-only file system": errno.EROFS,
+              "os error 13": errno.EACCES, "permission denied": errno.EACCES}
+
+
+def table_fault(exc: BaseException, where: object, doing: str = "write") -> StorageFault:
+    """An error of the ledger's Delta table (delta-rs, at a local folder or a store URL) as one line:
+    a disk's error said as disk_fault says it; a store's first line of its error, and what to do."""
+    if isinstance(exc, StorageFault):
+        return exc
+    if isinstance(exc, OSError) and exc.errno:
+        return disk_fault(exc, exc.filename or str(where), doing)
+    text = str(exc)
+    for marker, code in _OS_ERRORS.items():
+        if marker in text.lower():
+            return DiskFault(OSError(code, os.strerror(code)), str(where), doing)
+    if "not found" in text.lower() and doing == "read":
+        return LedgerCorrupt(f"the ledger table {where} names a file that is gone ({_first_line(text)}); {RESTORE}")
+    return StorageFault(f"cannot {doing} the ledger table {where}: {_first_line(text)}; everything durable is kept "
+                        "(the journal holds every change): check the store is reachable and its credentials in the "
+                        "environment, then run the same command again")
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or ["unknown error"])[0][:200]

@@ -1,14 +1,18 @@
-"""The ledger's high-water mark: what the ledger durably held at its last checkpoint or merge.
+"""The ledger's high-water mark: what the ledger durably held at its last checkpoint.
 
-`<stem>.highwater.json` beside the journal (outside the parts folder, so losing the whole folder
-is noticed too) holds
-- `seq`: the last journal seq the parts hold;
-- `journal_seq`: the last seq durable in the journal or the parts when it was written;
-- `parts`: each live part's file name and size in bytes.
+`<stem>.highwater.json` beside the journal (outside the table's folder, so losing the whole folder
+is noticed too; for a remote ledger, in the state folder) holds
+- `seq`: the last journal seq the table holds;
+- `journal_seq`: the last seq durable in the journal or the table when it was written;
+- `version`: the Delta table's version after this journal's last commit into it (a table's
+  version only grows, whoever commits: a smaller one is a table rolled back or lost);
+- `parts`: in a mark written before the Delta table (the parts format), each part's name and size.
 
-It is replaced atomically after every checkpoint and merge, and checked on every open, so a part
-deleted or cut, a journal cut mid-file or at its end, or a lost parts folder is named, never read as
-a smaller ledger. A ledger from before this file is adopted: its first writable open writes it.
+It is replaced atomically after every checkpoint, and checked on every open, so a table lost or
+rolled back, a part of an old-format ledger deleted or cut, or a journal cut mid-file or at its
+end is named, never read as a smaller ledger. A ledger from before this file is adopted: its first
+writable open writes it. A data file of the table lost or damaged fails the read that needs it,
+named then (ledger.reading_ledger).
 
 What it cannot see, honestly: lines appended to the journal after its last write and then lost
 with the journal's tail (only the journal itself knew of them; no submit after them is ever
@@ -34,7 +38,8 @@ def highwater_path(ledger_path: Path) -> Path:
 class HighWater:
     seq: int
     journal_seq: int
-    parts: dict[str, int]  # part file name -> bytes
+    parts: dict[str, int]  # part file name -> bytes (a mark of the parts format)
+    version: int | None = None  # the Delta table's version (a mark of the table)
 
 
 def read_highwater(ledger_path: Path) -> HighWater | None:
@@ -42,8 +47,10 @@ def read_highwater(ledger_path: Path) -> HighWater | None:
     path = highwater_path(ledger_path)
     try:
         data = json.loads(path.read_bytes())
+        version = data.get("version")
         return HighWater(int(data["seq"]), int(data["journal_seq"]),
-                         {str(name): int(size) for name, size in data["parts"].items()})
+                         {str(name): int(size) for name, size in (data.get("parts") or {}).items()},
+                         None if version is None else int(version))
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -56,6 +63,20 @@ def write_highwater(ledger_path: Path, seq: int, journal_seq: int, parts: list[P
     sizes = {part.path.name: part.size for part in parts if not part.legacy}
     write_text_atomic(highwater_path(ledger_path), json.dumps(
         {"seq": seq, "journal_seq": journal_seq, "parts": sizes}, separators=(",", ":")) + "\n")
+
+
+def write_table_mark(ledger_path: Path, seq: int, journal_seq: int, version: int) -> None:
+    write_text_atomic(highwater_path(ledger_path), json.dumps(
+        {"seq": seq, "journal_seq": journal_seq, "version": version}, separators=(",", ":")) + "\n")
+
+
+def check_table(mark: HighWater | None, ledger_path: Path, where: str, version: int) -> None:
+    """The table against the mark: gone, or at an older version than this journal committed."""
+    if mark is None or mark.version is None or version >= mark.version:
+        return
+    said = "is missing" if version < 0 else f"is at version {version}"
+    raise LedgerCorrupt(f"the ledger table {where} {said}, but version {mark.version} was committed "
+                        f"({highwater_path(ledger_path).name}): it was lost or rolled back; {RESTORE}")
 
 
 def check_parts(ledger_path: Path, parts: list[Part]) -> None:
@@ -77,7 +98,7 @@ def _tail(part: Part) -> bytes:
 
 
 def check_against(mark: HighWater | None, ledger_path: Path, parts: list[Part], journal_path: Path,
-                  journal_last: int | None) -> None:
+                  journal_last: int | None, stored: int | None = None) -> None:
     """What the files hold now against what they durably held: a listed part gone (and not merged
     into a live one) or changed in size, or a journal ending before its last durable line."""
     if mark is None:
@@ -93,7 +114,7 @@ def check_against(mark: HighWater | None, ledger_path: Path, parts: list[Part], 
         if part.size != size:
             raise LedgerCorrupt(f"{ledger_path / name} has {part.size} bytes, not the {size} it was written with; "
                                 f"{RESTORE}")
-    stored = max((p.last for p in parts), default=0)
+    stored = max((p.last for p in parts), default=0) if stored is None else stored
     if max(stored, journal_last or 0) < mark.journal_seq:
         raise LedgerCorrupt(f"{journal_path} ends at seq {max(stored, journal_last or 0)}, but seq {mark.journal_seq} "
                             f"was durable ({highwater_path(ledger_path).name}): the journal was cut; {RESTORE}")

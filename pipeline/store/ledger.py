@@ -44,19 +44,24 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.store import parts as store, runs
-from pipeline.store.checkpoint import Checkpoints
-from pipeline.store.faults import RESTORE, FirstFault, LedgerCorrupt, LedgerError, StorageFault, disk_fault
-from pipeline.store.highwater import check_against, check_parts, read_highwater
+from deltalake.exceptions import DeltaError
+
+from pipeline.store import location, migrate, parts as store, runs
+from pipeline.store.checkpoint import Checkpoints, journal_id
+from pipeline.store.faults import (RESTORE, FirstFault, LedgerCorrupt, LedgerError, StorageFault, disk_fault,
+                                   table_fault)
+from pipeline.store.highwater import check_against, check_parts, check_table, read_highwater
+from pipeline.store.location import Location
 from pipeline.store.journal import Journal, decode_fields
 from pipeline.store.lock import LockHeld, RunLock
 from pipeline.store.rows import LedgerRows
+from pipeline.store.table import LedgerTable
 from pipeline.store.schema import LEDGER_SCHEMA, STATUSES
 
 SEQ_METADATA = "videobatch_journal_seq"  # the journal seq a single-file ledger (before parts) holds
 _FIELDS = frozenset(LEDGER_SCHEMA)
 READ_TRIES = 10  # a read-only open racing a writer's checkpoints and merges lists again this often
-__all__ = ["Ledger", "LedgerCorrupt", "LedgerError", "LedgerLocked", "StorageFault", "read_ledger", "reading_parts"]
+__all__ = ["Ledger", "LedgerCorrupt", "LedgerError", "LedgerLocked", "StorageFault", "read_ledger", "reading_ledger"]
 
 
 def _close_all(fds: list[int]) -> None:
@@ -78,9 +83,20 @@ def _paths(path: Path) -> tuple[Path, Path]:
     return path.with_name(f"{path.stem}.journal.jsonl"), path.with_name(f"{path.stem}.lock")
 
 
+def anchor(ledger: str | Path | Location, state_dir: str | Path | None = None) -> tuple[Path, Location]:
+    """Where a ledger's local files live (the journal, lock, high-water mark, runs table, logs are
+    named beside this path) and where its table is. A local ledger is both; a remote one keeps its
+    local files in the state folder (--state-dir, default per user and ledger URL)."""
+    where = location.parse(ledger)
+    if where.path is not None:
+        return where.path, where
+    return Path(state_dir or location.default_state_dir(where)) / "ledger", where
+
+
 class Ledger:
-    def __init__(self, path: Path, run_id: str | None, readonly: bool):
-        self.path = path
+    def __init__(self, path: Path, where: Location, run_id: str | None, readonly: bool):
+        self.path = path  # local: the table's folder; remote: the anchor of the local files in the state folder
+        self.where = where  # the table: this folder, or the store URL
         self.journal_path, self.lock_path = _paths(path)
         self.run_id = run_id
         self.readonly = readonly
@@ -91,33 +107,36 @@ class Ledger:
         # Its parts get the ledger's pieces, never the ledger: no cycle, so a ledger dropped unclosed
         # (read_ledger's) is freed at once and its pinned parts with it.
         self._rows = LedgerRows()
+        self.table = LedgerTable(where)
         self._journal = Journal(self.journal_path, self.stats, self._faults.met)
-        self._checkpoints = Checkpoints(path, self._rows, self._journal, self.stats, self._faults.met)
-        self._pins: list[int] = []  # a read-only open's descriptors of its parts, closed with it or when it is dropped
+        self._checkpoints = Checkpoints(path, self.table, self._rows, self._journal, self.stats, self._faults.met)
+        self._pins: list[int] = []  # a read-only open's descriptors of an old-format ledger's parts
         weakref.finalize(self, _close_all, self._pins)
         self._closed = False
 
     # -- opening --
 
     @classmethod
-    def open(cls, path: str | Path, *, run_id: str | None = None, readonly: bool = False) -> Ledger:
+    def open(cls, path: str | Path | Location, *, run_id: str | None = None, readonly: bool = False,
+             state_dir: str | Path | None = None) -> Ledger:
+        local, where = anchor(path, state_dir)
         if readonly:
             for attempt in range(READ_TRIES):
-                ledger = cls(Path(path), run_id, readonly)
+                ledger = cls(local, where, run_id, readonly)
                 try:
                     ledger._load()
                     return ledger
-                except (FileNotFoundError, LedgerCorrupt) as exc:  # maybe a checkpoint or merge between two reads
+                except (FileNotFoundError, LedgerCorrupt) as exc:  # maybe a checkpoint or migration between two reads
                     ledger.close()
                     if attempt == READ_TRIES - 1:
                         if isinstance(exc, OSError):
                             raise disk_fault(exc, ledger.path, "read") from None
                         raise
                     time.sleep(0.01 * (attempt + 1))
-                except OSError as exc:
+                except (OSError, DeltaError) as exc:
                     ledger.close()
-                    raise disk_fault(exc, ledger.path, "read") from None
-        ledger = cls(Path(path), run_id, readonly)
+                    raise table_fault(exc, where, "read") from None
+        ledger = cls(local, where, run_id, readonly)
         try:
             ledger.path.parent.mkdir(parents=True, exist_ok=True)
             ledger._lock = RunLock(ledger.lock_path)
@@ -129,40 +148,61 @@ class Ledger:
         except BaseException as exc:
             ledger._journal.close()
             ledger._release_lock()
-            if isinstance(exc, OSError):
-                raise disk_fault(exc, ledger.path, "open") from None
+            if isinstance(exc, (OSError, DeltaError)):
+                raise table_fault(exc, where, "open") from None
             raise
         return ledger
 
     def _load(self) -> None:
-        # The journal before the parts: a checkpoint between the two reads only moves lines into
-        # a part this open then lists, so no line read is missed (a reader retries if one is).
+        # The journal before the table: a checkpoint between the two reads only moves lines into
+        # a commit this open then reads, so no line read is missed (a reader retries if one is).
         entries = self._journal.read()
+        journal_last = max((int(e["s"]) for e in entries), default=None)
         mark = read_highwater(self.path)
-        rows = self._rows
-        if store.pending_migration(self.path):
-            seq = int(pl.read_parquet_metadata(self.path).get(SEQ_METADATA, "0")) if self.path.is_file() else 0
-            if self.readonly:  # read today's file as it is; the first writable open migrates it
-                rows.parts = self._legacy_parts(seq)
-            else:
-                store.migrate_file(self.path, seq)
-        if not rows.parts:
-            rows.parts = self._pin(store.list_parts(self.path)) if self.readonly else store.list_parts(self.path)
-        check_parts(self.path, rows.parts)
-        rows.stored_seq = max((p.last for p in rows.parts), default=0)
-        # Parts first: a lost part explains seqs missing from the journal, so it is what is named.
-        check_against(mark, self.path, rows.parts, self.journal_path, max((int(e["s"]) for e in entries), default=None))
-        self._journal.replay(entries, rows.stored_seq, self._apply)
+        local = self.where.path
+        if local is not None and self.readonly and migrate.has_old_format(local):
+            self._load_old_format(mark, journal_last)  # read as it is; the first writable open migrates it
+        else:
+            migrated = None
+            if local is not None and not self.readonly:
+                seq = int(pl.read_parquet_metadata(local).get(SEQ_METADATA, "0")) if local.is_file() else 0
+                migrated = migrate.migrate(local, seq)
+            self._rows.source = self.table
+            self.table.load()
+            check_table(mark, self.path, str(self.where), self.table.version)
+            if mark is not None and mark.version is not None:
+                stored = mark.seq
+            else:  # a table just migrated (or a mark from before it): the seq its first commit took over
+                stored = migrated if migrated is not None else migrate.stored_seq(self.table, journal_id(self.journal_path))
+            self._rows.stored_seq = stored
+            check_against(mark and replace(mark, parts={}), self.path, [], self.journal_path, journal_last, stored)
+        self._journal.replay(entries, self._rows.stored_seq, self._apply)
         if self.readonly:
             return
-        store.migrate_file(self.path, 0)  # no-op, or removes the old file a finished migration left
-        self.path.mkdir(exist_ok=True)
-        for stale in [*self.path.parent.glob(f".{self.path.name}.tmp-*"), *self.path.glob(".tmp-*"),
-                      *store.covered_parts(self.path)]:
-            stale.unlink(missing_ok=True)  # a checkpoint or merge that died half way
+        if self.table.version < 0:
+            self.table.create()  # so a run that records nothing still leaves a ledger to read
+        for stale in self.path.parent.glob(f".{self.path.name}.tmp-*"):
+            stale.unlink(missing_ok=True)  # a single-file migration that died half way
         self._journal.open()  # drops a torn tail so new lines start clean
         runs.read_runs(self.path)  # a damaged runs table is named now, not after the run has spent
-        self._checkpoints.write_highwater()  # adopts a ledger from before the mark
+        self._checkpoints.write_highwater()  # adopts a ledger from before the mark, or just migrated
+        if local is not None:
+            migrate.remove_parts(local)  # only now: the table and the mark hold what they held
+
+    def _load_old_format(self, mark, journal_last: int | None) -> None:
+        """A read-only open of a ledger still in parts (or the single file): each part held open."""
+        rows = self._rows
+        path = self.where.path
+        if store.pending_migration(path):
+            seq = int(pl.read_parquet_metadata(path).get(SEQ_METADATA, "0")) if path.is_file() else 0
+            found = self._legacy_parts(seq)
+        else:
+            found = self._pin(store.list_parts(path))
+        check_parts(path, found)
+        rows.source = store.PartsSource(found)
+        rows.stored_seq = max((p.last for p in found), default=0)
+        # Parts first: a lost part explains seqs missing from the journal, so it is what is named.
+        check_against(mark, path, found, self.journal_path, journal_last)
 
     def _pin(self, parts: list[store.Part]) -> list[store.Part]:
         """Hold each part open: its rows stay readable through /proc/self/fd even once a merge
@@ -318,13 +358,14 @@ class Ledger:
     # -- closing --
 
     def close(self) -> None:
-        """Checkpoint and let go. After a failed journal write nothing more is written: the
-        journal stays as it was cut back to, which the next open replays."""
+        """Checkpoint, tidy the table (compaction, vacuum) and let go. After a failed journal write
+        nothing more is written: the journal stays as it was cut back to, which the next open replays."""
         if self._closed:
             return
         try:
             if not self.readonly and self._journal.failed is None:
                 self.checkpoint()
+                self._checkpoints.maintain()
         finally:
             self._closed = True
             self._journal.close()
@@ -344,19 +385,32 @@ class Ledger:
 
 
 @contextlib.contextmanager
-def reading_parts(path: str | Path):
-    """Around a read of the ledger at `path`: a part damaged inside (its size and footer intact,
-    so the open's checks pass) fails the read with a Polars error that names no file. That error
-    becomes one LedgerCorrupt naming the part; an error no part explains is raised as it was."""
+def reading_ledger(path: str | Path | Location, state_dir: str | Path | None = None):
+    """Around a read of the ledger at `path`: a data file of its table lost or damaged inside (or a
+    part of an old-format ledger) fails the read with an error that may name no file. That error
+    becomes one LedgerCorrupt naming the file; an error no file explains is raised as it was."""
     try:
         yield
-    except pl.exceptions.PolarsError as exc:
-        for part in store.list_parts(Path(path)):
-            try:
-                pl.read_parquet(part.path)
-            except (pl.exceptions.PolarsError, OSError) as damage:
-                reason = (str(damage).splitlines() or [type(damage).__name__])[0][:120]
-                raise LedgerCorrupt(f"{part.path} is damaged ({reason}); {RESTORE}") from None
+    except (pl.exceptions.PolarsError, DeltaError, OSError) as exc:
+        local, where = anchor(path, state_dir)
+        if where.path is not None and not migrate.is_delta(where.path):
+            for part in store.list_parts(where.path):
+                try:
+                    pl.read_parquet(part.path)
+                except (pl.exceptions.PolarsError, OSError) as damage:
+                    reason = (str(damage).splitlines() or [type(damage).__name__])[0][:120]
+                    raise LedgerCorrupt(f"{part.path} is damaged ({reason}); {RESTORE}") from None
+            raise exc
+        table = LedgerTable(where)
+        if where.path is not None and table.load():
+            for uri in table.files():
+                try:
+                    pl.read_parquet(uri)
+                except (pl.exceptions.PolarsError, OSError) as damage:
+                    reason = (str(damage).splitlines() or [type(damage).__name__])[0][:120]
+                    raise LedgerCorrupt(f"{uri} is damaged or missing ({reason}); {RESTORE}") from None
+        if isinstance(exc, DeltaError) or (isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError)):
+            raise table_fault(exc, where, "read") from None
         raise exc
 
 

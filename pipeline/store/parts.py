@@ -248,3 +248,22 @@ def migrate_file(path: Path, seq: int) -> None:
 
 def pending_migration(path: Path) -> bool:
     return path.is_file() or (not path.exists() and path.with_name(f".{path.name}.migrating").is_dir())
+
+
+class PartsSource:
+    """A ledger still in the parts format (or the single file before it), read as it is: what a
+    read-only open (status, report, plan) sees until the first writable open migrates it to a Delta
+    table (store/migrate.py). The same reads as table.LedgerTable, without the partition columns."""
+
+    def __init__(self, parts: list[Part]):
+        self.parts = parts
+        self.version = -1
+
+    def current(self, columns: list[str], overlay: pl.DataFrame | None = None,
+                hidden: list[str] | None = None) -> pl.LazyFrame:
+        return current(self.parts, columns, overlay, hidden)
+
+    def lookup(self, keys: list[str], columns: list[str] | None = None) -> pl.DataFrame:
+        columns = list(LEDGER_SCHEMA) if columns is None else ["job_key", *[c for c in columns if c != "job_key"]]
+        found = lookup(self.parts, keys, columns)
+        return found.filter(~pl.col(REMOVED)).select(columns) if found.height else found.select(columns)

@@ -1,5 +1,6 @@
-"""Decides what a row is now: the ledger's parts (store/parts.py) with the changes since the last
-one held in memory, read by key or as a lazy scan, and folded into the next part.
+"""Decides what a row is now: the ledger's table (store/table.py, or an old-format ledger read as it
+is: parts.PartsSource) with the changes since the last checkpoint held in memory, read by key or as
+a lazy scan, and folded into the next commit.
 
 Memory: nothing of the history is held. Rows are read when asked for, by key (`get`, `rows`) or
 as a lazy scan of the current state (`scan`); rows changed since the last checkpoint live as
@@ -14,19 +15,23 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.store import parts as store
 from pipeline.store.schema import LEDGER_SCHEMA
+from pipeline.store.table import PARTITIONS, REMOVED, TABLE_SCHEMA, batch_of, night_of
 
 
 @dataclass(frozen=True)
 class Fold:
-    """The rows changed since the last part, as the part to write, and what undoes the fold."""
+    """The rows changed since the last commit, as the merge to make, and what undoes the fold."""
 
-    frame: pl.DataFrame
+    frame: pl.DataFrame  # TABLE_SCHEMA + REMOVED
     first: int
     last: int
     keys: list[str]
-    known_before: dict[str, dict[str, Any] | None]  # what memory said the parts held of `keys`
+    known_before: dict[str, dict[str, Any] | None]  # what memory said the table held of `keys`
+
+    @property
+    def partitions(self) -> set[tuple[str, str]]:
+        return set(self.frame.select(list(PARTITIONS)).unique().iter_rows())
 
 
 def _empty(schema: dict) -> pl.DataFrame:
@@ -34,16 +39,17 @@ def _empty(schema: dict) -> pl.DataFrame:
 
 
 class LedgerRows:
-    """The current rows: the parts, and what changed since the last one."""
+    """The current rows: the table, and what changed since the last commit into it."""
 
     def __init__(self) -> None:
-        self.parts: list[store.Part] = []
-        self.parts_lock = threading.RLock()  # a merge deletes files a read may be about to open
-        self.stored_seq = 0  # the last journal seq the parts hold
-        # What the parts (or a part being written) say of keys read so far: row, or None if absent.
+        self.source = None  # store.table.LedgerTable, or parts.PartsSource for an old ledger read as it is
+        self.parts_lock = threading.RLock()  # the source is swapped (a migration) while a read may use it
+        self.stored_seq = 0  # the last journal seq the table holds
+        # What the table (or a commit being made) says of keys read so far: row, or None if absent.
         self._known: dict[str, dict[str, Any] | None] = {}
-        self._ever_stored: set[str] = set()  # keys with some version in a part, even a removed one
-        self._unwritten: set[str] = set()  # keys whose newest state is in _known, its part not yet written
+        self._partition: dict[str, tuple[str, str]] = {}  # a stored row's (night, batch): it never moves
+        self._ever_stored: set[str] = set()  # keys with a row in the table
+        self._unwritten: set[str] = set()  # keys whose newest state is in _known, its commit not yet made
         self._overlay: dict[str, dict[str, Any]] = {}
         self._removed: set[str] = set()
         self._payer_hashes: pl.Series | None = None
@@ -52,7 +58,7 @@ class LedgerRows:
     # -- reading --
 
     def _read_stored(self, keys: list[str]) -> None:
-        """Remember what the parts say of `keys` not read yet: one scan for all of them."""
+        """Remember what the table says of `keys` not read yet: one scan for all of them."""
         missing = [k for k in dict.fromkeys(keys) if k not in self._known]
         if not missing:
             return
@@ -81,7 +87,7 @@ class LedgerRows:
         return job_key not in self._removed and self._stored_row(job_key) is not None
 
     def _in_memory(self) -> tuple[pl.DataFrame, list[str]]:
-        """Rows whose current state is held here, not (yet) in a part; and keys held here as gone."""
+        """Rows whose current state is held here, not (yet) in the table; and keys held here as gone."""
         keys = [*self._overlay, *self._removed, *self._unwritten]
         rows, gone = [], []
         for key in dict.fromkeys(keys):
@@ -98,7 +104,7 @@ class LedgerRows:
         """
         columns = list(LEDGER_SCHEMA) if columns is None else columns
         overlay, gone = self._in_memory()
-        return store.current(self.parts, columns, overlay, gone)
+        return self.source.current(columns, overlay, gone)
 
     def rows(self, keys: list[str] | pl.Series, columns: list[str] | None = None) -> pl.DataFrame:
         """The current rows of `keys` (those the ledger has), `columns` only (job_key first)."""
@@ -107,8 +113,7 @@ class LedgerRows:
         held = set(self._overlay) | self._removed | set(self._known)
         here = [k for k in keys if k in held]
         with self.parts_lock:
-            stored = store.lookup(self.parts, [k for k in keys if k not in held], columns)
-        stored = stored.filter(~pl.col(store.REMOVED)).select(columns)
+            stored = self.source.lookup([k for k in keys if k not in held], columns).select(columns)
         mine = [row for row in map(self.get, dict.fromkeys(here)) if row is not None]
         if not mine:
             return stored
@@ -139,12 +144,12 @@ class LedgerRows:
         candidates = [(row["submitted_at"], row["job_key"]) for row in mine]
         with self.parts_lock:
             if self._payer_hashes is None:
-                self._payer_hashes = store.current(self.parts, ["job_id"]).select(
+                self._payer_hashes = self.source.current(["job_id"]).select(
                     pl.col("job_id").drop_nulls().hash(seed=0)).collect(engine="streaming").to_series().sort()
             wanted = pl.Series([job_id]).hash(seed=0)[0]
             index = self._payer_hashes.search_sorted(wanted)
             if index < self._payer_hashes.len() and self._payer_hashes[index] == wanted:
-                stored = store.current(self.parts, ["job_id", "submitted_at"]).filter(
+                stored = self.source.current(["job_id", "submitted_at"]).filter(
                     pl.col("job_id") == job_id).collect(engine="streaming")
                 candidates = [(at, key) for key, _, at in stored.iter_rows() if key not in held] + candidates
         if not candidates:
@@ -153,24 +158,23 @@ class LedgerRows:
         return min(candidates, key=lambda c: (c[0] is not None, c[0] or 0))[1]
 
     def lookup(self, keys: list[str]) -> pl.DataFrame:
-        """What the parts hold of `keys` (any thread: a merge swaps the parts under parts_lock)."""
+        """What the table holds of `keys`, with their partitions (any thread)."""
         with self.parts_lock:
-            return store.lookup(self.parts, keys)
+            return self.source.lookup(keys)
 
     def remember(self, found: pl.DataFrame, keys: list[str]) -> None:
-        """Keep what the parts said of `keys` (None: not stored), unless read or folded meanwhile."""
+        """Keep what the table said of `keys` (None: not stored), unless read or folded meanwhile."""
         for row in found.iter_rows(named=True):
             if row["job_key"] in self._known:
                 continue  # read or folded meanwhile: that is newer
-            removed = row.pop(store.REMOVED)
-            row.pop(store.SEQ), row.pop(store.SUPERSEDES)
+            self._partition[row["job_key"]] = (row.pop("night", None), row.pop("batch", None))
             self._ever_stored.add(row["job_key"])
-            self._known[row["job_key"]] = None if removed else row
+            self._known[row["job_key"]] = row
         for key in keys:
             self._known.setdefault(key, None)
 
     def unread_changes(self) -> list[str]:
-        """Keys changed since the last part whose stored rows were not read yet (a fold needs them)."""
+        """Keys changed since the last commit whose stored rows were not read yet (a fold needs them)."""
         return [k for k in [*self._overlay, *self._removed] if k not in self._known]
 
     # -- changing --
@@ -196,39 +200,43 @@ class LedgerRows:
         self._removed.discard(new)
         row["job_key"] = new
         self._overlay[new] = {**row, "_full": True}
+        if old in self._partition:  # the moved row stays in its partition: the merge deletes the old key there
+            self._partition[new] = self._partition[old]
         if row.get("job_id"):
             self._session_job_ids.setdefault(row["job_id"], []).append(new)
 
-    # -- folding into a part (store/checkpoint.py) --
+    # -- folding into a commit (store/checkpoint.py) --
 
     def fold(self, seq: int) -> Fold | None:
-        """The rows changed since the last part, as a part (with the seq range it covers, up to the
-        journal's `seq`); memory now holds them as stored rows until the part is written, or
+        """The rows changed since the last commit, as a merge (with the seq range it covers, up to
+        the journal's `seq`); memory now holds them as stored rows until the merge is committed, or
         unfold puts them back. Runs on the owning thread."""
         changed = [*self._overlay, *self._removed]
         if not changed and seq == self.stored_seq:
             return None
         self._read_stored(changed)
         known_before = {key: self._known[key] for key in changed}
+        tonight = night_of()
         rows = []
         for key in changed:
             row = self.get(key)
-            existed = key in self._ever_stored
+            # A stored row keeps its partition for life (the merge finds it there); a new one is tonight's.
+            night, batch = self._partition.get(key) or (None, None)
             if row is not None:
-                rows.append({**row, store.REMOVED: False, store.SUPERSEDES: existed})
-            elif existed:  # gone now, some part still has it: a tombstone hides it
-                rows.append({"job_key": key, store.REMOVED: True, store.SUPERSEDES: True})
+                if night is None:
+                    night, batch = self._partition[key] = (tonight, batch_of(row.get("manifest")))
+                rows.append({**row, "night": night, "batch": batch, REMOVED: False})
+            elif key in self._ever_stored:  # gone now, the table still has it: the merge deletes it
+                rows.append({"job_key": key, "night": night, "batch": batch, REMOVED: True})
             self._known[key] = row
         self._unwritten.update(changed)
         self._overlay, self._removed = {}, set()
-        # Even with no row to write, the part is written: parts cover every seq the journal drops.
-        frame = pl.DataFrame(rows, schema={**LEDGER_SCHEMA, store.REMOVED: pl.Boolean, store.SUPERSEDES: pl.Boolean},
-                             orient="row").with_columns(pl.lit(seq, pl.Int64).alias(store.SEQ))
-        # parts are written in seq order (the checkpoint's _storing)
+        frame = pl.DataFrame(rows, schema={**TABLE_SCHEMA, REMOVED: pl.Boolean}, orient="row")
+        # commits are made in seq order (the checkpoint's _storing)
         return Fold(frame, self.stored_seq + 1, seq, changed, known_before)
 
     def unfold(self, fold: Fold) -> None:
-        """Undo a fold whose part was not written: its rows are memory's again, with whatever was
+        """Undo a fold whose merge was not committed: its rows are memory's again, with whatever was
         recorded since on top, and the journal still holds them. On the owning thread."""
         for key in fold.keys:
             now = self.get(key)
@@ -241,13 +249,13 @@ class LedgerRows:
                 self._overlay[key] = {**now, "_full": True}
         self._unwritten.difference_update(fold.keys)
 
-    def add_part(self, part: store.Part, fold: Fold) -> None:
-        """A fold's part is written: reads find its rows there. Any thread."""
-        with self.parts_lock:
-            self.parts = [*self.parts, part]
-        self._ever_stored.update(fold.frame["job_key"].to_list())
+    def committed(self, fold: Fold) -> None:
+        """A fold's merge is committed: reads find its rows in the table. Any thread."""
+        removed = fold.frame.filter(pl.col(REMOVED))["job_key"].to_list()
+        self._ever_stored.update(fold.frame.filter(~pl.col(REMOVED))["job_key"].to_list())
+        self._ever_stored.difference_update(removed)
 
     def stored_up_to(self, seq: int) -> None:
-        """The parts now hold every journal line up to `seq`: nothing folded is unwritten."""
+        """The table now holds every journal line up to `seq`: nothing folded is unwritten."""
         self.stored_seq = seq
         self._unwritten.clear()
