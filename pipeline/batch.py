@@ -42,7 +42,8 @@ from pipeline.run.runlog import RunLog
 from pipeline.run.tracker import read_job, read_job_list
 from pipeline.run.transitions import ReadError
 from pipeline.store.faults import StorageFault, disk_fault
-from pipeline.store.ledger import Ledger, LedgerCorrupt, reading_ledger
+from pipeline.store.ledger import Ledger, LedgerCorrupt, anchor, reading_ledger
+from pipeline.store.location import LocationError
 from pipeline.store.runs import read_runs
 from pipeline.store.verdicts import VerdictsCorrupt, read_verdicts
 
@@ -50,7 +51,8 @@ from pipeline.store.verdicts import VerdictsCorrupt, read_verdicts
 @dataclass
 class BatchSettings:
     """The options of `videobatch run`, named as its flags."""
-    ledger: Path | str | None = None  # default <out>/ledger.parquet
+    ledger: Path | str | None = None  # default <out>/ledger.parquet; or an s3://, gs://, az:// URL
+    state_dir: Path | str | None = None  # a remote ledger's journal, lock and logs (default per user and URL)
     out: Path | str | None = None  # default outputs/, or outputs/emulator/ with emulate
     emulate: bool = False
     rpm: int = 500  # 0: no limit
@@ -108,7 +110,8 @@ async def _plan_prices(plan, config, ledger_path: Path, emulate: bool) -> None:
         await price_from_catalog(client, plan, ledger_path, keep=ledger_path.parent.is_dir())
 
 
-def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_failed: bool = False,
+def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, state_dir: Path | str | None = None,
+               retry_failed: bool = False,
                emulate: bool = False, check_balance: bool = True, refs_root: Path | str | None = None,
                take_over: bool = False, max_credits: int | None = None) -> BatchSummary:
     """Price a manifest against its ledger and (with an API key) the account's balance; submits
@@ -116,7 +119,11 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
     a run would leave out)."""
     started = _now()
     manifest = Path(manifest)
-    ledger_path = Path(ledger or (EMULATED_OUT if emulate else REAL_OUT) / LEDGER_NAME)
+    try:
+        ledger_path = anchor(ledger or (EMULATED_OUT if emulate else REAL_OUT) / LEDGER_NAME, state_dir)
+    except LocationError as exc:
+        return refused_summary("plan", manifest, EXIT_BAD_INPUT, str(exc), started_at=started, emulated=emulate,
+                               ledger_path=Path(str(ledger)), out_dir=None)
     try:
         rows = load_manifest(manifest, refs_root=refs_root)
     except ManifestError as exc:
@@ -193,8 +200,12 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
     started = _now()
     config = load_api_config()
     out_dir = Path(settings.out or (EMULATED_OUT if settings.emulate else REAL_OUT))
-    ledger_path = Path(settings.ledger or out_dir / LEDGER_NAME)
     deadline = None
+    try:
+        ledger_path = anchor(settings.ledger or out_dir / LEDGER_NAME, settings.state_dir)
+    except LocationError as exc:
+        return refused_summary("run", manifest, EXIT_BAD_INPUT, str(exc), started_at=started, emulated=settings.emulate,
+                               ledger_path=Path(str(settings.ledger)), out_dir=out_dir)
 
     def refused(code: int, message: str, run_id: str | None = None) -> BatchSummary:
         return refused_summary("run", manifest, code, message, started_at=started, emulated=settings.emulate,
@@ -384,21 +395,27 @@ def _notify(summary: BatchSummary, settings: BatchSettings) -> None:
 # --- reconcile ------------------------------------------------------------------------------
 
 
-def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, adopt: bool = False,
+def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, state_dir: Path | str | None = None,
+                    adopt: bool = False,
                     emulate: bool = False, max_pages: int = RECONCILE_PAGES, rpm: int = 500,
                     refs_root: Path | str | None = None):
     """Match the API's jobs to a manifest's rows and compare them with the ledger; with `adopt`,
     take the matching jobs the ledger does not know into it. Only GETs: nothing is paid for.
     Returns a reconcile.ReconcileReport (`exit_code`, `error`, `found`, `after`, `as_dict()`)."""
     manifest = Path(manifest)
-    ledger_path = Path(ledger or (EMULATED_OUT if emulate else REAL_OUT) / LEDGER_NAME)
+    given = ledger or (EMULATED_OUT if emulate else REAL_OUT) / LEDGER_NAME
     config = load_api_config()
-    report = ReconcileReport(str(manifest), str(ledger_path), "the built-in emulator" if emulate else config.base_url,
+    report = ReconcileReport(str(manifest), str(given), "the built-in emulator" if emulate else config.base_url,
                              exit_code=EXIT_OK, max_pages=max_pages)
 
     def refused(code: int, message: str) -> ReconcileReport:
         report.exit_code, report.error = code, message
         return report
+
+    try:
+        ledger_path = anchor(given, state_dir)
+    except LocationError as exc:
+        return refused(EXIT_BAD_INPUT, str(exc))
 
     if not emulate and not config.api_key:
         return refused(EXIT_BAD_INPUT, "no API key: set APIFRAME_API_KEY in the environment or in .env, or add "

@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_plan(sub) -> None:
     plan = sub.add_parser("plan", help="price a manifest and show what a run would do; submits nothing")
     plan.add_argument("manifest", type=Path)
-    plan.add_argument("--ledger", type=Path, help=f"ledger file (default {REAL_OUT / LEDGER_NAME})")
+    plan.add_argument("--ledger", metavar="PATH_OR_URL", help=f"the ledger: a folder (default {REAL_OUT / LEDGER_NAME}) "
+                                                             "or s3://, gs://, az:// URL (docs/storage.md)")
+    _state_dir_argument(plan)
     plan.add_argument("--retry-failed", action="store_true", help="count FAILED rows as new attempts")
     plan.add_argument("--emulate", action="store_true", help=f"use the emulator's ledger ({EMULATED_OUT})")
     plan.add_argument("--all", action="store_true", help="list every row, not just the first 40")
@@ -120,7 +122,9 @@ def _add_plan(sub) -> None:
 def _add_run(sub) -> None:
     run = sub.add_parser("run", help="submit, track and download every row the ledger has not finished")
     run.add_argument("manifest", type=Path)
-    run.add_argument("--ledger", type=Path, help="ledger file (default <out>/ledger.parquet)")
+    run.add_argument("--ledger", metavar="PATH_OR_URL",
+                     help="the ledger: a folder (default <out>/ledger.parquet) or s3://, gs://, az:// URL (docs/storage.md)")
+    _state_dir_argument(run)
     run.add_argument("--out", type=Path, help=f"output folder (default {REAL_OUT}, or {EMULATED_OUT} with --emulate)")
     run.add_argument("--rpm", type=_non_negative_int, default=500,
                      help="API requests per minute, all routes together (default 500; 0 = no limit)")
@@ -222,8 +226,9 @@ def _add_reconcile(sub) -> None:
     reconcile = sub.add_parser("reconcile", help="match the API's jobs to a manifest's rows and audit the ledger "
                                                  "against them; sends no paid request")
     reconcile.add_argument("manifest", type=Path)
-    reconcile.add_argument("--ledger", type=Path, help=f"ledger file (default {REAL_OUT / LEDGER_NAME}, "
-                                                       f"or {EMULATED_OUT / LEDGER_NAME} with --emulate)")
+    reconcile.add_argument("--ledger", metavar="PATH_OR_URL", help=f"the ledger (default {REAL_OUT / LEDGER_NAME}, "
+                                                                   f"or {EMULATED_OUT / LEDGER_NAME} with --emulate)")
+    _state_dir_argument(reconcile)
     reconcile.add_argument("--adopt", action="store_true",
                            help="take the matching jobs the ledger does not know into it, so the next run "
                                 "downloads them instead of paying again")
@@ -243,10 +248,18 @@ def _refs_root_argument(parser: argparse.ArgumentParser) -> None:
 
 def _ledger_arguments(parser: argparse.ArgumentParser) -> None:
     """The ledger a reading command reads: --ledger, else the emulator's with --emulate, else the default."""
-    parser.add_argument("--ledger", type=Path, help=f"ledger file (default {REAL_OUT / LEDGER_NAME}, "
-                                                    f"or {EMULATED_OUT / LEDGER_NAME} with --emulate)")
+    parser.add_argument("--ledger", metavar="PATH_OR_URL", help=f"the ledger (default {REAL_OUT / LEDGER_NAME}, "
+                                                                f"or {EMULATED_OUT / LEDGER_NAME} with --emulate; "
+                                                                "or an s3://, gs://, az:// URL)")
+    _state_dir_argument(parser)
     parser.add_argument("--emulate", action="store_true",
                         help="the emulator's ledger, the one `run --emulate` and `make demo` write")
+
+
+def _state_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path, metavar="DIR",
+                        help="a remote ledger's local journal, lock and logs (default: one folder per ledger URL "
+                             "under $XDG_STATE_HOME/videobatch, else ~/.local/state/videobatch)")
 
 
 def _scope_arguments(parser: argparse.ArgumentParser) -> None:
@@ -305,8 +318,14 @@ def _reads_ledger(command):
         # Lazy, as every import of the ledger: polars, which --help and the parser do without.
         from pipeline.store import ledger, scope, verdicts
 
-        args.ledger = args.ledger or (EMULATED_OUT if args.emulate else REAL_OUT) / LEDGER_NAME
-        if not args.ledger.exists():
+        args.ledger_given = args.ledger or (EMULATED_OUT if args.emulate else REAL_OUT) / LEDGER_NAME
+        try:
+            args.ledger = ledger.anchor(args.ledger_given, args.state_dir)  # a remote ledger: its state folder
+            found = ledger.exists(args.ledger)
+        except (ValueError, StorageFault, OSError) as exc:  # a URL we cannot use, or a store we cannot reach
+            _error(str(exc))
+            return EXIT_BAD_INPUT if isinstance(exc, ValueError) else EXIT_STOPPED
+        if not found:
             _error(_no_ledger(args))
             return EXIT_BAD_INPUT
         try:
@@ -330,7 +349,7 @@ def _no_ledger(args: argparse.Namespace) -> str:
     defaults = [REAL_OUT / LEDGER_NAME, EMULATED_OUT / LEDGER_NAME]
     found = [path for path in defaults if path.exists()]
     found += sorted(path for path in REAL_OUT.glob(f"*/{LEDGER_NAME}") if path not in defaults)
-    said = f"no ledger at {args.ledger}"
+    said = f"no ledger at {args.ledger_given}"
     if not found:
         return (f"{said} (nor the emulator's at {EMULATED_OUT / LEDGER_NAME}): run a batch first "
                 "(videobatch run MANIFEST, or videobatch run MANIFEST --emulate to try one), or pass --ledger PATH")
@@ -354,14 +373,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from pipeline.batch import plan_batch
     from pipeline.reports import console
 
-    summary = plan_batch(args.manifest, ledger=args.ledger, retry_failed=args.retry_failed, emulate=args.emulate,
+    summary = plan_batch(args.manifest, ledger=args.ledger, state_dir=args.state_dir, retry_failed=args.retry_failed,
+                         emulate=args.emulate,
                          refs_root=args.refs_root, take_over=args.take_over, max_credits=args.max_credits)
     if summary.plan is None:
         _error(summary.error)
         _next_step(next_step.after_plan(args.argv, summary.exit_code))
         return summary.exit_code
     plan = summary.plan
-    print(console.format_plan(plan, Path(summary.paths["ledger"]), show_all=args.all))
+    print(console.format_plan(plan, summary.paths["ledger"], show_all=args.all))
     if summary.error:
         _error(summary.error)
         _next_step(next_step.after_plan(args.argv, summary.exit_code))
@@ -444,7 +464,7 @@ def _after_run(args: argparse.Namespace, summary) -> list[str]:
     failed = sum(1 for row in summary.failed if row.get("status") == "FAILED")
     return next_step.after_run(args.argv, summary.exit_code, failed=failed, rejected=len(summary.failed) - failed,
                                ledger=summary.paths.get("ledger"), emulated=args.emulate,
-                               budget_left=summary.budget_left)
+                               budget_left=summary.budget_left, state_dir=args.state_dir)
 
 
 def _unknown_command(argv: list[str], commands: list[str]) -> int:
@@ -570,7 +590,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from pipeline.batch import reconcile_batch
     from pipeline.run.reconcile import format_report
 
-    report = reconcile_batch(args.manifest, ledger=args.ledger, adopt=args.adopt, emulate=args.emulate,
+    report = reconcile_batch(args.manifest, ledger=args.ledger, state_dir=args.state_dir, adopt=args.adopt,
+                             emulate=args.emulate,
                              max_pages=args.max_pages, rpm=args.rpm, refs_root=args.refs_root)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))

@@ -46,7 +46,7 @@ def _by_model(books: dict) -> list[str]:
     return ['  by model (charged beside estimated; "up to": the catalog\'s upper bound):', *model_lines(books, "    ")]
 
 
-def format_plan(plan: p.Plan, ledger_path: Path, *, show_all: bool) -> str:
+def format_plan(plan: p.Plan, ledger_path: Path | str, *, show_all: bool) -> str:
     """The plan's rows (the first 40 unless `show_all`) and what a run would do and spend."""
     rows = plan.rows
     c = plan.counts
@@ -100,12 +100,18 @@ def format_start(run_id: str, plan: p.Plan, where: str) -> str:
             f"up to {plan.credits_to_spend} credits to spend")
 
 
+def _ledger_flags(paths: dict) -> str:
+    """--ledger as the summary names it, with a remote ledger's state folder."""
+    state = f" --state-dir {paths['state_dir']}" if paths.get("state_dir") else ""
+    return f"--ledger {paths['ledger']}{state}"
+
+
 def _listed(summary: BatchSummary) -> list[str]:
     """The first failed and unfinished rows, and where to read the rest."""
     lines = [f"  FAILED {row['job_key']}: {row['error'] or ''}" for row in summary.failed[:SUMMARY_ROWS_SHOWN]]
     if len(summary.failed) > SUMMARY_ROWS_SHOWN:
         lines.append(f"  ... {len(summary.failed) - SUMMARY_ROWS_SHOWN} more failures: "
-                     f"videobatch status --ledger {summary.paths['ledger']}")
+                     f"videobatch status {_ledger_flags(summary.paths)}")
     if summary.exit_code in (EXIT_BAD_INPUT, EXIT_UNREACHABLE):
         return lines  # nothing was submitted: every row waits for the next run, for the one reason said above
     lines += [f"  UNFINISHED {row['job_key']}: {row['reason']}" for row in summary.unfinished[:SUMMARY_ROWS_SHOWN]]
@@ -132,5 +138,5 @@ def format_summary(summary: BatchSummary) -> str:
     lines += _listed(summary)
     lines.append(f"  videos: {paths['videos']}")
     lines.append(f"  ledger: {paths['ledger']}   log: {paths['log']}")
-    lines.append(f"  report: videobatch report --ledger {paths['ledger']}  (writes {paths['report']})")
+    lines.append(f"  report: videobatch report {_ledger_flags(paths)}  (writes {paths['report']})")
     return "\n".join(lines)  # the next command follows: pipeline/reports/next_step.py

@@ -97,7 +97,8 @@ def render(summary: BatchSummary, last_success: float) -> str:
 
 
 def write_metrics(path: Path, summary: BatchSummary) -> None:
-    ledger_path = Path(summary.paths["ledger"])
+    state_dir = summary.paths.get("state_dir")  # a remote ledger's local files
+    ledger_path = Path(state_dir) / "ledger" if state_dir else Path(summary.paths["ledger"])
     known = max(previous_success(path), last_success_in_runs(ledger_path))
     write_text_atomic(Path(path), render(summary, known))
 

@@ -51,11 +51,14 @@ def command_line(argv: list[str], *, command: str | None = None, add: tuple[str,
     return " ".join([PROGRAM, command or (argv[0] if argv else ""), *words])
 
 
-def ledger_option(ledger: str | Path | None, emulated: bool) -> str:
+def ledger_option(ledger: str | Path | None, emulated: bool, state_dir: str | None = None) -> str:
     """How a reading command names this ledger: nothing for the default, --emulate for the
     emulator's, else --ledger PATH (relative to here when it lies below)."""
     if ledger is None:
         return "--emulate" if emulated else ""
+    if "://" in str(ledger):  # a remote ledger: its URL, and the state folder unless the default one
+        return " ".join(filter(None, [f"--ledger {shlex.quote(str(ledger))}",
+                                      f"--state-dir {shlex.quote(str(state_dir))}" if state_dir else ""]))
     path = Path(ledger).absolute()
     if path == (REAL_OUT / LEDGER_NAME).absolute():
         return ""
@@ -66,7 +69,7 @@ def ledger_option(ledger: str | Path | None, emulated: bool) -> str:
 
 
 def after_run(argv: list[str], exit_code: int, *, failed: int, rejected: int, ledger: str | None,
-              emulated: bool, budget_left: tuple[int, bool] | None = None) -> list[str]:
+              emulated: bool, budget_left: tuple[int, bool] | None = None, state_dir: str | None = None) -> list[str]:
     """The last lines of `run`: `failed` rows FAILED (a new attempt may be given), `rejected` REJECTED
     (final); `budget_left`: (credits, a retry among them) of the rows --max-credits left out, when
     that alone ended the run short."""
@@ -76,7 +79,7 @@ def after_run(argv: list[str], exit_code: int, *, failed: int, rejected: int, le
         flags = f" {MAX_CREDITS} {credits}" + (f" {RETRY_FAILED}" if retry and RETRY_FAILED not in argv else "")
         return [f"next: {command_line(argv, drop_option=MAX_CREDITS)}{flags}   (the rows {MAX_CREDITS} left out)"]
     if exit_code == EXIT_OK:
-        review = " ".join(filter(None, [PROGRAM, "review", ledger_option(ledger, emulated)]))
+        review = " ".join(filter(None, [PROGRAM, "review", ledger_option(ledger, emulated, state_dir)]))
         return [f"next: {review}   (look at the clips: approve, reject or regenerate each)"]
     if exit_code == EXIT_FAILED_ROWS and failed:
         return [f"{failed} failed: run again with {RETRY_FAILED}",

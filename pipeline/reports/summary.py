@@ -151,8 +151,13 @@ def ledger_figures(ledger) -> dict[str, Any]:
 
 def paths_of(ledger_path: Path, out_dir: Path | None, log_path: Path | None) -> dict[str, str | None]:
     """Absolute: a script reading the summary may run in another folder."""
+    from pipeline.store.state import where_of  # lazy: the store loads polars and deltalake
+
     ledger_path = Path(ledger_path).absolute()
-    return {"ledger": str(ledger_path), "log": str(Path(log_path).absolute()) if log_path else None,
+    where = where_of(ledger_path)  # a remote ledger: its URL, its local files in the state folder
+    return {"ledger": where.url if where.remote else str(ledger_path),
+            "state_dir": str(ledger_path.parent) if where.remote else None,
+            "log": str(Path(log_path).absolute()) if log_path else None,
             "report": str(ledger_path.parent / "report.html"),
             "videos": str(Path(out_dir).absolute() / "videos") if out_dir else None}
 

@@ -46,12 +46,13 @@ import polars as pl
 
 from deltalake.exceptions import DeltaError
 
-from pipeline.store import location, migrate, parts as store, runs
+from pipeline.store import migrate, parts as store, runs
 from pipeline.store.checkpoint import Checkpoints, journal_id
 from pipeline.store.faults import (RESTORE, FirstFault, LedgerCorrupt, LedgerError, StorageFault, disk_fault,
                                    table_fault)
 from pipeline.store.highwater import check_against, check_parts, check_table, read_highwater
 from pipeline.store.location import Location
+from pipeline.store.state import anchor, exists, where_of
 from pipeline.store.journal import Journal, decode_fields
 from pipeline.store.lock import LockHeld, RunLock
 from pipeline.store.rows import LedgerRows
@@ -61,7 +62,7 @@ from pipeline.store.schema import LEDGER_SCHEMA, STATUSES
 SEQ_METADATA = "videobatch_journal_seq"  # the journal seq a single-file ledger (before parts) holds
 _FIELDS = frozenset(LEDGER_SCHEMA)
 READ_TRIES = 10  # a read-only open racing a writer's checkpoints and merges lists again this often
-__all__ = ["Ledger", "LedgerCorrupt", "LedgerError", "LedgerLocked", "StorageFault", "read_ledger", "reading_ledger"]
+__all__ = ["anchor", "exists", "where_of", "Ledger", "LedgerCorrupt", "LedgerError", "LedgerLocked", "StorageFault", "read_ledger", "reading_ledger"]
 
 
 def _close_all(fds: list[int]) -> None:
@@ -81,16 +82,6 @@ class LedgerLocked(LedgerError):
 
 def _paths(path: Path) -> tuple[Path, Path]:
     return path.with_name(f"{path.stem}.journal.jsonl"), path.with_name(f"{path.stem}.lock")
-
-
-def anchor(ledger: str | Path | Location, state_dir: str | Path | None = None) -> tuple[Path, Location]:
-    """Where a ledger's local files live (the journal, lock, high-water mark, runs table, logs are
-    named beside this path) and where its table is. A local ledger is both; a remote one keeps its
-    local files in the state folder (--state-dir, default per user and ledger URL)."""
-    where = location.parse(ledger)
-    if where.path is not None:
-        return where.path, where
-    return Path(state_dir or location.default_state_dir(where)) / "ledger", where
 
 
 class Ledger:
@@ -119,7 +110,8 @@ class Ledger:
     @classmethod
     def open(cls, path: str | Path | Location, *, run_id: str | None = None, readonly: bool = False,
              state_dir: str | Path | None = None) -> Ledger:
-        local, where = anchor(path, state_dir)
+        local = anchor(path, state_dir)
+        where = where_of(local)
         if readonly:
             for attempt in range(READ_TRIES):
                 ledger = cls(local, where, run_id, readonly)
@@ -392,7 +384,7 @@ def reading_ledger(path: str | Path | Location, state_dir: str | Path | None = N
     try:
         yield
     except (pl.exceptions.PolarsError, DeltaError, OSError) as exc:
-        local, where = anchor(path, state_dir)
+        where = where_of(anchor(path, state_dir))
         if where.path is not None and not migrate.is_delta(where.path):
             for part in store.list_parts(where.path):
                 try:
