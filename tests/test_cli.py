@@ -28,23 +28,23 @@ NOWHERE = f"http://127.0.0.1:{free_port()}"  # no API: none of these commands ma
 # Each subcommand with every option its --help documents (and the hidden ones `run` takes), on a
 # manifest or ledger that is not there: the command itself refuses, after the parser accepted all.
 COMMANDS = {
-    "plan": ["plan", "missing.yaml", "--ledger", "l.parquet", "--retry-failed", "--emulate", "--all",
+    "plan": ["plan", "missing.yaml", "--ledger", "l.parquet", "--state-dir", "state", "--retry-failed", "--emulate", "--all",
              "--refs-root", ".", "--take-over", "--max-credits", "40"],
-    "run": ["run", "missing.yaml", "--ledger", "l.parquet", "--out", "out", "--rpm", "10", "--concurrency", "2",
+    "run": ["run", "missing.yaml", "--ledger", "l.parquet", "--state-dir", "state", "--out", "out", "--rpm", "10", "--concurrency", "2",
             "--max-credits", "5", "--retries", "1", "--retry-failed", "--take-over", "--emulate", "--timeout", "5",
             "--job-timeout", "60", "--webhook-listen", "127.0.0.1:0", "--webhook-url", "http://hooks.test/h",
             "--progress-interval", "1", "--deadline", "6h", "--summary-json", "summary.json",
             "--notify", f"{NOWHERE}/hook", "--metrics-file", "run.prom", "--refs-root", ".", "--dialect", "all",
             "--notify-retry-delay", "0", "--poll-interval", "0.1", "--rate-period", "1", "--checkpoint-every", "1",
             "--emulator-time-scale", "0", "--emulator-credits", "5"],
-    "status": ["status", "--ledger", "l.parquet", "--json", "--emulate"],
-    "report": ["report", "--ledger", "l.parquet", "--html", "r.html", "--run", "all", "--manifest", "m.yaml",
+    "status": ["status", "--ledger", "l.parquet", "--state-dir", "state", "--json", "--emulate"],
+    "report": ["report", "--ledger", "l.parquet", "--state-dir", "state", "--html", "r.html", "--run", "all", "--manifest", "m.yaml",
                "--pages", "2", "--emulate"],
-    "review": ["review", "--ledger", "l.parquet", "--run", "last", "--manifest", "m.yaml", "--port", "0",
+    "review": ["review", "--ledger", "l.parquet", "--state-dir", "state", "--run", "last", "--manifest", "m.yaml", "--port", "0",
                "--host", "127.0.0.1", "--reviewer", "someone", "--out", "out", "--emulate"],
-    "export": ["export", "--approved", "dest", "--ledger", "l.parquet", "--run", "r1", "--manifest", "m.yaml",
+    "export": ["export", "--approved", "dest", "--ledger", "l.parquet", "--state-dir", "state", "--run", "r1", "--manifest", "m.yaml",
                "--emulate"],
-    "reconcile": ["reconcile", "missing.yaml", "--ledger", "l.parquet", "--adopt", "--emulate", "--max-pages", "2",
+    "reconcile": ["reconcile", "missing.yaml", "--ledger", "l.parquet", "--state-dir", "state", "--adopt", "--emulate", "--max-pages", "2",
                   "--rpm", "0", "--json", "--refs-root", "."],
 }
 NO_LEDGER = ("videobatch: no ledger at l.parquet (nor the emulator's at outputs/emulator/ledger.parquet): run a "
