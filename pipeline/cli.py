@@ -604,6 +604,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # delta-rs and obstore log from Rust straight to stderr (every failed cloud-metadata probe, as a
+    # warning of many lines); our own line says what failed. Set before they are imported.
+    os.environ.setdefault("RUST_LOG", "error")
     interrupts = None
     if argv[:1] == ["run"]:
         # Before the imports, the manifest, the ledger and the emulator: a signal during start-up

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 
@@ -87,4 +88,6 @@ def table_fault(exc: BaseException, where: object, doing: str = "write") -> Stor
 
 
 def _first_line(text: str) -> str:
-    return (text.strip().splitlines() or ["unknown error"])[0][:200]
+    """A Rust error's chain ("X\n  ↳ Y\n   ↳ Z", in colour) as "X: Y: Z", cut short."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m|↳", "", line).strip() for line in text.strip().splitlines()]
+    return ": ".join(line for line in lines[:4] if line)[:240] or "unknown error"

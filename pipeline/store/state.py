@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deltalake.exceptions import DeltaError
+
 from pipeline.store import location
 from pipeline.store.atomic import write_text_atomic
+from pipeline.store.faults import table_fault
 from pipeline.store.location import Location
 from pipeline.store.table import LedgerTable
 
@@ -52,4 +55,9 @@ def where_of(path: str | Path | Location) -> Location:
 def exists(path: str | Path) -> bool:
     """A ledger is there: a local folder or file, or a table at the URL its state folder names."""
     where = where_of(path)
-    return where.path.exists() if where.path is not None else LedgerTable(where).exists()
+    if where.path is not None:
+        return where.path.exists()
+    try:
+        return LedgerTable(where).exists()
+    except (DeltaError, OSError) as exc:  # the store cannot be reached or refuses us: said, not taken for "none"
+        raise table_fault(exc, where, "read") from None

@@ -157,8 +157,8 @@ class LedgerTable:
         properties = CommitProperties(custom_metadata={"videobatch": json.dumps(metadata or {})})
         for attempt in range(COMMIT_TRIES):
             try:
-                with self.lock:
-                    dt = self._dt
+                # Its own snapshot, the newest: readers in other threads keep theirs meanwhile.
+                dt = DeltaTable(self.uri)
                 (dt.merge(source, predicate=predicate, source_alias="s", target_alias="t",
                           commit_properties=properties)
                  .when_matched_delete(predicate=f"s.{REMOVED}")
@@ -171,7 +171,6 @@ class LedgerTable:
                 if attempt == COMMIT_TRIES - 1:
                     raise
                 time.sleep(min(2.0, 0.05 * 2 ** min(attempt, 6)) * (0.5 + (os.getpid() % 10) / 10))
-                self.load()
         self.stats["commits"] += 1
         self.load()
         self._fsync_commit()
