@@ -162,6 +162,7 @@ class Ledger:
             self._rows.source = self.table
             self.table.load()
             check_table(mark, self.path, str(self.where), self.table.version)
+            self.table.check_files()
             if mark is not None and mark.version is not None:
                 stored = mark.seq
             else:  # a table just migrated (or a mark from before it): the seq its first commit took over
@@ -171,8 +172,8 @@ class Ledger:
         self._journal.replay(entries, self._rows.stored_seq, self._apply)
         if self.readonly:
             return
-        if self.table.version < 0:
-            self.table.create()  # so a run that records nothing still leaves a ledger to read
+        if local is not None:
+            local.mkdir(exist_ok=True)  # a run that records nothing still leaves a ledger (empty) to read
         for stale in self.path.parent.glob(f".{self.path.name}.tmp-*"):
             stale.unlink(missing_ok=True)  # a single-file migration that died half way
         self._journal.open()  # drops a torn tail so new lines start clean
@@ -400,7 +401,7 @@ def reading_ledger(path: str | Path | Location, state_dir: str | Path | None = N
                     pl.read_parquet(uri)
                 except (pl.exceptions.PolarsError, OSError) as damage:
                     reason = (str(damage).splitlines() or [type(damage).__name__])[0][:120]
-                    raise LedgerCorrupt(f"{uri} is damaged or missing ({reason}); {RESTORE}") from None
+                    raise LedgerCorrupt(f"{uri} is damaged ({reason}); {RESTORE}") from None
         if isinstance(exc, DeltaError) or (isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError)):
             raise table_fault(exc, where, "read") from None
         raise exc

@@ -31,6 +31,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from pipeline.store.atomic import fsync_dir
+from pipeline.store.faults import RESTORE, LedgerCorrupt
 from pipeline.store.location import Location
 from pipeline.store.schema import LEDGER_SCHEMA, conform
 
@@ -124,6 +125,25 @@ class LedgerTable:
             return pl.DataFrame(schema={c: TABLE_SCHEMA[c] for c in columns})
         wanted = pl.Series(keys, dtype=pl.String).implode()
         return self.scan(columns).filter(pl.col("job_key").is_in(wanted)).collect()
+
+    def check_files(self) -> None:
+        """A local table: every data file its snapshot names is there with the size the log says
+        (a file deleted or cut is named now, not as a read's error later). A store's objects are
+        immutable and listed by the store: not checked one by one."""
+        with self.lock:
+            dt = self._dt
+        if dt is None or self.where.path is None:
+            return
+        actions = pl.DataFrame(dt.get_add_actions(flatten=True)).select("path", "size_bytes")
+        root = Path(self.uri)
+        for path, size in actions.iter_rows():
+            data = root / path
+            try:
+                found = data.stat().st_size
+            except FileNotFoundError:
+                raise LedgerCorrupt(f"{data} is missing (the table's log names it); {RESTORE}") from None
+            if found != size:
+                raise LedgerCorrupt(f"{data} has {found} bytes, not the {size} it was written with; {RESTORE}")
 
     def files(self) -> list[str]:
         with self.lock:

@@ -16,9 +16,11 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
-from pipeline.store import parts as store
 from pipeline.store.ledger import read_ledger
+from pipeline.store.location import parse
+from pipeline.store.table import LedgerTable
 from tests.harness import (
     Receiver, SmallDisk, check_books, cli_env, prompts, run_cli, start_cli, wait_for, write_manifest,
 )
@@ -102,8 +104,14 @@ def test_a_read_only_ledger_folder_is_one_line_and_exit_3(emulator_thread, tmp_p
         check_books(emu.stats(), read_ledger(disk.path / "ledger.parquet"), in_flight_ok=False)
 
 
+def _a_data_file(ledger_path) -> Path:
+    table = LedgerTable(parse(str(ledger_path)))
+    assert table.load()
+    return Path(table.files()[0])
+
+
 def lose_a_part(ledger_path) -> str:
-    victim = store.list_parts(ledger_path)[0].path
+    victim = _a_data_file(ledger_path)
     victim.unlink()
     return f"{victim} is missing"
 
@@ -124,7 +132,7 @@ def damage_the_runs_table(ledger_path) -> str:
 def damage_a_part_inside(ledger_path) -> str:
     """Bytes changed inside a part, its size and footer magic intact: the open's checks pass, and
     only reading its rows finds the damage (bit rot, a bad sector)."""
-    victim = store.list_parts(ledger_path)[0].path
+    victim = _a_data_file(ledger_path)
     data = bytearray(victim.read_bytes())
     data[4:len(data) // 2] = b"A" * (len(data) // 2 - 4)
     victim.write_bytes(bytes(data))
