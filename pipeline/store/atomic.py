@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or a new name in `folder` survive a crash."""
-    fd = os.open(folder, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """Make a file's bytes, or a folder's names (a rename, a new file in it), survive a crash."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+fsync_dir = fsync_path
 
 
 def replace_atomic(path: Path, write: Callable[[BinaryIO], object], *, temporary: Path | None = None,

@@ -27,6 +27,7 @@ import polars as pl
 
 from pipeline.store.atomic import fsync_dir as _fsync_dir, replace_atomic
 from pipeline.store.schema import LEDGER_SCHEMA, conform
+from pipeline.store.table import overlaid
 
 SEQ, REMOVED, SUPERSEDES = "_seq", "_removed", "_supersedes"
 BOOKKEEPING: dict[str, pl.DataType] = {SEQ: pl.Int64, REMOVED: pl.Boolean, SUPERSEDES: pl.Boolean}
@@ -138,15 +139,7 @@ def current(parts: list[Part], columns: list[str], overlay: pl.DataFrame | None 
         if revised_keys.len():
             resolved = newest(table.filter(pl.col("job_key").is_in(revised_keys.implode())))
             table = pl.concat([table.filter(~pl.col("job_key").is_in(revised_keys.implode())), resolved])
-    table = table.filter(~pl.col(REMOVED))
-    shadow = list(hidden or [])
-    if overlay is not None and overlay.height:
-        shadow += overlay["job_key"].to_list()
-    if shadow:
-        table = table.filter(~pl.col("job_key").is_in(pl.Series(shadow, dtype=pl.String).implode()))
-    if overlay is not None and overlay.height:
-        table = pl.concat([table.select(columns), overlay.lazy().select(columns)])
-    return table.select(columns)
+    return overlaid(table.filter(~pl.col(REMOVED)), columns, overlay, hidden)
 
 
 def lookup(parts: list[Part], keys: list[str], columns: list[str] | None = None) -> pl.DataFrame:

@@ -30,7 +30,7 @@ import polars as pl
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from pipeline.store.atomic import fsync_dir
+from pipeline.store.atomic import fsync_dir, fsync_path
 from pipeline.store.faults import RESTORE, LedgerCorrupt
 from pipeline.store.location import Location
 from pipeline.store.schema import LEDGER_SCHEMA, conform
@@ -61,6 +61,19 @@ def night_of(moment: datetime | None = None) -> str:
 
 def _quote(values: list[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def overlaid(stored: pl.LazyFrame, columns: list[str], overlay: pl.DataFrame | None,
+             hidden: list[str] | None) -> pl.LazyFrame:
+    """`stored` rows with memory on top: `overlay`'s rows replace theirs, `hidden` keys are gone."""
+    shadow = list(hidden or [])
+    if overlay is not None and overlay.height:
+        shadow += overlay["job_key"].to_list()
+    if shadow:
+        stored = stored.filter(~pl.col("job_key").is_in(pl.Series(shadow, dtype=pl.String).implode()))
+    if overlay is not None and overlay.height:
+        stored = pl.concat([stored.select(columns), overlay.lazy().select(columns)])
+    return stored.select(columns)
 
 
 class LedgerTable:
@@ -107,15 +120,7 @@ class LedgerTable:
         """The current state of `columns` (job_key first), with `overlay` (rows changed in memory,
         winning over the table) and without `hidden` (keys removed in memory)."""
         columns = ["job_key", *[c for c in columns if c != "job_key"]]
-        table = self.scan(columns)
-        shadow = list(hidden or [])
-        if overlay is not None and overlay.height:
-            shadow += overlay["job_key"].to_list()
-        if shadow:
-            table = table.filter(~pl.col("job_key").is_in(pl.Series(shadow, dtype=pl.String).implode()))
-        if overlay is not None and overlay.height:
-            table = pl.concat([table, overlay.lazy().select(columns)])
-        return table
+        return overlaid(self.scan(columns), columns, overlay, hidden)
 
     def lookup(self, keys: list[str], columns: list[str] | None = None) -> pl.DataFrame:
         """The stored rows of `keys` (with their partition columns), one scan for all."""
@@ -211,9 +216,9 @@ class LedgerTable:
             action = json.loads(line).get("add")
             if action:
                 data = root / action["path"]
-                _fsync_file(data)
+                fsync_path(data)
                 folders.add(data.parent)
-        _fsync_file(entry)
+        fsync_path(entry)
         for folder in folders:
             fsync_dir(folder)
 
@@ -248,14 +253,6 @@ class LedgerTable:
             done["vacuumed"] = len(self._dt.vacuum(retention_hours=RETENTION_DAYS * 24, dry_run=False))
             self.load()
         return done
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_new(where: Location, frame: pl.DataFrame, metadata: dict[str, str]) -> int:
