@@ -7,7 +7,10 @@ printed figures are checked, so a read that stopped working, or that reads the w
 every version, fails here.
 
 The table is written by this test, not by the CLI: when the Delta ledger lands, a table written by
-`videobatch run` can take its place (same columns, same partitions).
+`videobatch run` can take its place (same columns, same partitions). The page's refusal of a URL
+holding a secret and its default state folder are checked against store/location.py.
+
+Covers: pipeline/store/location.py
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from pipeline.store.location import LocationError, default_state_dir, parse
 from pipeline.store.schema import LEDGER_SCHEMA
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "storage.md"
@@ -129,3 +133,41 @@ def test_the_history_shows_the_merge_touched_one_file_and_version_0_its_books(le
     assert lines[0] == "1 MERGE files rewritten: 1", printed
     assert lines[1] == "0 WRITE files rewritten: 0", printed
     assert "at version 0: 65 credits charged; now: 90" in printed, printed
+
+
+def test_every_python_block_of_the_page_is_python_and_each_orchestrator_runs_its_shards():
+    """Airflow, Prefect, Dagster and Spark are not installed here: their blocks are parsed, and each
+    orchestrator's command is checked for what makes N shards safe together (its shard, its share of
+    the key's rate, its own state folder, the shared ledger and videos)."""
+    blocks = [code for language, code in re.findall(r"^```(\w*)\n(.*?)^```", DOC.read_text(), re.M | re.S)
+              if language == "python"]
+    for code in blocks:
+        compile(code, str(DOC), "exec")  # a SyntaxError names the block's line
+    orchestrators = [code for code in blocks if re.search(r"^from (airflow|prefect|dagster)", code, re.M)]
+    assert len(orchestrators) == 3, "Airflow, Prefect and Dagster"
+    for code in orchestrators:
+        for needed in ("--shard", "--rpm", "--state-dir", "/var/lib/videobatch/shard-", "s3://team-videos/ledger",
+                       "s3://team-videos/clips"):
+            assert needed in code, f"an orchestrator's shard command without {needed}:\n{code}"
+        assert re.search(r"retr(y|ies)", code), "the page says the orchestrator's retries are safe: show them"
+
+
+@pytest.mark.parametrize("url", ["s3://AKIAEXAMPLE:secret@team-videos/ledger", "s3://team-videos/ledger?X-Amz-Signature=abc",
+                                 "az://videos/ledger?sv=2024-01-01&sig=abc"])
+def test_a_url_holding_a_secret_is_refused_in_the_line_the_page_quotes(url):
+    quoted = re.search(r"^videobatch: (--ledger: a URL with a password.*)$", DOC.read_text(), re.M)
+    assert quoted, "the page quotes the refusal"
+    with pytest.raises(LocationError) as refused:
+        parse(url)
+    assert str(refused.value) == quoted[1]
+    assert "secret" not in str(refused.value) and "sig=" not in str(refused.value)  # never echoes what it refuses
+
+
+def test_the_default_state_folder_the_page_shows_is_location_pys(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/you")
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    folder = default_state_dir(parse("s3://team-videos/ledger"))
+    shown = str(folder).replace("/home/you", "~")
+    assert f"`{shown}/`" in DOC.read_text(), shown
+    assert parse("s3://team-videos/ledger/").url == "s3://team-videos/ledger"  # one folder whichever way it is written
+    assert default_state_dir(parse("s3://team-videos/ledger/")) == folder
