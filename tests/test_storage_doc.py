@@ -1,10 +1,12 @@
-"""docs/storage.md's reads of the Delta ledger, run as written there (the ledger's URL aside): the
-polars, pandas and offline DuckDB reads (`<!-- run: ledger-reads -->`) and the history
-(`<!-- run: ledger-history -->`), on a real local Delta table written by deltalake in the ledger's
-shape: LEDGER_SCHEMA's columns plus the `night` and `batch` partition columns, two commits (a
-first write, then a checkpoint's MERGE into tonight's partition of one manifest). Each block's
-printed figures are checked, so a read that stopped working, or that reads the wrong version or
-every version, fails here.
+"""docs/storage.md's reads of the Delta ledger, run as written there: the polars, pandas and
+offline DuckDB reads (`<!-- run: ledger-reads -->`) and the history (`<!-- run: ledger-history
+-->`), on a real Delta table written by deltalake in the ledger's shape: LEDGER_SCHEMA's columns
+plus the `night` and `batch` partition columns, two commits (a first write, then a checkpoint's
+MERGE into tonight's partition of one manifest). Twice: in a local folder (the page's URL replaced
+by its path), and at the page's very URL, `s3://team-videos/ledger`, in a real S3 server (moto's,
+in its own process on a free port) with nothing but the store's standard environment set, as the
+page says. Each block's printed figures are checked, so a read that stopped working, or that
+reads the wrong version or every version, fails here.
 
 The table is written by this test, not by the CLI: when the Delta ledger lands, a table written by
 `videobatch run` can take its place (same columns, same partitions). The page's refusal of a URL
@@ -18,6 +20,10 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -57,7 +63,7 @@ def _frame(rows: list[tuple]) -> pl.DataFrame:
     return pl.DataFrame({name: given.get(name, [None] * len(rows)) for name in schema}, schema=schema)
 
 
-def _write_ledger(path: Path) -> None:
+def _write_ledger(path: Path | str) -> None:
     write_deltalake(str(path), _frame(ROWS).to_arrow(), partition_by=PARTITIONS, configuration=THIRTY_DAYS)
     changed = _frame([(key, night, batch, "DOWNLOADED", CHECKPOINT[key])
                       for key, night, batch, _, _ in ROWS if key in CHECKPOINT])
@@ -67,8 +73,48 @@ def _write_ledger(path: Path) -> None:
      .when_matched_update_all().when_not_matched_insert_all().execute())
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def ledger(tmp_path_factory) -> Path:
+def s3_env():
+    """A moto S3 server in its own process (delta-rs holds the GIL in some calls: an in-process server
+    would deadlock), its bucket `team-videos`, and the AWS_* environment pointing at it."""
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "moto's server did not start"
+                time.sleep(0.1)
+        endpoint = f"http://127.0.0.1:{port}"
+        with pytest.MonkeyPatch.context() as env:
+            for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                                "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true"}.items():
+                env.setenv(name, value)
+            import boto3  # only with moto (the test extra): the bucket is made outside the code under test
+
+            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=DOC_URL.split("/")[2])
+            yield
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def ledger(request, tmp_path_factory) -> Path | str:
+    if request.param == "s3":
+        request.getfixturevalue("s3_env")
+        _write_ledger(DOC_URL)
+        return DOC_URL
     path = tmp_path_factory.mktemp("storage-doc") / "ledger.parquet"
     _write_ledger(path)
     return path
@@ -78,8 +124,8 @@ def _blocks(name: str) -> list[str]:
     return [code for marked, code in RUN_BLOCK.findall(DOC.read_text()) if marked == name]
 
 
-def _run(code: str, ledger: Path) -> str:
-    """The block as the page shows it, on this test's ledger; what it prints."""
+def _run(code: str, ledger: Path | str) -> str:
+    """The block as the page shows it, on this test's ledger (in S3, the very text); what it prints."""
     assert DOC_URL in code, "a documented read that names no ledger URL cannot be pointed at the test's"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
