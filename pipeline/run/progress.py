@@ -191,7 +191,7 @@ class Progress:
         self.interval = interval
         self.bars = self.stream.isatty() if bars is None else bars
         self.gauge = gauge
-        self._last_line = 0.0
+        self._last_line: float | None = None  # never printed: the first line goes out at once, whatever the clock
         self._bar: tqdm | None = None  # made at the first draw, once the run knows its total
 
     def update(self, force: bool = False, *, final: bool = False) -> None:
@@ -201,7 +201,7 @@ class Progress:
         if not self.counters.total and not self.counters.left_out:
             return  # nothing to do (all done, or stopped before any work): the summary says so, as the bar's absence does
         clock = time.monotonic()
-        if force or clock - self._last_line >= self.interval:
+        if force or self._last_line is None or clock - self._last_line >= self.interval:
             self._last_line = clock
             print(progress_line(self.counters, self._now(), final=final), file=self.stream, flush=True)
 
