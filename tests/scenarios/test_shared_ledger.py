@@ -8,6 +8,7 @@ Covers: pipeline/store/state.py pipeline/store/runs.py
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -117,3 +118,27 @@ def test_a_store_out_of_reach_is_one_line_and_nothing_is_sent(emulator_thread, s
     assert done.returncode == 3, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr and "cannot open the ledger table s3://" in done.stdout + done.stderr
     assert emu.stats()["jobs"] == []
+
+
+def test_a_machine_lost_mid_run_loses_only_its_journal_and_nothing_is_paid_twice(emulator_thread, s3, tmp_path,
+                                                                                 monkeypatch):
+    """The run's machine dies with jobs submitted but not yet in the table (no checkpoint yet): its
+    state folder is gone with it. Another machine runs the manifest: the same deterministic
+    Idempotency-Keys get the same jobs back from the API (its 24 h replay), so none is paid twice."""
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    emu = emulator_thread(time_scale=0.2)  # 6-30 s generations: the first machine dies with every job in flight
+    url = f"s3://{s3.bucket()}/ledger"
+    env = cli_env(emu.base_url, **s3.env)
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(6, "lost"))
+    dying = start_cli(*_run(manifest, url, tmp_path / "machine-1", tmp_path / "out"), "--checkpoint-every", "3600",
+                      env=env, cwd=tmp_path)
+    assert wait_for(lambda: len(emu.stats()["jobs"]) == 6, timeout=60)
+    dying.kill()
+    dying.wait(timeout=10)
+    shutil.rmtree(tmp_path / "machine-1")  # the machine and its journal are gone
+    emu.configure(time_scale=0.0)
+    done = run_cli(*_run(manifest, url, tmp_path / "machine-2", tmp_path / "out"), env=env, cwd=tmp_path, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(emu.stats()["jobs"]) == 6  # the API handed back each job its key had made
+    check_books(emu.stats(), read_ledger(tmp_path / "machine-2" / "ledger"), in_flight_ok=False)
