@@ -182,7 +182,7 @@ def test_emulate_keeps_its_own_ledger(tmp_path):
     done = run_cli("run", str(manifest), "--emulate", "--emulator-time-scale", "0", "--poll-interval", "0.05",
                    env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    rows = pl.read_parquet(tmp_path / "outputs/emulator/ledger.parquet")
+    rows = pl.read_delta(str(tmp_path / "outputs/emulator/ledger.parquet"))  # the one-call read docs/ledger.md shows
     assert rows.height == 3 and set(rows["status"]) == {"DOWNLOADED"}
     assert not (tmp_path / "outputs/ledger.parquet").exists()
     assert len(list((tmp_path / "outputs/emulator/videos").glob("*.mp4"))) == 3
