@@ -29,8 +29,9 @@ SIZES = ("tracking_jobs", "overhead_jobs", "resume_rows", "dialect_jobs", "histo
          "writer_jobs")
 REVIEW_GOAL_S = 3.0  # issue 20: 1,000 clips usable (first cards shown, keys responsive) within 3 s
 HISTORY_TIME_SCALE = 0.05  # the 10-job run: 30-150 s generations take 1.5-7.5 s, as in `make demo`
-# Goals on the history ledger: (wall seconds, peak MB), or a wall ratio to the empty ledger.
-HISTORY_GOALS = {"run": (None, 300.0), "noop": (2.0, 400.0), "plan": (1.0, 300.0), "status": (1.0, 300.0),
+# Goals on the history ledger: (wall seconds, peak MB), or a wall ratio to the empty ledger; the run's
+# 400 MB (was 300): issue 22 raises it for the Delta table's merges.
+HISTORY_GOALS = {"run": (None, 400.0), "noop": (2.0, 400.0), "plan": (1.0, 300.0), "status": (1.0, 300.0),
                  "report": (None, None), "export": (1.0, 300.0), "review": (2.0, 300.0)}
 
 
@@ -143,11 +144,17 @@ def table(results: dict) -> str:
             rows.append((f"   {label}",
                          f"{ours['wall_s']:.2f} s, {ours['peak_rss_mb']:.0f} MB / {empty['wall_s']:.2f} s, "
                          f"{empty['peak_rss_mb']:.0f} MB = {ratio['wall']:.2f}x, {ratio['peak']:.2f}x", verdict))
+        if "cpu_s" in h["history"]["run"]:
+            rows.append(("   CPU seconds (user + system), history / empty: run, no-op, plan, status",
+                         ", ".join(f"{h['history'][n]['cpu_s']:.2f}/{h['empty'][n]['cpu_s']:.2f}"
+                                   for n in ("run", "noop", "plan", "status")), ""))
         ledger = h["history"]["run"].get("ledger", {})
         if ledger.get("checkpoints"):
             rows.append(("   checkpoints in that run (worker thread): rows written, seconds",
                          f"{ledger['checkpoint_rows']} rows in {ledger['checkpoints']}, "
-                         f"{ledger['checkpoint_seconds']:.2f} s", ""))
+                         f"{ledger['checkpoint_seconds']:.2f} s"
+                         + (f", {ledger['commits']} commits, {ledger['conflicts']} conflicts" if "commits" in ledger else ""),
+                         ""))
     rows += layout_section.table_rows(results.get("layout"))
     rows += writers_section.table_rows(results.get("writers"))
     rows += _review_rows(results.get("review"))
