@@ -244,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--" + name.replace("_", "-"), type=int, metavar="N",
                             help=f"size of that part (default {FULL[name]})")
     args = parser.parse_args(argv)
+    # Every child (videobatch, the emulator, the builders) runs this checkout's code: the venv's
+    # editable install may point at another checkout (a git worktree's bench measured main's code).
+    here = str(Path(__file__).resolve().parents[1])
+    os.environ["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
     sizes = dict(QUICK if args.quick else FULL)
     for name in ("compress", *SIZES):
         if getattr(args, name):
