@@ -12,6 +12,7 @@ beside it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -32,16 +33,15 @@ def _derived(history: Path, name: str) -> Path:
     folder = CACHE / f"{history.name}-by-{name}"
     if not (folder / "done").exists():
         print(f"   writing the history partitioned by {name} (once; kept in {folder}) ...", flush=True)
-        _child("derive", str(history / "ledger.parquet"), str(folder), name)
+        _child("derive", str((history / "ledger.parquet").absolute()), str(folder.absolute()), name,
+               cwd=history.parent)
     return folder / "ledger.parquet"
 
 
-def _child(*args: str, cwd: Path | None = None) -> tuple[Any, str]:
+def _child(*args: str, cwd: Path) -> tuple[Any, str]:
+    """A builder or a measured merge in a process of its own (its output file lands in `cwd`)."""
     here = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    import os
-
-    return run_command([sys.executable, "-m", "benchmarks.layout_section", *args], dict(os.environ) | here,
-                       cwd or Path.cwd())
+    return run_command([sys.executable, "-m", "benchmarks.layout_section", *args], dict(os.environ) | here, cwd)
 
 
 def _derive(source: Path, folder: Path, name: str) -> None:
@@ -94,7 +94,7 @@ def layouts(work: Path, *, rows_in_history: int) -> dict[str, Any]:
     history = cached_history(rows_in_history)
     work.mkdir(parents=True, exist_ok=True)
     changed = work / "changed.parquet"
-    _child("prepare", str(history / "ledger.parquet"), str(changed))
+    _child("prepare", str((history / "ledger.parquet").absolute()), str(changed), cwd=work)
     out: dict[str, Any] = {"rows": rows_in_history, "changed": CHANGED, "layout_version": LAYOUT, "by_layout": {}}
     for name in LAYOUTS:
         source = _derived(history, name)
