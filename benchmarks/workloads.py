@@ -71,6 +71,15 @@ def write_finished_ledger(manifest: Path, ledger: Path, videos: Path) -> int:
     return frame.height
 
 
+def part_frame(frame: pl.DataFrame, seq: int) -> pl.DataFrame:
+    """Ledger rows as an old-format part's rows (store/parts.py): first versions, written at journal
+    seq `seq`. The benchmarks write Delta tables now; tests that build a parts ledger use this."""
+    from pipeline.store import parts as ledger_store
+
+    return frame.with_columns(pl.lit(seq, pl.Int64).alias(ledger_store.SEQ), pl.lit(False).alias(ledger_store.REMOVED),
+                              pl.lit(False).alias(ledger_store.SUPERSEDES))
+
+
 def write_review_ledger(folder: Path, n: int, models: int = 1) -> Path:
     """A ledger of `n` DOWNLOADED clips with real, small, playable videos, for the review page.
 
