@@ -39,6 +39,8 @@ def test_quick_bench_runs_and_its_counts_hold(tmp_path):
     history = results["history"]
     assert history["history"]["noop"]["api_requests"] == 0 == history["empty"]["noop"]["api_requests"]
     assert history["history"]["run"]["ledger"]["records"] > 0  # the 10-job run wrote to the ledger
+    run_ledger = history["history"]["run"]["ledger"]  # run_end's ledger stats carry the table's
+    assert {"commits", "conflicts"} <= set(run_ledger) and run_ledger["conflicts"] == 0  # a lone writer
     assert set(history["ratio"]) == {"run", "noop", "plan", "status", "report", "export", "review"}
     assert history["history"]["review"]["clips"] == history["run_jobs"]  # the last run's clips, not the history
     assert "requests per job" in done.stdout and str(out) in done.stdout
