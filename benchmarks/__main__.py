@@ -18,18 +18,20 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks import history_section, models_section, review_section, sections
+from benchmarks import history_section, layout_section, models_section, review_section, sections, writers_section
 
 FULL = dict(tracking_jobs=2000, overhead_jobs=10_000, resume_rows=100_000, dialect_jobs=60, history_rows=1_000_000,
-            review_clips=1000, model_prompts=10, compress=10.0)
+            review_clips=1000, model_prompts=10, writer_jobs=50, compress=10.0)
 QUICK = dict(tracking_jobs=60, overhead_jobs=200, resume_rows=2000, dialect_jobs=8, history_rows=5400, review_clips=60,
-             model_prompts=2, compress=60.0)
-SECTIONS = ["tracking", "overhead", "resume", "dialects", "history", "review", "models"]
-SIZES = ("tracking_jobs", "overhead_jobs", "resume_rows", "dialect_jobs", "history_rows", "review_clips", "model_prompts")
+             model_prompts=2, writer_jobs=4, compress=60.0)
+SECTIONS = ["tracking", "overhead", "resume", "dialects", "history", "layout", "writers", "review", "models"]
+SIZES = ("tracking_jobs", "overhead_jobs", "resume_rows", "dialect_jobs", "history_rows", "review_clips", "model_prompts",
+         "writer_jobs")
 REVIEW_GOAL_S = 3.0  # issue 20: 1,000 clips usable (first cards shown, keys responsive) within 3 s
 HISTORY_TIME_SCALE = 0.05  # the 10-job run: 30-150 s generations take 1.5-7.5 s, as in `make demo`
-# Goals on the history ledger: (wall seconds, peak MB), or a wall ratio to the empty ledger.
-HISTORY_GOALS = {"run": (None, 300.0), "noop": (2.0, 400.0), "plan": (1.0, 300.0), "status": (1.0, 300.0),
+# Goals on the history ledger: (wall seconds, peak MB), or a wall ratio to the empty ledger; the run's
+# 400 MB (was 300): issue 22 raises it for the Delta table's merges.
+HISTORY_GOALS = {"run": (None, 400.0), "noop": (2.0, 400.0), "plan": (1.0, 300.0), "status": (1.0, 300.0),
                  "report": (None, None), "export": (1.0, 300.0), "review": (2.0, 300.0)}
 
 
@@ -142,11 +144,19 @@ def table(results: dict) -> str:
             rows.append((f"   {label}",
                          f"{ours['wall_s']:.2f} s, {ours['peak_rss_mb']:.0f} MB / {empty['wall_s']:.2f} s, "
                          f"{empty['peak_rss_mb']:.0f} MB = {ratio['wall']:.2f}x, {ratio['peak']:.2f}x", verdict))
+        if "cpu_s" in h["history"]["run"]:
+            rows.append(("   CPU seconds (user + system), history / empty: run, no-op, plan, status",
+                         ", ".join(f"{h['history'][n]['cpu_s']:.2f}/{h['empty'][n]['cpu_s']:.2f}"
+                                   for n in ("run", "noop", "plan", "status")), ""))
         ledger = h["history"]["run"].get("ledger", {})
         if ledger.get("checkpoints"):
             rows.append(("   checkpoints in that run (worker thread): rows written, seconds",
                          f"{ledger['checkpoint_rows']} rows in {ledger['checkpoints']}, "
-                         f"{ledger['checkpoint_seconds']:.2f} s", ""))
+                         f"{ledger['checkpoint_seconds']:.2f} s"
+                         + (f", {ledger['commits']} commits, {ledger['conflicts']} conflicts" if "commits" in ledger else ""),
+                         ""))
+    rows += layout_section.table_rows(results.get("layout"))
+    rows += writers_section.table_rows(results.get("writers"))
     rows += _review_rows(results.get("review"))
     rows += models_section.mixed_rows_of_table(results.get("models"))
     width = max(len(r[0]) for r in rows)
@@ -200,6 +210,15 @@ def _measure(work: Path, wanted: list[str], sizes: dict, args: argparse.Namespac
         results["history"] = history_section.history(
             work, rows_in_history=sizes["history_rows"], noop_rows=sizes["resume_rows"],
             time_scale=HISTORY_TIME_SCALE / (5 if args.quick else 1))
+    if "layout" in wanted:
+        print(f"l: a checkpoint's MERGE of {layout_section.CHANGED} rows into tonight's partition of "
+              f"{sizes['history_rows']} rows of history, by table layout ...", flush=True)
+        results["layout"] = layout_section.layouts(work, rows_in_history=sizes["history_rows"])
+    if "writers" in wanted:
+        print(f"w: two runs of {sizes['writer_jobs']} jobs at once into one ledger on S3 (moto), then one run "
+              f"of all {2 * sizes['writer_jobs']} alone ...", flush=True)
+        results["writers"] = writers_section.writers(work / "writers", jobs=sizes["writer_jobs"],
+                                                     time_scale=HISTORY_TIME_SCALE / (5 if args.quick else 1))
     if "review" in wanted:
         print(f"r: the review page with {sizes['review_clips']} clips in headless Chromium, cold then warm"
               + (f", then as {args.review_baseline} serves it" if args.review_baseline else "") + " ...", flush=True)
@@ -225,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--" + name.replace("_", "-"), type=int, metavar="N",
                             help=f"size of that part (default {FULL[name]})")
     args = parser.parse_args(argv)
+    # Every child (videobatch, the emulator, the builders) runs this checkout's code: the venv's
+    # editable install may point at another checkout (a git worktree's bench measured main's code).
+    here = str(Path(__file__).resolve().parents[1])
+    os.environ["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
     sizes = dict(QUICK if args.quick else FULL)
     for name in ("compress", *SIZES):
         if getattr(args, name):

@@ -96,6 +96,18 @@ def history_frame(n: int, *, manifest_folder: str = "/srv/batches") -> pl.DataFr
     return conform(frame, LEDGER_SCHEMA)
 
 
+def table_frame(n: int) -> pl.DataFrame:
+    """history_frame's rows with the table's partitions, as the product writes them: `night` the
+    UTC date a row was first sent, `batch` its manifest's slug (one manifest a night)."""
+    from pipeline.store.table import TABLE_SCHEMA, batch_of
+
+    frame = history_frame(n)
+    return frame.with_columns(
+        night=pl.col("first_sent_at").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d"),
+        batch=pl.col("manifest").map_elements(batch_of, return_dtype=pl.String),
+    ).select(list(TABLE_SCHEMA))
+
+
 def nights(n: int) -> int:
     return (n + ROWS_PER_NIGHT - 1) // ROWS_PER_NIGHT
 

@@ -1,9 +1,12 @@
 """`make bench` section "history": the same work on a 1,000,000-row ledger and on an empty one.
 
 The history (a year of nightly runs, benchmarks/history.py) is generated once and kept under
-outputs/bench-history/, named by its size and layout, so later benches reuse it. Each
-measurement starts from a fresh copy: the history's part is hard-linked (parts are never changed
-in place), so a copy costs nothing and a run's new parts stay in the copy.
+outputs/bench-history/, named by its size and layout, so later benches reuse it. It is a Delta
+table in the product's layout (partitioned by night and batch, one manifest a night, written by
+pipeline.store.table.write_new), so no command measured migrates it. Each measurement starts from
+a fresh copy: the data files are hard-linked (Delta never changes a file in place: a commit adds
+files and the log names those removed) and `_delta_log` is copied, so a copy costs milliseconds
+and a run's commits stay in the copy.
 
 Every ledger and manifest is built in a child process: a child started by a process that once
 held a million rows would report that process's peak memory as its own (Linux carries the
@@ -19,18 +22,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.history import history_frame, runs_frame
+from benchmarks.history import runs_frame, table_frame
 from benchmarks.processes import BENCH_KEY, EmulatorProcess, run_command
-from benchmarks.workloads import part_frame, rows, write_csv, write_finished_ledger
+from benchmarks.workloads import rows, write_csv, write_finished_ledger
 
 CACHE = Path("outputs/bench-history")
-LAYOUT = "parts-v3"  # bump when the generated rows or the ledger layout change
+LAYOUT = "delta-v1"  # bump when the generated rows or the ledger layout change
 RUN_JOBS = 10
 REVIEW_LOOKUPS = 10  # video requests timed after the clip list: one per clip of the 10-job run
 
 
 def cached_history(n: int) -> Path:
-    """A folder holding `ledger.parquet` (n rows) and `runs.parquet`, generated on first need."""
+    """A folder holding `ledger.parquet` (a Delta table of n rows) and `runs.parquet`, generated on
+    first need."""
     folder = CACHE / f"history-{n}-{LAYOUT}"
     if not (folder / "done").exists():
         print(f"   generating a {n}-row history ledger (once; kept in {folder}) ...", flush=True)
@@ -39,11 +43,13 @@ def cached_history(n: int) -> Path:
 
 
 def _generate(n: int, folder: Path) -> None:
-    from pipeline.store import parts as ledger_store
+    from pipeline.store.location import Location
+    from pipeline.store.table import write_new
 
     shutil.rmtree(folder, ignore_errors=True)
     started = time.perf_counter()
-    ledger_store.write_part(folder / "ledger.parquet", part_frame(history_frame(n), 0), 0, 0)
+    ledger = folder / "ledger.parquet"
+    write_new(Location(str(ledger), ledger), table_frame(n), {"bench": "history", "rows": n})
     runs_frame(n).write_parquet(folder / "runs.parquet")
     (folder / "done").write_text(f"{time.perf_counter() - started:.1f} s\n")
 
@@ -70,17 +76,28 @@ def _in_child(*args: str) -> None:
 
 
 def _fresh_copy(history: Path | None, target: Path) -> Path:
-    """An independent ledger at target/ledger.parquet: the history's, or an empty one."""
+    """An independent ledger at target/ledger.parquet: the history's, or an empty one (no folder:
+    the run creates the table, as a first run does)."""
     ledger = target / "ledger.parquet"
-    ledger.mkdir(parents=True)
+    target.mkdir(parents=True, exist_ok=True)
     if history is not None:
-        for part in (history / "ledger.parquet").iterdir():
-            try:
-                os.link(part, ledger / part.name)
-            except OSError:
-                shutil.copy2(part, ledger / part.name)
+        copy_table(history / "ledger.parquet", ledger)
         shutil.copy2(history / "runs.parquet", target / "runs.parquet")
     return ledger
+
+
+def copy_table(source: Path, target: Path) -> None:
+    """A Delta table's copy: data files hard-linked (never changed in place), the log copied."""
+    shutil.copytree(source / "_delta_log", target / "_delta_log")
+    for data in source.rglob("*.parquet"):
+        if "_delta_log" in data.parts:
+            continue
+        to = target / data.relative_to(source)
+        to.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(data, to)
+        except OSError:  # another file system: a real copy
+            shutil.copy2(data, to)
 
 
 def _env(base_url: str | None) -> dict[str, str]:
@@ -95,7 +112,8 @@ def _videobatch(*args: str) -> list[str]:
 
 
 def _figures(usage) -> dict[str, float]:
-    return {"wall_s": usage.wall_s, "peak_rss_mb": usage.peak_rss_mb}
+    # CPU time beside wall time: on a shared machine the wall time counts other processes' turns
+    return {"wall_s": usage.wall_s, "cpu_s": usage.cpu_s, "peak_rss_mb": usage.peak_rss_mb}
 
 
 def one_side(work: Path, history: Path | None, *, noop_rows: int, time_scale: float) -> dict[str, Any]:

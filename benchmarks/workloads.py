@@ -37,12 +37,16 @@ def write_finished_ledger(manifest: Path, ledger: Path, videos: Path) -> int:
     """A ledger in which every row of `manifest` is DOWNLOADED, with its (empty) file on disk.
 
     Built from the manifest loader's own rows, so the job keys are the ones a run computes.
-    Written straight as the part a checkpoint leaves (no journal), the state a finished nightly
-    run ends in; beside any parts already in the ledger folder (a history, say).
+    Written straight into the Delta table as a finished run's checkpoints leave it (tonight's
+    partition of this manifest, no journal): a new table, or one more commit beside the rows
+    already there (a history, say).
     """
-    from pipeline.store import parts as ledger_store
+    from deltalake import write_deltalake
+
     from pipeline.manifest.load import load_manifest
-    from pipeline.store.schema import DOWNLOADED, LEDGER_SCHEMA
+    from pipeline.store.location import Location
+    from pipeline.store.schema import DOWNLOADED
+    from pipeline.store.table import PARTITIONS, TABLE_SCHEMA, LedgerTable, batch_of, night_of, write_new
 
     frame = load_manifest(manifest)
     videos.mkdir(parents=True, exist_ok=True)
@@ -53,17 +57,23 @@ def write_finished_ledger(manifest: Path, ledger: Path, videos: Path) -> int:
         status=pl.lit(DOWNLOADED), output_path=pl.Series(paths), bytes=pl.lit(0), attempts=pl.lit(1),
         credits_charged=pl.col("credits_estimated"), credits_prior=pl.lit(0),
         idempotency_key=pl.format("vb-{}-a1-bench", pl.col("job_key")),  # as every finished attempt has one
+        night=pl.lit(night_of()), batch=pl.lit(batch_of(str(manifest))),
     )
     frame = frame.select(
-        pl.col(name) if name in frame.columns else pl.lit(None).alias(name) for name in LEDGER_SCHEMA
-    ).cast(LEDGER_SCHEMA)
-    seq = max((p.last for p in ledger_store.list_parts(ledger)), default=0) + 1
-    ledger_store.write_part(ledger, part_frame(frame, seq), seq, seq)
+        pl.col(name) if name in frame.columns else pl.lit(None).alias(name) for name in TABLE_SCHEMA
+    ).cast(TABLE_SCHEMA)
+    where = Location(str(ledger), ledger)
+    table = LedgerTable(where)
+    if table.exists():
+        write_deltalake(table.uri, frame.to_arrow(), mode="append", partition_by=list(PARTITIONS))
+    else:
+        write_new(where, frame, {"bench": "finished"})
     return frame.height
 
 
 def part_frame(frame: pl.DataFrame, seq: int) -> pl.DataFrame:
-    """Ledger rows as a part's rows: first versions, written at journal seq `seq`."""
+    """Ledger rows as an old-format part's rows (store/parts.py): first versions, written at journal
+    seq `seq`. The benchmarks write Delta tables now; tests that build a parts ledger use this."""
     from pipeline.store import parts as ledger_store
 
     return frame.with_columns(pl.lit(seq, pl.Int64).alias(ledger_store.SEQ), pl.lit(False).alias(ledger_store.REMOVED),

@@ -197,7 +197,9 @@ class Runner:
         self.events.run_end(requests=self.client.gate.requests, rate_limited=self.client.rate_limited,
                             tracking_requests=self.follower.tracker.requests,
                             missed_by_lists=self.follower.tracker.missed_by_lists,
-                            verify_cpu_s=self.fetcher.verify_cpu_s, ledger_stats=dict(self.ledger.stats))
+                            verify_cpu_s=self.fetcher.verify_cpu_s,
+                            # the table's commits and commit conflicts (retried) beside the journal's
+                            ledger_stats=dict(self.ledger.stats, **self.ledger.table.stats))
 
     # -- rows and tasks --
 

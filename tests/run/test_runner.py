@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from deltalake import DeltaTable
+
 from pipeline.api.client import ApiClient, RequestGate
 from pipeline.manifest.load import load_manifest
 from pipeline.plan.reviewed import make_reviewed_plan
@@ -58,6 +60,10 @@ async def test_a_small_plan_runs_to_downloaded_with_one_job_per_row(emulator, tm
     kinds = [e["event"] for e in events]
     # One request path per row: one submit, one submitted, one download.
     assert (kinds.count("submit"), kinds.count("submitted"), kinds.count("download")) == (3, 3, 3)
+    stats = events[-1]["ledger"]  # run_end: the table's commits and commit conflicts beside the journal's
+    merges = [c for c in DeltaTable(str(tmp_path / "ledger.parquet")).history() if c["operation"] == "MERGE"]
+    # counted before the close's last checkpoint, so at most the table's merges; a lone writer never conflicts
+    assert events[-1]["event"] == "run_end" and stats["conflicts"] == 0 and stats["commits"] <= len(merges)
     assert kinds[0] == "run_start" and kinds[-1] == "run_end"
     for key in rows["job_key"]:
         mine = [e["event"] for e in events if e.get("job_key") == key]

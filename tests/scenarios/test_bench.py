@@ -5,6 +5,7 @@ must be right at any size (every job made once, nothing sent on a rerun of finis
 tracking cheaper in requests than per-job polling).
 
 Covers: pipeline/cli.py pipeline/batch.py pipeline/run/runner.py pipeline/plan/actions.py benchmarks/models_section.py
+benchmarks/layout_section.py benchmarks/writers_section.py
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 
 import pytest
 
+from benchmarks.history import ROWS_PER_NIGHT
 from tests.harness import REPO
 
 
@@ -22,7 +24,7 @@ from tests.harness import REPO
 def test_quick_bench_runs_and_its_counts_hold(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads(out.read_text())
     tracking, overhead, resume = results["tracking"], results["overhead"], results["resume"]
@@ -37,10 +39,25 @@ def test_quick_bench_runs_and_its_counts_hold(tmp_path):
     history = results["history"]
     assert history["history"]["noop"]["api_requests"] == 0 == history["empty"]["noop"]["api_requests"]
     assert history["history"]["run"]["ledger"]["records"] > 0  # the 10-job run wrote to the ledger
+    run_ledger = history["history"]["run"]["ledger"]  # run_end's ledger stats carry the table's
+    assert {"commits", "conflicts"} <= set(run_ledger) and run_ledger["conflicts"] == 0  # a lone writer
     assert set(history["ratio"]) == {"run", "noop", "plan", "status", "report", "export", "review"}
     assert history["history"]["review"]["clips"] == history["run_jobs"]  # the last run's clips, not the history
     assert "requests per job" in done.stdout and str(out) in done.stdout
     assert f"ledger with {history['rows']} rows of history" in done.stdout
+    layout = results["layout"]["by_layout"]  # a checkpoint's MERGE of 20 rows, by table layout
+    for figures in layout.values():
+        assert figures["rows_updated"] == results["layout"]["changed"] and figures["files_removed"] >= 1
+    assert layout["night, batch"]["rows_copied"] + layout["night, batch"]["rows_updated"] == ROWS_PER_NIGHT
+    assert layout["none"]["rows_copied"] + layout["none"]["rows_updated"] == results["layout"]["rows"]  # all of it
+    assert "l. MERGE of 20 changed rows into tonight's partition" in done.stdout
+    writers = results["writers"]  # two runs of two manifests into one ledger on S3 at once
+    for side, wanted in ((writers["two"], ["alpha.csv", "beta.csv"]), (writers["one"], ["both.csv"])):
+        assert side["rows"] == side["keys"] == side["downloaded"] == 2 * writers["jobs"]  # one row per job
+        assert side["ledger_credits"] == side["server_credits"] > 0 and side["batches"] == wanted
+    assert writers["two"]["conflicts"] == 0  # two manifests' partitions never conflict
+    assert len(writers["two"]["commits_by_writer"]) == 2 and min(writers["two"]["commits_by_writer"]) >= 1
+    assert "w. two writers" in done.stdout
     unfiltered = tracking["ours_unfiltered"]
     assert unfiltered["jobs_created"] == jobs and unfiltered["requests_per_job"] > 0
     for name in ("stuck", "all"):  # the quick run's dialects: the books balance under each
