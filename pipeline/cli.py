@@ -121,7 +121,8 @@ def _add_run(sub) -> None:
     run = sub.add_parser("run", help="submit, track and download every row the ledger has not finished")
     run.add_argument("manifest", type=Path)
     run.add_argument("--ledger", type=Path, help="ledger file (default <out>/ledger.parquet)")
-    run.add_argument("--out", type=Path, help=f"output folder (default {REAL_OUT}, or {EMULATED_OUT} with --emulate)")
+    run.add_argument("--out", help=f"output folder or store URL s3://BUCKET/PREFIX (default {REAL_OUT}, "
+                     f"or {EMULATED_OUT} with --emulate)")
     run.add_argument("--rpm", type=_non_negative_int, default=500,
                      help="API requests per minute, all routes together (default 500; 0 = no limit)")
     run.add_argument("--concurrency", type=_positive_int, default=1000,

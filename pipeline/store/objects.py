@@ -160,6 +160,24 @@ def sizes_under(prefix: Location | str) -> dict[str, int]:
     return found
 
 
+def move_object(source: str, dest: str) -> None:
+    """An object moved within its bucket: written create-only under the new name (S3 has no
+    copy-if-not-exists), then the old one deleted. A crash between the two leaves both; the next
+    move finds the same bytes there and only deletes."""
+    store, key = _split(source)
+    _, target = _split(dest)
+    data = _call(lambda: obstore.get(store, key).bytes(), source, "read")
+    try:
+        obstore.put(store, target, data, mode="create")
+    except ox.AlreadyExistsError:
+        if _digest_of(store, target, dest) != (len(data), hashlib.sha256(data).hexdigest()):
+            raise ObjectTaken(f"cannot move {source} to {dest}: another object is already there; it was not "
+                              "overwritten: move or delete it, then run the same command again") from None
+    except (ox.BaseError, OSError) as exc:
+        raise _fault(exc, dest, "store") from None
+    _call(lambda: obstore.delete(store, key), source, "delete")
+
+
 def read_range(url: str, start: int, end: int) -> bytes:
     """Bytes [start, end) of an object."""
     store, key = _split(url)

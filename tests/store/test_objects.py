@@ -78,3 +78,20 @@ def test_local_folder_store_and_faults(s3, tmp_path):
     with pytest.raises(objects.ObjectFault):
         objects.fetch("s3://no-such-bucket-here/v/a.mp4", tmp_path / "x.mp4")
     assert not (tmp_path / "x.mp4").exists() and not (tmp_path / ".x.mp4.part").exists()
+
+
+def test_move_object_within_a_bucket_never_over_other_bytes(s3, tmp_path):
+    bucket = s3.bucket()
+    out = parse(s3.url("v", bucket))
+    url = objects.put_file(out, "a.mp4", _video(tmp_path, b"old take")).url
+    objects.move_object(url, f"s3://{bucket}/v/a@123.mp4")
+    assert s3.objects(bucket) == {"v/a@123.mp4": b"old take"}
+    # A crash after the copy left both: the move ends by deleting the source.
+    url = objects.put_file(out, "a.mp4", _video(tmp_path, b"old take")).url
+    objects.move_object(url, f"s3://{bucket}/v/a@123.mp4")
+    assert s3.objects(bucket) == {"v/a@123.mp4": b"old take"}
+    # Other bytes at the target: refused, both kept.
+    url = objects.put_file(out, "b.mp4", _video(tmp_path, b"b take")).url
+    with pytest.raises(objects.ObjectTaken):
+        objects.move_object(url, f"s3://{bucket}/v/a@123.mp4")
+    assert s3.objects(bucket) == {"v/a@123.mp4": b"old take", "v/b.mp4": b"b take"}
