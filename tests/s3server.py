@@ -12,6 +12,7 @@ The credentials are fake values moto accepts; nothing here reads a real one.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ FAKE_KEY_ID = "testing-key-id"
 FAKE_SECRET = "testing-secret-key"
 REGION = "us-east-1"
 START_TIMEOUT = 30.0
+_REQUEST = re.compile(r'"([A-Z]+ \S+) HTTP/[\d.]+"')
 
 
 def free_port() -> int:
@@ -103,6 +105,12 @@ class S3Server:
                 found[item["Key"]] = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
         return found
 
+    def requests(self, bucket: str) -> list[str]:
+        """The requests the server logged for `bucket` ("GET /b?list-type=2...", "HEAD /b/k", ...):
+        how a test counts what the code asked of the store."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        return [m.group(1) for m in map(_REQUEST.search, lines) if m and f" /{bucket}" in m.group(1)]
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -139,6 +147,9 @@ class S3:
 
     def client(self):
         return self.server.client()
+
+    def requests(self, bucket: str) -> list[str]:
+        return self.server.requests(bucket)
 
 
 def environ_with(server: S3Server) -> dict[str, str]:

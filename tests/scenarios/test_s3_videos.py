@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 
 from pipeline.manifest.load import load_manifest
-from tests.harness import cli_env, jobs_per_key, ledger, prompts, run_cli, write_manifest
+from pipeline.store.archive import archived_name
+from tests.harness import cli_env, ledger, prompts, run_cli, write_manifest
 
 
 def _run(manifest, tmp, out_url, env, *more):
@@ -26,8 +27,7 @@ def _check_books(emu, rows, objects, bucket, prefix="videos"):
     """One paid job per row, credits as charged, every object the bytes served and the ledger's sha256."""
     stats = emu.stats()
     served = {job["id"]: job for job in stats["jobs"]}
-    assert all(len(jobs) == 1 for jobs in jobs_per_key(stats).values())
-    assert len(served) == rows.height
+    assert len(set(rows["job_id"])) == rows.height == len(served)  # one paid job per row, none other
     assert rows["credits_charged"].sum() == stats["credits"]["charged"] - stats["credits"]["refunded"]
     for row in rows.iter_rows(named=True):
         assert row["status"] == "DOWNLOADED"
@@ -111,3 +111,42 @@ def test_a_bad_out_url_is_refused_in_one_line(emulator_thread, tmp_path):
     assert done.returncode == 2
     assert "--out ftp://...: not a store videobatch knows" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr and emu.stats()["jobs"] == []
+
+
+def test_an_edited_rows_old_video_moves_aside_in_the_bucket(emulator_thread, s3, tmp_path):
+    emu = emulator_thread()
+    bucket = s3.bucket()
+    out = s3.url("videos", bucket)
+    manifest = write_manifest(tmp_path / "m.yaml", [{"id": "hero", "prompt": "a red kite"}])
+    assert _run(manifest, tmp_path, out, _env(emu, s3)).returncode == 0
+    first = ledger(tmp_path).row(0, named=True)
+    old_bytes = s3.objects(bucket)["videos/hero.mp4"]
+    write_manifest(manifest, [{"id": "hero", "prompt": "a blue kite"}])
+    done = _run(manifest, tmp_path, out, _env(emu, s3))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = ledger(tmp_path)
+    archived = archived_name("hero", first["request_hash"])
+    assert set(rows["job_key"]) == {"hero", archived}
+    stored = s3.objects(bucket)
+    assert set(stored) == {"videos/hero.mp4", f"videos/{archived}.mp4"}
+    assert stored[f"videos/{archived}.mp4"] == old_bytes  # the paid old take, kept
+    _check_books(emu, rows, stored, bucket)  # two versions, two paid jobs, each object its job's bytes
+
+
+def test_a_failed_upload_is_a_failed_download_fetched_again_without_a_new_job(emulator_thread, s3, tmp_path):
+    emu = emulator_thread()
+    bucket = f"t-later-{tmp_path.name[-12:].lower().replace('_', '-')}"  # not made yet: every put fails
+    out = s3.url("videos", bucket)
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(2))
+    done = _run(manifest, tmp_path, out, _env(emu, s3))
+    assert done.returncode != 0
+    rows = ledger(tmp_path)
+    assert set(rows["status"]) == {"COMPLETED"}
+    assert all(e.startswith("download failed: upload: cannot store s3://") for e in rows["error"])
+    assert "Traceback" not in done.stdout + done.stderr
+    assert s3.env["AWS_SECRET_ACCESS_KEY"] not in done.stdout + done.stderr
+
+    s3.bucket(bucket)
+    again = _run(manifest, tmp_path, out, _env(emu, s3))
+    assert again.returncode == 0, again.stdout + again.stderr
+    _check_books(emu, ledger(tmp_path), s3.objects(bucket), bucket)
