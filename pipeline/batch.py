@@ -258,7 +258,7 @@ def _videos_out(settings: BatchSettings) -> tuple[Location | None, str | None]:
 
 def _staging(settings: BatchSettings, ledger_path: Path) -> tuple[Path, str | None]:
     """(the folder videos are downloaded and verified in, the store prefix they then go to):
-    for a remote --out, `<ledger folder>/staging/`, then `<out>/<key>.mp4`; else --out itself."""
+    for a remote --out, `<ledger folder>/staging/`, then `<out>/videos/<key>.mp4`; else --out itself."""
     out, _ = _videos_out(settings)
     if out is not None and out.remote:
         return ledger_path.parent / "staging", out.url

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pipeline.api.client import NotFound
 from pipeline.redact import redact
 from pipeline.run import transitions as t
-from pipeline.run.download import (DOWNLOAD_RETRY, RETRIED, SavedVideo, download_with_retries, frame_size,
+from pipeline.run.download import (DOWNLOAD_RETRY, RETRIED, VIDEO_DIR, SavedVideo, download_with_retries, frame_size,
                                    video_path)
 from pipeline.run.work import Run, Work
 from pipeline.store.objects import ObjectFault, put_file
@@ -70,13 +70,14 @@ class Fetcher:
         await runner.apply(work, t.Decision(decision.step))
 
     async def _upload(self, work: Work, saved: SavedVideo) -> SavedVideo | None:
-        """The staged video put create-only at `<out>/<key>.mp4`; the row is DOWNLOADED only once the
+        """The staged video put create-only at `<out>/videos/<key>.mp4`; the row is DOWNLOADED only once the
         object is stored. A failed upload is a failed download: the row stays to fetch again, and
         no new video is paid for (the job is done at the API). None: the failure is applied."""
         runner = self.runner
         try:
-            stored = await asyncio.to_thread(put_file, runner.options.out_url, saved.path.name, saved.path,
-                                             saved.sha256)
+            # `<out>/videos/<key>.mp4`: the layout of a local --out, so a folder synced to a bucket matches.
+            stored = await asyncio.to_thread(put_file, f"{runner.options.out_url}/{VIDEO_DIR}", saved.path.name,
+                                             saved.path, saved.sha256)
         except ObjectFault as exc:
             if runner.control.hard_stopped:
                 return None

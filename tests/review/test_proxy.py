@@ -36,19 +36,19 @@ def test_byte_range_reads_one_range_as_a_video_element_asks(header, size, wanted
 
 @pytest.fixture
 def stored(emulator_thread, s3, tmp_path):
-    """A run of three rows with --out s3://<bucket>/videos: (env, bucket, rows by key, objects by key)."""
+    """A run of three rows with --out s3://<bucket>/clips: (env, bucket, rows by key, objects by key)."""
     emu = emulator_thread()
     bucket = s3.bucket()
     manifest = write_manifest(tmp_path / "m.yaml", prompts(3))
     env = cli_env(emu.base_url, **s3.env)
     done = run_cli("run", str(manifest), "--ledger", str(tmp_path / "ledger.parquet"), "--out",
-                   s3.url("videos", bucket), "--rpm", "0", "--poll-interval", "0.05", env=env, cwd=tmp_path)
+                   s3.url("clips", bucket), "--rpm", "0", "--poll-interval", "0.05", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {r["job_key"]: r for r in ledger(tmp_path).iter_rows(named=True)}
-    objects = {key.removeprefix("videos/").removesuffix(".mp4"): data for key, data in s3.objects(bucket).items()}
+    objects = {key.removeprefix("clips/videos/").removesuffix(".mp4"): data for key, data in s3.objects(bucket).items()}
     assert set(objects) == set(rows)
     for key, row in rows.items():
-        assert row["output_path"] == f"s3://{bucket}/videos/{key}.mp4"
+        assert row["output_path"] == f"s3://{bucket}/clips/videos/{key}.mp4"
         assert hashlib.sha256(objects[key]).hexdigest() == row["sha256"]
     return s3.env, bucket, rows, objects
 

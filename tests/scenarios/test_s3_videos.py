@@ -1,5 +1,5 @@
-"""`videobatch run --out s3://bucket/videos` end to end: the real command in a child process, the
-emulator over loopback and a real S3 server (moto, its own process). Every test ends on the books:
+"""`videobatch run --out s3://bucket/clips` end to end (videos at clips/videos/<key>.mp4, as a local
+--out lays them out): the real command in a child process, the emulator over loopback and a real S3 server (moto, its own process). Every test ends on the books:
 one paid job per row, the ledger's credits the emulator's, every object the bytes it served.
 
 Covers: pipeline/run/fetch.py pipeline/run/intake.py pipeline/store/objects.py
@@ -23,7 +23,7 @@ def _env(emu, s3):
     return cli_env(emu.base_url, **s3.env)
 
 
-def _check_books(emu, rows, objects, bucket, prefix="videos"):
+def _check_books(emu, rows, objects, bucket, prefix="clips/videos"):
     """One paid job per row, credits as charged, every object the bytes served and the ledger's sha256."""
     stats = emu.stats()
     served = {job["id"]: job for job in stats["jobs"]}
@@ -41,7 +41,7 @@ def _check_books(emu, rows, objects, bucket, prefix="videos"):
 def test_run_puts_every_video_in_the_bucket_and_a_rerun_pays_and_uploads_nothing(emulator_thread, s3, tmp_path):
     emu = emulator_thread()
     bucket = s3.bucket()
-    out = s3.url("videos", bucket)
+    out = s3.url("clips", bucket)
     manifest = write_manifest(tmp_path / "m.yaml", prompts(5))
     done = _run(manifest, tmp_path, out, _env(emu, s3))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -65,11 +65,11 @@ def test_run_puts_every_video_in_the_bucket_and_a_rerun_pays_and_uploads_nothing
 def test_a_deleted_object_is_fetched_again_without_a_new_job(emulator_thread, s3, tmp_path):
     emu = emulator_thread()
     bucket = s3.bucket()
-    out = s3.url("videos", bucket)
+    out = s3.url("clips", bucket)
     manifest = write_manifest(tmp_path / "m.yaml", prompts(3))
     assert _run(manifest, tmp_path, out, _env(emu, s3)).returncode == 0
     gone = ledger(tmp_path)["job_key"][1]
-    s3.client().delete_object(Bucket=bucket, Key=f"videos/{gone}.mp4")
+    s3.client().delete_object(Bucket=bucket, Key=f"clips/videos/{gone}.mp4")
 
     plan = run_cli("plan", str(manifest), "--ledger", str(tmp_path / "ledger.parquet"),
                    env=_env(emu, s3), cwd=tmp_path)
@@ -84,21 +84,21 @@ def test_a_deleted_object_is_fetched_again_without_a_new_job(emulator_thread, s3
 def test_another_object_at_the_name_is_never_overwritten(emulator_thread, s3, tmp_path):
     emu = emulator_thread()
     bucket = s3.bucket()
-    out = s3.url("videos", bucket)
+    out = s3.url("clips", bucket)
     manifest = write_manifest(tmp_path / "m.yaml", prompts(2))
     taken = sorted(load_manifest(manifest)["job_key"])[0]
-    s3.client().put_object(Bucket=bucket, Key=f"videos/{taken}.mp4", Body=b"someone else's clip")
+    s3.client().put_object(Bucket=bucket, Key=f"clips/videos/{taken}.mp4", Body=b"someone else's clip")
 
     done = _run(manifest, tmp_path, out, _env(emu, s3))
     assert done.returncode != 0
     rows = ledger(tmp_path)
     row = rows.filter(rows["job_key"] == taken).row(0, named=True)
     assert row["status"] == "COMPLETED" and "not overwritten" in row["error"]
-    assert s3.objects(bucket)[f"videos/{taken}.mp4"] == b"someone else's clip"
+    assert s3.objects(bucket)[f"clips/videos/{taken}.mp4"] == b"someone else's clip"
     assert "Traceback" not in done.stdout + done.stderr
 
     # Moved away by its owner: the next run stores ours, with no new paid job.
-    s3.client().delete_object(Bucket=bucket, Key=f"videos/{taken}.mp4")
+    s3.client().delete_object(Bucket=bucket, Key=f"clips/videos/{taken}.mp4")
     again = _run(manifest, tmp_path, out, _env(emu, s3))
     assert again.returncode == 0, again.stdout + again.stderr
     _check_books(emu, ledger(tmp_path), s3.objects(bucket), bucket)
@@ -116,11 +116,11 @@ def test_a_bad_out_url_is_refused_in_one_line(emulator_thread, tmp_path):
 def test_an_edited_rows_old_video_moves_aside_in_the_bucket(emulator_thread, s3, tmp_path):
     emu = emulator_thread()
     bucket = s3.bucket()
-    out = s3.url("videos", bucket)
+    out = s3.url("clips", bucket)
     manifest = write_manifest(tmp_path / "m.yaml", [{"id": "hero", "prompt": "a red kite"}])
     assert _run(manifest, tmp_path, out, _env(emu, s3)).returncode == 0
     first = ledger(tmp_path).row(0, named=True)
-    old_bytes = s3.objects(bucket)["videos/hero.mp4"]
+    old_bytes = s3.objects(bucket)["clips/videos/hero.mp4"]
     write_manifest(manifest, [{"id": "hero", "prompt": "a blue kite"}])
     done = _run(manifest, tmp_path, out, _env(emu, s3))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -128,15 +128,15 @@ def test_an_edited_rows_old_video_moves_aside_in_the_bucket(emulator_thread, s3,
     archived = archived_name("hero", first["request_hash"])
     assert set(rows["job_key"]) == {"hero", archived}
     stored = s3.objects(bucket)
-    assert set(stored) == {"videos/hero.mp4", f"videos/{archived}.mp4"}
-    assert stored[f"videos/{archived}.mp4"] == old_bytes  # the paid old take, kept
+    assert set(stored) == {"clips/videos/hero.mp4", f"clips/videos/{archived}.mp4"}
+    assert stored[f"clips/videos/{archived}.mp4"] == old_bytes  # the paid old take, kept
     _check_books(emu, rows, stored, bucket)  # two versions, two paid jobs, each object its job's bytes
 
 
 def test_a_failed_upload_is_a_failed_download_fetched_again_without_a_new_job(emulator_thread, s3, tmp_path):
     emu = emulator_thread()
     bucket = f"t-later-{tmp_path.name[-12:].lower().replace('_', '-')}"  # not made yet: every put fails
-    out = s3.url("videos", bucket)
+    out = s3.url("clips", bucket)
     manifest = write_manifest(tmp_path / "m.yaml", prompts(2))
     done = _run(manifest, tmp_path, out, _env(emu, s3))
     assert done.returncode != 0
