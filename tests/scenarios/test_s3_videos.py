@@ -1,6 +1,7 @@
 """`videobatch run --out s3://bucket/clips` end to end (videos at clips/videos/<key>.mp4, as a local
---out lays them out): the real command in a child process, the emulator over loopback and a real S3 server (moto, its own process). Every test ends on the books:
-one paid job per row, the ledger's credits the emulator's, every object the bytes it served.
+--out lays them out): the real command in a child process, the emulator over loopback and a real
+S3 server (moto, its own process). Every test ends on the books: one paid job per row, the
+ledger's credits the emulator's, every object the bytes it served.
 
 Covers: pipeline/run/fetch.py pipeline/run/intake.py pipeline/store/objects.py
 """
