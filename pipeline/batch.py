@@ -43,7 +43,7 @@ from pipeline.run.tracker import read_job, read_job_list
 from pipeline.run.transitions import ReadError
 from pipeline.store.faults import StorageFault, disk_fault
 from pipeline.store.ledger import Ledger, LedgerCorrupt, anchor, reading_ledger
-from pipeline.store.location import LocationError
+from pipeline.store.location import Location, LocationError, parse
 from pipeline.store.runs import read_runs
 from pipeline.store.verdicts import VerdictsCorrupt, read_verdicts
 
@@ -53,7 +53,7 @@ class BatchSettings:
     """The options of `videobatch run`, named as its flags."""
     ledger: Path | str | None = None  # default <out>/ledger.parquet; or an s3://, gs://, az:// URL
     state_dir: Path | str | None = None  # a remote ledger's journal, lock and logs (default per user and URL)
-    out: Path | str | None = None  # default outputs/, or outputs/emulator/ with emulate
+    out: Path | str | None = None  # default outputs/, or outputs/emulator/ with emulate; or a store URL
     emulate: bool = False
     rpm: int = 500  # 0: no limit
     concurrency: int = 1000
@@ -199,7 +199,9 @@ def _settings_refusal(settings: BatchSettings, config: ApiConfig) -> str | None:
 def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> BatchSummary:
     started = _now()
     config = load_api_config()
-    out_dir = Path(settings.out or (EMULATED_OUT if settings.emulate else REAL_OUT))
+    out, bad_out = _videos_out(settings)
+    # A remote --out holds videos only: the ledger's default and the run's state stay local (s3videos).
+    out_dir = out.path if out is not None and not out.remote else _default_out(settings)
     deadline = None
     try:
         ledger_path = anchor(settings.ledger or out_dir / LEDGER_NAME, settings.state_dir)
@@ -218,7 +220,7 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
             deadline = settings.deadline if isinstance(settings.deadline, Deadline) else parse_deadline(settings.deadline)
     except (DeadlineError, NotifyUrlError) as exc:
         return refused(EXIT_BAD_INPUT, str(exc))
-    message = _settings_refusal(settings, config)
+    message = bad_out or _settings_refusal(settings, config)
     if message:
         return refused(EXIT_BAD_INPUT, message)
     try:
@@ -245,7 +247,32 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
             ledger.fault = ledger.fault or exc  # the journal keeps every line for the rerun
     if ledger.fault is not None:  # our own storage failed: a stop to resume, said in one line
         summary.exit_code, summary.stop_reason = EXIT_STOPPED, str(ledger.fault)
+    if out.remote and summary.paths.get("videos"):
+        summary.paths["videos"] = out.url
     return summary
+
+
+# -- videos in an object store (--out URL; s3videos) --
+
+def _default_out(settings: BatchSettings) -> Path:
+    return Path(EMULATED_OUT if settings.emulate else REAL_OUT)
+
+
+def _videos_out(settings: BatchSettings) -> tuple[Location | None, str | None]:
+    """Where the videos go (a local folder or a store prefix), or why --out names no place."""
+    try:
+        return parse(str(settings.out or _default_out(settings)), "--out"), None
+    except LocationError as exc:
+        return None, str(exc)
+
+
+def _staging(settings: BatchSettings, ledger_path: Path) -> tuple[Path, str | None]:
+    """(the folder videos are downloaded and verified in, the store prefix they then go to):
+    for a remote --out, `<ledger folder>/staging/`, then `<out>/videos/<key>.mp4`; else --out itself."""
+    out, _ = _videos_out(settings)
+    if out is not None and out.remote:
+        return ledger_path.parent / "staging", out.url
+    return (out.path if out is not None else _default_out(settings)), None
 
 
 def _run_planned(manifest: Path, settings: BatchSettings, config: ApiConfig, ledger: Ledger, rows, decisions,
@@ -286,8 +313,9 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
     # Lazy: the runner loads PyAV (the downloads' check), which `plan` and `reconcile` never need.
     from pipeline.run.runner import Runner, RunOptions
 
+    out_dir, out_url = _staging(args, ledger.path)
     options = RunOptions(
-        out_dir=out_dir, rpm=args.rpm or None, rate_period=args.rate_period,
+        out_dir=out_dir, out_url=out_url, rpm=args.rpm or None, rate_period=args.rate_period,
         concurrency=args.concurrency, max_credits=args.max_credits, retries=args.retries,
         poll_min_interval=args.poll_interval, checkpoint_every=args.checkpoint_every,
         webhook_url=args.webhook_url, webhook_listen=args.webhook_listen, deadline=deadline,

@@ -125,7 +125,8 @@ def _add_run(sub) -> None:
     run.add_argument("--ledger", metavar="PATH_OR_URL",
                      help="the ledger: a folder (default <out>/ledger.parquet) or s3://, gs://, az:// URL (docs/storage.md)")
     _state_dir_argument(run)
-    run.add_argument("--out", type=Path, help=f"output folder (default {REAL_OUT}, or {EMULATED_OUT} with --emulate)")
+    run.add_argument("--out", help=f"output folder or store URL s3://BUCKET/PREFIX (default {REAL_OUT}, "
+                     f"or {EMULATED_OUT} with --emulate)")
     run.add_argument("--rpm", type=_non_negative_int, default=500,
                      help="API requests per minute, all routes together (default 500; 0 = no limit)")
     run.add_argument("--concurrency", type=_positive_int, default=1000,

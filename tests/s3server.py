@@ -1,63 +1,157 @@
-"""A real S3 protocol on loopback for the tests: moto's server in its own process (never moto in
-this process: delta-rs holds the GIL in some calls and would wait on a server that needs it)."""
+"""A real S3 protocol on loopback for tests: moto's server in its own process (never in-process:
+delta-rs holds the GIL in some calls and would deadlock against a server on one of our threads).
+
+    server = S3Server.start()        # once per xdist worker (the `s3_server` session fixture)
+    bucket = server.bucket()         # a fresh, uniquely named bucket per test
+    server.url(bucket, "videos")     # "s3://<bucket>/videos"
+    server.env                       # the standard AWS_* environment obstore and deltalake read
+
+The credentials are fake values moto accepts; nothing here reads a real one.
+"""
 
 from __future__ import annotations
 
-import secrets
+import os
+import re
 import socket
 import subprocess
 import sys
 import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from tests.harness import free_port
+FAKE_KEY_ID = "testing-key-id"
+FAKE_SECRET = "testing-secret-key"
+REGION = "us-east-1"
+START_TIMEOUT = 30.0
+_REQUEST = re.compile(r'"([A-Z]+ \S+) HTTP/[\d.]+"')
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(port: int, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto server exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"moto server did not listen on {port} within {START_TIMEOUT} s")
+
+
+@dataclass
 class S3Server:
-    """`with S3Server() as s3:` a moto server; `s3.env` the standard AWS_* variables pointing at it
-    (fake credentials), `s3.bucket()` a new bucket, `s3.objects(bucket)` every object's bytes."""
+    """One moto server process and the environment that points a client at it."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.env = {"AWS_ACCESS_KEY_ID": "AKIATESTONLY0000", "AWS_SECRET_ACCESS_KEY": "moto-secret-" + secrets.token_hex(8),
-                    "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true"}
-        self._proc: subprocess.Popen | None = None
+    process: subprocess.Popen
+    port: int
+    log: Path
+    made: list[str] = field(default_factory=list)
 
-    def __enter__(self) -> S3Server:
-        self._proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError(f"moto's server did not start on port {self.port}")
+    @classmethod
+    def start(cls, log_dir: Path) -> S3Server:
+        port = free_port()
+        log = log_dir / f"moto-{port}.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                       stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        server = cls(process, port, log)
+        try:
+            _wait_for(port, process, log)
+        except BaseException:
+            server.stop()
+            raise
+        return server
 
-    def __exit__(self, *exc: object) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(timeout=10)
-            self._proc = None
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": FAKE_KEY_ID, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET, "AWS_REGION": REGION,
+                "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true"}
 
     def client(self):
-        import boto3  # a test dependency (moto's), only where a test reads the bucket behind our back
+        # Lazy: boto3 is a test-only dependency (it comes with moto), loaded by the tests that use it.
+        import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION,
+                            aws_access_key_id=FAKE_KEY_ID, aws_secret_access_key=FAKE_SECRET)
 
     def bucket(self, name: str | None = None) -> str:
-        name = name or f"vb-{secrets.token_hex(6)}"
+        """A new bucket (a unique name unless given): each test its own, so tests never share objects."""
+        name = name or f"t-{uuid.uuid4().hex[:20]}"
         self.client().create_bucket(Bucket=name)
+        self.made.append(name)
         return name
 
-    def objects(self, bucket: str) -> dict[str, bytes]:
-        client = self.client()
-        found = {}
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+    def url(self, bucket: str, prefix: str = "") -> str:
+        return f"s3://{bucket}/{prefix.strip('/')}".rstrip("/")
+
+    def objects(self, bucket: str, prefix: str = "") -> dict[str, bytes]:
+        """Every object under `prefix`, key -> bytes, read with boto3 (not through the code under test)."""
+        s3, found = self.client(), {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                found[item["Key"]] = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                found[item["Key"]] = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
         return found
+
+    def requests(self, bucket: str) -> list[str]:
+        """The requests the server logged for `bucket` ("GET /b?list-type=2...", "HEAD /b/k", ...):
+        how a test counts what the code asked of the store."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        return [m.group(1) for m in map(_REQUEST.search, lines) if m and f" /{bucket}" in m.group(1)]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class S3:
+    """What the function fixture `s3` hands a test: the server, its env already set, a bucket helper."""
+
+    server: S3Server
+
+    @property
+    def endpoint(self) -> str:
+        return self.server.endpoint
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.server.env
+
+    def bucket(self, name: str | None = None) -> str:
+        return self.server.bucket(name)
+
+    def url(self, prefix: str = "", bucket: str | None = None) -> str:
+        """`s3://<bucket>/<prefix>`, in a fresh bucket unless one is given."""
+        return self.server.url(bucket or self.bucket(), prefix)
+
+    def objects(self, bucket: str, prefix: str = "") -> dict[str, bytes]:
+        return self.server.objects(bucket, prefix)
+
+    def client(self):
+        return self.server.client()
+
+    def requests(self, bucket: str) -> list[str]:
+        return self.server.requests(bucket)
+
+
+def environ_with(server: S3Server) -> dict[str, str]:
+    """This process's environment plus the server's: for a CLI run in a subprocess."""
+    return {**os.environ, **server.env}

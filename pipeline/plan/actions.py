@@ -1,7 +1,8 @@
 """Decides, from manifest rows + ledger, the Plan: what a run would do with each row and what it costs.
 
 Pure: reads the ledger (only the manifest's rows, and a few columns of a lazy scan) and the file
-system (is a finished video still on disk?), changes nothing. The run and the `plan` command share it, so what `plan` prints is what `run` does.
+system or the object store (is a finished video still there? one listing per folder or prefix),
+changes nothing. The run and the `plan` command share it, so what `plan` prints is what `run` does.
 
 Besides the manifest's rows, a plan holds the earlier versions of its edited rows (`<key>@<hash>`)
 that may still hold a paid job not downloaded (`versions_to_follow`), and names the rows whose id
@@ -21,6 +22,7 @@ import polars as pl
 from pipeline.manifest.identity import job_key_for, legacy_slug, slug
 from pipeline.plan.budget import Budget, fit
 from pipeline.store.archive import base_key_col, is_archived_col
+from pipeline.store.objects import sizes_under
 from pipeline.store.schema import COMPLETED, DOWNLOADED, FAILED, IN_FLIGHT, PENDING, REJECTED
 
 
@@ -156,10 +158,17 @@ def _file_present(paths: list[str | None], sizes: list[int | None], check_size: 
     so a miss means exactly what it always did.
     """
     listings: dict[str, set[str] | None] = {}
+    stored: dict[str, dict[str, int]] = {}  # a store prefix -> its objects' sizes: one listing each
     present = []
     for path, size, strict in zip(paths, sizes, check_size):
         if path is None:
             present.append(False)
+            continue
+        if "://" in path:  # an object (--out URL): no rename vouches for it, so its size decides
+            prefix = path.rsplit("/", 1)[0]
+            if prefix not in stored:
+                stored[prefix] = sizes_under(prefix)
+            present.append(size is not None and stored[prefix].get(path) == size)
             continue
         folder, name = os.path.split(path)
         if folder not in listings:

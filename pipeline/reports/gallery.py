@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import json
 import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import av
@@ -27,6 +28,7 @@ import polars as pl
 from pipeline.store.archive import base_key, is_archived
 from pipeline.store.verdicts import read_verdicts, with_review
 from pipeline.store.ledger import Ledger
+from pipeline.store.objects import MAX_SIGN, sign
 from pipeline.store.runs import read_runs
 from pipeline.store.schema import DOWNLOADED, FAILED, PENDING, REJECTED, STATUSES
 from pipeline.store.scope import ALL, LAST, last_run_id, scope_filter
@@ -39,6 +41,7 @@ POSTER_AT_S = 1.0
 PAGE_SIZE = 500  # cards on one page
 MAX_PAGES = 20  # pages written unless --pages says otherwise
 ORDER = ["manifest", "row", "variation", "job_key"]
+LINKS_LAST: timedelta = MAX_SIGN  # a presigned link of a video in a store: S3's longest, 7 days
 
 
 def write_poster(video: Path, poster: Path) -> bool:
@@ -68,23 +71,46 @@ def write_poster(video: Path, poster: Path) -> bool:
         return False
 
 
+def _media(row: dict, status: str, page_dir: Path) -> str:
+    """The card's player: a local video on a relative path with its poster; a video in a store
+    (--out s3://...) on a presigned GET URL (a signature, never the secret; no poster: making one
+    would download every video); or why there is none."""
+    e = html.escape
+    where = row.get("output_path")
+    if status != DOWNLOADED or not where:
+        return '<div class="media empty">{}</div>'.format(
+            "no video: see the reason below" if status in (FAILED, REJECTED) else "no video yet")
+    if "://" in where:
+        signed = sign(where, LINKS_LAST)
+        if signed is None:
+            return f'<div class="media empty">video in a store this report cannot link: {e(where)}</div>'
+        return (f'<video class="media" controls preload="none" loop muted playsinline '
+                f'src="{e(signed)}"></video>')
+    path = Path(where)
+    if not path.exists():
+        return f'<div class="media empty">video file missing: {e(str(path))}</div>'
+    poster = page_dir / "posters" / f"{row['job_key']}.png"
+    poster_attr = ""
+    if write_poster(path, poster):
+        poster_attr = f' poster="{e(os.path.relpath(poster, page_dir))}"'
+    return (f'<video class="media" controls preload="none" loop muted playsinline{poster_attr} '
+            f'src="{e(os.path.relpath(path, page_dir))}"></video>')
+
+
+def _links_note(rows: pl.DataFrame) -> str:
+    """The header's word on presigned links, when the page has any: they expire (S3: 7 days at most)."""
+    if not rows.height or not rows["output_path"].fill_null("").str.contains("://", literal=True).any():
+        return ""
+    until = (datetime.now(timezone.utc) + LINKS_LAST).strftime("%Y-%m-%d %H:%M UTC")
+    return (f'<p class="scope links">Videos kept in the object store play from presigned links that expire '
+            f'on {until}: run <code>videobatch report</code> again for fresh ones.</p>')
+
+
 def _card(row: dict, page_dir: Path, shared: str | None = None) -> str:
     """A take's card; in a group, its prompt is said once above (`shared`) unless it differs."""
     e = html.escape
     status = row["status"] or PENDING
-    media = '<div class="media empty">{}</div>'.format(
-        "no video: see the reason below" if status in (FAILED, REJECTED) else "no video yet")
-    path = Path(row["output_path"]) if row.get("output_path") else None
-    if status == DOWNLOADED and path is not None:
-        if path.exists():
-            poster = page_dir / "posters" / f"{row['job_key']}.png"
-            poster_attr = ""
-            if write_poster(path, poster):
-                poster_attr = f' poster="{e(os.path.relpath(poster, page_dir))}"'
-            media = (f'<video class="media" controls preload="none" loop muted playsinline{poster_attr} '
-                     f'src="{e(os.path.relpath(path, page_dir))}"></video>')
-        else:
-            media = f'<div class="media empty">video file missing: {e(str(path))}</div>'
+    media = _media(row, status, page_dir)
     reason = ""
     if status in (FAILED, REJECTED):
         text = row.get("error") or "no reason recorded"
@@ -225,7 +251,7 @@ def _write_page(path: Path, page_dir: Path, ledger: pl.DataFrame, summary: dict,
     page = _TEMPLATE.format(
         jobs=summary["jobs"], counts=counts, estimated=summary["credits"]["estimated"],
         charged=summary["credits"]["charged"], credit_rows=credit_rows, duration_rows=duration_rows,
-        run_line=run_line, coverage=coverage, buttons=buttons,
+        run_line=run_line, coverage=coverage + _links_note(ledger), buttons=buttons,
         cards=cards or '<p class="none">No jobs in this scope.</p>',
         data=e(json.dumps({"jobs": summary["jobs"]})))
     temporary = path.with_name(path.name + ".tmp")

@@ -135,6 +135,17 @@ class ClipBook:
             return None
         return path
 
+    def video_object(self, row: dict[str, Any]) -> str | None:
+        """The row's video when it is an object in a store (--out s3://...): served through the
+        server's proxy. Not asked of the store here: a page of 500 cards makes no 500 requests."""
+        path = row.get("output_path") or ""
+        if row.get("status") != DOWNLOADED or "://" not in path or not path.endswith(".mp4"):
+            return None
+        return path
+
+    def has_video(self, row: dict[str, Any]) -> bool:
+        return self.video_object(row) is not None or self.video_file(row) is not None
+
     # -- the page's JSON --
 
     def clip(self, row: dict[str, Any], takes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -150,7 +161,7 @@ class ClipBook:
                 references.append({"url": f"/reference/{row['job_key']}/{i}", "local": True,
                                    "name": Path(ref).name})
         key = row["job_key"]
-        video = self.video_file(row) is not None
+        video = self.has_video(row)
         return {
             "job_key": key, "status": row.get("status"), "prompt": row.get("prompt"),
             "duration": row.get("duration"), "aspect_ratio": row.get("aspect_ratio"), "model": row.get("model"),
@@ -173,7 +184,7 @@ class ClipBook:
 
     def _take(self, row: dict[str, Any]) -> dict[str, Any]:
         key = row["job_key"]
-        video = self.video_file(row) is not None
+        video = self.has_video(row)
         return {"job_key": key, "status": row.get("status"), "prompt": row.get("prompt"),
                 "credits_charged": row.get("credits_charged"), "made_at": _when(row),
                 "generation": duration_text(generation_seconds(row.get("submitted_at"), row.get("completed_at"))),

@@ -22,6 +22,7 @@ import polars as pl
 
 from pipeline.models import DEFAULT_MODEL
 from pipeline.store.atomic import write_text_atomic
+from pipeline.store.objects import fetch, head, sha256_of
 from pipeline.store.archive import is_archived_col
 from pipeline.store.verdicts import Verdict, read_verdicts, with_review
 from pipeline.store.ledger import Ledger
@@ -97,24 +98,35 @@ def _place(source: Path, target: Path) -> bool:
     return linked
 
 
+def _bring(output_path: str, target: Path, sha256: str | None) -> str | None:
+    """The clip put at `target`: "linked" or "copied", or None when its file or object is gone."""
+    if "://" in output_path:  # an object in a store (--out s3://...): fetched, unless already here
+        if target.is_file() and sha256 is not None and sha256_of(target) == sha256:
+            return "copied"
+        if head(output_path) is None:
+            return None
+        fetch(output_path, target)
+        return "copied"
+    source = Path(output_path)
+    if not source.is_file():
+        return None
+    if target.exists() and os.path.samefile(source, target):
+        return "linked"
+    return "linked" if _place(source, target) else "copied"
+
+
 def export_approved(ledger_path: Path, dest: Path, *, run: str = "last", manifest: Path | None = None) -> Exported:
     rows = approved_rows(ledger_path, run, manifest)
     dest.mkdir(parents=True, exist_ok=True)
     records, missing = [], []
     linked = copied = 0
     for row in rows.iter_rows(named=True):
-        source = Path(row["output_path"])
-        if not source.is_file():
+        target = dest / f"{row['job_key']}.mp4"
+        how = _bring(row["output_path"], target, row["sha256"])
+        if how is None:
             missing.append(row["job_key"])
             continue
-        target = dest / f"{row['job_key']}.mp4"
-        if not (target.exists() and os.path.samefile(source, target)):
-            if _place(source, target):
-                linked += 1
-            else:
-                copied += 1
-        else:
-            linked += 1
+        linked, copied = linked + (how == "linked"), copied + (how == "copied")
         records.append({
             "job_key": row["job_key"], "file": target.name, "prompt": row["prompt"], "duration": row["duration"],
             "aspect_ratio": row["aspect_ratio"], "model": row["model"] or DEFAULT_MODEL,

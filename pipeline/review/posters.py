@@ -4,16 +4,24 @@ The review page shows posters instead of loading a thousand videos. A poster is 
 time the page asks for it and kept in `<videos folder>/.posters/<video name>.jpg` (never in the
 ledger); it is made again only when the video is newer than it. PyAV encodes the JPEG itself
 (MJPEG), so no image library is needed.
+
+A video kept in an object store (--out s3://...) is fetched once to a temporary file beside the
+ledger, its poster made and kept in `<ledger folder>/.posters/<name>-<sha of URL>.jpg` (an object
+is stored create-only, so a poster of it never goes stale), and the temporary file removed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import av
+
+from pipeline.store.faults import StorageFault
+from pipeline.store.objects import fetch
 
 POSTER_FOLDER = ".posters"
 POSTER_WIDTH = 320
@@ -72,4 +80,27 @@ def ensure_poster(video: Path) -> Path | None:
         _replace(poster, data)
         return poster
     except (OSError, av.FFmpegError, IndexError, ValueError):
+        return None
+
+
+def remote_poster_path(url: str, folder: Path) -> Path:
+    name = url.rsplit("/", 1)[-1].removesuffix(".mp4")
+    return folder / POSTER_FOLDER / f"{name}-{hashlib.sha256(url.encode()).hexdigest()[:12]}.jpg"
+
+
+def ensure_remote_poster(url: str, folder: Path) -> Path | None:
+    """The poster of the object at `url`, cached under `folder`; None when it cannot be read."""
+    poster = remote_poster_path(url, folder)
+    if poster.exists():
+        return poster
+    try:
+        poster.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=poster.parent, prefix=".fetch-") as scratch:
+            video = fetch(url, Path(scratch) / "video.mp4")
+            frame = _early_frame(video)
+            if frame is None:
+                return None
+            _replace(poster, _encode_jpeg(frame))
+        return poster
+    except (OSError, StorageFault, av.FFmpegError, IndexError, ValueError):
         return None

@@ -15,7 +15,8 @@ Who may talk to it:
 What it serves: the page, its script and style, the clips' JSON (pipeline/review/clips.py) and the
 version the page polls to pick up later runs, a video or its poster (pipeline/review/posters.py)
 by job_key only when that row (or the current row of an earlier take) is in scope and its file
-resolves inside the output folder (anything else is 404), and a reference image by job_key and
+resolves inside the output folder (anything else is 404), or, for a video kept in an object
+store, streamed from the row's own object through pipeline/review/proxy.py (Range honoured), and a reference image by job_key and
 position only when that row lists it as a local file (URLs are shown as links).
 
 `--host 0.0.0.0` prints a link with the machine's reachable address (pipeline/review/address.py).
@@ -36,7 +37,8 @@ from pipeline.review import page as review_page
 from pipeline.review.address import links
 from pipeline.review.clips import ClipBook
 from pipeline.review.decide import VerdictError, make_verdict
-from pipeline.review.posters import ensure_poster
+from pipeline.review.posters import ensure_poster, ensure_remote_poster
+from pipeline.review.proxy import serve_object
 from pipeline.store.verdicts import VerdictLog, verdicts_path, with_review
 from pipeline.http_server import Site
 from pipeline.store.archive import is_archived
@@ -195,14 +197,17 @@ class ReviewServer:
         except VerdictError as exc:
             return _json(exc.status, {"error": str(exc)})
 
-    def _video(self, job_key: str) -> Path | None:
+    def _video(self, job_key: str) -> Path | str | None:
+        """The clip's local file, or its object's URL (--out s3://...), or None."""
         row = self.book.row(job_key)
-        return self.book.video_file(row) if row else None
+        return (self.book.video_object(row) or self.book.video_file(row)) if row else None
 
     async def video(self, request: web.Request) -> web.StreamResponse:
         path = await asyncio.to_thread(self._video, request.match_info["job_key"])
         if path is None:
             return _plain(404, "no such video")
+        if isinstance(path, str):  # in a store: streamed through here, the page never sees its URL
+            return await serve_object(request, path, {"Content-Type": "video/mp4"})
         return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
 
     async def poster(self, request: web.Request) -> web.StreamResponse:
@@ -211,7 +216,10 @@ class ReviewServer:
         if path is None:
             return _plain(404, "no such video")
         async with self._posters:
-            poster = await asyncio.to_thread(ensure_poster, path)
+            if isinstance(path, str):  # in a store: fetched once into the ledger's folder to decode
+                poster = await asyncio.to_thread(ensure_remote_poster, path, self.config.ledger.parent)
+            else:
+                poster = await asyncio.to_thread(ensure_poster, path)
         if poster is None:
             return _plain(404, "no poster for this video")
         return web.FileResponse(poster, headers={"Content-Type": "image/jpeg", "Cache-Control": "no-cache"})

@@ -32,6 +32,12 @@ class SavedVideo:
     sha256: str
     verify_cpu_s: float = 0.0  # CPU the PyAV check took (it runs in a worker thread)
     info: VideoInfo | None = None  # what PyAV read of it (None: not checked)
+    url: str | None = None  # the object it was stored as (--out URL), once stored
+
+    @property
+    def where(self) -> str:
+        """What the ledger's output_path records: the object's URL, else the local path."""
+        return self.url or str(self.path)
 
 
 @functools.lru_cache(maxsize=16)

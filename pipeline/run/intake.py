@@ -13,6 +13,7 @@ from pipeline.run.download import video_path
 from pipeline.run.work import Recorded, Run, Work
 from pipeline.store.archive import archived_name
 from pipeline.store.faults import disk_fault
+from pipeline.store.objects import head, move_object
 
 
 def load_plan(runner: Run) -> None:
@@ -79,16 +80,27 @@ def archive_old_version(runner: Run, job_key: str) -> str:
     old = ledger.get(job_key) or {}
     archived = archived_name(job_key, old.get("request_hash"), taken=ledger)
     old_path = old.get("output_path")
-    new_path = video_path(runner.options.out_dir, archived)
-    if old_path and os.path.exists(old_path):
+    if old_path and "://" in old_path:  # an object in a store (--out URL): moved within its prefix
+        new_path, there, move = f"{old_path.rsplit('/', 1)[0]}/{archived}.mp4", _stored, move_object
+    else:
+        new_path, there, move = video_path(runner.options.out_dir, archived), os.path.exists, _replace
+    if old_path and there(old_path):
         # The video moves first: if it cannot, the ledger still says the row is where it was,
         # and the new version is never downloaded over the old one's paid clip.
-        try:
-            os.replace(old_path, new_path)
-        except OSError as exc:
-            raise disk_fault(exc, old_path) from None
+        move(old_path, new_path)
     ledger.rename(job_key, archived)
-    if old_path and os.path.exists(new_path):  # moved now, or by a run killed before its journal said so
+    if old_path and there(new_path):  # moved now, or by a run killed before its journal said so
         ledger.record(archived, output_path=str(new_path))
     runner.events.new_version(job_key, archived)
     return archived
+
+
+def _replace(old_path: str, new_path) -> None:
+    try:
+        os.replace(old_path, new_path)
+    except OSError as exc:
+        raise disk_fault(exc, old_path) from None
+
+
+def _stored(url: str) -> bool:
+    return head(url) is not None

@@ -53,7 +53,8 @@ from pipeline.store.schema import FAILED
 
 @dataclass
 class RunOptions:
-    out_dir: Path
+    out_dir: Path  # where videos are downloaded and verified (with out_url: staged before upload)
+    out_url: str | None = None  # a store prefix (--out s3://...): each verified video is put in its videos/
     rpm: int | None = 500
     rate_period: float = 60.0
     concurrency: int = 1000  # jobs in flight (submitted, not yet downloaded or failed)

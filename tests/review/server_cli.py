@@ -16,9 +16,9 @@ OFFLINE = cli_env("http://127.0.0.1:9")  # review and export read files only
 
 
 class Review:
-    def __init__(self, tmp: Path, *more: str):
+    def __init__(self, tmp: Path, *more: str, env: dict[str, str] | None = None):
         self.proc = start_cli("review", "--ledger", str(tmp / "ledger.parquet"), "--port", "0",
-                              "--reviewer", "ana", *more, env=OFFLINE, cwd=tmp)
+                              "--reviewer", "ana", *more, env={**OFFLINE, **(env or {})}, cwd=tmp)
         first = self.proc.stdout.readline()
         assert first.startswith("review: "), first + self.proc.stdout.read()
         self.link = first.removeprefix("review: ").strip()

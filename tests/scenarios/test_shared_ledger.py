@@ -17,15 +17,8 @@ from deltalake import DeltaTable
 
 from pipeline.store.ledger import read_ledger
 from tests.harness import check_books, cli_env, prompts, run_cli, start_cli, wait_for, write_manifest
-from tests.s3server import S3Server
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with S3Server() as server:
-        yield server
 
 
 def _run(manifest: Path, ledger: str, state: Path, out: Path, *more: str) -> list[str]:
@@ -43,9 +36,7 @@ def _everything_written(objects: dict[str, bytes], *folders: Path) -> bytes:
     return found
 
 
-def test_two_machines_write_one_remote_ledger_at_once_and_lose_no_update(emulator_thread, s3, tmp_path, monkeypatch):
-    for name, value in s3.env.items():  # this process reads the table too, from the same environment
-        monkeypatch.setenv(name, value)
+def test_two_machines_write_one_remote_ledger_at_once_and_lose_no_update(emulator_thread, s3, tmp_path):
     emu = emulator_thread(time_scale=0.05)  # 1.5-7.5 s generations: the two runs overlap, checkpoint after checkpoint
     bucket = s3.bucket()
     url = f"s3://{bucket}/team/ledger"
@@ -120,13 +111,10 @@ def test_a_store_out_of_reach_is_one_line_and_nothing_is_sent(emulator_thread, s
     assert emu.stats()["jobs"] == []
 
 
-def test_a_machine_lost_mid_run_loses_only_its_journal_and_nothing_is_paid_twice(emulator_thread, s3, tmp_path,
-                                                                                 monkeypatch):
+def test_a_machine_lost_mid_run_loses_only_its_journal_and_nothing_is_paid_twice(emulator_thread, s3, tmp_path):
     """The run's machine dies with jobs submitted but not yet in the table (no checkpoint yet): its
     state folder is gone with it. Another machine runs the manifest: the same deterministic
     Idempotency-Keys get the same jobs back from the API (its 24 h replay), so none is paid twice."""
-    for name, value in s3.env.items():
-        monkeypatch.setenv(name, value)
     emu = emulator_thread(time_scale=0.2)  # 6-30 s generations: the first machine dies with every job in flight
     url = f"s3://{s3.bucket()}/ledger"
     env = cli_env(emu.base_url, **s3.env)
