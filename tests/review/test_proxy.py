@@ -18,10 +18,12 @@ import pytest
 
 from pipeline.review.proxy import byte_range
 from tests.browser import chromium_page
-from tests.harness import cli_env, ledger, prompts, run_cli, write_manifest
+from pipeline.store.ledger import read_ledger
+from tests.harness import cli_env, prompts, run_cli, write_manifest
 from tests.review.server_cli import Review
 
 SHOT = Path("/work/shots/issue22-review-remote.png")
+
 
 
 @pytest.mark.parametrize("header, size, wanted", [
@@ -34,28 +36,37 @@ def test_byte_range_reads_one_range_as_a_video_element_asks(header, size, wanted
     assert byte_range(header, size) == wanted
 
 
-@pytest.fixture
-def stored(emulator_thread, s3, tmp_path):
-    """A run of three rows with --out s3://<bucket>/clips: (env, bucket, rows by key, objects by key)."""
+@pytest.fixture(params=["local ledger", "ledger in the bucket"])
+def stored(request, emulator_thread, s3, tmp_path):
+    """A run of three rows with --out s3://<bucket>/clips, its ledger a local folder or a Delta table
+    in the bucket (--state-dir on this machine): (env, bucket, rows by key, objects by key); the
+    --ledger options of every later command in `request.node.ledger_args`, its local files' folder
+    in `request.node.local`."""
     emu = emulator_thread()
     bucket = s3.bucket()
     manifest = write_manifest(tmp_path / "m.yaml", prompts(3))
     env = cli_env(emu.base_url, **s3.env)
-    done = run_cli("run", str(manifest), "--ledger", str(tmp_path / "ledger.parquet"), "--out",
+    if request.param == "local ledger":
+        options, local, book = ["--ledger", str(tmp_path / "ledger.parquet")], tmp_path, tmp_path / "ledger.parquet"
+    else:
+        options = ["--ledger", s3.url("ledger", bucket), "--state-dir", str(tmp_path / "state")]
+        local, book = tmp_path / "state", tmp_path / "state" / "ledger"  # the state folder names the table
+    done = run_cli("run", str(manifest), *options, "--out",
                    s3.url("clips", bucket), "--rpm", "0", "--poll-interval", "0.05", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    rows = {r["job_key"]: r for r in ledger(tmp_path).iter_rows(named=True)}
-    objects = {key.removeprefix("clips/videos/").removesuffix(".mp4"): data for key, data in s3.objects(bucket).items()}
+    rows = {r["job_key"]: r for r in read_ledger(book).iter_rows(named=True)}
+    objects = {key.removeprefix("clips/videos/").removesuffix(".mp4"): data
+               for key, data in s3.objects(bucket, "clips/").items()}
     assert set(objects) == set(rows)
     for key, row in rows.items():
         assert row["output_path"] == f"s3://{bucket}/clips/videos/{key}.mp4"
         assert hashlib.sha256(objects[key]).hexdigest() == row["sha256"]
-    return s3.env, bucket, rows, objects
+    return s3.env, bucket, rows, objects, options, local
 
 
 def test_review_page_plays_a_remote_clip_through_its_proxy(chromium, stored, tmp_path):
-    env, bucket, rows, objects = stored
-    server = Review(tmp_path, env=env)
+    env, bucket, rows, objects, options, local = stored
+    server = Review(tmp_path, *options, env=env)
     try:
         key = sorted(rows)[0]
         data = objects[key]
@@ -95,14 +106,14 @@ def test_review_page_plays_a_remote_clip_through_its_proxy(chromium, stored, tmp
             SHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SHOT), full_page=True)
             assert failed == []
-        assert (tmp_path / ".posters").is_dir() and len(list((tmp_path / ".posters").glob("*.jpg"))) == 3
+        assert (local / ".posters").is_dir() and len(list((local / ".posters").glob("*.jpg"))) == 3
         assert server.decide({"job_key": key, "decision": "approve"})[0] == 200
     finally:
         server.stop()
 
     # export: the approved remote clip fetched into the folder, its bytes the object's.
     dest = tmp_path / "approved"
-    exported = run_cli("export", "--approved", str(dest), "--ledger", str(tmp_path / "ledger.parquet"),
+    exported = run_cli("export", "--approved", str(dest), *options,
                        env=cli_env("http://127.0.0.1:9", **env), cwd=tmp_path)
     assert exported.returncode == 0, exported.stdout + exported.stderr
     assert "exported 1 approved clips" in exported.stdout
@@ -112,11 +123,11 @@ def test_review_page_plays_a_remote_clip_through_its_proxy(chromium, stored, tmp
 
 
 def test_report_links_remote_clips_by_presigned_urls(stored, tmp_path):
-    env, bucket, rows, objects = stored
-    done = run_cli("report", "--ledger", str(tmp_path / "ledger.parquet"),
+    env, bucket, rows, objects, options, local = stored
+    done = run_cli("report", *options,
                    env=cli_env("http://127.0.0.1:9", **env), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    page = (tmp_path / "report.html").read_text()
+    page = (local / "report.html").read_text()  # the report goes beside the ledger's local files
     assert re.search(r"presigned links that expire on \d{4}-\d\d-\d\d \d\d:\d\d UTC", page)
     links = re.findall(r'<video[^>]* src="([^"]+)"', page)
     assert len(links) == 3 and env["AWS_SECRET_ACCESS_KEY"] not in page
