@@ -5,18 +5,21 @@ loss is named, never read as a smaller ledger."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import subprocess
 import sys
 import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
 from pipeline.store import parts as store
 from pipeline.store.faults import StorageFault
 from pipeline.store.highwater import highwater_path, read_highwater
-from pipeline.store.ledger import Ledger, LedgerCorrupt, read_ledger
+from pipeline.store.ledger import Ledger, LedgerCorrupt, read_ledger, reading_ledger
 from pipeline.store.lock import LockLost
 from pipeline.store.runs import RunsCorrupt, read_runs
 from tests.harness import REPO, SmallDisk
@@ -148,10 +151,11 @@ def test_a_read_only_folder_is_one_line_naming_it(disk, tmp_path):
 
 
 def ledger_with_parts(path: Path, checkpoints: int = 3, tail: int = 2) -> None:
-    """A ledger with `checkpoints` parts and `tail` rows only in the journal."""
+    """A ledger with `checkpoints` commits (each its own manifest's partition, so its own data
+    file) and `tail` rows only in the journal."""
     ledger = Ledger.open(path, run_id="r")
     for n in range(checkpoints):
-        fill(ledger, 2, start=2 * n)
+        fill(ledger, 2, start=2 * n, manifest=f"night-{n}.yaml")
         ledger.checkpoint()
     fill(ledger, tail, start=100)
     ledger.commit_sync()
@@ -165,33 +169,72 @@ def refused_both_ways(path: Path, match: str) -> None:
         Ledger.open(path, run_id="again")
 
 
-def test_a_deleted_part_is_named(tmp_path):
+def data_files(path: Path) -> list[Path]:
+    """The table's data files, in the order of the commits that added them."""
+    added = []
+    for entry in sorted((path / "_delta_log").glob("*.json")):
+        for line in entry.read_text().splitlines():
+            action = json.loads(line).get("add")
+            if action:
+                added.append(path / unquote(action["path"]))
+    return added
+
+
+def named_by_every_read(path: Path, victim: Path, match: str) -> None:
+    """status/plan (a read-only open, then its read) and a run (a writable open, then its first read
+    of stored rows) each stop on one LedgerCorrupt naming the file."""
+    match = rf"{re.escape(str(victim))} {match}"
+    with pytest.raises(LedgerCorrupt, match=match), reading_ledger(path):
+        Ledger.open(path, readonly=True).frame()
+    with pytest.raises(LedgerCorrupt, match=match), reading_ledger(path):
+        with Ledger.open(path, run_id="again") as ledger:
+            ledger.credits_total()
+    assert read_highwater(path).seq == 6  # the failed run changed nothing it holds
+
+
+def test_a_deleted_data_file_is_named(tmp_path):
     path = tmp_path / "ledger.parquet"
     ledger_with_parts(path)
-    victim = store.list_parts(path)[1].path
+    victim = data_files(path)[1]
     victim.unlink()
-    refused_both_ways(path, rf"{victim} is missing")
+    named_by_every_read(path, victim, "is damaged or missing")
 
 
-def test_the_newest_part_deleted_is_named(tmp_path):
+def test_the_newest_data_file_deleted_is_named(tmp_path):
     path = tmp_path / "ledger.parquet"
     ledger_with_parts(path, tail=0)
-    with Ledger.open(path, run_id="r2"):  # writes the mark with every part
+    with Ledger.open(path, run_id="r2"):  # writes the mark
         pass
-    victim = store.list_parts(path)[-1].path
+    victim = data_files(path)[-1]
     victim.unlink()
-    refused_both_ways(path, rf"{victim} is missing")
+    named_by_every_read(path, victim, "is damaged or missing")
 
 
-def test_a_truncated_part_is_named(tmp_path):
+def test_a_truncated_data_file_is_named(tmp_path):
     path = tmp_path / "ledger.parquet"
     ledger_with_parts(path)
-    victim = store.list_parts(path)[0].path
+    victim = data_files(path)[0]
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])
-    refused_both_ways(path, rf"{victim}")
-    highwater_path(path).unlink()  # even without the mark, a part without its footer is named
-    refused_both_ways(path, rf"{victim} is cut short or damaged")
+    named_by_every_read(path, victim, "is damaged or missing")
+    highwater_path(path).unlink()  # even without the mark, a data file without its footer is named
+    with pytest.raises(LedgerCorrupt, match=rf"{re.escape(str(victim))} is damaged"), reading_ledger(path):
+        read_ledger(path)
+
+
+def test_a_table_rolled_back_or_lost_is_named(tmp_path):
+    """The mark holds the version this journal last committed: a table whose newest log entry is
+    deleted (rolled back) or that is gone is named, by readers and writers alike."""
+    path = tmp_path / "ledger.parquet"
+    ledger_with_parts(path)
+    assert read_highwater(path).version == 3
+    newest = path / "_delta_log" / f"{3:020d}.json"
+    newest.unlink()
+    refused_both_ways(path, rf"the ledger table {re.escape(str(path))} is at version 2, but version 3 was committed")
+    import shutil
+
+    shutil.rmtree(path)
+    refused_both_ways(path, rf"the ledger table {re.escape(str(path))} is missing, but version 3 was committed")
 
 
 def test_a_journal_cut_mid_file_is_named(tmp_path):
