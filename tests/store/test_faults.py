@@ -22,7 +22,7 @@ from pipeline.store.highwater import highwater_path, read_highwater
 from pipeline.store.ledger import Ledger, LedgerCorrupt, read_ledger, reading_ledger
 from pipeline.store.lock import LockLost
 from pipeline.store.runs import RunsCorrupt, read_runs
-from tests.harness import REPO, SmallDisk
+from tests.harness import REPO, SmallDisk, cli_env, free_port, run_cli
 
 NOW = datetime(2026, 11, 24, 1, 2, 3, tzinfo=timezone.utc)
 
@@ -180,24 +180,12 @@ def data_files(path: Path) -> list[Path]:
     return added
 
 
-def named_by_every_read(path: Path, victim: Path, match: str) -> None:
-    """status/plan (a read-only open, then its read) and a run (a writable open, then its first read
-    of stored rows) each stop on one LedgerCorrupt naming the file."""
-    match = rf"{re.escape(str(victim))} {match}"
-    with pytest.raises(LedgerCorrupt, match=match), reading_ledger(path):
-        Ledger.open(path, readonly=True).frame()
-    with pytest.raises(LedgerCorrupt, match=match), reading_ledger(path):
-        with Ledger.open(path, run_id="again") as ledger:
-            ledger.credits_total()
-    assert read_highwater(path).seq == 6  # the failed run changed nothing it holds
-
-
 def test_a_deleted_data_file_is_named(tmp_path):
     path = tmp_path / "ledger.parquet"
     ledger_with_parts(path)
     victim = data_files(path)[1]
     victim.unlink()
-    named_by_every_read(path, victim, "is damaged or missing")
+    refused_both_ways(path, rf"{re.escape(str(victim))} is missing")
 
 
 def test_the_newest_data_file_deleted_is_named(tmp_path):
@@ -207,7 +195,7 @@ def test_the_newest_data_file_deleted_is_named(tmp_path):
         pass
     victim = data_files(path)[-1]
     victim.unlink()
-    named_by_every_read(path, victim, "is damaged or missing")
+    refused_both_ways(path, rf"{re.escape(str(victim))} is missing")
 
 
 def test_a_truncated_data_file_is_named(tmp_path):
@@ -216,10 +204,38 @@ def test_a_truncated_data_file_is_named(tmp_path):
     victim = data_files(path)[0]
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])
-    named_by_every_read(path, victim, "is damaged or missing")
+    refused_both_ways(path, rf"{re.escape(str(victim))} is cut short or damaged")
     highwater_path(path).unlink()  # even without the mark, a data file without its footer is named
-    with pytest.raises(LedgerCorrupt, match=rf"{re.escape(str(victim))} is damaged"), reading_ledger(path):
-        read_ledger(path)
+    refused_both_ways(path, rf"{re.escape(str(victim))} is cut short or damaged")
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut"])
+def test_a_data_file_lost_after_the_open_is_named_by_the_read(tmp_path, damage):
+    """Lost between an open and its read (or in a store, where the open checks no file): the read
+    fails inside reading_ledger, which names the file, for a reader and for a run alike."""
+    path = tmp_path / "ledger.parquet"
+    ledger_with_parts(path)
+    victim = data_files(path)[1]
+    reader, run = Ledger.open(path, readonly=True), Ledger.open(path, run_id="again")
+    data = victim.read_bytes()
+    victim.unlink() if damage == "deleted" else victim.write_bytes(data[: len(data) // 2])
+    match = rf"{re.escape(str(victim))} is damaged or missing"
+    with pytest.raises(LedgerCorrupt, match=match), reading_ledger(path):
+        reader.frame()
+    with pytest.raises(LedgerCorrupt, match=match), reading_ledger(path):
+        run.credits_total()  # the streaming engine: it panics on a cut file (pyo3's PanicException)
+    die(run)
+
+
+def test_status_on_a_damaged_data_file_is_one_line_naming_it(tmp_path):
+    path = tmp_path / "ledger.parquet"
+    ledger_with_parts(path)
+    victim = data_files(path)[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    shown = run_cli("status", "--ledger", str(path), env=cli_env(f"http://127.0.0.1:{free_port()}"), cwd=tmp_path)
+    assert shown.returncode != 0 and shown.stdout == ""
+    assert shown.stderr.splitlines() == [shown.stderr.strip()] and "panicked" not in shown.stderr
+    assert f"{victim} is cut short or damaged" in shown.stderr
 
 
 def test_a_table_rolled_back_or_lost_is_named(tmp_path):
