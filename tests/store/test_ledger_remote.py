@@ -100,7 +100,7 @@ def test_a_remote_ledger_records_checkpoints_and_reopens_with_its_local_files_in
         rows.sort("job_key").select("job_key", "credits_charged"))
 
 
-def test_a_remote_table_rolled_back_is_named_by_the_mark_in_the_state_dir(s3, tmp_path):
+def test_a_remote_table_rolled_back_or_lost_is_named_by_the_mark_in_the_state_dir(s3, tmp_path):
     _, client = s3
     state = tmp_path / "state"
     for run in range(2):
@@ -112,6 +112,10 @@ def test_a_remote_table_rolled_back_is_named_by_the_mark_in_the_state_dir(s3, tm
         Ledger.open(URL, run_id="r3", state_dir=state)
     with pytest.raises(LedgerCorrupt, match="lost or rolled back"):
         Ledger.open(URL, readonly=True, state_dir=state)
+    for key in keys(client, "ledger/"):  # the whole table gone from the bucket
+        client.delete_object(Bucket=BUCKET, Key=key)
+    with pytest.raises(LedgerCorrupt, match=rf"the ledger table {URL} is missing, but version \d+ was committed"):
+        Ledger.open(URL, run_id="r4", state_dir=state)
 
 
 WRITER = textwrap.dedent("""
