@@ -4,7 +4,7 @@ It records, checkpoints and reopens with its journal, mark and lock in the state
 commit is named; two processes with their own state folders write two manifests' rows into the
 same ledger at once and every row is there, one per key.
 
-Covers: pipeline/store/ledger.py pipeline/store/table.py pipeline/store/location.py
+Covers: pipeline/store/ledger.py pipeline/store/table.py pipeline/store/location.py pipeline/store/state.py
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pytest
 
 from pipeline.store.highwater import read_highwater
 from pipeline.store.ledger import Ledger, LedgerCorrupt
+from pipeline.store.location import LocationError
 from pipeline.store.lock import RunLock
 from tests.harness import REPO, free_port, wait_for
 
@@ -80,7 +81,8 @@ def test_a_remote_ledger_records_checkpoints_and_reopens_with_its_local_files_in
         ledger._release_lock()
         ledger._closed = True
     assert pending.count(b"\n") == 1
-    assert sorted(p.name for p in state.iterdir()) == ["ledger.highwater.json", "ledger.journal.jsonl", "ledger.lock"]
+    assert sorted(p.name for p in state.iterdir()) == ["ledger.highwater.json", "ledger.journal.jsonl", "ledger.lock",
+                                                        "ledger.where"]
     objects = keys(client, "ledger/")
     assert "ledger/_delta_log/00000000000000000000.json" in objects
     assert any(k.startswith("ledger/night=") and "/batch=nightly.yaml/" in k for k in objects)
@@ -94,6 +96,9 @@ def test_a_remote_ledger_records_checkpoints_and_reopens_with_its_local_files_in
     assert mark.version == max(int(k.rsplit("/", 1)[1][:20]) for k in keys(client, "ledger/_delta_log/")
                                if k.endswith(".json"))
     assert rows.height == rows["job_key"].n_unique() == 7 and int(rows["credits_charged"].sum()) == 82
+    # one state folder serves one ledger: another URL given the same folder is refused, in one line
+    with pytest.raises(LocationError, match=rf"--state-dir {state} holds the journal of the ledger {URL}, not "):
+        Ledger.open(f"s3://{BUCKET}/other-ledger", run_id="r3", state_dir=state)
     # another machine (its own state folder) reads the same books
     other = Ledger.open(URL, readonly=True, state_dir=tmp_path / "elsewhere").frame()
     assert other.sort("job_key").select("job_key", "credits_charged").equals(
