@@ -384,7 +384,8 @@ def reading_ledger(path: str | Path | Location, state_dir: str | Path | None = N
     becomes one LedgerCorrupt naming the file; an error no file explains is raised as it was."""
     try:
         yield
-    except (pl.exceptions.PolarsError, DeltaError, OSError) as exc:
+    # PanicException: polars' streaming engine panics (a BaseException) on a data file cut short
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, DeltaError, OSError) as exc:
         where = where_of(anchor(path, state_dir))
         if where.path is not None and not migrate.is_delta(where.path):
             for part in store.list_parts(where.path):
@@ -399,7 +400,7 @@ def reading_ledger(path: str | Path | Location, state_dir: str | Path | None = N
             for uri in table.files():
                 try:
                     pl.read_parquet(uri)
-                except (pl.exceptions.PolarsError, OSError) as damage:
+                except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as damage:
                     reason = (str(damage).splitlines() or [type(damage).__name__])[0][:120]
                     raise LedgerCorrupt(f"{uri} is damaged ({reason}); {RESTORE}") from None
         if isinstance(exc, DeltaError) or (isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError)):

@@ -16,6 +16,7 @@ The journal is untouched: its lines after the parts' last seq are replayed on th
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -28,8 +29,15 @@ from pipeline.store.table import TABLE_SCHEMA, LedgerTable, batch_of, write_new
 COMMITS_SEARCHED = 1000  # a mark lost: this many commits back are searched for the journal's last
 
 
+# a version of the table: a commit, or a checkpoint of the log (single or multi-part)
+_VERSION = re.compile(r"\d{20}\.(json|checkpoint(\.\d+\.\d+)?\.parquet)")
+
+
 def is_delta(path: Path) -> bool:
-    return (path / "_delta_log").is_dir()
+    """A table: a `_delta_log` naming a version. A migration's write that died before its first
+    commit leaves the folder (and data files) but no version: the parts are still the ledger."""
+    log = path / "_delta_log"
+    return log.is_dir() and any(_VERSION.fullmatch(entry.name) for entry in log.iterdir())
 
 
 def has_old_format(path: Path) -> bool:

@@ -1,29 +1,31 @@
-"""A checkpoint on real files: the part is durable before the journal is trimmed, a part that
-cannot be written leaves journal and memory as they were, nothing changed writes no part.
-(A really full disk, and the async worker's failure: test_faults.py.)"""
+"""A checkpoint on real files: the Delta commit is made before the journal is trimmed, a commit
+that cannot be made (a really full disk) leaves journal, table and memory as they were, nothing
+changed commits nothing. (The async worker's failure: test_faults.py.)"""
 
 from __future__ import annotations
 
-import errno
-
 import pytest
 
-from pipeline.store import checkpoint, parts as store
 from pipeline.store.checkpoint import Checkpoints
 from pipeline.store.faults import StorageFault
 from pipeline.store.highwater import read_highwater
 from pipeline.store.journal import Journal
+from pipeline.store.location import parse
 from pipeline.store.rows import LedgerRows
+from pipeline.store.table import LedgerTable
+from tests.harness import SmallDisk
 
 
-def wired(tmp_path) -> tuple[Checkpoints, LedgerRows, Journal, dict]:
-    path = tmp_path / "ledger.parquet"
-    path.mkdir()
+def wired(folder) -> tuple[Checkpoints, LedgerRows, Journal, dict]:
+    path = folder / "ledger.parquet"
     stats = {"fsyncs": 0, "fsync_seconds": 0.0, "checkpoints": 0, "checkpoint_seconds": 0.0,
              "checkpoint_rows": 0, "merges": 0}
-    rows, journal = LedgerRows(), Journal(tmp_path / "ledger.journal.jsonl", stats, lambda fault: fault)
+    table = LedgerTable(parse(str(path)))
+    table.create()
+    rows, journal = LedgerRows(), Journal(folder / "ledger.journal.jsonl", stats, lambda fault: fault)
+    rows.source = table
     journal.open()
-    return Checkpoints(path, rows, journal, stats, lambda fault: fault), rows, journal, stats
+    return Checkpoints(path, table, rows, journal, stats, lambda fault: fault), rows, journal, stats
 
 
 def record(rows: LedgerRows, journal: Journal, key: str, **fields) -> None:
@@ -31,42 +33,53 @@ def record(rows: LedgerRows, journal: Journal, key: str, **fields) -> None:
     rows.patch(key, fields)
 
 
-def test_the_journal_is_trimmed_only_once_the_part_is_written(tmp_path, monkeypatch):
+def test_the_journal_is_trimmed_only_once_the_commit_is_made(tmp_path, monkeypatch):
     checkpoints, rows, journal, stats = wired(tmp_path)
+    table = checkpoints.table
     record(rows, journal, "koi", status="SUBMITTED")
     record(rows, journal, "carp", status="PENDING")
-    seen_while_writing = []
-    write_part = store.write_part
+    seen = []
+    merge = table.merge
 
-    def watched(folder, frame, first, last):
-        seen_while_writing.append(len(journal.read()))  # every line still there
-        return write_part(folder, frame, first, last)
+    def watched(frame, metadata=None):
+        seen.append(("before", len(journal.read()), table.version))
+        version = merge(frame, metadata)
+        seen.append(("after", len(journal.read()), version))  # committed: the lines are still there
+        return version
 
-    monkeypatch.setattr(checkpoint.store, "write_part", watched)
+    monkeypatch.setattr(table, "merge", watched)
     checkpoints.run()
-    assert seen_while_writing == [2] and journal.read() == []
-    [part] = store.list_parts(checkpoints.path)
-    assert (part.first, part.last, part.rows) == (1, 2, 2)
-    assert read_highwater(checkpoints.path).seq == 2 and stats["checkpoints"] == 1
-    checkpoints.run()  # nothing changed: no part
-    assert len(store.list_parts(checkpoints.path)) == 1 and stats["checkpoints"] == 1
+    assert seen == [("before", 2, 0), ("after", 2, 1)] and journal.read() == []
+    assert table.scan(["job_key", "status"]).collect().sort("job_key").rows() == \
+        [("carp", "PENDING"), ("koi", "SUBMITTED")]
+    mark = read_highwater(checkpoints.path)
+    assert (mark.seq, mark.version) == (2, 1) and stats["checkpoints"] == 1
+    [commit] = [c for c in table.history() if c.get("operation") == "MERGE"]
+    assert '"seq": 2' in commit["videobatch"]  # the commit says the last journal seq it holds
+    checkpoints.run()  # nothing changed: no commit
+    table.load()
+    assert table.version == 1 and stats["checkpoints"] == 1
     journal.close()
 
 
-def test_a_part_that_cannot_be_written_changes_nothing(tmp_path, monkeypatch):
-    checkpoints, rows, journal, stats = wired(tmp_path)
-    record(rows, journal, "koi", status="SUBMITTED", job_id="j1")
-
-    def full(*args):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(checkpoint.store, "write_part", full)
-    with pytest.raises(StorageFault, match="disk full"):
-        checkpoints.run()
-    assert [e["k"] for e in journal.read()] == ["koi"]  # durable, kept
-    assert rows.get("koi")["job_id"] == "j1" and rows.stored_seq == 0
-    assert not store.list_parts(checkpoints.path) and not checkpoints.busy
-    monkeypatch.undo()
-    checkpoints.run()  # the same rows fold again
-    assert store.list_parts(checkpoints.path)[0].rows == 1 and journal.read() == []
-    journal.close()
+def test_a_commit_that_cannot_be_made_changes_nothing(tmp_path):
+    """A really full disk (tmpfs): the merge fails, nothing is trimmed or lost, and once there is
+    room the same rows are folded and committed again."""
+    with SmallDisk(tmp_path / "disk", "512k") as disk:
+        checkpoints, rows, journal, stats = wired(disk.path)
+        table = checkpoints.table
+        record(rows, journal, "koi", status="SUBMITTED", job_id="j1", prompt="p" * 2000)
+        journal.commit_sync()
+        lines = journal.path.read_bytes()
+        disk.fill()
+        with pytest.raises(StorageFault, match="disk full"):
+            checkpoints.run()
+        assert journal.path.read_bytes() == lines  # durable, kept
+        assert rows.get("koi")["job_id"] == "j1" and rows.stored_seq == 0 and not checkpoints.busy
+        table.load()
+        assert table.version == 0 and table.scan(["job_key"]).collect().height == 0  # no commit landed
+        disk.free()
+        checkpoints.run()  # the same rows fold again
+        assert table.scan(["job_key", "job_id"]).collect().rows() == [("koi", "j1")]
+        assert journal.read() == [] and read_highwater(checkpoints.path).seq == 1
+        journal.close()

@@ -1,5 +1,6 @@
-"""The ledger as a folder of parts: migration from the single-file ledger, versions, merges, and
-the one-call reads docs/ledger.md documents for Polars, DuckDB and pandas, run as written there."""
+"""The ledger as a Delta table: migration from the single-file ledger, commits that touch only the
+partitions of the rows they change, one row per key, and the one-call reads docs/ledger.md
+documents for Polars and pandas, run as written there."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import asyncio
 import json
 import re
 from datetime import datetime, timezone
+from urllib.parse import unquote
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from pipeline.store import parts as ledger_store
+from pipeline.store import migrate, parts as ledger_store
 from pipeline.store.ledger import SEQ_METADATA, Ledger, read_ledger
+from pipeline.store.location import parse
 from pipeline.store.schema import LEDGER_SCHEMA
+from pipeline.store.table import LedgerTable, night_of
 
 NOW = datetime(2026, 11, 24, 1, 2, 3, tzinfo=timezone.utc)
 
@@ -50,7 +54,7 @@ def test_previous_format_migrates_on_first_writable_open_without_losing_a_row_or
     assert int(before["credits_charged"].sum()) == expected_credits
 
     with Ledger.open(path, run_id="first") as ledger:
-        assert path.is_dir() and len(ledger_store.list_parts(path)) == 1
+        assert migrate.is_delta(path) and ledger_store.list_parts(path) == []  # a table now, no parts left
         assert ledger.get("old-0")["status"] == "DOWNLOADED"  # seq 4 was already in the file
         assert ledger.get("old-1")["credits_charged"] == 99 and "old-2" not in ledger
         assert ledger.credits_total() == expected_credits
@@ -58,6 +62,8 @@ def test_previous_format_migrates_on_first_writable_open_without_losing_a_row_or
     assert sorted(after["job_key"]) == sorted(before["job_key"]) and "old-2@abcd" in after["job_key"].to_list()
     assert after.sort("job_key").equals(before.sort("job_key"))
     assert not list(tmp_path.glob(".ledger.parquet*"))  # no staging folder, no old file left
+    table = pl.read_delta(str(path))  # every old row in the partition of the night its job was sent
+    assert table.filter(pl.col("job_key").str.starts_with("old-"))["night"].unique().to_list() == ["2026-11-24"]
 
 
 def test_a_migration_cut_short_is_finished_by_the_next_open(tmp_path):
@@ -73,27 +79,55 @@ def test_a_migration_cut_short_is_finished_by_the_next_open(tmp_path):
     assert path.is_dir() and not staging.exists() and not (tmp_path / ".ledger.parquet.v1").exists()
 
 
-def test_checkpoints_write_only_changed_rows_and_merges_keep_one_row_per_key(tmp_path):
+def commit_actions(path, version: int) -> tuple[list[str], list[str], dict]:
+    """A commit's files added and removed (paths in the table) and its commitInfo, read from its
+    _delta_log entry."""
+    added, removed, info = [], [], {}
+    for line in (path / "_delta_log" / f"{version:020d}.json").read_text().splitlines():
+        action = json.loads(line)
+        if "add" in action:
+            added.append(unquote(action["add"]["path"]))
+        elif "remove" in action:
+            removed.append(unquote(action["remove"]["path"]))
+        info = action.get("commitInfo", info)
+    return added, removed, info
+
+
+def test_checkpoints_rewrite_only_their_partition_and_keep_one_row_per_key(tmp_path):
+    """A checkpoint's MERGE adds and removes files only in the partitions of the rows it changed
+    (tonight's, of its manifest): an older night and another manifest are never rewritten."""
     path = tmp_path / "ledger.parquet"
+    old = pl.DataFrame({"job_key": [f"old-{i}" for i in range(50)], "status": "DOWNLOADED", "credits_charged": 5,
+                        "manifest": "m.yaml", "night": "2026-11-24", "batch": "m.yaml", "_removed": False})
+    LedgerTable(parse(str(path))).merge(old.select(  # an earlier night of the same manifest
+        pl.col(c) if c in old.columns else pl.lit(None).alias(c) for c in [*LEDGER_SCHEMA, "night", "batch", "_removed"]))
+    tonight = f"night={night_of()}/batch=m.yaml/"
     with Ledger.open(path, run_id="r") as ledger:
         for i in range(200):
-            ledger.record(f"k{i}", status="PENDING", credits_charged=0)
+            ledger.record(f"k{i}", status="PENDING", credits_charged=0, manifest="m.yaml")
+            ledger.record(f"other-{i}", status="PENDING", manifest="other.yaml")
         ledger.checkpoint()
-        for round_ in range(1, 12):  # a row changed in many checkpoints: many versions, then merges
+        for round_ in range(1, 12):  # a row changed in many checkpoints: one commit each
             ledger.record("k0", status="PROCESSING", attempts=round_)
             ledger.record(f"k{round_}", status="DOWNLOADED", credits_charged=10)
             ledger.checkpoint()
-            newest = max(ledger_store.list_parts(path), key=lambda p: p.last)
-            assert newest.rows == 2 or ledger.stats["merges"]  # the part holds the 2 rows changed
+            added, removed, info = commit_actions(path, ledger.table.version)
+            assert info["operation"] == "MERGE" and info["operationMetrics"]["num_source_rows"] == 2
+            assert added and all(f.startswith(tonight) for f in added + removed), (added, removed)
         ledger.rename("k5", "k5@old")
-        ledger.record("k5", status="PENDING")
-    parts = ledger_store.list_parts(path)
-    assert len(parts) < 13 and ledger.stats["merges"] >= 1
+        ledger.record("k5", status="PENDING", manifest="m.yaml")
+        ledger.record("old-3", status="FAILED")  # a stored row keeps its partition: only that one is touched
+        ledger.checkpoint()
+        added, removed, _ = commit_actions(path, ledger.table.version)
+        assert {f.split("/part-")[0] for f in added + removed} == {tonight.rstrip("/"), "night=2026-11-24/batch=m.yaml"}
     rows = read_ledger(path)
-    assert rows.height == 201 and rows["job_key"].n_unique() == 201
+    assert rows.height == 451 and rows["job_key"].n_unique() == 451
     k0 = rows.filter(pl.col("job_key") == "k0").row(0, named=True)
     assert (k0["status"], k0["attempts"]) == ("PROCESSING", 11)
-    assert int(rows["credits_charged"].sum()) == 110
+    assert int(rows["credits_charged"].sum()) == 110 + 250
+    assert rows.filter(pl.col("job_key") == "old-3")["status"].to_list() == ["FAILED"]
+    stored = pl.read_delta(str(path))  # the table itself: one row per key
+    assert stored.height == stored["job_key"].n_unique() == 451
 
 
 def test_async_checkpoint_runs_off_the_loop_and_loses_nothing_recorded_meanwhile(tmp_path):
@@ -152,18 +186,17 @@ def test_the_documented_one_call_reads_give_the_current_state(tmp_path):
     path = tmp_path / "ledger.parquet"
     expected = versions_ledger(path).sort("job_key")
     assert expected["job_key"].to_list() == ["a", "b@old"]
-    assert len(ledger_store.list_parts(path)) == 2  # so the reads below must resolve versions
+    # an earlier version still holds b and a's old state: the reads below must give the current one
+    assert sorted(pl.read_delta(str(path), version=1)["job_key"]) == ["a", "b"]
 
     reads = documented_reads(path)
-    assert [language for language, _ in reads] == ["python", "sql", "python"]  # Polars, DuckDB, pandas
-    assert "import polars" in reads[0][1] and "-- DuckDB" in reads[1][1] and "import pandas" in reads[2][1]
+    assert [language for language, _ in reads] == ["python", "python"]  # Polars, pandas
+    assert "import polars" in reads[0][1] and "to_pandas()" in reads[1][1]
     polars_rows = _run_python(reads[0][1])
-    duckdb = pytest.importorskip("duckdb")
-    duckdb_rows = duckdb.sql(reads[1][1]).pl()
     pytest.importorskip("pandas")
-    pandas_rows = _run_python(reads[2][1])
+    pandas_rows = _run_python(reads[1][1])
 
-    for rows in (polars_rows, duckdb_rows, pl.from_pandas(pandas_rows)):
+    for rows in (polars_rows, pl.from_pandas(pandas_rows)):
         got = rows.select(list(LEDGER_SCHEMA)).sort("job_key")
         assert got.select("job_key", "status", "credits_charged").rows() == \
             expected.select("job_key", "status", "credits_charged").rows()

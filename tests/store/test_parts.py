@@ -1,11 +1,14 @@
-"""The folder of parts: names, which parts are live, the newest version of a row winning, and
-merges by size tier. Real Parquet files in tmp_path."""
+"""The folder of parts (the ledger's format before the Delta table), as it is still read and
+migrated: names, which parts are live, the newest version of a row winning, and a folder of parts
+becoming the table's first commit with one current row per key. Real Parquet files in tmp_path.
+(Merging parts by size tier is gone with the format: the table's compaction is maintain(),
+tests/store/test_table.py.)"""
 
 from __future__ import annotations
 
 import polars as pl
 
-from pipeline.store import parts as store
+from pipeline.store import migrate, parts as store
 
 
 def versions(*rows: tuple[str, int, bool, bool, str]) -> pl.DataFrame:
@@ -42,23 +45,29 @@ def test_the_newest_version_wins_and_a_removed_row_is_gone(tmp_path):
     assert store.current(parts, ["status"], hidden=["a"]).collect().height == 0
 
 
-def test_merges_take_eight_parts_of_one_tier_and_a_merge_from_the_start_drops_removed_rows(tmp_path):
-    parts = [store.write_part(tmp_path, versions(("a", s, s == 8, s > 1, "PENDING"), (f"k{s}", s, False, False, "PENDING")),
-                              s, s) for s in range(1, store.MERGE_AT + 1)]
-    assert store.merge_candidates(parts[:-1]) == []
-    assert store.merge_candidates(parts) == parts
-    swaps = []
-    store.compact(tmp_path, parts, lambda live, obsolete: swaps.append((live, obsolete)))
-    [(live, obsolete)] = swaps
-    assert obsolete == parts and [(p.first, p.last) for p in live] == [(1, store.MERGE_AT)]
-    merged = pl.read_parquet(live[0].path)
-    assert "a" not in merged["job_key"].to_list() and not merged[store.SUPERSEDES].any()
-    assert merged.height == store.MERGE_AT
+def test_a_folder_of_parts_migrates_to_one_current_row_per_key(tmp_path):
+    """Versions of a row over several parts, a removed row, and a merge's input a crash left behind:
+    the table's first commit holds each key's newest version once, and no removed key."""
+    parts = [store.write_part(tmp_path, versions(("a", s, s == 8, s > 1, f"S{s}"), (f"k{s}", s, False, False, "PENDING")),
+                              s, s) for s in range(1, 8)]
+    store.write_part(tmp_path, versions(("b", 8, False, False, "DOWNLOADED")), 8, 8)
+    # the old code's merge of parts 1 and 2, its inputs left behind by a crash: not read twice
+    store.write_part(tmp_path, versions(("a", 2, False, False, "S2"), ("k1", 1, False, False, "PENDING"),
+                                        ("k2", 2, False, False, "PENDING")), 1, 2)
+    assert len(store.list_parts(tmp_path)) == len(parts) - 2 + 2 and store.covered_parts(tmp_path) == \
+        [p.path for p in parts[:2]]
+    assert migrate.migrate(tmp_path, 0) == 8  # the journal seq the table now holds
+    table = pl.read_delta(str(tmp_path)).sort("job_key")
+    assert table.select("job_key", "status").rows() == \
+        [("a", "S7"), ("b", "DOWNLOADED"), *[(f"k{s}", "PENDING") for s in range(1, 8)]]
+    assert migrate.is_delta(tmp_path) and migrate.migrate(tmp_path, 0) is None  # done once
+    migrate.remove_parts(tmp_path)
+    assert not list(tmp_path.glob("part-*.parquet")) and pl.read_delta(str(tmp_path)).height == 9
 
 
-def test_a_part_an_earlier_version_wrote_reads_its_new_columns_as_null_and_merges(tmp_path):
+def test_a_part_an_earlier_version_wrote_reads_its_new_columns_as_null_and_migrates(tmp_path):
     """Columns are only added (schema.py): a part written before `params` (issue 21) is read, looked
-    up and merged beside newer parts, whichever comes first, its missing columns null."""
+    up and migrated beside newer parts, whichever comes first, its missing columns null."""
     old_columns = [c for c in store.PART_SCHEMA if c not in ("params", "video_width", "video_height", "video_seconds")]
     parts = []
     for seq in range(1, store.MERGE_AT + 1):
@@ -77,8 +86,6 @@ def test_a_part_an_earlier_version_wrote_reads_its_new_columns_as_null_and_merge
     assert store.current(parts, ["params", "video_width"]).sort("job_key").collect().rows() == expected
     assert store.lookup(parts, ["k1", "k2"], ["params"]).select("job_key", "params").sort("job_key").rows() == \
         [row[:2] for row in expected[:2]]
-    swaps = []
-    store.compact(tmp_path, parts, lambda live, obsolete: swaps.append((live, obsolete)))
-    [(live, _)] = swaps
-    merged = pl.read_parquet(live[0].path).select("job_key", "params", "video_width").sort("job_key")
-    assert merged.rows() == expected
+    migrate.migrate(tmp_path, 0)  # and migrated into the table, the missing columns null there
+    table = pl.read_delta(str(tmp_path)).select("job_key", "params", "video_width").sort("job_key")
+    assert table.rows() == expected
