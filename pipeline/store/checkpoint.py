@@ -31,6 +31,9 @@ from pipeline.store.rows import Fold, LedgerRows
 from pipeline.store.table import LedgerTable
 
 
+VACUUM_EVERY = 24 * 3600  # seconds between vacuums from one journal
+
+
 def journal_id(path: Path) -> str:
     """Names this journal in the commits it makes (no path or user name leaves the machine)."""
     return hashlib.sha256(f"{socket.gethostname()}:{path.absolute()}".encode()).hexdigest()[:16]
@@ -90,9 +93,19 @@ class Checkpoints:
         nothing and stops nothing (the next run tries again), so it is counted, not raised."""
         if not self._touched:
             return
+        # A vacuum lists the whole table (in a store, every object): once a day from this journal is
+        # plenty, and delta-rs commits nothing when it finds nothing, so the day is kept here.
+        stamp = self.path.with_name(f"{self.path.stem}.vacuumed")
         try:
-            done = self.table.maintain(self._touched)
+            due = time.time() - stamp.stat().st_mtime > VACUUM_EVERY
+        except FileNotFoundError:
+            due = True
+        try:
+            done = self.table.maintain(self._touched, vacuum=due)
             self.stats["merges"] += done["compacted"]
+            if due:
+                stamp.touch()
+                self.stats["vacuums"] = self.stats.get("vacuums", 0) + 1
         except (OSError, DeltaError):
             self.stats["maintain_failed"] = self.stats.get("maintain_failed", 0) + 1
 

@@ -32,8 +32,7 @@ from pipeline.store.table import overlaid
 SEQ, REMOVED, SUPERSEDES = "_seq", "_removed", "_supersedes"
 BOOKKEEPING: dict[str, pl.DataType] = {SEQ: pl.Int64, REMOVED: pl.Boolean, SUPERSEDES: pl.Boolean}
 PART_SCHEMA: dict[str, pl.DataType] = {**LEDGER_SCHEMA, **BOOKKEEPING}
-MERGE_AT = 8  # parts of one tier merged together
-SETTLED_ROWS = 32_768  # a part this big is never merged again: a merge rewrites at most 8 x this
+MERGE_AT = 8  # parts of one tier were merged together (the format's own compaction, before the table)
 _PART = re.compile(r"^part-(\d{12})-(\d{12})-(\d+)\.parquet$")
 
 
@@ -176,36 +175,6 @@ def write_parquet(frame: pl.DataFrame, out) -> None:
     encoded = io.BytesIO()
     frame.write_parquet(encoded, row_group_size=65_536)
     out.write(encoded.getbuffer())
-
-
-def merge_candidates(parts: list[Part]) -> list[Part]:
-    """The newest MERGE_AT parts if they share a tier below SETTLED_ROWS, else nothing."""
-    tail = parts[-MERGE_AT:]
-    if len(tail) < MERGE_AT or any(p.rows >= SETTLED_ROWS for p in tail):
-        return []
-    return tail if len({p.tier for p in tail}) == 1 else []
-
-
-def compact(folder: Path, parts: list[Part], swap) -> None:
-    """Merge what merge_candidates picks, repeatedly. `swap(live parts, obsolete parts)` makes the
-    merged part live and deletes its inputs (the caller keeps reads off the files meanwhile).
-
-    A merged row keeps the `_supersedes` of its oldest version in the merge (that version alone
-    could hide an older one outside it); when the merge starts at the oldest part, nothing older
-    exists, so removed rows are dropped and no row supersedes anything.
-    """
-    while batch := merge_candidates(parts):
-        from_start = batch[0] is parts[0]
-        versions = scan_parts(batch)
-        first_flag = versions.group_by("job_key").agg(pl.col(SUPERSEDES).sort_by(SEQ).first().alias("_first"))
-        merged = newest(versions).join(first_flag, on="job_key").with_columns(pl.col("_first").alias(SUPERSEDES))
-        if from_start:
-            merged = merged.filter(~pl.col(REMOVED)).with_columns(pl.lit(False).alias(SUPERSEDES))
-        frame = merged.select(list(PART_SCHEMA)).sort("job_key").collect()
-        new = write_part(folder, frame, batch[0].first, batch[-1].last)
-        parts = sorted([p for p in parts if p not in batch] + [new], key=lambda p: (p.last, p.first))
-        swap(parts, batch)
-        _fsync_dir(folder)
 
 
 def migrate_file(path: Path, seq: int) -> None:

@@ -22,7 +22,7 @@ import os
 import re
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,6 @@ CONFIGURATION = {"delta.logRetentionDuration": f"interval {RETENTION_DAYS} days"
                  "delta.dataSkippingNumIndexedCols": "1"}
 COMMIT_TRIES = 30
 COMPACT_AT = 16  # a partition with more files than this is compacted at the end of a run
-VACUUM_EVERY = timedelta(days=1)
 
 
 def batch_of(manifest: str | None) -> str:
@@ -230,9 +229,9 @@ class LedgerTable:
             dt = self._dt
         return [] if dt is None else dt.history(limit)
 
-    def maintain(self, partitions: set[tuple[str, str]], now: datetime | None = None) -> dict[str, Any]:
-        """Compact the partitions this run touched that hold many small files, and vacuum files
-        older than the history kept, at most once a day. Conflicts leave it for the next run."""
+    def maintain(self, partitions: set[tuple[str, str]], vacuum: bool = True) -> dict[str, Any]:
+        """Compact the partitions this run touched that hold many small files, and (`vacuum`) delete
+        the files no version of the last 30 days needs. Conflicts leave it for the next run."""
         done: dict[str, Any] = {"compacted": 0, "vacuumed": 0}
         if self._dt is None and not self.load():
             return done
@@ -247,9 +246,7 @@ class LedgerTable:
                 except CommitFailedError:
                     pass  # another writer changed it meanwhile: the next run compacts
                 self.load()
-        now = now or datetime.now(timezone.utc)
-        last = [h for h in self._dt.history(200) if str(h.get("operation", "")).startswith("VACUUM")]
-        if not last or now - datetime.fromtimestamp(last[0]["timestamp"] / 1000, timezone.utc) > VACUUM_EVERY:
+        if vacuum:
             done["vacuumed"] = len(self._dt.vacuum(retention_hours=RETENTION_DAYS * 24, dry_run=False))
             self.load()
         return done

@@ -4,12 +4,15 @@ changed commits nothing. (The async worker's failure: test_faults.py.)"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pipeline.store.checkpoint import Checkpoints
 from pipeline.store.faults import StorageFault
 from pipeline.store.highwater import read_highwater
 from pipeline.store.journal import Journal
+from pipeline.store.ledger import Ledger, read_ledger
 from pipeline.store.location import parse
 from pipeline.store.rows import LedgerRows
 from pipeline.store.table import LedgerTable
@@ -83,3 +86,25 @@ def test_a_commit_that_cannot_be_made_changes_nothing(tmp_path):
         assert table.scan(["job_key", "job_id"]).collect().rows() == [("koi", "j1")]
         assert journal.read() == [] and read_highwater(checkpoints.path).seq == 1
         journal.close()
+
+
+def test_the_table_is_vacuumed_at_most_once_a_day_from_one_journal(tmp_path):
+    """delta-rs commits nothing when a vacuum finds nothing to delete, so the table's history cannot
+    say when the last one ran: a stamp beside the journal does (a vacuum lists the whole table)."""
+    path = tmp_path / "ledger.parquet"
+    first = Ledger.open(path, run_id="r1")
+    first.record("a", status="PENDING", manifest="m.yaml")
+    first.close()
+    stamp = tmp_path / "ledger.vacuumed"
+    assert first.stats["vacuums"] == 1 and stamp.exists()
+    second = Ledger.open(path, run_id="r2")
+    second.record("b", status="PENDING", manifest="m.yaml")
+    second.close()
+    assert "vacuums" not in second.stats  # within the day: not again
+    day_ago = stamp.stat().st_mtime - 25 * 3600
+    os.utime(stamp, (day_ago, day_ago))
+    third = Ledger.open(path, run_id="r3")
+    third.record("c", status="PENDING", manifest="m.yaml")
+    third.close()
+    assert third.stats["vacuums"] == 1
+    assert read_ledger(path)["job_key"].sort().to_list() == ["a", "b", "c"]
