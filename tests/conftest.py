@@ -75,3 +75,26 @@ def pytest_collection_modifyitems(items):
     """The slow-marked end-to-end runs first: under `-n 2` a long test handed out last leaves the
     other worker idle till it ends (the Makefile also lets idle workers steal queued tests)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+# -- a real S3 server (moto) in its own process: tests/s3server.py --
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One moto server per xdist worker (session scope), stopped at the end of the session."""
+    from tests.s3server import S3Server  # lazy: only sessions that use S3 start it
+
+    server = S3Server.start(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """The moto server with its AWS_* environment set for this test; `s3.url("videos")` is a prefix
+    in a fresh bucket, `s3.bucket()` a fresh bucket."""
+    from tests.s3server import S3  # lazy, as above
+
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    return S3(s3_server)
