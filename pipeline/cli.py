@@ -115,6 +115,7 @@ def _add_plan(sub) -> None:
                       help="price the run with this cap: the rows that fit, and the rows it would leave out")
     _refs_root_argument(plan)
     plan.add_argument("--take-over", action="store_true", help=TAKE_OVER_HELP)
+    _shard_argument(plan)
 
 
 def _add_run(sub) -> None:
@@ -145,6 +146,7 @@ def _add_run(sub) -> None:
                      help="receive Apiframe's signed webhooks here (hints; polling stays on)")
     run.add_argument("--webhook-url", metavar="URL",
                      help="the public URL that reaches --webhook-listen; sent with every submit")
+    _shard_argument(run)
     _run_report_arguments(run)
     _run_test_arguments(run)
 
@@ -234,6 +236,13 @@ def _add_reconcile(sub) -> None:
                            help="API requests per minute (default 500; 0 = no limit)")
     reconcile.add_argument("--json", action="store_true", help="print JSON for scripts")
     _refs_root_argument(reconcile)  # the manifest loads as `run` loads it, or its rows could not be matched
+
+
+def _shard_argument(parser: argparse.ArgumentParser) -> None:
+    # Checked by batch (plan/shard.py), so a bad value is one line naming the flag, as other bad input.
+    parser.add_argument("--shard", metavar="I/N",
+                        help="this worker's share of the manifest: the rows whose job_key hashes to I of N "
+                             "(N workers, each with its own --shard 1/N ... N/N, split one manifest)")
 
 
 def _refs_root_argument(parser: argparse.ArgumentParser) -> None:
@@ -355,12 +364,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from pipeline.reports import console
 
     summary = plan_batch(args.manifest, ledger=args.ledger, retry_failed=args.retry_failed, emulate=args.emulate,
-                         refs_root=args.refs_root, take_over=args.take_over, max_credits=args.max_credits)
+                         refs_root=args.refs_root, take_over=args.take_over, max_credits=args.max_credits,
+                         shard=args.shard)
     if summary.plan is None:
         _error(summary.error)
         _next_step(next_step.after_plan(args.argv, summary.exit_code))
         return summary.exit_code
     plan = summary.plan
+    if summary.shard:  # before the table: the rows it shows are this shard's
+        print(shard_line(summary.shard))
     print(console.format_plan(plan, Path(summary.paths["ledger"]), show_all=args.all))
     if summary.error:
         _error(summary.error)
@@ -426,6 +438,8 @@ def cmd_run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> i
         if summary.error:
             _error(summary.error)
         else:
+            if summary.shard:
+                print(shard_line(summary.shard))
             print(_console().format_summary(summary))
         for warning in summary.warnings:
             _error(warning)
@@ -468,6 +482,13 @@ def _next_step(lines: list[str]) -> None:
 
 def _announce(run_id: str, plan, where: str) -> None:
     print(_console().format_start(run_id, plan, where), flush=True)
+
+
+def shard_line(info: dict) -> str:
+    # Lazy: plan/shard.py loads polars, which --help does without.
+    from pipeline.plan.shard import describe
+
+    return describe(info)
 
 
 def _console():

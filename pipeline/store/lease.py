@@ -95,7 +95,14 @@ class Lease:
         self.key = f"{name}.json"
         self.etag: str | None = None  # set while held
         self.started_at = datetime.now(timezone.utc)
-        self._store = LocalStore(str(folder.path), mkdir=True) if folder.path is not None else from_url(folder.url)
+        self._opened = None
+
+    @property
+    def _store(self):
+        if self._opened is None:  # on first use, so a folder we cannot make is acquire()'s one-line fault
+            path = self.folder.path
+            self._opened = LocalStore(str(path), mkdir=True) if path is not None else from_url(self.folder.url)
+        return self._opened
 
     def __str__(self) -> str:
         return f"{self.folder}/{self.key}"
@@ -103,7 +110,16 @@ class Lease:
     # -- the three moves --
 
     def acquire(self) -> None:
-        """Hold the lease, or raise LeaseHeld naming who does."""
+        """Hold the lease, or raise LeaseHeld naming who does; StorageFault if the store cannot be used."""
+        try:
+            self._acquire()
+        except (LeaseHeld, StorageFault):
+            raise
+        except Exception as exc:  # the store refused or could not be reached: one line, nothing started
+            raise StorageFault(f"could not take the run lease {self}: {_first_line(exc)}; check the store and "
+                               "its credentials in the environment, then run the same command again") from None
+
+    def _acquire(self) -> None:
         for _ in range(TAKE_TRIES):
             try:
                 self.etag = obstore.put(self._store, self.key, self._body(), mode="create")["e_tag"]
@@ -142,12 +158,12 @@ class Lease:
         if self.etag is None:
             return
         etag, self.etag = self.etag, None
-        with self._swapping():
-            try:
+        try:
+            with self._swapping():
                 if obstore.head(self._store, self.key)["e_tag"] == etag:
                     obstore.delete(self._store, self.key)
-            except NotFoundError:
-                pass
+        except Exception:  # gone already, or the store unreachable: a lease left behind expires by itself
+            pass
 
     async def keep(self, on_lost: Callable[[LeaseLost], None]) -> None:
         """Renew every TTL/3 until cancelled. A store that cannot be reached is tried again; once
@@ -210,6 +226,12 @@ class Lease:
         return (f"another videobatch run of {self.what} holds it: {who} (run {holder.get('run_id', '?')}, since "
                 f"{holder.get('started_at', '?')}, lease expires at {_iso(expires)}); wait for it, or if that "
                 f"machine is gone the lease expires at {_iso(expires)} and the next run takes over ({self})")
+
+
+def _first_line(exc: BaseException) -> str:
+    """An obstore error's first line (the rest is a debug dump), with its kind."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def _holder(data: bytes) -> dict:

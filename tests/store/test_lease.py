@@ -1,6 +1,9 @@
 """The run lease against a local folder and against a real S3 protocol (moto's server, in its own
 process): create-only, refused while live, taken over once expired by exactly one taker, renewed,
-released only by its holder, expiry judged by the store's clock."""
+released only by its holder, expiry judged by the store's clock.
+
+Covers: pipeline/store/lease.py pipeline/store/location.py
+"""
 
 from __future__ import annotations
 
