@@ -26,7 +26,7 @@ from pipeline.config import (DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OU
                              ApiConfig, load_api_config)
 from pipeline.manifest.load import ManifestError, load_manifest
 from pipeline.plan.actions import keep_ledger_keys
-from pipeline.plan.shard import ShardError, parse_shard, shard_rows, shard_versions
+from pipeline.plan.shard import ShardError, parse_shard, shard_plan
 from pipeline.plan.prices import needs_catalog
 from pipeline.plan.reviewed import make_reviewed_plan
 from pipeline.reports.metrics import write_metrics
@@ -122,7 +122,7 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
     ledger_path = Path(ledger or (EMULATED_OUT if emulate else REAL_OUT) / LEDGER_NAME)
     try:
         shard = parse_shard(shard)
-        rows, shard_info = shard_rows(load_manifest(manifest, refs_root=refs_root), shard)
+        rows = load_manifest(manifest, refs_root=refs_root)
     except (ManifestError, ShardError) as exc:
         message = str(exc) if isinstance(exc, ShardError) else f"the manifest has problems; nothing was submitted\n{exc}"
         return refused_summary("plan", manifest, EXIT_BAD_INPUT, message,
@@ -138,7 +138,7 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, retry_
         with reading_parts(ledger_path):
             plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=retry_failed,
                                       manifest=manifest.resolve(), take_over=take_over)
-        shard_versions(plan, shard)
+        shard_info = shard_plan(plan, shard)  # planned whole, then this worker's rows
         plan.max_credits = max_credits
     except StorageFault as exc:  # a damaged or unreadable ledger: named, never planned as empty
         return refused_summary("plan", manifest, EXIT_STOPPED, str(exc), started_at=started, emulated=emulate,
@@ -220,7 +220,7 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
     if message:
         return refused(EXIT_BAD_INPUT, message)
     try:
-        rows, shard_info = shard_rows(load_manifest(manifest, refs_root=settings.refs_root), shard)
+        rows = load_manifest(manifest, refs_root=settings.refs_root)
     except ManifestError as exc:
         return refused(EXIT_BAD_INPUT, f"the manifest has problems; nothing was submitted\n{exc}")
     try:
@@ -239,7 +239,6 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
                               interrupts, on_start, refused)
     finally:
         lease.release()  # also after a failure or Ctrl-C; a lease left behind expires by itself
-    summary.shard = shard_info
     return summary
 
 
@@ -280,7 +279,7 @@ def _run_planned(manifest: Path, settings: BatchSettings, config: ApiConfig, led
         with reading_parts(ledger_path):
             plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=settings.retry_failed,
                                       manifest=manifest, take_over=settings.take_over)
-        shard_versions(plan, parse_shard(settings.shard))
+        shard_info = shard_plan(plan, parse_shard(settings.shard))  # planned whole, then this worker's rows
         plan.max_credits = settings.max_credits  # what it spends, and in what order (plan/budget.py)
     except StorageFault as exc:  # a damaged part, before any request: one line, never a traceback
         return refused(EXIT_STOPPED, str(exc), run_id)
@@ -302,8 +301,10 @@ def _run_planned(manifest: Path, settings: BatchSettings, config: ApiConfig, led
         ledger.append_run(result.to_runs_row(plan, emulated=bool(settings.emulate), log_path=log_path))
     except StorageFault:
         pass  # ledger.fault says it below; the journal holds every row for the rerun
-    return run_summary(result, plan, ledger, manifest=manifest, emulated=bool(settings.emulate),
-                       deadline=deadline, ledger_path=ledger_path, out_dir=out_dir, log_path=log_path)
+    summary = run_summary(result, plan, ledger, manifest=manifest, emulated=bool(settings.emulate),
+                          deadline=deadline, ledger_path=ledger_path, out_dir=out_dir, log_path=log_path)
+    summary.shard = shard_info
+    return summary
 
 
 async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, interrupts,

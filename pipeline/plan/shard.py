@@ -2,7 +2,8 @@
 job_key's sha256, read as a big-endian integer, is I-1 modulo N. The N shards of a manifest thus
 split its rows with no row in two shards and none in neither, whatever machine computes them, and
 a row keeps its shard as the manifest grows (N unchanged). An earlier version of an edited row
-(`<id>@<hash>`) goes with its id.
+(`<id>@<hash>`) goes with its id. The key is the one the plan runs the row under (the ledger's, for
+a row an older version named): every worker reads it the same way.
 """
 
 from __future__ import annotations
@@ -54,24 +55,22 @@ def parse_shard(text: str | Shard | tuple[int, int] | None) -> Shard | None:
     return Shard(index, count)
 
 
-def shard_rows(rows: pl.DataFrame, shard: Shard | None) -> tuple[pl.DataFrame, dict | None]:
-    """The manifest's rows this shard takes, and {"index", "count", "rows", "of"} (None without a shard)."""
+def shard_plan(plan, shard: Shard | None) -> dict | None:
+    """Narrow a whole manifest's Plan, in place, to this shard's rows (an earlier version
+    `<id>@<hash>` with its id); {"index", "count", "rows", "of"} of the manifest's rows, or None
+    without a shard. Planned whole first, so what the plan says of the manifest and its ledger (rows
+    it no longer lists) stays true of the manifest, not of a shard's slice of it."""
     if shard is None:
-        return rows, None
-    mine = rows.filter(shard.mask(rows["job_key"]))
-    return mine, {"index": shard.index, "count": shard.count, "rows": mine.height, "of": rows.height}
-
-
-def shard_versions(plan, shard: Shard | None) -> None:
-    """Leave in `plan` only the earlier versions (`<id>@<hash>`) of this shard's ids: the plan
-    follows every version of its manifest, and two shards must not follow the same one."""
-    if shard is None or not plan.rows.height:
-        return
+        return None
     keys = plan.rows["job_key"]
-    keep = shard.mask(keys) | ~keys.str.contains(MARK, literal=True)
-    if not keep.all():
-        plan.rows = plan.rows.filter(keep)
-        plan.counts = count_actions(plan.rows)
+    current = ~keys.str.contains(MARK, literal=True)
+    keep = shard.mask(keys)
+    plan.rows = plan.rows.filter(keep)
+    plan.counts = count_actions(plan.rows)
+    if plan.shared is not None and plan.shared.height:
+        plan.shared = plan.shared.filter(shard.mask(plan.shared["job_key"]))
+    return {"index": shard.index, "count": shard.count, "rows": int((keep & current).sum()),
+            "of": int(current.sum())}
 
 
 def describe(info: dict | None) -> str | None:

@@ -6,12 +6,13 @@ Covers: pipeline/plan/shard.py
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from pipeline.plan.actions import Plan, count_actions
-from pipeline.plan.shard import Shard, ShardError, describe, parse_shard, shard_rows, shard_versions
+from pipeline.plan.shard import Shard, ShardError, describe, parse_shard, shard_plan
 from pipeline.run.outcome import EXIT_BAD_INPUT
 from tests.harness import cli_env, free_port, prompts, run_cli, write_manifest
 
@@ -29,32 +30,42 @@ def test_parse_refuses_in_one_line_naming_the_flag(text):
     assert str(refused.value).startswith("--shard ") and "\n" not in str(refused.value)
 
 
+def plan_of(keys: list[str], shared: list[str] = ()) -> Plan:
+    rows = pl.DataFrame({"job_key": keys, "action": ["submit"] * len(keys), "credits_estimated": [10] * len(keys)})
+    held = pl.DataFrame({"job_key": list(shared), "row": list(range(len(shared))), "held_by": ["other.yaml"] * len(shared)},
+                        schema={"job_key": pl.String, "row": pl.Int64, "held_by": pl.String})
+    return Plan(manifest=Path("m.yaml"), rows=rows, orphans=3, counts=count_actions(rows), shared=held)
+
+
 def test_the_shards_split_the_rows_once_each_by_the_keys_sha256():
     keys = [f"scene-{i}" for i in range(400)] + ["un-cafe-a-paris", "owl-v2"]
-    rows = pl.DataFrame({"job_key": keys, "n": range(len(keys))})
     taken: list[str] = []
     for index in range(1, 5):
-        mine, info = shard_rows(rows, Shard(index, 4))
-        assert info == {"index": index, "count": 4, "rows": mine.height, "of": len(keys)}
-        assert 60 < mine.height < 140  # sha256 spreads them: none of the four near empty or whole
-        for key in mine["job_key"]:
+        plan = plan_of(keys)
+        info = shard_plan(plan, Shard(index, 4))
+        mine = plan.rows["job_key"].to_list()
+        assert info == {"index": index, "count": 4, "rows": len(mine), "of": len(keys)}
+        assert 60 < len(mine) < 140  # sha256 spreads them: none of the four near empty or whole
+        for key in mine:
             assert int.from_bytes(hashlib.sha256(key.encode()).digest(), "big") % 4 == index - 1
-        taken += mine["job_key"].to_list()
+        assert plan.counts == count_actions(plan.rows) and plan.credits_to_spend == 10 * len(mine)
+        assert plan.orphans == 3  # said of the whole manifest, planned whole
+        taken += mine
     assert sorted(taken) == sorted(keys)  # every row once, none twice
-    assert shard_rows(rows, None) == (rows, None)
+    whole = plan_of(keys)
+    assert shard_plan(whole, None) is None and whole.rows.height == len(keys)
     assert describe({"index": 2, "count": 4, "rows": 25, "of": 100}) == "shard 2/4: 25 of 100 rows"
 
 
-def test_an_earlier_version_goes_with_its_id():
+def test_an_earlier_version_and_a_shared_id_go_with_their_id():
     shard = Shard(1, 2)
     mine = next(f"k{i}" for i in range(50) if shard.holds(f"k{i}"))
     theirs = next(f"k{i}" for i in range(50) if not shard.holds(f"k{i}"))
-    rows = pl.DataFrame({"job_key": [mine, f"{mine}@aaaa", f"{theirs}@bbbb"], "action": ["new", "track", "track"],
-                         "credits_estimated": [10, 0, 0]})
-    plan = Plan(manifest=None, rows=rows, counts=count_actions(rows))
-    shard_versions(plan, shard)
+    plan = plan_of([mine, f"{mine}@aaaa", theirs, f"{theirs}@bbbb"], shared=[mine, theirs])
+    info = shard_plan(plan, shard)
     assert plan.rows["job_key"].to_list() == [mine, f"{mine}@aaaa"]
-    assert plan.counts == count_actions(plan.rows)
+    assert info["rows"] == 1 and info["of"] == 2  # the manifest's rows, not their earlier versions
+    assert plan.shared["job_key"].to_list() == [mine]  # another shard's refusal is its own to say
 
 
 @pytest.mark.parametrize("command", ["plan", "run"])
