@@ -234,11 +234,15 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
         lease.acquire()  # before the ledger is opened writable; nothing is submitted without it
     except (LeaseHeld, StorageFault) as exc:
         return refused(EXIT_STOPPED, str(exc))
+    if interrupts is not None:  # a Ctrl-C that quits at once (cli.Interrupts) releases it too
+        interrupts.lease = lease
     try:
         summary = _run_leased(manifest, settings, config, run_id, lease, rows, decisions, deadline, out_dir,
                               interrupts, on_start, refused)
     finally:
-        lease.release()  # also after a failure or Ctrl-C; a lease left behind expires by itself
+        if interrupts is not None:
+            interrupts.lease = None
+        lease.release()  # also after a failure or a first Ctrl-C; a lease left behind expires by itself
     return summary
 
 

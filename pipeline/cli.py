@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 
@@ -402,6 +403,7 @@ class Interrupts:
         self.count = 0
         self.runner = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.lease = None  # the run lease (store/lease.py) while batch holds it
 
     def install(self, *, after_polars: bool = True) -> None:
         # Polars, on import, hooks SIGINT below Python and then turns a Ctrl-C that lands during
@@ -420,8 +422,20 @@ class Interrupts:
         name = signal.Signals(sig).name
         if self.count > 1 or self.runner is None or self.loop is None:
             print(f"\n{name}: exiting now; run the same command again to continue", flush=True)
+            self._release_lease()
             os._exit(EXIT_STOPPED)
         self.loop.call_soon_threadsafe(self.runner.interrupt, name)
+
+
+    def _release_lease(self) -> None:
+        """Quitting at once, the run lease is released first, as the kernel drops the ledger's flock:
+        the next run need not wait for it to expire. Bounded: a store that does not answer within
+        2 s leaves the lease to expire by itself."""
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            worker = threading.Thread(target=lease.release, daemon=True)
+            worker.start()
+            worker.join(timeout=2.0)
 
 
 def cmd_run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:

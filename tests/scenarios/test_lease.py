@@ -144,3 +144,46 @@ def test_shards_in_turn_fill_one_ledger_and_a_whole_run_finds_nothing_to_do(emul
     assert whole.returncode == 0 and "8 already done" in whole.stdout, whole.stdout + whole.stderr
     assert emu.stats()["requests"].get("POST /v2/videos/generate", 0) == 8
     check_books(emu.stats(), ledger(tmp_path), in_flight_ok=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signals", [1, 2])
+def test_ctrl_c_releases_the_lease_and_the_next_run_needs_not_wait(emulator_thread, tmp_path, signals):
+    """A first Ctrl-C stops cleanly and releases the lease on the way out; a second quits at once
+    (os._exit) and releases it first. Either way the next run starts at once (TTL 10 min here)."""
+    emu = emulator_thread(**steady(5.0))
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(3))
+    env = cli_env(emu.base_url)
+    proc = start_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert wait_for(lambda: len(emu.stats()["jobs"]) == 3, timeout=60)
+    assert lease_file(tmp_path).exists()
+    for _ in range(signals):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)  # the second lands while the first is still stopping the run
+    out = finish(proc, timeout=60)
+    assert proc.returncode == EXIT_STOPPED and "Traceback" not in out, out
+    assert ("exiting now" in out) == (signals == 2), out
+    assert not lease_file(tmp_path).exists()
+
+    rest = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    check_books(emu.stats(), ledger(tmp_path), in_flight_ok=False)
+
+
+def test_reconcile_adopt_is_refused_while_a_run_holds_the_manifest(emulator_thread, tmp_path):
+    from pipeline.store.lease import Lease, lease_folder  # the holder: this test process, as a run would
+
+    emu = emulator_thread()
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(2))
+    env = cli_env(emu.base_url)
+    holder = Lease(lease_folder(tmp_path / "ledger.parquet"), "m", run_id="holding", what="m.yaml")
+    holder.acquire()
+    args = ["reconcile", str(manifest), "--ledger", str(tmp_path / "ledger.parquet"), "--adopt", "--rpm", "0"]
+    refused = run_cli(*args, env=env, cwd=tmp_path)
+    assert refused.returncode == EXIT_STOPPED, refused.stdout + refused.stderr
+    assert refused.stderr.count("\n") == 1 and f"pid {os.getpid()} on host {socket.gethostname()}" in refused.stderr
+    assert refused.stderr.rstrip().endswith("; nothing was adopted")
+    assert emu.stats()["requests"] == {}  # not even a read: refused before the API
+    holder.release()
+    assert run_cli(*args, env=env, cwd=tmp_path).returncode == 0
+    assert not lease_file(tmp_path).exists()  # reconcile released its own
