@@ -41,6 +41,7 @@ import obstore
 from obstore.exceptions import AlreadyExistsError, NotFoundError, PreconditionError
 from obstore.store import LocalStore, from_url
 
+from pipeline.redact import redact
 from pipeline.store.faults import StorageFault
 from pipeline.store.location import Location, parse
 
@@ -228,10 +229,18 @@ class Lease:
                 f"machine is gone the lease expires at {_iso(expires)} and the next run takes over ({self})")
 
 
+_STORE_SECRETS = re.compile(r"^(AWS|AZURE|GOOGLE|GCS)_\w*(SECRET|KEY|TOKEN|PASSWORD)\w*$")
+
+
 def _first_line(exc: BaseException) -> str:
-    """An obstore error's first line (the rest is a debug dump), with its kind."""
+    """An obstore error's first line (the rest is a debug dump), with its kind, and never a
+    credential of the store's environment in it."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+    line = f"{type(exc).__name__}: {text[0] if text else ''}"
+    for name, value in os.environ.items():
+        if len(value) >= 4 and _STORE_SECRETS.match(name) and value in line:
+            line = line.replace(value, "***")
+    return redact(line)
 
 
 def _holder(data: bytes) -> dict:

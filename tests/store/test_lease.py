@@ -19,8 +19,9 @@ import obstore
 import pytest
 from obstore.store import LocalStore, from_url
 
-from pipeline.store.lease import (DEFAULT_TTL_S, LEASE_DIR, TTL_ENV, Lease, LeaseHeld, LeaseLost, lease_folder,
-                                  lease_name, lease_ttl)
+from pipeline.store.faults import StorageFault
+from pipeline.store.lease import (DEFAULT_TTL_S, LEASE_DIR, TTL_ENV, Lease, LeaseHeld, LeaseLost, _first_line,
+                                  lease_folder, lease_name, lease_ttl)
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -185,3 +186,28 @@ def test_names_folders_and_ttl(tmp_path, monkeypatch):
     assert lease_ttl() == 3.0
     monkeypatch.setenv(TTL_ENV, "soon")
     assert lease_ttl() == DEFAULT_TTL_S
+
+
+def test_a_store_that_cannot_be_reached_is_one_line_and_never_a_credential(monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value-never-shown")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")  # nothing listens there
+    unreachable = Lease(lease_folder("s3://bkt/ledger"), "nightly", run_id="r", what="nightly.yaml")
+    started = time.monotonic()
+    with pytest.raises(StorageFault) as fault:
+        unreachable.acquire()
+    line = str(fault.value)
+    assert line.startswith("could not take the run lease s3://bkt/ledger/_videobatch/leases/nightly.json: ")
+    assert "\n" not in line and "s3cr3t" not in line and time.monotonic() - started < 120
+    unreachable.release()  # never held: nothing to do, nothing raised
+
+    said = _first_line(RuntimeError("denied for s3cr3t-value-never-shown with afk_abcdef123\ndebug dump"))
+    assert said == "RuntimeError: denied for *** with afk_***"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
