@@ -32,6 +32,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -97,6 +98,9 @@ class Lease:
         self.etag: str | None = None  # set while held
         self.started_at = datetime.now(timezone.utc)
         self._opened = None
+        # A renewal still in its thread when the run ends (keep() cancelled) and the release must
+        # not interleave: the release would read an e_tag the renewal is replacing, and leave it.
+        self._mutex = threading.Lock()
 
     @property
     def _store(self):
@@ -144,6 +148,10 @@ class Lease:
 
     def renew(self) -> None:
         """Push the expiry on by a TTL; LeaseLost if the lease is no longer ours."""
+        with self._mutex:
+            self._renew()
+
+    def _renew(self) -> None:
         if self.etag is None:
             raise LeaseLost(f"the run lease {self} is not held")
         try:
@@ -156,9 +164,13 @@ class Lease:
 
     def release(self) -> None:
         """Delete the lease if it is still ours; one taken over by another run is left to it."""
-        if self.etag is None:
-            return
-        etag, self.etag = self.etag, None
+        with self._mutex:
+            if self.etag is None:
+                return
+            etag, self.etag = self.etag, None
+            self._delete_if(etag)
+
+    def _delete_if(self, etag: str) -> None:
         try:
             with self._swapping():
                 if obstore.head(self._store, self.key)["e_tag"] == etag:
