@@ -10,6 +10,10 @@ running a manifest (or one shard of it), so a second run of it, on any machine, 
 - `renew()` rewrites it by compare-and-swap on our own e_tag; `keep()` does so every TTL/3 for the
   whole run. A swap refused means another run took the lease: LeaseLost, the run stops.
 - `release()` deletes it only while the e_tag is still ours.
+- A lease whose holder ran on this very machine (same kernel boot, same pid namespace) and whose
+  process is gone (SIGKILL, OOM, a crash) is taken over at once, as the kernel drops the ledger's
+  flock: the next run after a crash need not wait out the TTL. From any other machine, or another
+  container's pid namespace, a pid says nothing here, and only expiry frees it.
 
 Expiry is judged by the store's clock, never ours against another machine's: a lease expires
 `ttl_s` after its object's `last_modified` (stamped by the store when it was last written), and
@@ -43,7 +47,7 @@ from obstore.exceptions import AlreadyExistsError, NotFoundError, PreconditionEr
 from obstore.store import LocalStore, from_url
 
 from pipeline.redact import redact
-from pipeline.store.faults import StorageFault
+from pipeline.store.faults import StorageFault, disk_fault
 from pipeline.store.location import Location, parse
 
 LEASE_DIR = "_videobatch/leases"
@@ -121,6 +125,9 @@ class Lease:
         except (LeaseHeld, StorageFault):
             raise
         except Exception as exc:  # the store refused or could not be reached: one line, nothing started
+            code = re.search(r"\(os error (\d+)\)", str(exc))
+            if self.folder.path is not None and code:  # a local disk: said as every other disk fault
+                raise disk_fault(OSError(int(code[1]), os.strerror(int(code[1]))), self.folder.path / self.key) from None
             raise StorageFault(f"could not take the run lease {self}: {_first_line(exc)}; check the store and "
                                "its credentials in the environment, then run the same command again") from None
 
@@ -137,7 +144,7 @@ class Lease:
                 continue  # released meanwhile: create it
             meta, holder = found.meta, _holder(bytes(found.bytes()))
             expires = meta["last_modified"] + timedelta(seconds=float(holder.get("ttl_s") or self.ttl))
-            if self._store_now() < expires:
+            if not _dead_here(holder) and self._store_now() < expires:
                 raise LeaseHeld(self._held_line(holder, expires))
             try:
                 self.etag = self._swap(meta["e_tag"])
@@ -204,7 +211,7 @@ class Lease:
         now = datetime.now(timezone.utc)
         return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "run_id": self.run_id,
                            "started_at": _iso(self.started_at), "expires_at": _iso(now + timedelta(seconds=self.ttl)),
-                           "ttl_s": self.ttl}).encode()
+                           "ttl_s": self.ttl, "machine": _machine()}).encode()
 
     def _swap(self, etag: str) -> str:
         """Overwrite the lease only if its e_tag is still `etag`: the new e_tag, or PreconditionError."""
@@ -242,6 +249,29 @@ class Lease:
 
 
 _STORE_SECRETS = re.compile(r"^(AWS|AZURE|GOOGLE|GCS)_\w*(SECRET|KEY|TOKEN|PASSWORD)\w*$")
+
+
+def _machine() -> str | None:
+    """This kernel's boot and this pid namespace (Linux), or None: where a pid means a process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
+
+
+def _dead_here(holder: dict) -> bool:
+    """Whether the holder ran here (this boot, this pid namespace) and its process is gone."""
+    here, pid = _machine(), holder.get("pid")
+    if here is None or holder.get("machine") != here or not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: alive, another user's
+        return False
+    return False  # alive (or its pid reused: then the TTL decides, the safe way)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -2,8 +2,9 @@
 
 - a second run of a manifest while the first runs (past several lease renewals) is refused in one
   line naming the first's host and pid, submits nothing, and the first finishes its books;
-- a run SIGKILLed leaves its lease; the next run is refused while it is live, and once it has
-  expired the next run takes over and finishes with one paid job per row;
+- a run SIGKILLed leaves its lease: of a run on another machine, the next run is refused while it
+  is live and takes over once it has expired; of a run on this machine (its pid gone), at once;
+  either way the books end with one paid job per row;
 - two shards of one manifest run at once and cover every row exactly once; shards run in turn
   into one ledger leave nothing for a whole run to do.
 
@@ -19,6 +20,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -77,18 +79,32 @@ def test_a_second_run_of_the_same_manifest_is_refused_naming_host_and_pid(emulat
     check_books(emu.stats(), rows, in_flight_ok=False)
 
 
+def kill_mid_run(emu, manifest: Path, tmp_path: Path, env: dict, rows: int):
+    """A run SIGKILLed once the emulator has made its `rows` jobs: its lease is left behind."""
+    dead = start_cli(*run_args(manifest, tmp_path, "--checkpoint-every", "0.2"), env=env, cwd=tmp_path,
+                     stdout=subprocess.DEVNULL)
+    assert wait_for(lambda: len(emu.stats()["jobs"]) == rows, timeout=60)
+    dead.send_signal(signal.SIGKILL)
+    dead.wait(timeout=10)
+    assert json.loads(lease_file(tmp_path).read_text())["pid"] == dead.pid  # nobody released it
+    return dead
+
+
+def books_after(emu, tmp_path: Path) -> None:
+    stats = emu.stats()
+    assert {key: len(jobs) for key, jobs in jobs_per_key(stats).items()} == {k: 1 for k in ledger(tmp_path)["job_key"]}
+    check_books(stats, ledger(tmp_path), in_flight_ok=False)  # one paid job per row, every credit, every byte
+
+
 @pytest.mark.slow
-def test_a_killed_runs_lease_holds_until_it_expires_then_the_next_run_takes_over(emulator_thread, tmp_path):
+def test_a_lease_of_a_machine_gone_holds_until_it_expires_then_the_next_run_takes_over(emulator_thread, tmp_path):
     emu = emulator_thread(**steady(4.0))
     manifest = write_manifest(tmp_path / "m.yaml", prompts(4))
     env = cli_env(emu.base_url, VIDEOBATCH_LEASE_TTL="10")
-    dead = start_cli(*run_args(manifest, tmp_path, "--checkpoint-every", "0.2"), env=env, cwd=tmp_path,
-                     stdout=open(os.devnull, "w"))
-    assert wait_for(lambda: len(emu.stats()["jobs"]) == 4, timeout=60)
-    dead.send_signal(signal.SIGKILL)
-    dead.wait(timeout=10)
+    dead = kill_mid_run(emu, manifest, tmp_path, env, rows=4)
+    # As if it had run on another machine, now gone: its pid says nothing here, only expiry frees it.
     left = lease_file(tmp_path)
-    assert json.loads(left.read_text())["pid"] == dead.pid  # nobody released it
+    left.write_text(json.dumps({**json.loads(left.read_text()), "machine": "another-boot/pid:[1]"}))
 
     refused = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
     assert refused.returncode == EXIT_STOPPED, refused.stdout + refused.stderr
@@ -100,9 +116,21 @@ def test_a_killed_runs_lease_holds_until_it_expires_then_the_next_run_takes_over
     taken = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
     assert taken.returncode == 0, taken.stdout + taken.stderr
     assert not left.exists()
-    stats = emu.stats()
-    assert {key: len(jobs) for key, jobs in jobs_per_key(stats).items()} == {k: 1 for k in ledger(tmp_path)["job_key"]}
-    check_books(stats, ledger(tmp_path), in_flight_ok=False)  # one paid job per row, every credit, every byte
+    books_after(emu, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_lease_of_a_run_killed_on_this_machine_is_taken_over_at_once(emulator_thread, tmp_path):
+    """As the kernel drops the ledger's flock when its process dies: a crash (SIGKILL, OOM) does not
+    keep the next run on this machine waiting 10 minutes."""
+    emu = emulator_thread(**steady(3.0))
+    manifest = write_manifest(tmp_path / "m.yaml", prompts(3))
+    env = cli_env(emu.base_url)  # the real TTL: 10 minutes
+    kill_mid_run(emu, manifest, tmp_path, env, rows=3)
+    taken = run_cli(*run_args(manifest, tmp_path), env=env, cwd=tmp_path)
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    assert not lease_file(tmp_path).exists()
+    books_after(emu, tmp_path)
 
 
 @pytest.mark.slow

@@ -11,6 +11,8 @@ import asyncio
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -211,3 +213,31 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_a_holder_dead_on_this_machine_is_taken_over_at_once_one_elsewhere_is_not(ledger):
+    """Same boot and pid namespace, pid gone: taken over now. Another machine's pid means nothing here."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    folder = lease_folder(ledger)
+    store = LocalStore(str(folder.path), mkdir=True) if folder.path is not None else from_url(folder.url)
+    here = json.loads(_lease_body_of_this_machine(ledger))["machine"]
+    for machine, taken in [("another-boot/pid:[1]", False), (here, True)]:
+        body = {"host": socket.gethostname(), "pid": gone.pid, "run_id": "crashed", "ttl_s": 600, "machine": machine}
+        obstore.put(store, "nightly.json", json.dumps(body).encode())
+        taker = lease(ledger, "next")
+        if taken:
+            taker.acquire()
+            assert stored(ledger)["run_id"] == "next"
+            taker.release()
+        else:
+            with pytest.raises(LeaseHeld, match=f"pid {gone.pid} on host"):
+                taker.acquire()
+
+
+def _lease_body_of_this_machine(ledger: str) -> str:
+    probe = lease(ledger, "probe", name="probe")
+    probe.acquire()
+    body = json.dumps(stored(ledger, "probe"))
+    probe.release()
+    return body
