@@ -26,6 +26,7 @@ from pipeline.config import (DEMO_TIME_SCALE, EMULATED_OUT, LEDGER_NAME, REAL_OU
                              ApiConfig, load_api_config)
 from pipeline.manifest.load import ManifestError, load_manifest
 from pipeline.plan.actions import keep_ledger_keys
+from pipeline.plan.shard import ShardError, parse_shard, shard_plan
 from pipeline.plan.prices import needs_catalog
 from pipeline.plan.reviewed import make_reviewed_plan
 from pipeline.reports.metrics import write_metrics
@@ -42,7 +43,8 @@ from pipeline.run.runlog import RunLog
 from pipeline.run.tracker import read_job, read_job_list
 from pipeline.run.transitions import ReadError
 from pipeline.store.faults import StorageFault, disk_fault
-from pipeline.store.ledger import Ledger, LedgerCorrupt, anchor, reading_ledger
+from pipeline.store.lease import Lease, LeaseHeld, lease_folder, lease_name
+from pipeline.store.ledger import Ledger, LedgerCorrupt, anchor, reading_ledger, where_of
 from pipeline.store.location import Location, LocationError, parse
 from pipeline.store.runs import read_runs
 from pipeline.store.verdicts import VerdictsCorrupt, read_verdicts
@@ -77,6 +79,7 @@ class BatchSettings:
     dialect: tuple[str, ...] = ()  # with emulate: the emulator answers like these variants of the API
     refs_root: Path | str | None = None  # local reference images may also lie under it, not only in the manifest's folder
     notify_retry_delay: float = 1.0  # first wait before a notification is sent again
+    shard: Any = None  # "I/N" (or a plan.shard.Shard): only this worker's share of the rows
 
 
 def new_run_id() -> str:
@@ -113,10 +116,10 @@ async def _plan_prices(plan, config, ledger_path: Path, emulate: bool) -> None:
 def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, state_dir: Path | str | None = None,
                retry_failed: bool = False,
                emulate: bool = False, check_balance: bool = True, refs_root: Path | str | None = None,
-               take_over: bool = False, max_credits: int | None = None) -> BatchSummary:
+               take_over: bool = False, max_credits: int | None = None, shard: Any = None) -> BatchSummary:
     """Price a manifest against its ledger and (with an API key) the account's balance; submits
     nothing. `summary.plan` holds the row-by-row Plan (with `max_credits`, its budget: the rows
-    a run would leave out)."""
+    a run would leave out; with `shard` "I/N", only that worker's rows)."""
     started = _now()
     manifest = Path(manifest)
     try:
@@ -125,9 +128,11 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, state_
         return refused_summary("plan", manifest, EXIT_BAD_INPUT, str(exc), started_at=started, emulated=emulate,
                                ledger_path=Path(str(ledger)), out_dir=None)
     try:
+        shard = parse_shard(shard)
         rows = load_manifest(manifest, refs_root=refs_root)
-    except ManifestError as exc:
-        return refused_summary("plan", manifest, EXIT_BAD_INPUT, f"the manifest has problems; nothing was submitted\n{exc}",
+    except (ManifestError, ShardError) as exc:
+        message = str(exc) if isinstance(exc, ShardError) else f"the manifest has problems; nothing was submitted\n{exc}"
+        return refused_summary("plan", manifest, EXIT_BAD_INPUT, message,
                                started_at=started, emulated=emulate, ledger_path=ledger_path, out_dir=None)
     try:
         decisions = read_verdicts(ledger_path)
@@ -140,6 +145,7 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, state_
         with reading_ledger(ledger_path):
             plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=retry_failed,
                                       manifest=manifest.resolve(), take_over=take_over)
+        shard_info = shard_plan(plan, shard)  # planned whole, then this worker's rows
         plan.max_credits = max_credits
     except StorageFault as exc:  # a damaged or unreadable ledger: named, never planned as empty
         return refused_summary("plan", manifest, EXIT_STOPPED, str(exc), started_at=started, emulated=emulate,
@@ -161,8 +167,10 @@ def plan_batch(manifest: Path | str, *, ledger: Path | str | None = None, state_
             code, error = exc.exit_code, str(exc)
         except ApiError as exc:
             code, error = EXIT_STOPPED, f"could not read the balance: {exc}"
-    return plan_summary(plan, ledger, manifest=manifest.resolve(), emulated=emulate, ledger_path=ledger_path,
-                        started_at=started, exit_code=code, balance=balance, error=error)
+    summary = plan_summary(plan, ledger, manifest=manifest.resolve(), emulated=emulate, ledger_path=ledger_path,
+                           started_at=started, exit_code=code, balance=balance, error=error)
+    summary.shard = shard_info
+    return summary
 
 
 # --- run ------------------------------------------------------------------------------------
@@ -218,7 +226,8 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
             check_url(settings.notify)  # registers it as a secret before anything could print it
         if settings.deadline is not None:
             deadline = settings.deadline if isinstance(settings.deadline, Deadline) else parse_deadline(settings.deadline)
-    except (DeadlineError, NotifyUrlError) as exc:
+        shard = parse_shard(settings.shard)
+    except (DeadlineError, NotifyUrlError, ShardError) as exc:
         return refused(EXIT_BAD_INPUT, str(exc))
     message = bad_out or _settings_refusal(settings, config)
     if message:
@@ -232,13 +241,44 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
     except VerdictsCorrupt as exc:
         return refused(EXIT_BAD_INPUT, str(exc))
     run_id = new_run_id()
+    # --- the run lease (store/lease.py): one run of this manifest (shard) at a time, on any machine ---
+    lease = run_lease(ledger_path, manifest, shard, run_id)
+    try:
+        lease.acquire()  # before the ledger is opened writable; nothing is submitted without it
+    except (LeaseHeld, StorageFault) as exc:
+        return refused(EXIT_STOPPED, str(exc))
+    if interrupts is not None:  # a Ctrl-C that quits at once (cli.Interrupts) releases it too
+        interrupts.lease = lease
+    try:
+        summary = _run_leased(manifest, settings, config, run_id, lease, ledger_path, rows, decisions, deadline,
+                              out_dir, interrupts, on_start, refused)
+    finally:
+        if interrupts is not None:
+            interrupts.lease = None
+        lease.release()  # also after a failure or a first Ctrl-C; a lease left behind expires by itself
+    if out is not None and out.remote and summary.paths.get("videos"):
+        summary.paths["videos"] = out.url
+    return summary
+
+
+def run_lease(ledger_path: Path | str, manifest: Path, shard, run_id: str) -> Lease:
+    """The lease a run (or reconcile --adopt) of `manifest` takes on `ledger_path`."""
+    what = manifest.name + (f" (shard {shard})" if shard else "")
+    return Lease(lease_folder(where_of(Path(ledger_path))), lease_name(manifest, shard and (shard.index, shard.count)),
+                 run_id=run_id, what=what)
+
+
+def _run_leased(manifest: Path, settings: BatchSettings, config: ApiConfig, run_id: str, lease: Lease,
+                ledger_path: Path, rows, decisions, deadline, out_dir: Path, interrupts, on_start,
+                refused) -> BatchSummary:
+    """With the lease held: open the ledger writable, plan, run, close."""
     try:
         ledger = Ledger.open(ledger_path, run_id=run_id)
     except StorageFault as exc:  # in use by another run (LedgerLocked), damaged, or not writable
         return refused(EXIT_STOPPED, str(exc))
     try:
         summary = _run_planned(manifest.resolve(), settings, config, ledger, rows, decisions, deadline,
-                               out_dir, interrupts, on_start, refused)
+                               out_dir, interrupts, on_start, refused, lease)
     finally:
         try:
             with reading_ledger(ledger_path):  # its last checkpoint reads the rows it changed
@@ -247,8 +287,6 @@ def _run(manifest: Path, settings: BatchSettings, interrupts, on_start) -> Batch
             ledger.fault = ledger.fault or exc  # the journal keeps every line for the rerun
     if ledger.fault is not None:  # our own storage failed: a stop to resume, said in one line
         summary.exit_code, summary.stop_reason = EXIT_STOPPED, str(ledger.fault)
-    if out.remote and summary.paths.get("videos"):
-        summary.paths["videos"] = out.url
     return summary
 
 
@@ -276,13 +314,14 @@ def _staging(settings: BatchSettings, ledger_path: Path) -> tuple[Path, str | No
 
 
 def _run_planned(manifest: Path, settings: BatchSettings, config: ApiConfig, ledger: Ledger, rows, decisions,
-                 deadline, out_dir: Path, interrupts, on_start, refused) -> BatchSummary:
+                 deadline, out_dir: Path, interrupts, on_start, refused, lease: Lease | None = None) -> BatchSummary:
     """With the ledger open: the plan, the run, its row in the runs table, and its summary."""
     ledger_path, run_id = ledger.path, ledger.run_id
     try:
         with reading_ledger(ledger_path):
             plan = make_reviewed_plan(rows, ledger, decisions, retry_failed=settings.retry_failed,
                                       manifest=manifest, take_over=settings.take_over)
+        shard_info = shard_plan(plan, parse_shard(settings.shard))  # planned whole, then this worker's rows
         plan.max_credits = settings.max_credits  # what it spends, and in what order (plan/budget.py)
     except StorageFault as exc:  # a damaged part, before any request: one line, never a traceback
         return refused(EXIT_STOPPED, str(exc), run_id)
@@ -297,19 +336,21 @@ def _run_planned(manifest: Path, settings: BatchSettings, config: ApiConfig, led
         started = None
     try:
         result = asyncio.run(_run_async(settings, config, ledger, plan, out_dir, log_path, interrupts, deadline,
-                                        on_start=started))
+                                        on_start=started, lease=lease))
     except CatalogRefusal as exc:  # before any request that costs
         return refused(exc.exit_code, str(exc), run_id)
     try:
         ledger.append_run(result.to_runs_row(plan, emulated=bool(settings.emulate), log_path=log_path))
     except StorageFault:
         pass  # ledger.fault says it below; the journal holds every row for the rerun
-    return run_summary(result, plan, ledger, manifest=manifest, emulated=bool(settings.emulate),
-                       deadline=deadline, ledger_path=ledger_path, out_dir=out_dir, log_path=log_path)
+    summary = run_summary(result, plan, ledger, manifest=manifest, emulated=bool(settings.emulate),
+                          deadline=deadline, ledger_path=ledger_path, out_dir=out_dir, log_path=log_path)
+    summary.shard = shard_info
+    return summary
 
 
 async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, interrupts,
-                     deadline=None, on_start: Callable[[], None] | None = None) -> RunResult:
+                     deadline=None, on_start: Callable[[], None] | None = None, lease: Lease | None = None) -> RunResult:
     # Lazy: the runner loads PyAV (the downloads' check), which `plan` and `reconcile` never need.
     from pipeline.run.runner import Runner, RunOptions
 
@@ -346,10 +387,15 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
         if interrupts is not None:  # the CLI's signal handler calls its `runner.interrupt(name)`
             interrupts.runner, interrupts.loop = control, asyncio.get_running_loop()
         timers = control.arm_deadline(deadline, lambda: not plan.to_run(longest_first=False).is_empty())
-        log_fault = None
+        log_fault, lost = None, []
+        # The run lease renewed every TTL/3 for the whole run; lost, the run stops (journal kept).
+        keeper = None if lease is None else asyncio.create_task(lease.keep(
+            lambda exc: (lost.append(exc), control.note_internal_error(None, exc, "run lease"))))
         try:
             result = await runner.run()
         finally:
+            if keeper is not None:
+                keeper.cancel()
             for timer in timers:
                 timer.cancel()
             if interrupts is not None:
@@ -359,8 +405,8 @@ async def _run_async(args, config, ledger, plan, out_dir: Path, log_path: Path, 
                 log.close()
             except OSError as exc:  # the run log shares the ledger's disk: its tail is lost, say so
                 log_fault = disk_fault(exc, log_path)
-    if log_fault is not None:
-        result.exit_code, result.stop_reason = EXIT_STOPPED, result.stop_reason or str(log_fault)
+    if log_fault is not None or lost:
+        result.exit_code, result.stop_reason = EXIT_STOPPED, result.stop_reason or str(log_fault or lost[0])
     return result
 
 
@@ -455,9 +501,15 @@ def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, s
         rows = load_manifest(manifest, refs_root=refs_root)
     except ManifestError as exc:
         return refused(EXIT_BAD_INPUT, f"the manifest has problems; nothing was compared\n{exc}")
+    run_id = f"reconcile-{new_run_id()}"
+    lease = run_lease(ledger_path, manifest, None, run_id) if adopt else None  # --adopt writes: leased as a run
     try:
-        book = Ledger.open(ledger_path, run_id=f"reconcile-{new_run_id()}", readonly=not adopt)
-    except (StorageFault, OSError) as exc:  # in use by a run (LedgerLocked), unreadable, or not writable
+        if lease is not None:
+            lease.acquire()
+        book = Ledger.open(ledger_path, run_id=run_id, readonly=not adopt)
+    except (LeaseHeld, StorageFault, OSError) as exc:  # in use by a run (its lease, LedgerLocked), unreadable, or not writable
+        if lease is not None:
+            lease.release()
         return refused(EXIT_STOPPED, f"{exc}; nothing was adopted" if adopt else str(exc))
     try:
         with reading_ledger(ledger_path), book:  # book.close() checkpoints: inside, so it is named too
@@ -470,6 +522,9 @@ def reconcile_batch(manifest: Path | str, *, ledger: Path | str | None = None, s
     except (OSError, StorageFault) as exc:  # the ledger could not be written: nothing adopted is lost
         return refused(EXIT_STOPPED, f"could not write the ledger {ledger_path}: "
                        f"{getattr(exc, 'strerror', None) or exc}; run the same command again")
+    finally:
+        if lease is not None:
+            lease.release()
     if report.error is None:
 
         report.exit_code = exit_code(report)

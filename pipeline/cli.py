@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 
@@ -117,6 +118,7 @@ def _add_plan(sub) -> None:
                       help="price the run with this cap: the rows that fit, and the rows it would leave out")
     _refs_root_argument(plan)
     plan.add_argument("--take-over", action="store_true", help=TAKE_OVER_HELP)
+    _shard_argument(plan)
 
 
 def _add_run(sub) -> None:
@@ -150,6 +152,7 @@ def _add_run(sub) -> None:
                      help="receive Apiframe's signed webhooks here (hints; polling stays on)")
     run.add_argument("--webhook-url", metavar="URL",
                      help="the public URL that reaches --webhook-listen; sent with every submit")
+    _shard_argument(run)
     _run_report_arguments(run)
     _run_test_arguments(run)
 
@@ -240,6 +243,13 @@ def _add_reconcile(sub) -> None:
                            help="API requests per minute (default 500; 0 = no limit)")
     reconcile.add_argument("--json", action="store_true", help="print JSON for scripts")
     _refs_root_argument(reconcile)  # the manifest loads as `run` loads it, or its rows could not be matched
+
+
+def _shard_argument(parser: argparse.ArgumentParser) -> None:
+    # Checked by batch (plan/shard.py), so a bad value is one line naming the flag, as other bad input.
+    parser.add_argument("--shard", metavar="I/N",
+                        help="this worker's share of the manifest: the rows whose job_key hashes to I of N "
+                             "(N workers, each with its own --shard 1/N ... N/N, split one manifest)")
 
 
 def _refs_root_argument(parser: argparse.ArgumentParser) -> None:
@@ -376,12 +386,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     summary = plan_batch(args.manifest, ledger=args.ledger, state_dir=args.state_dir, retry_failed=args.retry_failed,
                          emulate=args.emulate,
-                         refs_root=args.refs_root, take_over=args.take_over, max_credits=args.max_credits)
+                         refs_root=args.refs_root, take_over=args.take_over, max_credits=args.max_credits,
+                         shard=args.shard)
     if summary.plan is None:
         _error(summary.error)
         _next_step(next_step.after_plan(args.argv, summary.exit_code))
         return summary.exit_code
     plan = summary.plan
+    if summary.shard:  # before the table: the rows it shows are this shard's
+        print(shard_line(summary.shard))
     print(console.format_plan(plan, summary.paths["ledger"], show_all=args.all))
     if summary.error:
         _error(summary.error)
@@ -411,6 +424,7 @@ class Interrupts:
         self.count = 0
         self.runner = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.lease = None  # the run lease (store/lease.py) while batch holds it
 
     def install(self, *, after_polars: bool = True) -> None:
         # Polars, on import, hooks SIGINT below Python and then turns a Ctrl-C that lands during
@@ -429,8 +443,20 @@ class Interrupts:
         name = signal.Signals(sig).name
         if self.count > 1 or self.runner is None or self.loop is None:
             print(f"\n{name}: exiting now; run the same command again to continue", flush=True)
+            self._release_lease()
             os._exit(EXIT_STOPPED)
         self.loop.call_soon_threadsafe(self.runner.interrupt, name)
+
+
+    def _release_lease(self) -> None:
+        """Quitting at once, the run lease is released first, as the kernel drops the ledger's flock:
+        the next run need not wait for it to expire. Bounded: a store that does not answer within
+        2 s leaves the lease to expire by itself."""
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            worker = threading.Thread(target=lease.release, daemon=True)
+            worker.start()
+            worker.join(timeout=2.0)
 
 
 def cmd_run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
@@ -447,6 +473,8 @@ def cmd_run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> i
         if summary.error:
             _error(summary.error)
         else:
+            if summary.shard:
+                print(shard_line(summary.shard))
             print(_console().format_summary(summary))
         for warning in summary.warnings:
             _error(warning)
@@ -489,6 +517,13 @@ def _next_step(lines: list[str]) -> None:
 
 def _announce(run_id: str, plan, where: str) -> None:
     print(_console().format_start(run_id, plan, where), flush=True)
+
+
+def shard_line(info: dict) -> str:
+    # Lazy: plan/shard.py loads polars, which --help does without.
+    from pipeline.plan.shard import describe
+
+    return describe(info)
 
 
 def _console():

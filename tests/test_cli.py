@@ -29,14 +29,14 @@ NOWHERE = f"http://127.0.0.1:{free_port()}"  # no API: none of these commands ma
 # manifest or ledger that is not there: the command itself refuses, after the parser accepted all.
 COMMANDS = {
     "plan": ["plan", "missing.yaml", "--ledger", "l.parquet", "--state-dir", "state", "--retry-failed", "--emulate", "--all",
-             "--refs-root", ".", "--take-over", "--max-credits", "40"],
+             "--refs-root", ".", "--take-over", "--max-credits", "40", "--shard", "2/4"],
     "run": ["run", "missing.yaml", "--ledger", "l.parquet", "--state-dir", "state", "--out", "out", "--rpm", "10", "--concurrency", "2",
             "--max-credits", "5", "--retries", "1", "--retry-failed", "--take-over", "--emulate", "--timeout", "5",
             "--job-timeout", "60", "--webhook-listen", "127.0.0.1:0", "--webhook-url", "http://hooks.test/h",
             "--progress-interval", "1", "--deadline", "6h", "--summary-json", "summary.json",
             "--notify", f"{NOWHERE}/hook", "--metrics-file", "run.prom", "--refs-root", ".", "--dialect", "all",
             "--notify-retry-delay", "0", "--poll-interval", "0.1", "--rate-period", "1", "--checkpoint-every", "1",
-            "--emulator-time-scale", "0", "--emulator-credits", "5"],
+            "--emulator-time-scale", "0", "--emulator-credits", "5", "--shard", "1/2"],
     "status": ["status", "--ledger", "l.parquet", "--state-dir", "state", "--json", "--emulate"],
     "report": ["report", "--ledger", "l.parquet", "--state-dir", "state", "--html", "r.html", "--run", "all", "--manifest", "m.yaml",
                "--pages", "2", "--emulate"],

@@ -52,6 +52,7 @@ class BatchSummary:
     warnings: list[str] = field(default_factory=list)  # a notification or metrics file that failed
     plan: Any = field(default=None, repr=False, compare=False)  # the Plan, for printing; not in JSON
     budget_left: tuple[int, bool] | None = None  # RunResult.budget_left, for the next command; not in JSON
+    shard: dict[str, int] | None = None  # with --shard: {"index", "count", "rows" (this shard's), "of"}
 
     @property
     def exit_meaning(self) -> str:
@@ -88,6 +89,7 @@ class BatchSummary:
             "paths": self.paths,
             "notification": self.notification,
             "warnings": self.warnings,
+            "shard": self.shard,
         }
 
     def to_json(self) -> str:

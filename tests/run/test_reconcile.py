@@ -384,8 +384,9 @@ def test_adopt_into_a_read_only_ledger_folder_is_one_line_and_exit_3(emulator_th
     finally:
         subprocess.run(["umount", str(disk)], check=True)
     assert done.returncode == 3 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    lease = disk / "ledger.parquet" / "_videobatch" / "leases" / "m.json"  # --adopt's first write: the run lease
     assert done.stderr.strip().splitlines() == [
-        f"videobatch: cannot open {disk / 'ledger.lock'}: not writable (Read-only file system); everything durable "
+        f"videobatch: cannot write {lease}: not writable (Read-only file system); everything durable "
         "is kept: make the folder writable and run the same command again; nothing was adopted"]
     assert audited.returncode == 0, audited.stdout + audited.stderr  # an audit writes nothing
     assert emu.stats()["requests"][GENERATE] == 2

@@ -91,8 +91,9 @@ def test_a_read_only_ledger_folder_is_one_line_and_exit_3(emulator_thread, tmp_p
         done = run_cli(*run_on(disk, manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
         no_traceback(done)
         assert done.returncode == 3
+        lease = disk.path / "ledger.parquet" / "_videobatch" / "leases" / "m.json"  # the run's first write
         assert done.stderr.strip().splitlines() == [
-            f"videobatch: cannot open {disk.path / 'ledger.lock'}: not writable (Read-only file system); "
+            f"videobatch: cannot write {lease}: not writable (Read-only file system); "
             "everything durable is kept: make the folder writable and run the same command again"]
         assert len(emu.stats()["jobs"]) == 3  # refused before anything was sent
         status = run_cli("status", "--ledger", str(disk.path / "ledger.parquet"), env=cli_env(emu.base_url),
@@ -214,7 +215,8 @@ def test_a_full_disk_when_the_owner_file_is_written_stops_before_spending(emulat
     manifest = write_manifest(tmp_path / "m.yaml", prompts(2, "owner"))
     with SmallDisk(tmp_path / "disk", "256k") as disk:
         disk.fill()
-        os.truncate(disk.filler, max(0, disk.filler.stat().st_size - 2 * 4096))  # two pages: lock, high-water
+        # Three pages: the run lease's file (tmpfs folders take none), the lock, the high-water file.
+        os.truncate(disk.filler, max(0, disk.filler.stat().st_size - 3 * 4096))
         done = run_cli(*run_on(disk, manifest, tmp_path), env=cli_env(emu.base_url), cwd=tmp_path)
         no_traceback(done)
         assert done.returncode == 3, done.stdout + done.stderr
