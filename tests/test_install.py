@@ -5,6 +5,7 @@ ledger `make status` / `make report` read after `make demo`."""
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -74,3 +75,23 @@ def test_make_status_and_report_read_the_demo_ledger_until_a_real_one_exists(tmp
     assert "videobatch status --ledger outputs/ledger.parquet" in none
     asked = _make_reads(tmp_path / "asked", "report", ledgers=[], extra=["EMULATE=1"])
     assert "videobatch report --emulate" in asked and "reading the demo's" not in asked
+
+
+def test_a_batch_runs_and_is_read_without_pyarrow(tmp_path):
+    """pyarrow is a test extra (the demo's venv has none): the ledger's writes and reads go to
+    delta-rs through the Arrow C stream interface. Here importing pyarrow fails, as it would there."""
+    import subprocess  # only these tests start the CLI
+    import sys
+
+    blocker = tmp_path / "no-pyarrow" / "pyarrow"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('pyarrow is not installed (a test extra)')\n")
+    manifest = ROOT / "manifests" / "example.yaml"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APIFRAME_")},
+           "PYTHONPATH": f"{blocker.parent}{os.pathsep}{ROOT}"}
+    for args in (["run", str(manifest), "--emulate", "--emulator-time-scale", "0", "--poll-interval", "0.05"],
+                 ["status", "--emulate"], ["report", "--emulate"], ["plan", str(manifest), "--emulate"]):
+        done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
+    assert "to submit: 0 new" in done.stdout

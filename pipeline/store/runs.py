@@ -64,7 +64,7 @@ def append_run(ledger_path: str | Path, run: dict[str, Any]) -> None:
     remote = _remote_runs(ledger_path)
     if remote is not None:
         try:
-            write_deltalake(remote, row.to_arrow(), mode="append")
+            write_deltalake(remote, row, mode="append")  # the Arrow C stream: no pyarrow at runtime
         except (DeltaError, OSError) as exc:
             raise table_fault(exc, remote) from None
         return

@@ -10,6 +10,9 @@ read it in one call. The layout, and why:
   on the new version: every row we merge holds absolute values, so a retry is the same change.
 - history is kept 30 days (time travel is the audit), compacted and vacuumed by `maintain()`.
 
+Frames go to delta-rs through the Arrow C stream interface (polars and delta-rs both speak it;
+arro3 for a schema), never through pyarrow: pyarrow is a test extra, not a runtime dependency.
+
 Durability: delta-rs writes a local table's files without fsync, so after a commit the new log
 entry and every data file it adds are fsynced here before the journal may be trimmed. An object
 store acknowledges a PUT only once it is durable.
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from arro3.core import Table
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
@@ -157,7 +161,7 @@ class LedgerTable:
 
     def create(self) -> None:
         """The empty table, with its partitions and history settings; another writer's is as good."""
-        schema = pl.DataFrame(schema=TABLE_SCHEMA).to_arrow().schema
+        schema = Table.from_arrow(pl.DataFrame(schema=TABLE_SCHEMA)).schema
         try:
             DeltaTable.create(self.uri, schema, mode="error", partition_by=list(PARTITIONS),
                               configuration=CONFIGURATION, name="videobatch ledger")
@@ -174,7 +178,7 @@ class LedgerTable:
             self.load()
         nights = frame["night"].unique().to_list()
         batches = frame["batch"].unique().to_list()
-        source = frame.select([*TABLE_SCHEMA, REMOVED]).cast({**TABLE_SCHEMA, REMOVED: pl.Boolean}).to_arrow()
+        source = frame.select([*TABLE_SCHEMA, REMOVED]).cast({**TABLE_SCHEMA, REMOVED: pl.Boolean})
         columns = {c: f"s.{c}" for c in TABLE_SCHEMA}
         predicate = (f"t.job_key = s.job_key AND t.night IN ({_quote(nights)}) "
                      f"AND t.batch IN ({_quote(batches)})")
@@ -255,7 +259,7 @@ class LedgerTable:
 def write_new(where: Location, frame: pl.DataFrame, metadata: dict[str, str]) -> int:
     """A new table holding `frame` (TABLE_SCHEMA) in its first commit: a migration's one atomic step."""
     table = LedgerTable(where)
-    data = frame.select(list(TABLE_SCHEMA)).cast(TABLE_SCHEMA).to_arrow()
+    data = frame.select(list(TABLE_SCHEMA)).cast(TABLE_SCHEMA)
     write_deltalake(table.uri, data, mode="error", partition_by=list(PARTITIONS), configuration=CONFIGURATION,
                     name="videobatch ledger",
                     commit_properties=CommitProperties(custom_metadata={"videobatch": json.dumps(metadata)}))
