@@ -170,6 +170,10 @@ class Journal:
         while self.durable_seq < target:
             if self._flush_task is None:
                 self._flush_task = asyncio.ensure_future(self._flush())
+                # Every waiter may be cancelled (the run stopping) while the flush fails (a full
+                # disk): its exception is then read here, never logged by asyncio as a traceback.
+                # The waiters that remain get it through the shield; `failed` keeps it for the rest.
+                self._flush_task.add_done_callback(lambda task: task.cancelled() or task.exception())
             await asyncio.shield(self._flush_task)
 
     async def _flush(self) -> None:
