@@ -193,6 +193,7 @@ class LedgerTable:
                  .when_matched_update(columns, predicate=f"NOT s.{REMOVED}")
                  .when_not_matched_insert(columns, predicate=f"NOT s.{REMOVED}")
                  .execute())
+                ours = dt.version()  # the writer's snapshot is now at its own commit
                 break
             except CommitFailedError:
                 self.stats["conflicts"] += 1
@@ -201,15 +202,15 @@ class LedgerTable:
                 time.sleep(min(2.0, 0.05 * 2 ** min(attempt, 6)) * (0.5 + (os.getpid() % 10) / 10))
         self.stats["commits"] += 1
         self.load()
-        self._fsync_commit()
-        return self.version
+        self._fsync_commit(ours)  # ours, even if another writer has committed after it
+        return ours
 
-    def _fsync_commit(self) -> None:
-        """A local table: the log entry of the loaded version and the data files it adds, fsynced."""
+    def _fsync_commit(self, version: int) -> None:
+        """A local table: the log entry of `version` and the data files it adds, fsynced."""
         if self.where.path is None:
             return
         root = Path(self.uri)
-        entry = root / "_delta_log" / f"{self.version:020d}.json"
+        entry = root / "_delta_log" / f"{version:020d}.json"
         try:
             lines = entry.read_text().splitlines()
         except FileNotFoundError:
@@ -264,5 +265,5 @@ def write_new(where: Location, frame: pl.DataFrame, metadata: dict[str, str]) ->
                     name="videobatch ledger",
                     commit_properties=CommitProperties(custom_metadata={"videobatch": json.dumps(metadata)}))
     table.load()
-    table._fsync_commit()
+    table._fsync_commit(table.version)
     return table.version
