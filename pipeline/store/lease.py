@@ -2,7 +2,7 @@
 running a manifest (or one shard of it), so a second run of it, on any machine, is refused.
 
     <ledger>/_videobatch/leases/<batch>[.shard-I-of-N].json
-    {"host", "pid", "run_id", "started_at", "expires_at", "ttl_s"}
+    {"host", "pid", "run_id", "started_at", "expires_at", "ttl_s", "machine", "renewed_at"}
 
 - `acquire()` puts the object create-only. If it exists and is unexpired: LeaseHeld, naming the
   host and pid. If it has expired (its holder died without releasing it): taken over by a
@@ -211,7 +211,10 @@ class Lease:
         now = datetime.now(timezone.utc)
         return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "run_id": self.run_id,
                            "started_at": _iso(self.started_at), "expires_at": _iso(now + timedelta(seconds=self.ttl)),
-                           "ttl_s": self.ttl, "machine": _machine()}).encode()
+                           "ttl_s": self.ttl, "machine": _machine(),
+                           # to the microsecond: each renewal's bytes (so its e_tag, an MD5 on S3) are new,
+                           # even two within one second, whose expires_at reads the same
+                           "renewed_at": now.isoformat()}).encode()
 
     def _swap(self, etag: str) -> str:
         """Overwrite the lease only if its e_tag is still `etag`: the new e_tag, or PreconditionError."""
