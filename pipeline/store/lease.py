@@ -44,11 +44,11 @@ from typing import Callable
 
 import obstore
 from obstore.exceptions import AlreadyExistsError, NotFoundError, PreconditionError
-from obstore.store import LocalStore, from_url
 
 from pipeline.redact import redact
 from pipeline.store.faults import StorageFault, disk_fault
 from pipeline.store.location import Location, parse
+from pipeline.store.objects import open_store
 
 LEASE_DIR = "_videobatch/leases"
 DEFAULT_TTL_S = 600.0
@@ -109,8 +109,7 @@ class Lease:
     @property
     def _store(self):
         if self._opened is None:  # on first use, so a folder we cannot make is acquire()'s one-line fault
-            path = self.folder.path
-            self._opened = LocalStore(str(path), mkdir=True) if path is not None else from_url(self.folder.url)
+            self._opened = open_store(self.folder)
         return self._opened
 
     def __str__(self) -> str:
